@@ -1,0 +1,1 @@
+"""Faust agents: thin adapters that feed dossier events to the domain core."""

@@ -1,0 +1,55 @@
+"""Rebalances: drop the sums of lost partitions, rebuild them from the table when recovered."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from service.app import app, calendar, dossiers, ledger, settings
+from service.domain import Dossier, fold
+from service.records import decode
+
+log = logging.getLogger(__name__)
+
+
+def assigned_partitions() -> set[int]:
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic}
+
+
+@app.on_partitions_revoked.connect
+async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    ledger.ready = False
+
+
+@app.on_partitions_assigned.connect
+async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    ledger.ready = False
+
+
+@dossiers.on_recover
+async def on_recovered() -> None:
+    started = time.monotonic()
+    partitions = assigned_partitions()
+    ledger.rebuild(_stored_dossiers(), partitions, datetime.now(UTC))
+    ledger.ready = True
+    log.info(
+        "sums rebuilt for partitions %s in %.2fs (%d running dossiers)",
+        sorted(partitions),
+        time.monotonic() - started,
+        ledger.running_count(),
+    )
+
+
+def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int]]:
+    for key, raw in dossiers.items():
+        dossier_id = key.decode()
+        record = decode(dossier_id, raw)
+        yield (
+            fold(dossier_id, record.events, calendar),
+            [e.type.value for e in record.events],
+            record.duplicates,
+            record.partition,
+        )

@@ -1,0 +1,39 @@
+"""The event contract center systems publish against (version 1).
+
+`dossier-event.v1.schema.json` is the published JSON Schema for producers; `events.py`
+holds the record types and the validation the service applies. A test keeps them in
+agreement.
+"""
+
+from pathlib import Path
+
+from schemas.events import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    TYPE_ORDER,
+    Channel,
+    DossierEvent,
+    EventType,
+    InvalidEvent,
+    Reason,
+    event_from_dict,
+    parse_event,
+    parse_timestamp,
+)
+
+SCHEMA_PATH = Path(__file__).with_name("dossier-event.v1.schema.json")
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "SCHEMA_PATH",
+    "SCHEMA_VERSION",
+    "TYPE_ORDER",
+    "Channel",
+    "DossierEvent",
+    "EventType",
+    "InvalidEvent",
+    "Reason",
+    "event_from_dict",
+    "parse_event",
+    "parse_timestamp",
+]

@@ -1,0 +1,95 @@
+"""The Faust app: settings, topics, the dossier table and the live ledger.
+
+At-least-once processing with agent concurrency 1: faust's exactly_once and concurrency > 1
+have open data-loss bugs (#517, #606). Exactness comes from the state instead: the table
+keeps each dossier's events, and counters are sums of per-dossier contributions.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from service.domain import DEFAULT_CALENDAR, WorkingCalendar
+from service.ledger import Ledger
+from service.settings import Settings
+
+settings = Settings.from_env()
+calendar: WorkingCalendar = (
+    WorkingCalendar.from_file(settings.calendar_file)
+    if settings.calendar_file
+    else DEFAULT_CALENDAR
+)
+
+
+def _credentials(s: Settings) -> Any:
+    sec = s.security
+    if sec.protocol in (None, "", "PLAINTEXT"):
+        return None
+    context = ssl.create_default_context(cafile=sec.ssl_cafile)
+    if sec.ssl_certfile:
+        context.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile)
+    if sec.protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=sec.sasl_username,
+        password=sec.sasl_password,
+        ssl_context=context if sec.protocol == "SASL_SSL" else None,
+        mechanism=sec.sasl_mechanism or "PLAIN",
+    )
+
+
+app = faust.App(
+    "motcua",
+    broker=settings.broker,
+    broker_credentials=_credentials(settings),
+    store="rocksdb://",
+    datadir=str(settings.data_dir / "worker"),
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    processing_guarantee="at_least_once",
+    topic_partitions=settings.partitions,
+    table_standby_replicas=settings.standby_replicas,
+    key_serializer="raw",
+    value_serializer="raw",
+    # Deliver quickly: status changes and the DLQ should not wait for a batch to fill.
+    producer_linger_ms=5,
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    web_in_thread=False,
+    logging_config=None,
+)
+
+events_topic = app.topic(
+    settings.topic,
+    partitions=settings.partitions,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+dead_letter_topic = app.topic(
+    settings.dlq_topic,
+    partitions=1,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+status_topic = app.topic(
+    settings.status_topic,
+    partitions=settings.partitions,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+# dossier_id -> encoded DossierRecord (service/records.py), co-partitioned with the input.
+dossiers = app.Table(
+    "dossiers",
+    partitions=settings.partitions,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+ledger = Ledger(calendar)
+registry = CollectorRegistry(auto_describe=True)

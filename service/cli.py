@@ -1,0 +1,264 @@
+"""The motcua command. User mistakes get one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import NoReturn
+
+from schemas import InvalidEvent, parse_timestamp
+
+
+class UsageError(Exception):
+    """Bad input on the command line: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _local_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date like 2026-11-01: {text!r}") from None
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_due(args: argparse.Namespace) -> int:
+    from service.domain.calendar import LOCAL_TZ
+    from service.domain.clock import computed_due
+
+    try:
+        received = parse_timestamp(args.received, "--received")
+    except InvalidEvent as exc:
+        raise UsageError(f"motcua due: {exc.detail}") from None
+    if args.days > 365:
+        raise UsageError("motcua due: --days must be 1–365 working days")
+    due = computed_due(received, args.days, _calendar(args))
+    print(due.astimezone(LOCAL_TZ).isoformat())
+    return 0
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    if not 1995 <= args.year <= 2100:
+        raise UsageError("motcua calendar: --year must be between 1995 and 2100")
+    cal = _calendar(args)
+    print(f"# {args.year}: weekdays that are not working days")
+    for day in cal.days_off_on_weekdays(args.year):
+        name = cal.holiday_name(day) or "day off (calendar file)"
+        print(f"{day.isoformat()} {day:%a}  off      {name}")
+    print(f"# {args.year}: make-up working days (weekend days that are worked)")
+    for day in cal.makeup_working_days(args.year):
+        print(f"{day.isoformat()} {day:%a}  working  make-up working day")
+    return 0
+
+
+def _calendar(args: argparse.Namespace):  # -> WorkingCalendar
+    from service.domain.calendar import DEFAULT_CALENDAR, CalendarError, WorkingCalendar
+
+    if getattr(args, "calendar_file", None) is None:
+        return DEFAULT_CALENDAR
+    try:
+        return WorkingCalendar.from_file(args.calendar_file)
+    except CalendarError as exc:
+        raise UsageError(f"motcua: {exc}") from None
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from service import broker
+
+    try:
+        if args.action == "start":
+            print(broker.cli_start(args.port, args.data))
+            return 0
+        if args.action == "stop":
+            print(broker.cli_stop(args.data))
+            return 0
+        running, message = broker.cli_status(args.data)
+        print(message)
+        return 0 if running else 3
+    except broker.BrokerError as exc:
+        print(f"motcua broker: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from service.settings import SettingsError
+
+    try:
+        from service.worker import run
+    except SettingsError as exc:
+        raise UsageError(f"motcua worker: {exc}") from None
+    sys.argv = [sys.argv[0], "worker"]
+    run(loglevel=args.loglevel)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from service.publisher import run_publish
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    code, message = run_publish(
+        args.file, args.broker or settings.bootstrap, args.topic or settings.topic
+    )
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from service.settings import Settings
+    from service.simulate import SimulationError, run_simulation
+
+    settings = Settings.from_env()
+    broker = None if args.out else (args.broker or settings.bootstrap)
+    try:
+        summary = run_simulation(
+            dossiers=args.dossiers,
+            rate=args.rate,
+            overdue_ratio=args.overdue_ratio,
+            seed=args.seed,
+            out=args.out,
+            broker=broker,
+            topic=args.topic or settings.topic,
+        )
+    except SimulationError as exc:
+        raise UsageError(f"motcua simulate: {exc}") from None
+    print(summary, file=sys.stderr if args.out == Path("-") else sys.stdout)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(dossiers=args.dossiers, rate=args.rate, port=args.port)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from service.report import run_report_cli
+
+    if args.to < args.from_:
+        raise UsageError("motcua report: --to is before --from")
+    return run_report_cli(args.from_, args.to, args.agency, args.format, args.url)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from service.bench import run_bench
+
+    return run_bench(quick=args.quick, markdown=args.markdown)
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="motcua", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> _Parser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("due", cmd_due, "print the computed due (rule R1) of a receipt")
+    p.add_argument("--received", required=True, help="RFC 3339 with offset")
+    p.add_argument("--days", required=True, type=_positive, help="working days (1–365)")
+    p.add_argument("--calendar-file", type=Path, help="TOML file of extra days off/working days")
+
+    p = add("calendar", cmd_calendar, "list a year's non-working weekdays and make-up days")
+    p.add_argument("--year", required=True, type=_positive)
+    p.add_argument("--calendar-file", type=Path, help="TOML file of extra days off/working days")
+
+    p = add("broker", cmd_broker, "a local Apache Kafka broker (KRaft) for demo and tests")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=_port, default=9092)
+    p.add_argument("--data", type=Path, help="data directory (default $MOTCUA_DATA_DIR or ./var)")
+
+    p = add("worker", cmd_worker, "run a stream-processing worker (settings from MOTCUA_* env)")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+
+    p = add("publish", cmd_publish, "validate and send JSON Lines of dossier events")
+    p.add_argument("file", nargs="?", default="-", help="a .jsonl file, or - for stdin")
+    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--topic", help="default from MOTCUA_TOPIC")
+
+    p = add("simulate", cmd_simulate, "simulated center traffic, to Kafka or JSON Lines")
+    p.add_argument("--dossiers", type=_positive, default=1000)
+    p.add_argument("--rate", type=_non_negative_float, default=100.0, help="events/s, 0 = max")
+    p.add_argument("--overdue-ratio", type=_ratio, default=0.03)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, help="write JSON Lines here (- for stdout) instead")
+    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--topic", help="default from MOTCUA_TOPIC")
+
+    p = add("demo", cmd_demo, "local broker + worker + simulated traffic; Ctrl-C stops all")
+    p.add_argument("--dossiers", type=_positive, default=3000)
+    p.add_argument("--rate", type=_non_negative_float, default=200.0)
+    p.add_argument("--port", type=_port, default=6066, help="web port of the worker")
+
+    p = add("report", cmd_report, "period report (received, resolved, in progress, QĐ 766 score)")
+    p.add_argument("--from", dest="from_", required=True, type=_local_date)
+    p.add_argument("--to", required=True, type=_local_date)
+    p.add_argument("--agency")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--url", default="http://127.0.0.1:6066", help="a worker's web address")
+
+    p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")
+    p.add_argument("--quick", action="store_true", help="a run of under 2 minutes")
+    p.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,214 @@
+"""A dossier's state as a pure function of its set of events (rules R2–R9).
+
+`fold` replays the events in `occurred_at` order, whatever order they arrived in, so a
+late-arriving earlier event gives the same state as if it had arrived in order, and a
+replay or a duplicate changes nothing. `contribution` says what the dossier adds to each
+live counter at a moment `now`; the service sums contributions, never increments blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas import Channel, DossierEvent, EventType
+from service.domain.calendar import WorkingCalendar
+from service.domain.clock import (
+    OpenState,
+    Outcome,
+    computed_due,
+    judge,
+    next_change,
+    running_state,
+    shift_due,
+)
+
+CLOCK_ENDING = frozenset({EventType.APPROVED, EventType.REJECTED, EventType.RETURNED})
+CLOSING = frozenset({EventType.REJECTED, EventType.RETURNED, EventType.WITHDRAWN})
+
+# A counter key: the metric family, then its label values (agency first).
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dossier:
+    """What the events say about one dossier. `received_at is None` means an orphan (R8)."""
+
+    dossier_id: str
+    agency: str | None = None
+    procedure: str | None = None
+    channel: Channel | None = None
+    received_at: datetime | None = None
+    due: datetime | None = None  # in force now: after supplement shifts, before any apology
+    paused_at: datetime | None = None  # waiting for the citizen's supplement since
+    clock_end: datetime | None = None  # first approved / rejected / returned
+    outcome: Outcome | None = None
+    closed_by: EventType | None = None
+    closed_at: datetime | None = None
+    apology_at: datetime | None = None  # first apology letter (văn bản xin lỗi)
+    new_due_at: datetime | None = None  # the appointment it promised
+    passed_due: bool = False  # the running clock went past its due before now's segment
+
+    @property
+    def is_received(self) -> bool:
+        return self.received_at is not None
+
+    @property
+    def is_open(self) -> bool:
+        return self.received_at is not None and self.closed_by is None
+
+    @property
+    def is_running(self) -> bool:
+        """The clock is ticking: open, not ended, not paused for a supplement."""
+        return self.is_open and self.clock_end is None and self.paused_at is None
+
+    @property
+    def withdrawn(self) -> bool:
+        """R4: withdrawn before the clock ended, so never judged."""
+        return self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+
+
+def ordered_unique(events: Iterable[DossierEvent]) -> list[DossierEvent]:
+    """R6 and R7: one event per event_id (the first seen wins), in occurred_at order."""
+    seen: dict[str, DossierEvent] = {}
+    for event in events:
+        seen.setdefault(event.event_id, event)
+    return sorted(seen.values(), key=lambda e: e.sort_key)
+
+
+def fold(dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar) -> Dossier:
+    """Replay a dossier's events into its state."""
+    ordered = ordered_unique(events)
+    receipt = next((e for e in ordered if e.type is EventType.RECEIVED), None)
+    if receipt is None:
+        return Dossier(dossier_id)  # R8: kept, counted nowhere until received arrives
+
+    assert receipt.channel is not None
+    if receipt.due_at is not None:  # R1: the appointment on the receipt wins
+        due = receipt.due_at
+    else:
+        assert receipt.processing_days is not None
+        due = computed_due(receipt.occurred_at, receipt.processing_days, calendar)
+    paused_at: datetime | None = None
+    clock_end: datetime | None = None
+    outcome: Outcome | None = None
+    apology_at: datetime | None = None
+    new_due_at: datetime | None = None
+    passed_due = False
+
+    for event in ordered:
+        # R6: events dated before the receipt and any second receipt are ignored.
+        if event.sort_key <= receipt.sort_key:
+            continue
+        at = event.occurred_at
+        kind = event.type
+        running = clock_end is None and paused_at is None
+
+        if kind is EventType.SUPPLEMENT_REQUESTED:
+            if running:  # R2: a second request while paused changes nothing
+                passed_due = passed_due or at > due
+                paused_at = at
+        elif kind is EventType.SUPPLEMENT_RECEIVED:
+            if paused_at is not None and clock_end is None:
+                due = event.due_at or shift_due(due, paused_at, at, calendar)
+                paused_at = None
+        elif kind is EventType.EXTENDED:
+            # R5: the apology is recorded; the judgement still uses the due.
+            if clock_end is None:
+                apology_at = apology_at or at
+                new_due_at = event.new_due_at
+        elif kind in CLOCK_ENDING and clock_end is None:
+            if paused_at is not None:  # R2: the clock ended while paused
+                due = shift_due(due, paused_at, at, calendar)
+                paused_at = None
+            else:
+                passed_due = passed_due or at > due
+            clock_end, outcome = at, judge(at, due)  # R3
+
+        if kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
+            passed_due = passed_due or at > due
+        if kind in CLOSING:  # R4: the dossier is closed; later events are ignored
+            return Dossier(
+                dossier_id,
+                receipt.agency,
+                receipt.procedure,
+                receipt.channel,
+                receipt.occurred_at,
+                due,
+                None,
+                clock_end,
+                outcome,
+                kind,
+                at,
+                apology_at,
+                new_due_at,
+                passed_due,
+            )
+
+    return Dossier(
+        dossier_id,
+        receipt.agency,
+        receipt.procedure,
+        receipt.channel,
+        receipt.occurred_at,
+        due,
+        paused_at,
+        clock_end,
+        outcome,
+        None,
+        None,
+        apology_at,
+        new_due_at,
+        passed_due,
+    )
+
+
+def open_state(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> OpenState | None:
+    """R9: the state of an open dossier at `now`; None if not open."""
+    if not dossier.is_open:
+        return None
+    if dossier.clock_end is not None:
+        return OpenState.READY
+    if dossier.paused_at is not None:
+        return OpenState.PAUSED
+    assert dossier.due is not None
+    return running_state(dossier.due, now, calendar)
+
+
+def became_overdue(dossier: Dossier, now: datetime) -> bool:
+    """The running clock has gone past its due at some moment up to `now`."""
+    if dossier.passed_due:
+        return True
+    return dossier.is_running and dossier.due is not None and now > dossier.due
+
+
+def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> tuple[Key, ...]:
+    """The counter keys this dossier adds 1 to at `now` (the sum over dossiers is the truth)."""
+    if dossier.received_at is None:
+        return ()
+    agency = dossier.agency or ""
+    assert dossier.channel is not None
+    keys: list[Key] = [("received", agency, dossier.channel.value)]
+    if dossier.outcome is not None:
+        keys.append(("completed", agency, dossier.outcome.value))
+    if dossier.withdrawn:
+        keys.append(("withdrawn", agency))
+    if became_overdue(dossier, now):
+        keys.append(("became_overdue", agency))
+    state = open_state(dossier, now, calendar)
+    if state is not None:
+        keys.append(("open", agency, state.value))
+        # Per-procedure detail for the JSON drill-down; never exported as metric labels.
+        keys.append(("open_procedure", agency, dossier.procedure or "", state.value))
+        if state is OpenState.OVERDUE and dossier.apology_at is None:
+            keys.append(("overdue_without_apology", agency))
+    return tuple(keys)
+
+
+def next_change_at(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> datetime | None:
+    """When this dossier's contribution will change with no new event (None: never)."""
+    if not dossier.is_running:
+        return None
+    assert dossier.due is not None
+    return next_change(dossier.due, now, calendar)

@@ -1,0 +1,48 @@
+"""What happens to one incoming message, as plain functions the agent calls.
+
+`parse` validates (or says why not, for the dead-letter topic); `merge` adds a valid event
+to the dossier's stored record and replays it with the domain core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas import DossierEvent, InvalidEvent, Reason, parse_event
+from service.domain import Dossier, WorkingCalendar, fold
+from service.records import MAX_EVENTS_PER_DOSSIER, DossierRecord, decode
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """The outcome of adding one valid event to its dossier."""
+
+    record: DossierRecord
+    dossier: Dossier
+    duplicate: bool
+
+
+def parse(value: bytes | None, key: bytes | None, now: datetime) -> DossierEvent:
+    """Validate a message; the key must be the dossier_id so a dossier stays in one partition."""
+    return parse_event(value or b"", now=now, key=key or b"")
+
+
+def merge(
+    event: DossierEvent,
+    stored: bytes | None,
+    partition: int,
+    calendar: WorkingCalendar,
+) -> Merged:
+    """R7: a seen event_id is a duplicate; otherwise the event joins the dossier's set."""
+    record = decode(event.dossier_id, stored) if stored else DossierRecord(partition)
+    if record.has(event.event_id):
+        record = record.with_duplicate()
+        return Merged(record, fold(event.dossier_id, record.events, calendar), duplicate=True)
+    if len(record.events) >= MAX_EVENTS_PER_DOSSIER:
+        raise InvalidEvent(
+            Reason.TOO_MANY_EVENTS,
+            f"dossier already has {MAX_EVENTS_PER_DOSSIER} events; no more are accepted",
+        )
+    record = record.with_event(event)
+    return Merged(record, fold(event.dossier_id, record.events, calendar), duplicate=False)

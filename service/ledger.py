@@ -1,0 +1,204 @@
+"""Live counters per partition, kept as the sum of each dossier's contribution.
+
+The dossier table is the truth; this ledger is a cache of sums over it that a worker can
+rebuild for any partition it is assigned. Applying a dossier replaces its old contribution
+with the new one, so redelivered and duplicate events never double count. A due-time heap
+re-evaluates running dossiers exactly when their state can change with no event (due soon,
+overdue), so the timer never scans all dossiers. No Faust or Kafka here.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from service.domain import Dossier, Key, WorkingCalendar, contribution, next_change_at
+from service.domain.clock import OpenState
+from service.domain.dossier import open_state
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A change a notification system cares about (topic dossier-status)."""
+
+    dossier_id: str
+    agency: str
+    status: str  # in_time | due_soon | overdue | paused | ready | closed | withdrawn
+    at: datetime
+    due: datetime | None
+
+
+@dataclass
+class PartitionLedger:
+    """Sums for one input partition."""
+
+    calendar: WorkingCalendar
+    contributions: dict[str, tuple[Key, ...]] = field(default_factory=dict)
+    totals: Counter[Key] = field(default_factory=Counter)
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    # Running dossiers (clock ticking) and when each can next change state by itself.
+    running: dict[str, Dossier] = field(default_factory=dict)
+    due_heap: list[tuple[float, str]] = field(default_factory=list)
+
+    def apply(self, dossier: Dossier, now: datetime) -> StatusChange | None:
+        """Replace the dossier's contribution with the one its state gives at `now`."""
+        dossier_id = dossier.dossier_id
+        new = contribution(dossier, now, self.calendar)
+        old = self.contributions.get(dossier_id, ())
+        if new != old:
+            self.totals.subtract(old)
+            self.totals.update(new)
+            if new:
+                self.contributions[dossier_id] = new
+            else:
+                self.contributions.pop(dossier_id, None)
+        if dossier.is_running:
+            self.running[dossier_id] = dossier
+            when = next_change_at(dossier, now, self.calendar)
+            if when is not None:
+                heapq.heappush(self.due_heap, (when.timestamp(), dossier_id))
+        else:
+            self.running.pop(dossier_id, None)
+        return _status_change(dossier, old, new, now, self.calendar)
+
+    def tick(self, now: datetime) -> list[StatusChange]:
+        """Re-evaluate the running dossiers whose state may have changed by `now`."""
+        changes: list[StatusChange] = []
+        limit = now.timestamp()
+        while self.due_heap and self.due_heap[0][0] <= limit:
+            _, dossier_id = heapq.heappop(self.due_heap)
+            dossier = self.running.get(dossier_id)
+            if dossier is None:
+                continue  # closed, paused or ended since it was scheduled
+            change = self.apply(dossier, now)
+            if change is not None:
+                changes.append(change)
+        if len(self.due_heap) > 2 * len(self.running) + 1024:
+            self._compact(now)
+        return changes
+
+    def _compact(self, now: datetime) -> None:
+        # Superseded entries pile up as dossiers change; rebuild from the running set.
+        heap = []
+        for dossier_id, dossier in self.running.items():
+            when = next_change_at(dossier, now, self.calendar)
+            if when is not None:
+                heap.append((when.timestamp(), dossier_id))
+        heapq.heapify(heap)
+        self.due_heap = heap
+
+
+def _status_change(
+    dossier: Dossier,
+    old: tuple[Key, ...],
+    new: tuple[Key, ...],
+    now: datetime,
+    calendar: WorkingCalendar,
+) -> StatusChange | None:
+    if not new:
+        return None
+    old_state = next((k[2] for k in old if k[0] == "open"), None)
+    new_state = next((k[2] for k in new if k[0] == "open"), None)
+    if old_state == new_state:
+        return None
+    if new_state is None:
+        status = "withdrawn" if dossier.withdrawn else "closed"
+        at = dossier.closed_at or now
+    else:
+        status = new_state
+        at = now
+        state = open_state(dossier, now, calendar)
+        if state is OpenState.OVERDUE and dossier.due is not None:
+            at = dossier.due
+    return StatusChange(dossier.dossier_id, dossier.agency or "", status, at, dossier.due)
+
+
+@dataclass
+class Ledger:
+    """All partitions this worker holds. Partitions come and go with rebalances."""
+
+    calendar: WorkingCalendar
+    partitions: dict[int, PartitionLedger] = field(default_factory=dict)
+    rejected: Counter[str] = field(default_factory=Counter)
+    last_event_timestamp: float | None = None
+    # False from a rebalance until the table is recovered and the sums rebuilt.
+    ready: bool = False
+
+    def partition(self, partition: int) -> PartitionLedger:
+        ledger = self.partitions.get(partition)
+        if ledger is None:
+            ledger = self.partitions[partition] = PartitionLedger(self.calendar)
+        return ledger
+
+    def accept(
+        self, partition: int, dossier: Dossier, event_type: str, now: datetime
+    ) -> StatusChange | None:
+        """A new valid event was stored for `dossier`."""
+        ledger = self.partition(partition)
+        ledger.events_by_type[event_type] += 1
+        return ledger.apply(dossier, now)
+
+    def duplicate(self, partition: int) -> None:
+        self.partition(partition).duplicates += 1
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+    def rebuild(
+        self,
+        records: Iterable[tuple[Dossier, Iterable[str], int, int]],
+        partitions: Iterable[int],
+        now: datetime,
+    ) -> None:
+        """Recompute the sums of `partitions` from the table: (dossier, event types,
+        duplicates, partition) for each stored dossier."""
+        wanted = set(partitions)
+        fresh = {p: PartitionLedger(self.calendar) for p in wanted}
+        for dossier, event_types, duplicates, partition in records:
+            ledger = fresh.get(partition)
+            if ledger is None:
+                continue  # a standby copy, or a partition this worker no longer holds
+            ledger.events_by_type.update(event_types)
+            ledger.duplicates += duplicates
+            ledger.apply(dossier, now)
+        self.partitions = fresh
+
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        """Drop the sums of partitions this worker no longer holds (no stale series)."""
+        keep = set(partitions)
+        for partition in list(self.partitions):
+            if partition not in keep:
+                del self.partitions[partition]
+
+    def tick(self, now: datetime | None = None) -> list[StatusChange]:
+        now = now or datetime.now(UTC)
+        changes: list[StatusChange] = []
+        for ledger in self.partitions.values():
+            changes.extend(ledger.tick(now))
+        return changes
+
+    def totals(self) -> Counter[Key]:
+        out: Counter[Key] = Counter()
+        for ledger in self.partitions.values():
+            out.update(ledger.totals)
+        return +out  # drop zeros and (never expected) negatives
+
+    def events_by_type(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for ledger in self.partitions.values():
+            out.update(ledger.events_by_type)
+        return out
+
+    def duplicates(self) -> int:
+        return sum(ledger.duplicates for ledger in self.partitions.values())
+
+    def running_count(self) -> int:
+        return sum(len(ledger.running) for ledger in self.partitions.values())
+
+    def iter_contributions(self) -> Iterator[tuple[Key, ...]]:
+        for ledger in self.partitions.values():
+            yield from ledger.contributions.values()

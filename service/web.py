@@ -1,0 +1,82 @@
+"""HTTP endpoints beside /metrics: health, readiness and per-procedure drill-down (JSON)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from service.app import app, ledger
+from service.domain import OpenState
+
+MAX_PARAM = 64
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 500
+
+
+class BadQuery(ValueError):
+    """A query parameter the endpoint cannot use (answered with 400)."""
+
+
+def _param(request: Request, name: str, required: bool = False) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadQuery(f"{name} is required")
+        return None
+    if len(value) > MAX_PARAM or not value.isprintable():
+        raise BadQuery(f"{name} must be at most {MAX_PARAM} printable characters")
+    return value
+
+
+def procedures_report(agency: str | None, state: str, limit: int) -> dict[str, Any]:
+    """Open dossiers in `state` per (agency, procedure), largest first."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for partition in ledger.partitions.values():
+        for key, n in partition.totals.items():
+            wanted = key[0] == "open_procedure" and key[3] == state and n > 0
+            if wanted and (agency is None or key[1] == agency):
+                counts[(key[1], key[2])] += n
+    top = counts.most_common(limit)
+    return {
+        "state": state,
+        "agency": agency,
+        "partitions": sorted(ledger.partitions),
+        "scope": "this worker's partitions only; sum the answers of all workers",
+        "total_procedures": len(counts),
+        "truncated": len(counts) > len(top),
+        "procedures": [{"agency": a, "procedure": p, "dossiers": n} for (a, p), n in top],
+    }
+
+
+@app.page("/healthz")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+
+@app.page("/readyz")
+class Ready(View):
+    async def get(self, request: Request) -> Response:
+        body = {"ready": ledger.ready, "partitions": sorted(ledger.partitions)}
+        return self.json(body, status=200 if ledger.ready else 503)
+
+
+@app.page("/api/procedures")
+class Procedures(View):
+    async def get(self, request: Request) -> Response:
+        try:
+            agency = _param(request, "agency")
+            state = _param(request, "state") or OpenState.OVERDUE.value
+            if state not in {s.value for s in OpenState}:
+                raise BadQuery(f"state must be one of {', '.join(s.value for s in OpenState)}")
+            raw_limit = _param(request, "limit")
+            limit = int(raw_limit) if raw_limit and raw_limit.isdigit() else DEFAULT_LIMIT
+            if (raw_limit and not raw_limit.isdigit()) or not 1 <= limit <= MAX_LIMIT:
+                raise BadQuery(f"limit must be an integer 1–{MAX_LIMIT}")
+        except BadQuery as exc:
+            return self.json({"error": str(exc)}, status=400)
+        if not ledger.ready:
+            return self.json({"error": "not ready: partitions are recovering"}, status=503)
+        return self.json(procedures_report(agency, state, limit))
