@@ -7,9 +7,6 @@ keeps each dossier's events, and counters are sums of per-dossier contributions.
 
 from __future__ import annotations
 
-import ssl
-from typing import Any
-
 import faust
 from prometheus_client import CollectorRegistry
 
@@ -25,27 +22,10 @@ calendar: WorkingCalendar = (
 )
 
 
-def _credentials(s: Settings) -> Any:
-    sec = s.security
-    if sec.protocol in (None, "", "PLAINTEXT"):
-        return None
-    context = ssl.create_default_context(cafile=sec.ssl_cafile)
-    if sec.ssl_certfile:
-        context.load_cert_chain(sec.ssl_certfile, sec.ssl_keyfile)
-    if sec.protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=sec.sasl_username,
-        password=sec.sasl_password,
-        ssl_context=context if sec.protocol == "SASL_SSL" else None,
-        mechanism=sec.sasl_mechanism or "PLAIN",
-    )
-
-
 app = faust.App(
-    "motcua",
+    settings.app_id,
     broker=settings.broker,
-    broker_credentials=_credentials(settings),
+    broker_credentials=settings.security.faust_credentials(),
     store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     web_host=settings.web_host,
@@ -87,8 +67,8 @@ status_topic = app.topic(
 dossiers = app.Table(
     "dossiers",
     partitions=settings.partitions,
-    key_serializer="raw",
-    value_serializer="raw",
+    key_type=bytes,
+    value_type=bytes,
 )
 
 ledger = Ledger(calendar)

@@ -51,7 +51,7 @@ class LedgerCollector(Collector):
                 "motcua_last_event_timestamp_seconds",
                 "Kafka timestamp of the newest event this worker processed",
             )
-            last.add_metric([], ledger.last_event_timestamp / 1000.0)
+            last.add_metric([], ledger.last_event_timestamp)
             yield last
         if not ledger.ready:
             return

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.kafka_security import KafkaSecurity
+from service.kafka_security import KafkaSecurity, KafkaSecurityError
 
 
 class SettingsError(ValueError):
@@ -34,8 +34,17 @@ def _broker_url(raw: str) -> str:
     return "kafka://" + raw.replace(",", ";")
 
 
+def _security() -> KafkaSecurity:
+    try:
+        return KafkaSecurity.from_env()
+    except KafkaSecurityError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The consumer group and the prefix of the table's changelog topic.
+    app_id: str = "motcua"
     broker: str = "kafka://127.0.0.1:9092"
     topic: str = "dossier-events"
     partitions: int = 8
@@ -64,6 +73,7 @@ class Settings:
         env = os.environ
         calendar = env.get("MOTCUA_CALENDAR_FILE")
         return cls(
+            app_id=env.get("MOTCUA_APP_ID", cls.app_id) or cls.app_id,
             broker=_broker_url(env.get("MOTCUA_BROKER", cls.broker)),
             topic=env.get("MOTCUA_TOPIC", cls.topic) or cls.topic,
             partitions=_int("MOTCUA_PARTITIONS", cls.partitions, 1, 1024),
@@ -72,5 +82,5 @@ class Settings:
             data_dir=Path(env.get("MOTCUA_DATA_DIR") or cls.data_dir),
             calendar_file=Path(calendar) if calendar else None,
             standby_replicas=_int("MOTCUA_STANDBY_REPLICAS", cls.standby_replicas, 0, 8),
-            security=KafkaSecurity.from_env(),
+            security=_security(),
         )

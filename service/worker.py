@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -17,9 +18,36 @@ from service.metrics import LedgerCollector
 REGISTERED = (agents.deadlines, agents.lifecycle, agents.recovery, service.web)
 
 
+def ensure_topics() -> None:
+    """Create the input, dead-letter and status topics before the group forms: a topic
+    that appears after the first assignment is only picked up at the next rebalance."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap.split(","),
+        client_id="motcua-setup",
+        **settings.security.kafka_python_kwargs(),
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic, settings.partitions, 1),
+            NewTopic(settings.dlq_topic, 1, 1),
+            NewTopic(settings.status_topic, settings.partitions, 1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                admin.create_topics(missing)
+    finally:
+        admin.close()
+
+
 def run(loglevel: str = "info") -> None:
     from faust.worker import Worker
 
+    ensure_topics()
     registry.register(LedgerCollector(ledger))
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="motcua_faust")
     settings.data_dir.mkdir(parents=True, exist_ok=True)

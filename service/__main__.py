@@ -1,0 +1,5 @@
+"""python -m service …: the same as the motcua command."""
+
+from service.cli import main
+
+raise SystemExit(main())
