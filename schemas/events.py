@@ -131,8 +131,11 @@ class DossierEvent:
 
 
 # RFC 3339 date-time: a 'T' or space separator, seconds required, offset required.
+# Years 2000–2099: the service's calendar and clock have no use for others, and a year
+# near 9999 would overflow date arithmetic when the due is shifted.
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$"
+    r"20[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
 )
 
 
@@ -140,9 +143,11 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     """An RFC 3339 timestamp with an explicit offset, as an aware datetime."""
     if not isinstance(value, str) or len(value) > 40:
         raise InvalidEvent(Reason.BAD_TIMESTAMP, f"{field} must be an RFC 3339 string")
-    match = _RFC3339.match(value)
+    match = _RFC3339.fullmatch(value)
     if match is None:
-        raise InvalidEvent(Reason.BAD_TIMESTAMP, f"{field} is not RFC 3339: {value!r}")
+        raise InvalidEvent(
+            Reason.BAD_TIMESTAMP, f"{field} is not RFC 3339 in years 2000–2099: {value!r:.50}"
+        )
     if match.group(2) is None:
         raise InvalidEvent(
             Reason.NAIVE_TIMESTAMP, f"{field} has no UTC offset (e.g. +07:00): {value!r}"
@@ -180,10 +185,49 @@ def _identifier(data: dict[str, Any], field: str, limit: int, reason: Reason) ->
 def _code(data: dict[str, Any], field: str, reason: Reason) -> str:
     value = data.get(field)
     if not isinstance(value, str) or not value.strip():
-        raise InvalidEvent(reason, f"received needs a non-empty {field} code")
+        raise InvalidEvent(reason, f"{field} must be a non-empty code")
     if len(value) > MAX_CODE or _CONTROL.search(value):
         raise InvalidEvent(reason, f"{field} must be a code of at most {MAX_CODE} printable chars")
     return value
+
+
+def _whole_number(value: Any) -> int | None:
+    """JSON has one number type: 3 and 3.0 are the same integer (as in JSON Schema)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate every contract field present in `data`."""
+    out: dict[str, Any] = {}
+    if "agency" in data:
+        out["agency"] = _code(data, "agency", Reason.MISSING_AGENCY)
+    if "procedure" in data:
+        out["procedure"] = _code(data, "procedure", Reason.MISSING_PROCEDURE)
+    if "channel" in data:
+        try:
+            out["channel"] = Channel(data["channel"])
+        except (ValueError, TypeError):
+            raise InvalidEvent(
+                Reason.BAD_CHANNEL, "channel must be one of direct, online, postal"
+            ) from None
+    for name in ("due_at", "new_due_at"):
+        if name in data:
+            out[name] = parse_timestamp(data[name], name)
+    if "processing_days" in data:
+        days = _whole_number(data["processing_days"])
+        if days is None or not 1 <= days <= MAX_PROCESSING_DAYS:
+            raise InvalidEvent(
+                Reason.BAD_PROCESSING_DAYS,
+                f"processing_days must be an integer 1–{MAX_PROCESSING_DAYS}",
+            )
+        out["processing_days"] = days
+    return out
 
 
 def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
@@ -191,7 +235,7 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
     if not isinstance(data, dict):
         raise InvalidEvent(Reason.NOT_OBJECT, "the message must be a JSON object")
     version = data.get("schema_version", SCHEMA_VERSION)
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if _whole_number(version) != SCHEMA_VERSION:
         raise InvalidEvent(
             Reason.BAD_SCHEMA_VERSION, f"schema_version must be {SCHEMA_VERSION}, got {version!r}"
         )
@@ -209,35 +253,32 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
             Reason.FUTURE_TIMESTAMP, "occurred_at is more than 5 minutes in the future"
         )
 
+    # Known fields are checked wherever they appear (as the JSON Schema does), then
+    # only the ones this type uses are kept.
+    known = _known_fields(data)
     fields: dict[str, Any] = {}
     if event_type is EventType.RECEIVED:
-        fields["agency"] = _code(data, "agency", Reason.MISSING_AGENCY)
-        fields["procedure"] = _code(data, "procedure", Reason.MISSING_PROCEDURE)
-        try:
-            fields["channel"] = Channel(data.get("channel"))
-        except (ValueError, TypeError):
-            raise InvalidEvent(
-                Reason.BAD_CHANNEL, "channel must be one of direct, online, postal"
-            ) from None
-        if "due_at" in data:
-            fields["due_at"] = parse_timestamp(data["due_at"], "due_at")
-        elif "processing_days" in data:
-            days = data["processing_days"]
-            if type(days) is not int or not 1 <= days <= MAX_PROCESSING_DAYS:
-                raise InvalidEvent(
-                    Reason.BAD_PROCESSING_DAYS,
-                    f"processing_days must be an integer 1–{MAX_PROCESSING_DAYS}",
-                )
-            fields["processing_days"] = days
+        for name, reason in (
+            ("agency", Reason.MISSING_AGENCY),
+            ("procedure", Reason.MISSING_PROCEDURE),
+            ("channel", Reason.BAD_CHANNEL),
+        ):
+            if name not in known:
+                raise InvalidEvent(reason, f"received needs {name}")
+            fields[name] = known[name]
+        if "due_at" in known:  # R1: the appointment on the receipt wins
+            fields["due_at"] = known["due_at"]
+        elif "processing_days" in known:
+            fields["processing_days"] = known["processing_days"]
         else:
             raise InvalidEvent(Reason.MISSING_DUE, "received needs due_at or processing_days")
     elif event_type is EventType.SUPPLEMENT_RECEIVED:
-        if "due_at" in data:
-            fields["due_at"] = parse_timestamp(data["due_at"], "due_at")
+        if "due_at" in known:
+            fields["due_at"] = known["due_at"]
     elif event_type is EventType.EXTENDED:
-        if "new_due_at" not in data:
+        if "new_due_at" not in known:
             raise InvalidEvent(Reason.MISSING_NEW_DUE, "extended needs new_due_at")
-        fields["new_due_at"] = parse_timestamp(data["new_due_at"], "new_due_at")
+        fields["new_due_at"] = known["new_due_at"]
     return DossierEvent(
         event_id=event_id,
         dossier_id=dossier_id,

@@ -125,6 +125,8 @@ def fold(dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalen
             else:
                 passed_due = passed_due or at > due
             clock_end, outcome = at, judge(at, due)  # R3
+            # Late means the clock passed the due, even if a pause shifted it meanwhile.
+            passed_due = passed_due or outcome is Outcome.LATE
 
         if kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
             passed_due = passed_due or at > due

@@ -1,0 +1,277 @@
+"""Period reports (báo cáo kết quả giải quyết TTHC theo kỳ) from compact per-dossier facts.
+
+`facts_of` condenses one dossier's events into a `DossierFacts`: when it was received, when
+its clock ended or it was withdrawn, and a timeline of the due in force between events. From
+those alone, `period_report` answers any period in one pass of float comparisons: carried
+over, new, resolved early / on time / late, withdrawn, in progress within / past the due at
+the period's end, and the QĐ 766 timeliness rate. The rules stay in `fold`; this module only
+replays prefixes of the events through it. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from schemas import Channel, DossierEvent
+from service.domain.calendar import WorkingCalendar, start_of_local_day
+from service.domain.clock import Outcome
+from service.domain.dossier import Dossier, fold, ordered_unique
+
+# QĐ 766/QĐ-TTg: the timeliness component is worth 20 of the index's 100 points.
+TIMELINESS_POINTS = 20
+
+# A timeline segment: (from instant, due in force) as two little-endian doubles. A paused
+# dossier's due is frozen into ±inf so that "overdue at E" is always `due < E`:
+# +inf = the supplement was requested by the due (within while paused),
+# -inf = requested after it (overdue while paused).
+_SEGMENT = struct.Struct("<dd")
+PAUSED_WITHIN = math.inf
+PAUSED_OVERDUE = -math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class DossierFacts:
+    """What any period report needs to know about one received dossier.
+
+    Instants are float epoch seconds (a double resolves 0.24 µs at today's epoch, finer than
+    the microseconds events carry, so comparisons keep their order). `timeline` holds the
+    segments while the dossier is in progress: from each instant on, the due in force.
+    """
+
+    agency: str
+    channel: Channel
+    received_at: float
+    clock_end: float | None  # approved, rejected or returned: the clock stops
+    outcome: Outcome | None
+    withdrawn_at: float | None  # withdrawn before the clock ended (R4), else None
+    timeline: bytes
+
+    @property
+    def ended_at(self) -> float | None:
+        """When the dossier stopped being in progress (clock ended or withdrawn)."""
+        return self.clock_end if self.clock_end is not None else self.withdrawn_at
+
+    def segments(self) -> list[tuple[float, float]]:
+        """The timeline as (from instant, due in force or ±inf while paused) pairs."""
+        return list(_SEGMENT.iter_unpack(self.timeline))
+
+    def due_at(self, instant: float) -> float:
+        """The due in force just before `instant` (events at `instant` are not yet applied)."""
+        segments = _SEGMENT.iter_unpack(self.timeline)
+        _, due = next(segments)  # the receipt's segment applies from the start
+        for start, segment_due in segments:
+            if start >= instant:
+                break
+            due = segment_due
+        return due
+
+    def overdue_at(self, instant: float) -> bool:
+        """Past its due at `instant`, for a dossier in progress then (paused: frozen verdict)."""
+        return self.due_at(instant) < instant
+
+
+def _due_code(dossier: Dossier) -> float:
+    """The segment value for an in-progress dossier's state (see `_SEGMENT`)."""
+    assert dossier.due is not None
+    if dossier.paused_at is not None:
+        # The issue: a paused dossier counts as within iff its supplement was requested at or
+        # before its due; `fold` keeps the due unshifted until the supplement arrives.
+        return PAUSED_WITHIN if dossier.paused_at <= dossier.due else PAUSED_OVERDUE
+    return dossier.due.timestamp()
+
+
+def facts_of(
+    dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
+) -> DossierFacts | None:
+    """Condense a dossier's events into its facts; None for an orphan (no receipt yet)."""
+    ordered = ordered_unique(events)
+    timeline = bytearray()
+    last_code: float | None = None
+    final: Dossier | None = None
+    for i, event in enumerate(ordered):
+        # Events at one instant act together: the state between instants is what counts.
+        if i + 1 < len(ordered) and ordered[i + 1].occurred_at == event.occurred_at:
+            continue
+        state = fold(dossier_id, ordered[: i + 1], calendar)
+        if i + 1 == len(ordered):
+            final = state  # the last prefix is the whole history: no extra fold
+        if state.received_at is None:
+            continue  # before the receipt: not in progress yet
+        if state.clock_end is not None or state.closed_by is not None:
+            break  # no longer in progress; the end instants are kept as fields
+        code = _due_code(state)
+        if code != last_code:
+            timeline += _SEGMENT.pack(event.occurred_at.timestamp(), code)
+            last_code = code
+    if final is None:
+        final = fold(dossier_id, ordered, calendar)
+    if final.received_at is None:
+        return None  # R8: an orphan is counted nowhere until its receipt arrives
+    assert final.agency is not None and final.channel is not None and final.due is not None
+    if not timeline:
+        # The clock ended at the receipt's own instant: a segment keeps `due_at` total.
+        timeline += _SEGMENT.pack(final.received_at.timestamp(), final.due.timestamp())
+
+    withdrawn_at = final.closed_at if final.withdrawn else None
+    return DossierFacts(
+        # Interned: a million facts share a few dozen agency codes instead of a copy each.
+        agency=sys.intern(final.agency),
+        channel=final.channel,
+        received_at=final.received_at.timestamp(),
+        clock_end=final.clock_end.timestamp() if final.clock_end is not None else None,
+        outcome=final.outcome,
+        withdrawn_at=withdrawn_at.timestamp() if withdrawn_at is not None else None,
+        timeline=bytes(timeline),
+    )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass
+class PeriodFigures:
+    """The figures of one agency (or the center) for one period."""
+
+    carried_over: int = 0  # kỳ trước chuyển sang
+    new: int = 0  # mới tiếp nhận
+    resolved_early: int = 0  # đã giải quyết trước hạn
+    resolved_on_time: int = 0  # đúng hạn
+    resolved_late: int = 0  # quá hạn
+    withdrawn: int = 0  # rút hồ sơ
+    in_progress_within: int = 0  # đang giải quyết trong hạn
+    in_progress_overdue: int = 0  # đang giải quyết quá hạn
+    received_direct: int = 0  # of `new`, by channel
+    received_online: int = 0
+    received_postal: int = 0
+
+    @property
+    def resolved(self) -> int:
+        return self.resolved_early + self.resolved_on_time + self.resolved_late
+
+    @property
+    def in_progress(self) -> int:
+        return self.in_progress_within + self.in_progress_overdue
+
+    @property
+    def timeliness_rate(self) -> float | None:
+        """QĐ 766: (early + on time + in progress within) / (resolved + in progress)."""
+        timely = self.resolved_early + self.resolved_on_time + self.in_progress_within
+        return _share(timely, self.resolved + self.in_progress)
+
+    @property
+    def timeliness_score(self) -> float | None:
+        """QĐ 766 component 2 (tiến độ giải quyết): 20 points × the timeliness rate."""
+        rate = self.timeliness_rate
+        return None if rate is None else TIMELINESS_POINTS * rate
+
+    @property
+    def online_share(self) -> float | None:
+        return _share(self.received_online, self.new)
+
+    @property
+    def postal_share(self) -> float | None:
+        return _share(self.received_postal, self.new)
+
+    def add(self, other: PeriodFigures) -> PeriodFigures:
+        """Add `other`'s counts into these (in place) and return self, for summing."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts, then the derived figures (rates are None when undefined)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTS}
+        out.update(
+            resolved=self.resolved,
+            in_progress=self.in_progress,
+            timeliness_rate=self.timeliness_rate,
+            timeliness_score=self.timeliness_score,
+            online_share=self.online_share,
+            postal_share=self.postal_share,
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeriodFigures:
+        """The counts of a `to_dict` (derived figures are recomputed, never summed)."""
+        values: dict[str, int] = {}
+        for name in _COUNTS:
+            value = data.get(name, 0)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r:.40}")
+            values[name] = value
+        return cls(**values)
+
+
+_COUNTS: tuple[str, ...] = tuple(f.name for f in fields(PeriodFigures))
+# Positions in the per-agency row the hot loop counts into (a list is cheaper than setattr).
+_CARRIED, _NEW, _EARLY, _ON_TIME, _LATE, _WITHDRAWN, _WITHIN, _OVERDUE = range(8)
+_BY_CHANNEL = {Channel.DIRECT: 8, Channel.ONLINE: 9, Channel.POSTAL: 10}
+_BY_OUTCOME = {Outcome.EARLY: _EARLY, Outcome.ON_TIME: _ON_TIME, Outcome.LATE: _LATE}
+
+
+def period_bounds(start: date, end_inclusive: date) -> tuple[float, float]:
+    """[local midnight of `start`, local midnight of the day after `end_inclusive`)."""
+    begin = start_of_local_day(start).timestamp()
+    end = start_of_local_day(end_inclusive + timedelta(days=1)).timestamp()
+    return begin, end
+
+
+def period_report(
+    facts: Iterable[DossierFacts],
+    start: date,
+    end_inclusive: date,
+    agency: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, PeriodFigures]:
+    """Figures per agency for the local dates start..end_inclusive, in one pass.
+
+    An event exactly at the end instant belongs to the next period. `now`, for a period that
+    has not ended yet, is when in-progress dossiers are judged (the end would call dossiers
+    due later this month overdue); membership still uses the period's bounds.
+    """
+    begin, end = period_bounds(start, end_inclusive)
+    judged_at = end if now is None else min(end, now.timestamp())
+    rows: dict[str, list[int]] = {}
+    for f in facts:
+        received = f.received_at
+        if received >= end:
+            continue  # received after the period: not in it
+        if agency is not None and f.agency != agency:
+            continue
+        clock_end = f.clock_end
+        ended = clock_end if clock_end is not None else f.withdrawn_at
+        if ended is not None and ended < begin:
+            continue  # finished before the period started
+        row = rows.get(f.agency)
+        if row is None:
+            row = rows[f.agency] = [0] * len(_COUNTS)
+        if received < begin:
+            row[_CARRIED] += 1
+        else:
+            row[_NEW] += 1
+            row[_BY_CHANNEL[f.channel]] += 1
+        if ended is None or ended >= end:
+            row[_OVERDUE if f.overdue_at(judged_at) else _WITHIN] += 1
+        elif clock_end is not None:
+            assert f.outcome is not None
+            row[_BY_OUTCOME[f.outcome]] += 1
+        else:
+            row[_WITHDRAWN] += 1
+    return {code: PeriodFigures(*row) for code, row in rows.items()}
+
+
+def total(figures: Iterable[PeriodFigures]) -> PeriodFigures:
+    """The sum of several agencies' (or workers') figures: the center total."""
+    out = PeriodFigures()
+    for item in figures:
+        out.add(item)
+    return out
