@@ -37,7 +37,9 @@ async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
         if merged.duplicate:
             ledger.duplicate(message.partition)
         else:
-            change = ledger.accept(message.partition, merged.dossier, dossier_event.type.value, now)
+            change = ledger.accept(
+                message.partition, merged.dossier, dossier_event.type.value, now, merged.facts
+            )
             if change is not None:
                 await publish_status(change)
         ledger.last_event_timestamp = message.timestamp

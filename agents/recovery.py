@@ -10,6 +10,7 @@ from typing import Any
 
 from service.app import app, calendar, dossiers, ledger, settings
 from service.domain import Dossier, fold
+from service.domain.report import DossierFacts, facts_of
 from service.records import decode
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def on_recovered() -> None:
     )
 
 
-def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int]]:
+def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int, DossierFacts | None]]:
     for key, raw in dossiers.items():
         dossier_id = key.decode()
         record = decode(dossier_id, raw)
@@ -52,4 +53,5 @@ def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int]]:
             [e.type.value for e in record.events],
             record.duplicates,
             record.partition,
+            facts_of(dossier_id, record.events, calendar),
         )

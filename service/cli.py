@@ -151,6 +151,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from service.publisher import PublishError
     from service.settings import Settings
     from service.simulate import SimulationError, run_simulation
 
@@ -168,6 +169,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     except SimulationError as exc:
         raise UsageError(f"motcua simulate: {exc}") from None
+    except PublishError as exc:
+        print(f"motcua simulate: {exc}", file=sys.stderr)
+        return 1
     print(summary, file=sys.stderr if args.out == Path("-") else sys.stdout)
     return 0
 
@@ -175,7 +179,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
-    return run_demo(dossiers=args.dossiers, rate=args.rate, port=args.port)
+    return run_demo(dossiers=args.dossiers, rate=args.rate, port=args.port, duration=args.duration)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -239,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dossiers", type=_positive, default=3000)
     p.add_argument("--rate", type=_non_negative_float, default=200.0)
     p.add_argument("--port", type=_port, default=6066, help="web port of the worker")
+    p.add_argument(
+        "--duration", type=_non_negative_float, default=0.0, help="stop after this many s"
+    )
 
     p = add("report", cmd_report, "period report (received, resolved, in progress, QĐ 766 score)")
     p.add_argument("--from", dest="from_", required=True, type=_local_date)

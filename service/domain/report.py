@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from schemas import Channel, DossierEvent
-from service.domain.calendar import WorkingCalendar, start_of_local_day
+from service.domain.calendar import WorkingCalendar, local_date, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier, fold, ordered_unique
 
@@ -51,11 +51,6 @@ class DossierFacts:
     outcome: Outcome | None
     withdrawn_at: float | None  # withdrawn before the clock ended (R4), else None
     timeline: bytes
-
-    @property
-    def ended_at(self) -> float | None:
-        """When the dossier stopped being in progress (clock ended or withdrawn)."""
-        return self.clock_end if self.clock_end is not None else self.withdrawn_at
 
     def segments(self) -> list[tuple[float, float]]:
         """The timeline as (from instant, due in force or ±inf while paused) pairs."""
@@ -222,6 +217,17 @@ def period_bounds(start: date, end_inclusive: date) -> tuple[float, float]:
     begin = start_of_local_day(start).timestamp()
     end = start_of_local_day(end_inclusive + timedelta(days=1)).timestamp()
     return begin, end
+
+
+def current_period(kind: str, now: datetime) -> tuple[date, date]:
+    """The local calendar month or year containing `now`: the gauges' `period` label."""
+    today = local_date(now)
+    if kind == "month":
+        first = today.replace(day=1)
+        return first, (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    if kind == "year":
+        return date(today.year, 1, 1), date(today.year, 12, 31)
+    raise ValueError(f"period must be month or year, not {kind!r}")
 
 
 def period_report(

@@ -1,0 +1,216 @@
+"""`motcua report`: the period report, summed over the workers that each answer for their
+partitions, printed as a table, JSON or CSV; and the body of a worker's /api/report answer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from service.domain.report import PeriodFigures, total
+
+SCOPE = "this worker's partitions; motcua report sums all workers"
+TIMEOUT_S = 10.0
+# A real answer is a few kB per agency; anything far larger is not a report.
+MAX_BODY = 16 * 1024 * 1024
+TOTAL_LABEL = "TỔNG / total"
+FOOTNOTE = (
+    "rate = (early + on time + open within) / (resolved + open); score = 20 × rate "
+    "(QĐ 766/QĐ-TTg); online, postal = shares of new dossiers (targets 25%, 15%)"
+)
+
+# (key in the figures dict, Vietnamese header, English header, kind)
+COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("carried_over", "Kỳ trước", "carried", "int"),
+    ("new", "Mới nhận", "new", "int"),
+    ("resolved_early", "Trước hạn", "early", "int"),
+    ("resolved_on_time", "Đúng hạn", "on time", "int"),
+    ("resolved_late", "Quá hạn", "late", "int"),
+    ("withdrawn", "Rút", "withdrawn", "int"),
+    ("in_progress_within", "Đang trong hạn", "open within", "int"),
+    ("in_progress_overdue", "Đang quá hạn", "open overdue", "int"),
+    ("timeliness_rate", "Tỷ lệ", "rate", "pct"),
+    ("timeliness_score", "Điểm/20", "score", "score"),
+    ("online_share", "Trực tuyến", "online", "pct"),
+    ("postal_share", "Bưu chính", "postal", "pct"),
+)
+
+
+class ReportError(Exception):
+    """A worker could not be asked or gave an answer that is not a report."""
+
+
+def report_json(
+    figures_by_agency: dict[str, PeriodFigures],
+    partitions: list[int],
+    start: date,
+    end: date,
+    as_of: datetime | None = None,
+) -> dict[str, Any]:
+    """The /api/report body of one worker: its partitions' figures per agency and in total."""
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "as_of": as_of.isoformat() if as_of is not None else None,
+        "partitions": sorted(partitions),
+        "scope": SCOPE,
+        "agencies": {code: figures_by_agency[code].to_dict() for code in sorted(figures_by_agency)},
+        "total": total(figures_by_agency.values()).to_dict(),
+    }
+
+
+def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, Any]:
+    query = {"from": start.isoformat(), "to": end.isoformat()}
+    if agency is not None:
+        query["agency"] = agency
+    url = f"{base.rstrip('/')}/api/report?{urllib.parse.urlencode(query)}"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ReportError(f"{base}: not an http(s) address")
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            body = response.read(MAX_BODY + 1)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(200).decode("utf-8", "replace").strip().replace("\n", " ")
+        raise ReportError(f"{base}: HTTP {exc.code} {detail}".rstrip()) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ReportError(f"{base}: unreachable ({reason})") from None
+    if len(body) > MAX_BODY:
+        raise ReportError(f"{base}: the answer is larger than {MAX_BODY} bytes")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ReportError(f"{base}: the answer is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("agencies"), dict):
+        raise ReportError(f"{base}: the answer is not a period report")
+    partitions = data.get("partitions")
+    if not isinstance(partitions, list) or not all(type(p) is int for p in partitions):
+        raise ReportError(f"{base}: the answer has no list of partitions")
+    return data
+
+
+def combine(
+    answers: Sequence[tuple[str, dict[str, Any]]],
+) -> tuple[dict[str, PeriodFigures], list[int], list[str]]:
+    """Sum the workers' per-agency counts; warnings name partitions answered twice."""
+    by_agency: dict[str, PeriodFigures] = {}
+    owner: dict[int, str] = {}
+    warnings: list[str] = []
+    for base, data in answers:
+        for partition in data["partitions"]:
+            if partition in owner:
+                warnings.append(
+                    f"partition {partition} is answered by both {owner[partition]} and {base} "
+                    "(a rebalance?): its dossiers are counted twice"
+                )
+            else:
+                owner[partition] = base
+        for code, figures in data["agencies"].items():
+            try:
+                counts = PeriodFigures.from_dict(figures)
+            except (ValueError, AttributeError) as exc:
+                raise ReportError(f"{base}: agency {code!r:.40}: {exc}") from None
+            by_agency.setdefault(code, PeriodFigures()).add(counts)
+    return by_agency, sorted(owner), warnings
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "pct":
+        return f"{100 * value:.1f}%"
+    if kind == "score":
+        return f"{value:.2f}"
+    return str(value)
+
+
+def render_table(
+    by_agency: dict[str, PeriodFigures], start: date, end: date, partitions: list[int]
+) -> str:
+    """Agency rows and the center total under two header lines (Vietnamese, English)."""
+    rows = [(code, by_agency[code].to_dict()) for code in sorted(by_agency)]
+    rows.append((TOTAL_LABEL, total(by_agency.values()).to_dict()))
+    headers = [("Cơ quan", "agency"), *((vi, en) for _, vi, en, _ in COLUMNS)]
+    body = [[label, *(_cell(d[key], kind) for key, _, _, kind in COLUMNS)] for label, d in rows]
+    widths = [
+        max(len(vi), len(en), *(len(row[i]) for row in body)) for i, (vi, en) in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join((first, *rest)).rstrip()
+
+    out = [
+        f"Kỳ báo cáo / period {start.isoformat()} – {end.isoformat()} "
+        f"(partitions: {_ranges(partitions) or 'none'})",
+        line([vi for vi, _ in headers]),
+        line([en for _, en in headers]),
+        "-" * (sum(widths) + 2 * (len(widths) - 1)),
+    ]
+    out.extend(line(row) for row in body[:-1])
+    out.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    out.append(line(body[-1]))
+    out.append(FOOTNOTE)
+    return "\n".join(out) + "\n"
+
+
+def _ranges(partitions: list[int]) -> str:
+    """0,1,2,5 → "0-2,5"."""
+    parts: list[str] = []
+    for p in partitions:
+        if parts and parts[-1].split("-")[-1] == str(p - 1):
+            first = parts[-1].split("-")[0]
+            parts[-1] = f"{first}-{p}"
+        else:
+            parts.append(str(p))
+    return ",".join(parts)
+
+
+def render_csv(by_agency: dict[str, PeriodFigures]) -> str:
+    """One row per agency and a "TOTAL" row; every count and derived figure, rates as 0–1."""
+    rows = [(code, by_agency[code].to_dict()) for code in sorted(by_agency)]
+    rows.append(("TOTAL", total(by_agency.values()).to_dict()))
+    keys = list(rows[-1][1])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["agency", *keys])
+    for code, data in rows:
+        writer.writerow([code, *("" if data[key] is None else data[key] for key in keys)])
+    return buffer.getvalue()
+
+
+def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: str) -> int:
+    """Ask every worker in the comma-separated `url`, sum their answers, print the report."""
+    bases = [part.strip() for part in url.split(",") if part.strip()]
+    if not bases:
+        print("motcua report: --url names no worker", file=sys.stderr)
+        return 1
+    answers: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for base in bases:
+            answers.append((base, _fetch(base, start, end, agency)))
+        by_agency, partitions, warnings = combine(answers)
+    except ReportError as exc:
+        print(f"motcua report: {exc}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"motcua report: warning: {warning}", file=sys.stderr)
+
+    if fmt == "json":
+        body = report_json(by_agency, partitions, start, end)
+        body["scope"] = f"sum of {len(bases)} worker(s): {', '.join(bases)}"
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(by_agency))
+    else:
+        sys.stdout.write(render_table(by_agency, start, end, partitions))
+    return 0

@@ -1,0 +1,672 @@
+"""A simulated public administration service center: seeded, realistic dossier event streams.
+
+For the demo, tests and benchmarks. The agencies, procedures and volumes are SAMPLE DATA shaped
+like Bắc Giang's center in 2020 (seed 003: 22 agencies, ~1,700 procedures, ~260 dossiers a
+working day, 70/25/5 direct/online/postal); the agency codes are invented abbreviations and
+the procedure codes generated numbers in the national format. None of it is reference data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import os
+import random
+import sys
+import time
+from bisect import bisect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from schemas import SCHEMA_VERSION, TYPE_ORDER, Channel, EventType
+from service.domain.calendar import DEFAULT_CALENDAR, LOCAL_TZ, WorkingCalendar
+
+# -- the sample center ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agency:
+    """An agency (sở, ngành) with a desk at the center; weights shape the sample."""
+
+    code: str
+    name: str
+    procedure_weight: float  # share of the center's procedures it owns
+    dossier_weight: float  # share of the dossiers it receives
+
+
+# Sample data: plausible abbreviations, not codes from any reference list.
+AGENCIES: tuple[Agency, ...] = (
+    Agency("STNMT", "Sở Tài nguyên và Môi trường", 110, 14.0),
+    Agency("SGTVT", "Sở Giao thông vận tải", 130, 16.0),
+    Agency("SKHDT", "Sở Kế hoạch và Đầu tư", 120, 13.0),
+    Agency("STP", "Sở Tư pháp", 150, 12.0),
+    Agency("SLDTBXH", "Sở Lao động – Thương binh và Xã hội", 130, 7.0),
+    Agency("SXD", "Sở Xây dựng", 60, 5.0),
+    Agency("SYT", "Sở Y tế", 170, 5.0),
+    Agency("SCT", "Sở Công Thương", 140, 4.0),
+    Agency("CT", "Cục Thuế tỉnh", 30, 4.0),
+    Agency("SGDDT", "Sở Giáo dục và Đào tạo", 110, 3.0),
+    Agency("SNNPTNT", "Sở Nông nghiệp và Phát triển nông thôn", 140, 3.0),
+    Agency("STC", "Sở Tài chính", 40, 2.0),
+    Agency("SNV", "Sở Nội vụ", 90, 2.0),
+    Agency("SVHTTDL", "Sở Văn hóa, Thể thao và Du lịch", 120, 2.0),
+    Agency("BQLKCN", "Ban Quản lý các khu công nghiệp", 40, 2.0),
+    Agency("CA", "Công an tỉnh", 35, 2.0),
+    Agency("BHXH", "Bảo hiểm xã hội tỉnh", 25, 2.0),
+    Agency("STTTT", "Sở Thông tin và Truyền thông", 45, 1.5),
+    Agency("SKHCN", "Sở Khoa học và Công nghệ", 60, 1.0),
+    Agency("SNGV", "Sở Ngoại vụ", 10, 0.3),
+    Agency("BDT", "Ban Dân tộc", 5, 0.2),
+    Agency("TTR", "Thanh tra tỉnh", 10, 0.2),
+)
+
+# Legal time limits in working days and how many procedures have each; 0 = same day (trả
+# trong ngày). Mostly 1–20, a few 30–45.
+_LIMITS = (
+    (0, 4), (1, 6), (2, 5), (3, 10), (5, 14), (7, 10), (10, 14),
+    (12, 5), (15, 14), (20, 10), (25, 2), (30, 4), (40, 1), (45, 1),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """An administrative procedure (thủ tục hành chính) of one agency."""
+
+    code: str
+    agency: str
+    limit_days: int  # legal time limit in working days; 0 = same day
+
+
+def _apportion(total: int, weights: list[float], minimum: int = 0) -> list[int]:
+    """Split `total` in proportion to `weights` (largest remainder), at least `minimum` each."""
+    base = [minimum] * len(weights)
+    rest = total - minimum * len(weights)
+    scale = sum(weights)
+    shares = [rest * w / scale for w in weights]
+    counts = [b + math.floor(s) for b, s in zip(base, shares, strict=True)]
+    left = total - sum(counts)
+    by_fraction = sorted(range(len(weights)), key=lambda i: (math.floor(shares[i]) - shares[i], i))
+    for i in by_fraction[:left]:
+        counts[i] += 1
+    return counts
+
+
+@lru_cache(maxsize=8)
+def catalog(procedures: int = 1700) -> tuple[Procedure, ...]:
+    """The sample center's procedures: the same list for every seed, so runs compare."""
+    rng = random.Random(f"motcua-catalog-{procedures}")
+    counts = _apportion(procedures, [a.procedure_weight for a in AGENCIES], minimum=1)
+    numbers = rng.sample(range(1, 13_000), procedures)  # unique, so the codes are unique
+    limits, limit_weights = zip(*_LIMITS, strict=True)
+    out: list[Procedure] = []
+    for agency, count in zip(AGENCIES, counts, strict=True):
+        for _ in range(count):
+            series = rng.choices((1, 2, 3), (80, 15, 5))[0]
+            code = f"{series}.{numbers[len(out)]:06d}"  # "1.000948"-style
+            out.append(Procedure(code, agency.code, rng.choices(limits, limit_weights)[0]))
+    return tuple(out)
+
+
+# -- behaviour of the center ----------------------------------------------------------------
+
+WORK_START = 7 * 3600 + 30 * 60  # 07:30 local
+WORK_END = 17 * 3600  # 17:00 local
+_MORNING_END = 11 * 3600 + 30 * 60
+_AFTERNOON_START = 13 * 3600
+_END_OF_DAY = 86_399  # 23:59:59, the computed due (rule R1)
+_SAME_DAY_CUTOFF = 15 * 3600  # same-day receipts after 15:00 are due next morning
+_NEXT_MORNING_DUE = 11 * 3600
+_MIN_GAP = 600  # seconds between a dossier's consecutive steps
+# Working days a dossier can reach past its receipt: 45-day limit, two supplement waits,
+# withdrawal, lateness and collection of the result, with room to spare.
+_HORIZON_DAYS = 250
+
+_CHANNELS = ((Channel.DIRECT, 0.70), (Channel.ONLINE, 0.95), (Channel.POSTAL, 1.0))
+_EXPLICIT_DUE_SHARE = 0.25  # receipts that carry the printed appointment (ngày hẹn trả)
+_SUPPLEMENT_SHARE = 0.08
+_SECOND_CYCLE_SHARE = 0.2
+_NEVER_RESUMED_SHARE = 0.12
+_WAIT_DAYS = ((1, 2, 3, 4, 5, 7, 10, 15), (18, 22, 18, 12, 10, 9, 7, 4))
+# Withdrawals (~1.5%) come mostly after a supplement request (seed 003).
+_WITHDRAW_IF_SUPPLEMENT = 0.10
+_WITHDRAW_OTHERWISE = 0.0075
+_WITHDRAW_WHILE_PAUSED = 0.7
+_REJECT_SHARE = 0.02
+_ON_DUE_DAY_SHARE = 0.12  # resolved on the due date (đúng hạn) rather than before it
+_LATE_DAYS = ((1, 2, 3, 4, 5, 8), (40, 22, 14, 10, 8, 6))
+_APOLOGY_SHARE = 0.85  # late dossiers whose agency apologises before the due
+# Working days from the decision to the result handed back (trả kết quả), by channel.
+_RETURN_DAYS = {
+    Channel.DIRECT: ((0, 1, 2, 3, 5, 10), (35, 30, 15, 10, 5, 5)),
+    Channel.ONLINE: ((0, 1, 2), (60, 35, 5)),
+    Channel.POSTAL: ((1, 2, 3), (50, 35, 15)),
+}
+_WEEKDAY_WEIGHT = (1.15, 1.05, 1.0, 1.0, 0.9, 0.6, 0.6)  # Monday first; weekends = make-up days
+
+DEMO_LIVE_DUE = (30.0, 600.0)  # seconds after now, for `run_simulation`'s few live dossiers
+
+
+class SimulationError(ValueError):
+    """Bad simulation arguments; str(e) is one line for the CLI."""
+
+
+@dataclass
+class SimulationConfig:
+    """What to simulate. `now` defaults to the current time and is filled in on creation, so
+    `config.now` is the instant the history ends at."""
+
+    dossiers: int
+    seed: int = 1
+    overdue_ratio: float = 0.03
+    now: datetime | None = None
+    duplicate_ratio: float = 0.0  # share of events sent a second time, a little later
+    shuffle_window: int = 0  # deliver out of order within chunks of this many events
+    live_due_seconds: tuple[float, float] | None = None  # due this long after now, or none
+    live_due_count: int = 5
+    dossiers_per_day: int = 260
+    procedures: int = 1700
+    calendar: WorkingCalendar = DEFAULT_CALENDAR
+
+    def __post_init__(self) -> None:
+        if type(self.dossiers) is not int or self.dossiers < 1:
+            raise SimulationError(f"dossiers must be at least 1, got {self.dossiers!r}")
+        for name in ("overdue_ratio", "duplicate_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise SimulationError(f"{name.replace('_', ' ')} must be in [0, 1], got {value!r}")
+        if self.shuffle_window < 0:
+            raise SimulationError(f"shuffle window must be >= 0, got {self.shuffle_window}")
+        if self.dossiers_per_day < 1:
+            raise SimulationError(f"dossiers per day must be >= 1, got {self.dossiers_per_day}")
+        if self.procedures < len(AGENCIES):
+            raise SimulationError(f"the center needs at least {len(AGENCIES)} procedures")
+        if self.live_due_seconds is not None:
+            low, high = self.live_due_seconds
+            if not 0 <= low <= high or self.live_due_count < 0:
+                raise SimulationError("live due seconds must be 0 <= low <= high")
+        if self.now is None:
+            self.now = datetime.now(UTC)
+        elif self.now.utcoffset() is None:
+            raise SimulationError("now must be timezone-aware")
+
+
+# -- generation -----------------------------------------------------------------------------
+
+# A planned event: (epoch seconds, type, fields beyond the common ones).
+_Planned = tuple[int, EventType, dict[str, Any]]
+# A position in working time: (index into the working-day table, seconds after local midnight).
+_Slot = tuple[int, int]
+# A heap entry: (epoch, type order, dossier number, event number, the event dict).
+_Queued = tuple[int, int, int, int, dict[str, Any]]
+
+
+class _Center:
+    """One simulation run: the working-day table, the receipt schedule, the dossier plans."""
+
+    def __init__(self, config: SimulationConfig) -> None:
+        assert config.now is not None
+        self.config = config
+        self.calendar = config.calendar
+        self.now_ts = config.now.timestamp()
+        local_now = config.now.astimezone(LOCAL_TZ)
+        self.today = local_now.date()
+        self.now_sec = local_now.hour * 3600 + local_now.minute * 60 + local_now.second
+        self.rng = random.Random(config.seed)
+        # Separate streams, so the live dossiers do not change the history around them.
+        self.live_rng = random.Random(f"{config.seed}-live")
+        token = hashlib.blake2b(
+            f"{config.seed}|{config.now.isoformat()}".encode(), digest_size=3
+        ).hexdigest()
+        self.id_prefix = f"SIM-{token}"  # distinct runs never share dossier ids
+
+        procedures = catalog(config.procedures)
+        self.agency_cum: list[float] = []
+        self.by_agency: list[tuple[list[Procedure], list[float]]] = []
+        total = 0.0
+        for agency in AGENCIES:
+            own = [p for p in procedures if p.agency == agency.code]
+            # A few procedures take most of an agency's dossiers (Zipf-like popularity).
+            cum, acc = [], 0.0
+            for rank in range(len(own)):
+                acc += 1.0 / (rank + 1) ** 1.1
+                cum.append(acc)
+            self.by_agency.append((own, cum))
+            total += agency.dossier_weight
+            self.agency_cum.append(total)
+
+        self.live_count = (
+            min(config.live_due_count, config.dossiers) if config.live_due_seconds else 0
+        )
+        self.normal_count = config.dossiers - self.live_count
+        receipt_days = self._receipt_days(self.normal_count)
+        live_day = self._live_receipt_day()
+        first = min([d for d, _, _ in receipt_days] + [live_day])
+        self.days = self._working_days(first, max([d for d, _, _ in receipt_days] + [live_day]))
+        self.day_start = [
+            int(datetime.combine(d, datetime.min.time(), LOCAL_TZ).timestamp()) for d in self.days
+        ]
+        self.day_label = [d.strftime("%y%m%d") for d in self.days]
+        index = {d: i for i, d in enumerate(self.days)}
+        counts = _apportion(self.normal_count, [w for _, w, _ in receipt_days])
+        self.schedule = [
+            (index[d], count, latest)
+            for (d, _, latest), count in zip(receipt_days, counts, strict=True)
+            if count
+        ]
+        self.live_day = index[live_day]
+
+    # -- the calendar ---------------------------------------------------------------------
+
+    def _receipt_days(self, dossiers: int) -> list[tuple[date, float, int]]:
+        """(date, weight, latest receipt second) for the working days the receipts fall on,
+        oldest first, ending at now, enough for `dossiers` at the configured daily volume."""
+        need = dossiers / self.config.dossiers_per_day
+        days: list[tuple[date, float, int]] = []
+        got = 0.0
+        if dossiers and self.calendar.is_working_day(self.today) and self.now_sec > WORK_START + 60:
+            latest = min(self.now_sec, WORK_END)
+            weight = (
+                _WEEKDAY_WEIGHT[self.today.weekday()]
+                * (latest - WORK_START)
+                / (WORK_END - WORK_START)
+            )
+            days.append((self.today, weight, latest))
+            got += weight
+        day = self.today
+        while got < need:
+            day = self.calendar.previous_working_day(day)
+            # Day-to-day swing of ±15% around the weekday pattern.
+            weight = _WEEKDAY_WEIGHT[day.weekday()] * self.rng.uniform(0.85, 1.15)
+            days.append((day, weight, WORK_END))
+            got += weight
+        days.reverse()
+        return days
+
+    def _live_receipt_day(self) -> date:
+        if self.calendar.is_working_day(self.today) and self.now_sec > WORK_START + 60:
+            return self.today
+        return self.calendar.previous_working_day(self.today)
+
+    def _working_days(self, first: date, last: date) -> list[date]:
+        days, day, after = [], first, 0
+        while after < _HORIZON_DAYS:
+            if self.calendar.is_working_day(day):
+                days.append(day)
+                if day > last:
+                    after += 1
+            day += timedelta(days=1)
+        return days
+
+    def _ts(self, slot: _Slot) -> int:
+        return self.day_start[slot[0]] + slot[1]
+
+    def _slot(self, day: int, after: _Slot, before: int = WORK_END) -> _Slot:
+        """A moment in working hours on `day` (before `before`), at least _MIN_GAP after
+        `after`; the next working day if that day has no room left."""
+        rng = self.rng
+        if day <= after[0]:
+            day = after[0]
+            low = max(after[1] + _MIN_GAP, WORK_START)
+        else:
+            low = WORK_START
+        if low < before:
+            return day, rng.randrange(low, before)
+        return day + 1, rng.randrange(WORK_START, WORK_END)
+
+    def _slot_before(self, day: int, after: _Slot, due: _Slot) -> _Slot:
+        """Like `_slot`, but before the due whenever any room is left before it, so a dossier
+        the plan keeps on time is not pushed late by a full afternoon."""
+        cap = min(due[1], WORK_END)
+        slot = self._slot(day, after, cap if day >= due[0] else WORK_END)
+        if slot[0] < due[0] or (slot[0] == due[0] and slot[1] < cap):
+            return slot
+        return self._slot(due[0], after, cap)
+
+    def _between(self, start: _Slot, end: _Slot) -> int:
+        """An epoch strictly between two slots, in working hours when there is room."""
+        for day in (self.rng.randint(start[0], end[0]), start[0], end[0]):
+            low = start[1] + 60 if day == start[0] else WORK_START
+            high = end[1] - 60 if day == end[0] else WORK_END
+            if low < high:
+                return self.day_start[day] + self.rng.randrange(low, high)
+        return (self._ts(start) + self._ts(end)) // 2
+
+    # -- one dossier ----------------------------------------------------------------------
+
+    def _pick(self, rng: random.Random) -> tuple[Procedure, Channel]:
+        agency = bisect(self.agency_cum, rng.random() * self.agency_cum[-1])
+        own, cum = self.by_agency[agency]
+        procedure = own[bisect(cum, rng.random() * cum[-1])]
+        draw = rng.random()
+        channel = next(c for c, upto in _CHANNELS if draw < upto)
+        return procedure, channel
+
+    def _plan(self, day: int, sec: int) -> list[_Planned]:
+        """Every event of one dossier received at (day, sec), including those after now."""
+        rng, ts, iso = self.rng, self._ts, _iso
+        procedure, channel = self._pick(rng)
+        limit = procedure.limit_days
+        late = rng.random() < self.config.overdue_ratio
+        supplement = rng.random() < _SUPPLEMENT_SHARE
+        withdraw = rng.random() < (_WITHDRAW_IF_SUPPLEMENT if supplement else _WITHDRAW_OTHERWISE)
+        reject = rng.random() < _REJECT_SHARE
+        explicit = limit == 0 or rng.random() < _EXPLICIT_DUE_SHARE
+        if limit == 0:
+            due_day, due_sec = (
+                (day, WORK_END) if sec < _SAME_DAY_CUTOFF else (day + 1, _NEXT_MORNING_DUE)
+            )
+        else:
+            # R1: the N-th working day after the receipt; the printed appointment says 17:00.
+            due_day, due_sec = day + limit, WORK_END if explicit else _END_OF_DAY
+        receipt: dict[str, Any] = {
+            "agency": procedure.agency,
+            "procedure": procedure.code,
+            "channel": channel.value,
+        }
+        if explicit:
+            receipt["due_at"] = iso(ts((due_day, due_sec)))
+        else:
+            receipt["processing_days"] = limit
+        plan: list[_Planned] = [(ts((day, sec)), EventType.RECEIVED, receipt)]
+        at: _Slot = (day, sec)
+
+        if supplement:
+            for _ in range(2 if rng.random() < _SECOND_CYCLE_SHARE else 1):
+                asked = self._slot(at[0] + rng.randint(0, max(0, min(2, due_day - at[0] - 1))), at)
+                if asked[0] >= due_day:
+                    # Requests come before the due day; it also keeps the resumed clock
+                    # (due moved past the resume day) clear of the due.
+                    break
+                plan.append((ts(asked), EventType.SUPPLEMENT_REQUESTED, {}))
+                at = asked
+                if withdraw and rng.random() < _WITHDRAW_WHILE_PAUSED:
+                    gone = self._slot(asked[0] + rng.randint(1, 15), at)
+                    plan.append((ts(gone), EventType.WITHDRAWN, {}))
+                    return plan
+                if rng.random() < _NEVER_RESUMED_SHARE:
+                    return plan  # the citizen never completes the dossier: paused for good
+                back = self._slot(asked[0] + rng.choices(*_WAIT_DAYS)[0], at)
+                # R2: the due moves by the working days d with date(request) < d <= date(resume).
+                due_day += back[0] - asked[0]
+                fields = {"due_at": iso(ts((due_day, due_sec)))} if explicit else {}
+                plan.append((ts(back), EventType.SUPPLEMENT_RECEIVED, fields))
+                at = back
+
+        if withdraw:
+            gone = self._slot_before(
+                at[0] + rng.randint(0, max(0, due_day - at[0])), at, (due_day, due_sec)
+            )
+            plan.append((ts(gone), EventType.WITHDRAWN, {}))
+            return plan
+
+        if late:
+            decided = self._slot(due_day + rng.choices(*_LATE_DAYS)[0], at)
+        else:
+            span = due_day - at[0]
+            if span <= 0 or rng.random() < _ON_DUE_DAY_SHARE:
+                target = due_day
+            else:  # early (trước hạn), skewed towards the first days
+                target = at[0] + min(span - 1, int(rng.betavariate(1.2, 2.5) * span))
+            decided = self._slot_before(target, at, (due_day, due_sec))
+
+        if late and rng.random() < _APOLOGY_SHARE:
+            apology_day = max(at[0], due_day - rng.randint(0, 2))
+            apology = self._slot_before(apology_day, at, (due_day, due_sec))
+            if ts(apology) < ts(decided):
+                # The new appointment is the decision day's close, which the agency then keeps.
+                new_due = iso(ts((decided[0], WORK_END)))
+                plan.append((ts(apology), EventType.EXTENDED, {"new_due_at": new_due}))
+
+        plan.append((self._between(at, decided), EventType.APPRAISED, {}))
+        plan.append((ts(decided), EventType.REJECTED if reject else EventType.APPROVED, {}))
+        if not reject:
+            handed = self._slot(decided[0] + rng.choices(*_RETURN_DAYS[channel])[0], decided)
+            plan.append((ts(handed), EventType.RETURNED, {}))
+        return plan
+
+    def _live_plan(self) -> list[_Planned]:
+        """A dossier received shortly before now whose printed appointment falls just after."""
+        rng = self.live_rng
+        procedure, channel = self._pick(rng)
+        assert self.config.live_due_seconds is not None
+        low, high = self.config.live_due_seconds
+        due = math.ceil(self.now_ts + rng.uniform(low, high))
+        latest = min(self.now_sec, WORK_END) if self.days[self.live_day] == self.today else WORK_END
+        sec = rng.randrange(max(WORK_START, latest - 7200), latest)
+        received = self._ts((self.live_day, sec))
+        receipt = {
+            "agency": procedure.agency,
+            "procedure": procedure.code,
+            "channel": channel.value,
+            "due_at": _iso(due),
+        }
+        plan: list[_Planned] = [(received, EventType.RECEIVED, receipt)]
+        closing = min(int(self.now_ts), self._ts((self.live_day, WORK_END)))
+        if rng.random() < 0.5 and closing - received > 120:  # appraised the same afternoon
+            plan.append((rng.randrange(received + 60, closing), EventType.APPRAISED, {}))
+        return plan
+
+    def _queue(self, number: int, day: int, plan: list[_Planned]) -> Iterator[_Queued]:
+        dossier_id = f"{self.id_prefix}-{self.day_label[day]}-{number:07d}"
+        plan.sort(key=lambda p: (p[0], TYPE_ORDER[p[1]]))
+        for n, (epoch, kind, fields) in enumerate(plan, 1):
+            if epoch > self.now_ts:  # the history ends at now
+                return
+            event = {
+                "schema_version": SCHEMA_VERSION,
+                "event_id": f"{dossier_id}-{n}",
+                "dossier_id": dossier_id,
+                "type": kind.value,
+                "occurred_at": _iso(epoch),
+                **fields,
+            }
+            yield epoch, TYPE_ORDER[kind], number, n, event
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """All events up to now in occurred_at order, generated one receipt day at a time."""
+        heap: list[_Queued] = []
+        for k in range(self.live_count):
+            for item in self._queue(self.normal_count + k + 1, self.live_day, self._live_plan()):
+                heapq.heappush(heap, item)
+        number = 0
+        for day, count, latest in self.schedule:
+            # Everything from this day on happens after its first opening hour, so what is
+            # queued before that is final: the heap holds only dossiers still in progress.
+            opening = self.day_start[day] + WORK_START
+            while heap and heap[0][0] < opening:
+                yield heapq.heappop(heap)[4]
+            for sec in sorted(self._receipt_second(latest) for _ in range(count)):
+                number += 1
+                for item in self._queue(number, day, self._plan(day, sec)):
+                    heapq.heappush(heap, item)
+        while heap:
+            yield heapq.heappop(heap)[4]
+
+    def _receipt_second(self, latest: int) -> int:
+        rng = self.rng
+        if latest < WORK_END:  # today, up to now
+            return rng.randrange(WORK_START, latest)
+        if rng.random() < 0.58:  # mornings are busier
+            return rng.randrange(WORK_START, _MORNING_END)
+        return rng.randrange(_AFTERNOON_START, WORK_END)
+
+
+def _iso(epoch: int) -> str:
+    """Local time with its offset, as center systems send it (e.g. 2025-07-29T08:15:03+07:00)."""
+    return datetime.fromtimestamp(epoch, LOCAL_TZ).isoformat()
+
+
+def _with_duplicates(
+    events: Iterable[dict[str, Any]], ratio: float, rng: random.Random
+) -> Iterator[dict[str, Any]]:
+    """Re-send a share of events 0–50 positions later, as an at-least-once producer would."""
+    later: list[tuple[int, int, dict[str, Any]]] = []
+    for position, event in enumerate(events, 1):
+        while later and later[0][0] < position:
+            yield heapq.heappop(later)[2]
+        yield event
+        if rng.random() < ratio:
+            heapq.heappush(later, (position + rng.randint(0, 50), position, dict(event)))
+    while later:
+        yield heapq.heappop(later)[2]
+
+
+def _shuffled(
+    events: Iterable[dict[str, Any]], window: int, rng: random.Random
+) -> Iterator[dict[str, Any]]:
+    """Out-of-order delivery: each chunk of `window` events shuffled (displacement < window)."""
+    chunk: list[dict[str, Any]] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= window:
+            rng.shuffle(chunk)
+            yield from chunk
+            chunk = []
+    rng.shuffle(chunk)
+    yield from chunk
+
+
+def generate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
+    """Contract v1 event dicts of the simulated center, occurred_at ≤ config.now, in order
+    unless `shuffle_window`/`duplicate_ratio` ask otherwise. Streams: memory stays flat."""
+    stream: Iterator[dict[str, Any]] = _Center(config).events()
+    if config.duplicate_ratio > 0:
+        dup_rng = random.Random(f"{config.seed}-dup")
+        stream = _with_duplicates(stream, config.duplicate_ratio, dup_rng)
+    if config.shuffle_window > 1:
+        shuffle_rng = random.Random(f"{config.seed}-shuffle")
+        stream = _shuffled(stream, config.shuffle_window, shuffle_rng)
+    return stream
+
+
+# -- running it -----------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """Paces a stream to `rate` items a second, with bursts of up to one second's worth."""
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+
+    def take(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1.0:
+            self._sleep((1.0 - self._tokens) / self.rate)
+            self._tokens = 1.0
+            self._last = self._clock()
+        self._tokens -= 1.0
+
+
+def paced(items: Iterable[Any], rate: float) -> Iterator[Any]:
+    """`items` at no more than `rate` a second (0 = as fast as they come)."""
+    if rate == 0:
+        yield from items
+        return
+    bucket = TokenBucket(rate)
+    for item in items:
+        bucket.take()
+        yield item
+
+
+def _write_lines(events: Iterable[dict[str, Any]], sink: BinaryIO, live: bool) -> int:
+    count = 0
+    for event in events:
+        sink.write(orjson.dumps(event) + b"\n")
+        count += 1
+        if live:  # a paced stream is watched as it goes
+            sink.flush()
+    sink.flush()
+    return count
+
+
+def run_simulation(
+    dossiers: int,
+    rate: float,
+    overdue_ratio: float,
+    seed: int,
+    out: Path | str | None,
+    broker: str | None,
+    topic: str,
+    *,
+    now: datetime | None = None,
+    live_due_seconds: tuple[float, float] | None = DEMO_LIVE_DUE,
+) -> str:
+    """`motcua simulate`: JSON Lines to `out` ("-" or None without a broker: stdout) or events
+    to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out).
+
+    A few dossiers fall due `live_due_seconds` after now, so a live demo sees some turn
+    overdue with no event. Returns a one-line summary. Raises SimulationError for bad
+    arguments (a malformed broker address or security settings included) and PublishError
+    (one line) when the broker is unreachable or does not acknowledge every event.
+    """
+    if not isinstance(rate, int | float) or not math.isfinite(rate) or rate < 0:
+        raise SimulationError(f"rate must be a number >= 0 events/s, got {rate!r}")
+    if out is not None and broker is not None:
+        raise SimulationError("give an output file or a broker, not both")
+    config = SimulationConfig(
+        dossiers=dossiers,
+        seed=seed,
+        overdue_ratio=overdue_ratio,
+        now=now,
+        live_due_seconds=live_due_seconds,
+    )
+    started = time.monotonic()
+    events = paced(generate(config), rate)
+    what = f"simulated {dossiers:,} dossiers (seed {seed}, overdue ratio {overdue_ratio:g})"
+
+    if broker is not None:
+        from service.publisher import DossierPublisher, PublishError
+
+        try:
+            publisher = DossierPublisher(broker, topic)
+        except PublishError as exc:
+            if exc.reason in (PublishError.BAD_ADDRESS, PublishError.BAD_SECURITY):
+                raise SimulationError(str(exc)) from None
+            raise
+        with publisher:
+            report = publisher.publish_many(events)
+        if not report.ok:
+            raise PublishError(PublishError.NOT_ACKNOWLEDGED, f"{what}: {report.summary()}")
+        elapsed = time.monotonic() - started
+        return (
+            f"{what}: {report.acknowledged:,} events published to {topic} and acknowledged"
+            f" in {elapsed:.1f} s"
+        )
+
+    if out is None or str(out) == "-":
+        try:
+            count = _write_lines(events, sys.stdout.buffer, live=rate > 0)
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`); keep the interpreter's final flush quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return f"{what}: output closed early"
+        target = "stdout"
+    else:
+        try:
+            with Path(out).open("wb") as sink:
+                count = _write_lines(events, sink, live=rate > 0)
+        except OSError as exc:
+            raise SimulationError(f"cannot write {out}: {exc.strerror or exc}") from None
+        target = str(out)
+    elapsed = time.monotonic() - started
+    return f"{what}: {count:,} events written to {target} in {elapsed:.1f} s"
