@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from faust.types import TP
+
 from service.app import app, calendar, dossiers, ledger, settings
 from service.domain import Dossier, fold
 from service.domain.report import DossierFacts, facts_of
@@ -34,6 +36,7 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 async def on_recovered() -> None:
     started = time.monotonic()
     partitions = assigned_partitions()
+    await rewind_uncommitted(partitions)
     ledger.rebuild(_stored_dossiers(), partitions, datetime.now(UTC))
     ledger.ready = True
     log.info(
@@ -42,6 +45,26 @@ async def on_recovered() -> None:
         time.monotonic() - started,
         ledger.running_count(),
     )
+
+
+async def rewind_uncommitted(partitions: set[int]) -> None:
+    """Seek input partitions with no committed offset back to their beginning.
+
+    aiokafka's seek_to_committed skips a committed offset of 0 or none, so a worker that
+    restarts after its group crashed before the first commit kept the fetch position of
+    records dropped during recovery and consumed nothing (reproduced in
+    tests/integration/test_worker.py). Re-reading is safe: events are idempotent.
+    """
+    tps = {TP(settings.topic, p) for p in partitions}
+    if not tps:
+        return
+    committed = await app.consumer.seek_to_committed()
+    uncommitted = {tp for tp in tps if not committed.get(tp)}
+    if not uncommitted:
+        return
+    earliest = await app.consumer.earliest_offsets(*uncommitted)
+    for tp in sorted(uncommitted):
+        await app.consumer.seek(tp, earliest.get(tp) or 0)
 
 
 def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int, DossierFacts | None]]:

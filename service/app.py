@@ -40,6 +40,10 @@ app = faust.App(
     producer_linger_ms=5,
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
+    # A worker killed with -9 holds its partitions until the session times out (faust's
+    # default is 60 s): 10 s lets the group move on quickly.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=3.0,
     web_in_thread=False,
     logging_config=None,
 )

@@ -1,0 +1,760 @@
+"""Grafana dashboards for motcua, as code (grafana-foundation-sdk, Grafana 11.6 build).
+
+`python deploy/grafana/generate.py` rewrites deploy/grafana/dashboards/*.json; the tests
+check that the committed JSON equals a fresh render. Panel titles are Vietnamese where
+operators read them that way; descriptions are English.
+
+Dossier and event counters are read through the recorded sums of
+deploy/prometheus/rules/motcua.rules.yml (`agency_channel:motcua_dossiers_received_total:sum`
+and friends): the raw per-worker counters jump when partitions move between workers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    dashboard,
+    piechart,
+    prometheus,
+    stat,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import table as table_builders
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import piechart as piechart_model
+from grafana_foundation_sdk.models import prometheus as prometheus_model
+
+#: Must equal the uid in provisioning/datasources/prometheus.yaml.
+DATASOURCE_UID = "motcua-prometheus"
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
+TIMEZONE = "Asia/Ho_Chi_Minh"
+AGENCY_DASHBOARD_UID = "motcua-agency"
+
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+
+
+# --- small builders -------------------------------------------------------------------
+
+
+def query(
+    expr: str, legend: str = "", *, instant: bool = False, table: bool = False
+) -> prometheus.Dataquery:
+    """One PromQL target; refIds are assigned per panel by `_finish`."""
+    target = prometheus.Dataquery().expr(expr).datasource(DATASOURCE)
+    if legend:
+        target = target.legend_format(legend)
+    if table:
+        target = target.format(prometheus_model.PromQueryFormat.TABLE)
+    return target.instant() if instant or table else target.range()
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+GREEN_ONLY = thresholds((None, "green"))
+#: Any open overdue dossier is worth a red number.
+RED_ABOVE_ZERO = thresholds((None, "green"), (1, "red"))
+#: The seeds' targets: the 2% provincial target (98% on time), the 10% ceiling (90%).
+ON_TIME_TARGETS = thresholds((None, "red"), (0.90, "orange"), (0.98, "green"))
+#: QĐ 766 timeliness points out of 20, same cut-offs as ON_TIME_TARGETS.
+SCORE_TARGETS = thresholds((None, "red"), (18, "orange"), (19.6, "green"))
+
+
+def stat_panel(
+    title: str, description: str, *targets: prometheus.Dataquery, unit: str = "short"
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .targets(list(targets))
+        .unit(unit)
+        .thresholds(GREEN_ONLY)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+        .height(5)
+        .span(4)
+    )
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    *targets: prometheus.Dataquery,
+    unit: str = "short",
+    stacked: bool = False,
+    span: int = 12,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .targets(list(targets))
+        .unit(unit)
+        .min(0)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .height(8)
+        .span(span)
+    )
+    if stacked:
+        panel = panel.fill_opacity(30).stacking(
+            common_builders.StackingConfig().mode(common.StackingMode.NORMAL)
+        )
+    return panel
+
+
+def channel_share_panel(description: str, expr: str) -> piechart.Panel:
+    return (
+        piechart.Panel()
+        .title("Tiếp nhận theo kênh")
+        .description(description)
+        .with_target(query(expr, "{{channel}}", instant=True))
+        .pie_type(piechart_model.PieChartType.DONUT)
+        .display_labels([piechart_model.PieChartLabels.PERCENT])
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+        .height(8)
+        .span(8)
+    )
+
+
+def _finish(built: model.Dashboard) -> model.Dashboard:
+    """Give every panel a stable id and every target a refId (A, B, ...)."""
+    for panel_id, panel in enumerate(built.panels or [], start=1):
+        panel.id_val = panel_id
+        for index, target in enumerate(getattr(panel, "targets", None) or []):
+            target.ref_id = chr(ord("A") + index)
+    return built
+
+
+def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["motcua"])
+        .timezone(TIMEZONE)
+        .time("now-24h", "now")
+        .refresh("30s")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dashboard.DashboardLink("motcua")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(["motcua"])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+    )
+
+
+# --- dashboards -----------------------------------------------------------------------
+
+
+def center_overview() -> model.Dashboard:
+    agency_table = (
+        table_builders.Panel()
+        .title("Theo cơ quan")
+        .description(
+            "One row per agency: open dossiers, open overdue, overdue without an apology "
+            "letter, on-time share of dossiers handled in 7 days, dossiers received in the "
+            "selected range. Click an agency code to open its dashboard."
+        )
+        .targets(
+            [
+                query("sum by (agency) (motcua_dossiers_open)", table=True),
+                query('sum by (agency) (motcua_dossiers_open{state="overdue"})', table=True),
+                query("sum by (agency) (motcua_overdue_without_apology)", table=True),
+                query("agency:motcua_dossiers_on_time:ratio7d", table=True),
+                query(
+                    "sum by (agency) "
+                    "(increase(agency_channel:motcua_dossiers_received_total:sum[$__range]))",
+                    table=True,
+                ),
+            ]
+        )
+        .with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {
+                        "agency": "Cơ quan",
+                        "Value #A": "Đang xử lý",
+                        "Value #B": "Quá hạn",
+                        "Value #C": "Quá hạn chưa xin lỗi",
+                        "Value #D": "Đúng hạn (7 ngày)",
+                        "Value #E": "Tiếp nhận",
+                    },
+                },
+            )
+        )
+        .override_by_name(
+            "Đúng hạn (7 ngày)",
+            [model.DynamicConfigValue(id_val="unit", value="percentunit")],
+        )
+        .override_by_name(
+            "Cơ quan",
+            [
+                model.DynamicConfigValue(
+                    id_val="links",
+                    value=[
+                        {
+                            "title": "Cơ quan ${__value.text}",
+                            "url": f"/d/{AGENCY_DASHBOARD_UID}/?var-agency=${{__value.raw}}"
+                            "&${__url_time_range}",
+                        }
+                    ],
+                )
+            ],
+        )
+        .sort_by([common_builders.TableSortByFieldState().display_name("Quá hạn").desc(True)])
+        .height(10)
+        .span(16)
+    )
+    # The QĐ 766 gauges are ratios each worker computes over its own partitions (a random
+    # share of every agency's dossiers): averaging the workers approximates the agency's
+    # ratio, summing would double it.
+    ranking = (
+        bargauge.Panel()
+        .title("Xếp hạng chỉ số đúng hạn (QĐ 766)")
+        .description(
+            "Agencies ranked by the timeliness score of the national real-time index "
+            "(Quyết định 766/QĐ-TTg): 20 x (closed early or on time + open within the "
+            "deadline) / dossiers handled this month. 20 is the maximum."
+        )
+        .with_target(
+            query(
+                'sort_desc(avg by (agency) (motcua_timeliness_score{period="month"}))',
+                "{{agency}}",
+                instant=True,
+            )
+        )
+        .unit("short")
+        .decimals(2)
+        .min(0)
+        .max(20)
+        .thresholds(SCORE_TARGETS)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+        .height(10)
+        .span(8)
+    )
+    built = (
+        _base(
+            "motcua-center",
+            "Trung tâm Phục vụ hành chính công — Tổng quan",
+            "Center overview: dossiers received, open, overdue and on time across all agencies.",
+        )
+        .with_row(dashboard.Row("Hôm nay"))
+        .with_panel(
+            stat_panel(
+                "Tiếp nhận hôm nay",
+                "Dossiers received since local midnight (Asia/Ho_Chi_Minh), all channels.",
+                query(
+                    "sum(increase(agency_channel:motcua_dossiers_received_total:sum[$__range]))",
+                    instant=True,
+                ),
+            )
+            .time_from("now/d")
+            .hide_time_override(True)
+            .decimals(0)
+        )
+        .with_panel(
+            stat_panel(
+                "Đang xử lý",
+                "Dossiers open now: in time, due soon, overdue, paused for a supplement, "
+                "or ready to return.",
+                query("sum(motcua_dossiers_open)", instant=True),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Hồ sơ quá hạn",
+                "Open dossiers past their appointment date (ngày hẹn trả).",
+                query('sum(motcua_dossiers_open{state="overdue"})', instant=True),
+            ).thresholds(RED_ABOVE_ZERO)
+        )
+        .with_panel(
+            stat_panel(
+                "Quá hạn chưa xin lỗi",
+                "Open overdue dossiers without an apology letter and new appointment "
+                "(văn bản xin lỗi và hẹn lại).",
+                query("sum(motcua_overdue_without_apology)", instant=True),
+            ).thresholds(RED_ABOVE_ZERO)
+        )
+        .with_panel(
+            stat_panel(
+                "Tỷ lệ đúng hạn (7 ngày)",
+                "Share of dossiers handled in the last 7 days that were closed early or on "
+                "time, or are open within the deadline. Target 98% (overdue below 2%), "
+                "ceiling 90%.",
+                query(":motcua_dossiers_on_time:ratio7d", instant=True),
+                unit="percentunit",
+            )
+            .decimals(1)
+            .thresholds(ON_TIME_TARGETS)
+        )
+        .with_panel(
+            stat_panel(
+                "Mới quá hạn (1 giờ)",
+                "Dossiers that passed their due date in the last hour.",
+                query(":motcua_dossiers_became_overdue:increase1h", instant=True),
+            )
+            .decimals(0)
+            .thresholds(RED_ABOVE_ZERO)
+        )
+        .with_row(dashboard.Row("Xu hướng"))
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ đang xử lý theo trạng thái",
+                "Open dossiers by state: in_time, due_soon, overdue, paused (waiting for "
+                "the citizen's supplement), ready (result ready to return).",
+                query("sum by (state) (motcua_dossiers_open)", "{{state}}"),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ quá hạn",
+                "Overdue trend: open overdue dossiers, and dossiers that became overdue in "
+                "the preceding hour.",
+                query('sum(motcua_dossiers_open{state="overdue"})', "Đang quá hạn"),
+                query(":motcua_dossiers_became_overdue:increase1h", "Mới quá hạn / giờ"),
+            )
+        )
+        .with_row(dashboard.Row("Cơ quan"))
+        .with_panel(agency_table)
+        .with_panel(ranking)
+        .with_row(dashboard.Row("Kênh và kết quả"))
+        .with_panel(
+            channel_share_panel(
+                "Dossiers received in the selected range by channel: direct (in person), "
+                "online, postal. Targets quoted by the centers: 25% online, 15% postal.",
+                "sum by (channel) "
+                "(increase(agency_channel:motcua_dossiers_received_total:sum[$__range]))",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ hoàn thành theo kết quả",
+                "Dossiers whose clock ended (approved, rejected or returned) in the "
+                "preceding hour, by outcome: early, on_time, late.",
+                query(
+                    "sum by (outcome) "
+                    "(increase(agency_outcome:motcua_dossiers_completed_total:sum[1h]))",
+                    "{{outcome}}",
+                ),
+                stacked=True,
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ bị rút (24 giờ)",
+                "Dossiers withdrawn by the citizen in the preceding 24 hours, per agency.",
+                query(
+                    "increase(agency:motcua_dossiers_withdrawn_total:sum[1d])",
+                    "{{agency}}",
+                ),
+                span=8,
+            )
+        )
+        .build()
+    )
+    return _finish(built)
+
+
+def agency_drilldown() -> model.Dashboard:
+    agency = (
+        dashboard.QueryVariable("agency")
+        .label("Cơ quan")
+        .description("Agency code (from the metrics' agency label).")
+        .datasource(DATASOURCE)
+        .query("label_values(motcua_dossiers_open, agency)")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.NATURAL_ASC)
+    )
+    built = (
+        _base(
+            AGENCY_DASHBOARD_UID,
+            "Cơ quan $agency",
+            "Agency drill-down: one agency's open stock, overdue dossiers, volumes and "
+            "QĐ 766 timeliness score.",
+        )
+        .with_variable(agency)
+        .with_row(dashboard.Row("Hiện tại"))
+        .with_panel(
+            stat_panel(
+                "Đang xử lý",
+                "Open dossiers of the agency.",
+                query('sum(motcua_dossiers_open{agency="$agency"})', instant=True),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Hồ sơ quá hạn",
+                "Open dossiers of the agency past their appointment date.",
+                query('sum(motcua_dossiers_open{agency="$agency",state="overdue"})', instant=True),
+            ).thresholds(RED_ABOVE_ZERO)
+        )
+        .with_panel(
+            stat_panel(
+                "Quá hạn chưa xin lỗi",
+                "Open overdue dossiers of the agency with no apology letter recorded.",
+                query('sum(motcua_overdue_without_apology{agency="$agency"})', instant=True),
+            ).thresholds(RED_ABOVE_ZERO)
+        )
+        .with_panel(
+            stat_panel(
+                "Tỷ lệ đúng hạn (7 ngày)",
+                "Share of the agency's dossiers handled in the last 7 days that were closed "
+                "early or on time, or are open within the deadline.",
+                query(
+                    'sum(agency:motcua_dossiers_on_time:ratio7d{agency="$agency"})', instant=True
+                ),
+                unit="percentunit",
+            )
+            .decimals(1)
+            .thresholds(ON_TIME_TARGETS)
+        )
+        .with_panel(
+            stat_panel(
+                "Điểm đúng hạn tháng",
+                "QĐ 766 timeliness score for this month, out of 20.",
+                query(
+                    'avg(motcua_timeliness_score{agency="$agency",period="month"})', instant=True
+                ),
+            )
+            .decimals(2)
+            .thresholds(SCORE_TARGETS)
+        )
+        .with_panel(
+            stat_panel(
+                "Điểm đúng hạn năm",
+                "QĐ 766 timeliness score for this year, out of 20.",
+                query('avg(motcua_timeliness_score{agency="$agency",period="year"})', instant=True),
+            )
+            .decimals(2)
+            .thresholds(SCORE_TARGETS)
+        )
+        .with_row(dashboard.Row("Hồ sơ"))
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ đang xử lý theo trạng thái",
+                "The agency's open dossiers by state.",
+                query('sum by (state) (motcua_dossiers_open{agency="$agency"})', "{{state}}"),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ quá hạn",
+                "Open overdue dossiers of the agency, and dossiers that became overdue in the "
+                "preceding hour.",
+                query(
+                    'sum(motcua_dossiers_open{agency="$agency",state="overdue"})', "Đang quá hạn"
+                ),
+                query(
+                    'sum(agency:motcua_dossiers_became_overdue:increase1h{agency="$agency"})',
+                    "Mới quá hạn / giờ",
+                ),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tiếp nhận mỗi giờ theo kênh",
+                "Dossiers received by the agency in the preceding hour, by channel.",
+                query(
+                    "sum by (channel) "
+                    '(increase(agency_channel:motcua_dossiers_received_total:sum{agency="$agency"}[1h]))',
+                    "{{channel}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hoàn thành mỗi giờ theo kết quả",
+                "Dossiers of the agency whose clock ended in the preceding hour, by outcome.",
+                query(
+                    "sum by (outcome) "
+                    '(increase(agency_outcome:motcua_dossiers_completed_total:sum{agency="$agency"}[1h]))',
+                    "{{outcome}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_row(dashboard.Row("Kênh, rút hồ sơ, chỉ số"))
+        .with_panel(
+            channel_share_panel(
+                "The agency's dossiers received in the selected range by channel.",
+                "sum by (channel) "
+                '(increase(agency_channel:motcua_dossiers_received_total:sum{agency="$agency"}[$__range]))',
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hồ sơ bị rút (24 giờ)",
+                "Dossiers of the agency withdrawn by the citizen in the preceding 24 hours.",
+                query(
+                    'sum(increase(agency:motcua_dossiers_withdrawn_total:sum{agency="$agency"}[1d]))',
+                    "Rút hồ sơ",
+                ),
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tỷ lệ đúng hạn (QĐ 766)",
+                "QĐ 766 timeliness rate of the agency for the current month and year.",
+                query('avg by (period) (motcua_timeliness_rate{agency="$agency"})', "{{period}}"),
+                unit="percentunit",
+                span=8,
+            ).max(1)
+        )
+        .build()
+    )
+    return _finish(built)
+
+
+def pipeline_health() -> model.Dashboard:
+    up_mapping = model.ValueMap(
+        options={
+            "0": model.ValueMappingResult(text="DOWN", color="red"),
+            "1": model.ValueMappingResult(text="UP", color="green"),
+        }
+    )
+    ready_mapping = model.ValueMap(
+        options={
+            "0": model.ValueMappingResult(text="chưa sẵn sàng", color="red"),
+            "1": model.ValueMappingResult(text="sẵn sàng", color="green"),
+        }
+    )
+    built = (
+        _base(
+            "motcua-pipeline",
+            "motcua — Đường ống dữ liệu",
+            "Pipeline health: workers, event throughput, consumer lag, dead-letter topic, "
+            "rebalances and scrape cost.",
+        )
+        .with_row(dashboard.Row("Worker"))
+        .with_panel(
+            stat_panel(
+                "Scrape",
+                "Whether Prometheus can scrape each worker's /metrics (up).",
+                query('up{job="motcua"}', "{{instance}}", instant=True),
+            ).mappings([up_mapping])
+        )
+        .with_panel(
+            stat_panel(
+                "Sẵn sàng",
+                "motcua_ready per worker: partitions assigned and tables recovered.",
+                query('motcua_ready{job="motcua"}', "{{instance}}", instant=True),
+            ).mappings([ready_mapping])
+        )
+        .with_panel(
+            stat_panel(
+                "Partition đang xử lý",
+                "Active partitions per worker; together they should cover every partition "
+                "of dossier-events.",
+                query("sum by (instance) (motcua_partitions_active)", "{{instance}}", instant=True),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Consumer lag",
+                "Events on dossier-events not yet committed by the workers (end offset "
+                "minus committed offset).",
+                query("sum(topic:motcua_faust_consumer_lag:sum)", instant=True),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Sự kiện mới nhất",
+                "Age of the newest processed event (Kafka timestamp). Grows overnight; "
+                "should stay small during working hours.",
+                query("time() - max(motcua_last_event_timestamp_seconds)", instant=True),
+                unit="s",
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Mới nhận (tin nhắn/giây)",
+                "Kafka messages received per second by all workers (faust sensor).",
+                query(
+                    "sum(rate(motcua_faust_messages_received_total[$__rate_interval]))",
+                    instant=True,
+                ),
+                unit="reqps",
+            )
+        )
+        .with_row(dashboard.Row("Luồng sự kiện"))
+        .with_panel(
+            timeseries_panel(
+                "Sự kiện mỗi giây theo loại",
+                "Accepted dossier events per second by type (received, appraised, "
+                "approved, returned, ...).",
+                query(
+                    "sum by (type) (rate(type:motcua_events_total:sum[$__rate_interval]))",
+                    "{{type}}",
+                ),
+                unit="reqps",
+                stacked=True,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Consumer lag theo partition",
+                "Per partition of dossier-events: end offset minus committed offset. A line "
+                "that keeps rising is a stalled or too slow worker.",
+                query(
+                    "sum by (topic, partition) (motcua_faust_topic_partition_end_offset"
+                    " - motcua_faust_topic_partition_offset_commited)",
+                    "{{topic}} {{partition}}",
+                ),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Hàng đợi lỗi (DLQ) và trùng lặp",
+                "Events sent to dossier-events-dlq per second by rejection reason, and "
+                "duplicate events (same event_id) ignored per second.",
+                query(
+                    "sum by (reason) (rate(motcua_events_rejected_total[$__rate_interval]))",
+                    "DLQ {{reason}}",
+                ),
+                query(
+                    "sum(rate(:motcua_events_duplicate_total:sum[$__rate_interval]))", "trùng lặp"
+                ),
+                unit="reqps",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tin nhắn gửi theo topic",
+                "Messages produced per second by topic (status, dead-letter, changelogs).",
+                query(
+                    "sum by (topic) "
+                    "(rate(motcua_faust_topic_messages_sent_total[$__rate_interval]))",
+                    "{{topic}}",
+                ),
+                unit="reqps",
+            )
+        )
+        .with_row(dashboard.Row("Chi phí"))
+        .with_panel(
+            timeseries_panel(
+                "Thời gian xử lý sự kiện",
+                "Time an agent spends on one event (faust sensor), median and 95th percentile.",
+                query(
+                    "histogram_quantile(0.5, sum by (le) "
+                    "(rate(motcua_faust_events_runtime_ms_bucket[$__rate_interval])))",
+                    "p50",
+                ),
+                query(
+                    "histogram_quantile(0.95, sum by (le) "
+                    "(rate(motcua_faust_events_runtime_ms_bucket[$__rate_interval])))",
+                    "p95",
+                ),
+                unit="ms",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Thời gian scrape",
+                "How long each worker takes to render /metrics. faust renders it inside the "
+                "event loop, so a slow scrape also delays event processing.",
+                query('scrape_duration_seconds{job="motcua"}', "{{instance}}"),
+                unit="s",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Rebalance",
+                "Consumer group rebalances per worker since it started (faust sensor). "
+                "Steps mean partitions moved: a worker restarted, joined or left.",
+                query("sum by (instance) (motcua_faust_total_rebalances)", "{{instance}}"),
+                span=8,
+            )
+        )
+        .build()
+    )
+    return _finish(built)
+
+
+#: File name in deploy/grafana/dashboards/ -> dashboard factory.
+DASHBOARDS = {
+    "center-overview.json": center_overview,
+    "agency-drilldown.json": agency_drilldown,
+    "pipeline-health.json": pipeline_health,
+}
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def render(built: model.Dashboard) -> str:
+    """Stable JSON text for a dashboard (sorted keys, Vietnamese kept readable)."""
+    return json.dumps(built, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rendered() -> dict[str, str]:
+    """File name -> JSON text, freshly generated."""
+    return {name: render(factory()) for name, factory in DASHBOARDS.items()}
+
+
+def write(directory: Path = DASHBOARD_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _panel_targets(panels: list[dict]) -> Iterator[dict]:
+    for panel in panels:
+        yield from panel.get("targets") or []
+        yield from _panel_targets(panel.get("panels") or [])
+
+
+def all_panel_queries() -> list[str]:
+    """Every PromQL expression of every panel, as written (with $variables)."""
+    exprs: list[str] = []
+    for text in rendered().values():
+        exprs.extend(target["expr"] for target in _panel_targets(json.loads(text)["panels"]))
+    return exprs
+
+
+def main() -> int:
+    for path in write():
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

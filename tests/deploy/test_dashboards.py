@@ -1,0 +1,208 @@
+"""deploy/grafana: the committed dashboards are the generator's output, and they are sound
+without a Grafana server: ids, layout, datasource, variables, PromQL syntax, metric names.
+
+Whether each query returns data is checked against a live Prometheus in
+tests/e2e/test_alerting.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from deploy_tools import DEPLOY, RULES, explain, load_yaml, recorded_names, run
+
+GRAFANA = DEPLOY / "grafana"
+PROVISIONED_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yaml"
+
+# What the worker exposes (service/metrics.py and faust's sensor with prefix motcua_faust_)
+# plus Prometheus' own per-target series. A name outside this list and the recording
+# rules is a typo or a metric nobody exports.
+EXPORTED = {
+    "motcua_dossiers_received_total",
+    "motcua_dossiers_completed_total",
+    "motcua_dossiers_withdrawn_total",
+    "motcua_dossiers_open",
+    "motcua_dossiers_became_overdue_total",
+    "motcua_overdue_without_apology",
+    "motcua_timeliness_rate",
+    "motcua_timeliness_score",
+    "motcua_events_total",
+    "motcua_events_rejected_total",
+    "motcua_events_duplicate_total",
+    "motcua_last_event_timestamp_seconds",
+    "motcua_ready",
+    "motcua_partitions_active",
+    "motcua_faust_messages_received_total",
+    "motcua_faust_topic_partition_end_offset",
+    "motcua_faust_topic_partition_offset_commited",
+    "motcua_faust_total_rebalances",
+    "motcua_faust_events_runtime_ms_bucket",
+    "motcua_faust_topic_messages_sent_total",
+    "up",
+    "scrape_duration_seconds",
+}
+# Grafana's own variables ($__range, ${__value.raw}, ...).
+BUILTIN_VARIABLE = re.compile(r"__\w+")
+# Values Grafana would put in place of a variable, for syntax checks.
+SAMPLE_VALUES = {"$agency": "H10.14", "$__rate_interval": "1m", "$__range": "1h"}
+
+
+@pytest.fixture(scope="module")
+def rendered(dashboards: ModuleType) -> dict[str, dict]:
+    return {name: json.loads(text) for name, text in dashboards.rendered().items()}
+
+
+def panels(nodes: list[dict]) -> Iterator[dict]:
+    for panel in nodes:
+        yield panel
+        yield from panels(panel.get("panels") or [])
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+
+
+def datasources(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        if isinstance(node.get("datasource"), dict):
+            yield node["datasource"]
+        for value in node.values():
+            yield from datasources(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from datasources(item)
+
+
+def test_committed_json_is_the_generators_output(dashboards: ModuleType) -> None:
+    fresh = dashboards.rendered()
+    committed = {path.name for path in (GRAFANA / "dashboards").glob("*.json")}
+    assert committed == set(fresh), "run: python deploy/grafana/generate.py"
+    for name, text in fresh.items():
+        on_disk = (GRAFANA / "dashboards" / name).read_text(encoding="utf-8")
+        assert on_disk == text, f"{name} is stale: run python deploy/grafana/generate.py"
+
+
+def test_generator_writes_where_provisioning_reads(dashboards: ModuleType, tmp_path: Path) -> None:
+    written = dashboards.write(tmp_path)
+    assert sorted(p.name for p in written) == sorted(dashboards.DASHBOARDS)
+    assert dashboards.DASHBOARD_DIR == GRAFANA / "dashboards"
+
+
+def test_dashboard_uids_are_unique_and_links_resolve(rendered: dict[str, dict]) -> None:
+    uids = [d["uid"] for d in rendered.values()]
+    assert len(set(uids)) == len(uids)
+    for dashboard in rendered.values():
+        for text in strings(dashboard):
+            for uid in re.findall(r"/d/([\w-]+)/", text):
+                assert uid in uids, f"{dashboard['uid']}: link to unknown dashboard {uid}"
+
+
+def test_panel_ids_are_unique(rendered: dict[str, dict]) -> None:
+    for name, dashboard in rendered.items():
+        ids = [panel["id"] for panel in panels(dashboard["panels"])]
+        assert all(isinstance(i, int) and i > 0 for i in ids), name
+        assert len(set(ids)) == len(ids), f"{name}: duplicate panel ids"
+
+
+def test_panels_fit_the_24_column_grid_without_overlap(rendered: dict[str, dict]) -> None:
+    for name, dashboard in rendered.items():
+        taken: dict[tuple[int, int], str] = {}
+        for panel in panels(dashboard["panels"]):
+            pos = panel["gridPos"]
+            title = f"{name}: {panel.get('title')}"
+            assert pos["x"] >= 0 and pos["y"] >= 0 and pos["w"] >= 1 and pos["h"] >= 1, title
+            assert pos["x"] + pos["w"] <= 24, f"{title} is wider than the grid"
+            for x in range(pos["x"], pos["x"] + pos["w"]):
+                for y in range(pos["y"], pos["y"] + pos["h"]):
+                    assert (x, y) not in taken, f"{title} overlaps {taken[(x, y)]}"
+                    taken[(x, y)] = title
+
+
+def test_every_datasource_is_the_provisioned_one(
+    rendered: dict[str, dict], dashboards: ModuleType
+) -> None:
+    provisioned = load_yaml(PROVISIONED_DATASOURCE)["datasources"]
+    assert [d["uid"] for d in provisioned] == [dashboards.DATASOURCE_UID]
+    assert provisioned[0]["type"] == "prometheus"
+    for name, dashboard in rendered.items():
+        refs = list(datasources(dashboard))
+        assert refs, name
+        for ref in refs:
+            assert ref == {"type": "prometheus", "uid": dashboards.DATASOURCE_UID}, name
+        for panel in panels(dashboard["panels"]):
+            for target in panel.get("targets") or []:
+                assert target["datasource"]["uid"] == dashboards.DATASOURCE_UID, name
+
+
+def test_every_variable_is_declared(rendered: dict[str, dict]) -> None:
+    for name, dashboard in rendered.items():
+        declared = {v["name"] for v in (dashboard.get("templating") or {}).get("list", [])}
+        for text in strings(dashboard):
+            for used in re.findall(r"\$\{?(\w+)", text):
+                assert used in declared or BUILTIN_VARIABLE.fullmatch(used), (
+                    f"{name}: ${used} is not a dashboard variable"
+                )
+
+
+def test_agency_variable_reads_an_exported_label(rendered: dict[str, dict]) -> None:
+    variable = rendered["agency-drilldown.json"]["templating"]["list"][0]
+    found = re.fullmatch(r"label_values\((\w+), agency\)", variable["query"])
+    assert found and found.group(1) in EXPORTED
+
+
+def substitute(expr: str) -> str:
+    for variable, value in SAMPLE_VALUES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"no sample value for a variable in {expr}"
+    return expr
+
+
+def test_every_query_parses(dashboards: ModuleType, promtool: str, tmp_path: Path) -> None:
+    """promtool 2.42 cannot parse a bare expression; as recording rules it checks each."""
+    queries = dashboards.all_panel_queries()
+    assert len(queries) > 30
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard-queries",
+                "rules": [
+                    {"record": f"dashboard_query_{n}", "expr": substitute(expr)}
+                    for n, expr in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run(promtool, "check", "rules", str(path))
+    assert result.returncode == 0, explain(result)
+
+
+def metric_names(expr: str) -> set[str]:
+    """Names in an expression that look like metrics (contain motcua or a colon, or are
+    Prometheus' own per-target series)."""
+    bare = re.sub(r'"[^"]*"|\[[^\]]*\]', "", expr)  # drop label values and [ranges]
+    names = set(re.findall(r"[a-zA-Z_:][\w:]*", bare))
+    return {n for n in names if "motcua" in n or ":" in n or n in {"up", "scrape_duration_seconds"}}
+
+
+def test_every_metric_in_dashboards_and_rules_exists(dashboards: ModuleType) -> None:
+    known = EXPORTED | recorded_names()
+    rules = [r["expr"] for g in load_yaml(RULES)["groups"] for r in g["rules"]]
+    for expr in dashboards.all_panel_queries() + rules:
+        unknown = metric_names(expr) - known
+        assert not unknown, f"unknown metric(s) {sorted(unknown)} in: {expr}"

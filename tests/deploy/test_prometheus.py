@@ -1,0 +1,97 @@
+"""deploy/prometheus: config and rules load in Prometheus 2.42, rule unit tests pass, and
+every alert carries what Alertmanager routing and the on-call need."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from deploy_tools import (
+    PROMETHEUS_CONFIG,
+    RULE_TESTS,
+    RULES,
+    RUNBOOK,
+    alert_rules,
+    explain,
+    load_yaml,
+    run,
+)
+
+
+def test_prometheus_config_and_its_rule_files_load(promtool: str) -> None:
+    result = run(promtool, "check", "config", str(PROMETHEUS_CONFIG))
+    assert result.returncode == 0, explain(result)
+    # The glob in rule_files must match the rules file, or Prometheus runs without rules.
+    assert "1 rule files found" in result.stdout, result.stdout
+
+
+def test_rules_load(promtool: str) -> None:
+    result = run(promtool, "check", "rules", str(RULES))
+    assert result.returncode == 0, explain(result)
+
+
+def test_rule_unit_tests_pass(promtool: str) -> None:
+    result = run(promtool, "test", "rules", str(RULE_TESTS))
+    assert result.returncode == 0, explain(result)
+
+
+def keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from keys(item)
+
+
+def test_rule_tests_use_nothing_newer_than_prometheus_2_42() -> None:
+    used = set(keys(load_yaml(RULE_TESTS)))
+    assert not used & {"fuzzy_compare", "start_timestamp"}
+
+
+def test_every_alert_is_tested_firing_and_silent() -> None:
+    cases = [case for test in load_yaml(RULE_TESTS)["tests"] for case in test["alert_rule_test"]]
+    for name in {rule["alert"] for rule in alert_rules()}:
+        mine = [case for case in cases if case["alertname"] == name]
+        assert any(case["exp_alerts"] for case in mine), f"{name}: no test where it fires"
+        assert any(not case["exp_alerts"] for case in mine), f"{name}: no test where it is silent"
+
+
+def test_every_alert_has_routing_labels_and_an_operator_text() -> None:
+    for rule in alert_rules():
+        name, labels, annotations = rule["alert"], rule["labels"], rule["annotations"]
+        assert labels["severity"] in {"page", "ticket"}, name
+        assert labels["category"] in {"business", "pipeline"}, name
+        assert annotations["summary"].strip() and annotations["description"].strip(), name
+        if labels["category"] == "business":
+            # Per-agency alerts keep the agency label and name the agency in the text.
+            assert "by (agency)" in rule["expr"] or "agency:" in rule["expr"], name
+            assert "{{ $labels.agency }}" in annotations["summary"], name
+            assert "{{ $labels.agency }}" in annotations["description"], name
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+def test_every_runbook_url_points_at_a_runbook_section() -> None:
+    headings = re.findall(r"^#{1,6} (.+)$", RUNBOOK.read_text(encoding="utf-8"), re.MULTILINE)
+    anchors = {github_anchor(h) for h in headings}
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        path, _, anchor = url.partition("#")
+        assert path == "docs/runbook.md", url
+        assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in docs/runbook.md"
+        assert anchor == github_anchor(rule["alert"]), url
+
+
+def test_scrape_job_is_motcua_and_alerts_go_to_alertmanager() -> None:
+    config = load_yaml(PROMETHEUS_CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert "motcua" in jobs  # rules and dashboards select job="motcua"
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
