@@ -151,12 +151,27 @@ class LedgerCollector(Collector):
             "QĐ 766 component 2: 20 × timeliness rate (out of 20 points)",
             labels=["agency", "period"],
         )
+        # The counts behind the rate: a rate cannot be summed across workers, counts can.
+        in_time = GaugeMetricFamily(
+            "motcua_timeliness_in_time",
+            "Dossiers resolved early or on time, or in progress within the due, this period",
+            labels=["agency", "period"],
+        )
+        handled = GaugeMetricFamily(
+            "motcua_timeliness_handled",
+            "Dossiers resolved or in progress this period (QĐ 766 denominator)",
+            labels=["agency", "period"],
+        )
         for kind, by_agency in self._timeliness.items():
             for agency in sorted(by_agency):
                 figures = by_agency[agency]
+                in_time.add_metric(
+                    [agency, kind],
+                    figures.resolved_early + figures.resolved_on_time + figures.in_progress_within,
+                )
+                handled.add_metric([agency, kind], figures.resolved + figures.in_progress)
                 if figures.timeliness_rate is None:
                     continue  # nothing handled this period: no score, not a zero
                 rate.add_metric([agency, kind], figures.timeliness_rate)
                 score.add_metric([agency, kind], figures.timeliness_score or 0.0)
-        yield rate
-        yield score
+        yield from (rate, score, in_time, handled)

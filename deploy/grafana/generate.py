@@ -233,7 +233,7 @@ def center_overview() -> model.Dashboard:
     )
     # The QĐ 766 gauges are ratios each worker computes over its own partitions (a random
     # share of every agency's dossiers): averaging the workers approximates the agency's
-    # ratio, summing would double it.
+    # ratio: sum the counts of every worker, then divide.
     ranking = (
         bargauge.Panel()
         .title("Xếp hạng chỉ số đúng hạn (QĐ 766)")
@@ -244,7 +244,8 @@ def center_overview() -> model.Dashboard:
         )
         .with_target(
             query(
-                'sort_desc(avg by (agency) (motcua_timeliness_score{period="month"}))',
+                'sort_desc(20 * sum by (agency) (motcua_timeliness_in_time{period="month"})'
+                ' / sum by (agency) (motcua_timeliness_handled{period="month"}))',
                 "{{agency}}",
                 instant=True,
             )
@@ -443,7 +444,9 @@ def agency_drilldown() -> model.Dashboard:
                 "Điểm đúng hạn tháng",
                 "QĐ 766 timeliness score for this month, out of 20.",
                 query(
-                    'avg(motcua_timeliness_score{agency="$agency",period="month"})', instant=True
+                    '20 * sum(motcua_timeliness_in_time{agency="$agency",period="month"})'
+                    ' / sum(motcua_timeliness_handled{agency="$agency",period="month"})',
+                    instant=True,
                 ),
             )
             .decimals(2)
@@ -453,7 +456,11 @@ def agency_drilldown() -> model.Dashboard:
             stat_panel(
                 "Điểm đúng hạn năm",
                 "QĐ 766 timeliness score for this year, out of 20.",
-                query('avg(motcua_timeliness_score{agency="$agency",period="year"})', instant=True),
+                query(
+                    '20 * sum(motcua_timeliness_in_time{agency="$agency",period="year"})'
+                    ' / sum(motcua_timeliness_handled{agency="$agency",period="year"})',
+                    instant=True,
+                ),
             )
             .decimals(2)
             .thresholds(SCORE_TARGETS)
@@ -528,7 +535,11 @@ def agency_drilldown() -> model.Dashboard:
             timeseries_panel(
                 "Tỷ lệ đúng hạn (QĐ 766)",
                 "QĐ 766 timeliness rate of the agency for the current month and year.",
-                query('avg by (period) (motcua_timeliness_rate{agency="$agency"})', "{{period}}"),
+                query(
+                    'sum by (period) (motcua_timeliness_in_time{agency="$agency"})'
+                    ' / sum by (period) (motcua_timeliness_handled{agency="$agency"})',
+                    "{{period}}",
+                ),
                 unit="percentunit",
                 span=8,
             ).max(1)

@@ -32,6 +32,8 @@ EXPORTED = {
     "motcua_dossiers_became_overdue_total",
     "motcua_overdue_without_apology",
     "motcua_timeliness_rate",
+    "motcua_timeliness_in_time",
+    "motcua_timeliness_handled",
     "motcua_timeliness_score",
     "motcua_events_total",
     "motcua_events_rejected_total",
