@@ -1,0 +1,66 @@
+"""The README's first command: `motcua demo` brings up a broker, a worker and traffic."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from harness import free_port
+
+from service.broker import reachable
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
+    broker_port, web_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        MOTCUA_BROKER=f"127.0.0.1:{broker_port}",  # nothing answers there: demo starts one
+        MOTCUA_DATA_DIR=str(tmp_path / "var"),
+        MOTCUA_APP_ID="demo-test",
+    )
+    command = ["demo", "--dossiers", "80", "--rate", "0", "--port", str(web_port)]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "service", *command, "--duration", "40"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    seen_metrics: list[bytes] = []
+    metrics_url = f"http://127.0.0.1:{web_port}/metrics"
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if "metrics:" in line and not seen_metrics:
+                # Scrape once the worker says it is ready, while the demo is running.
+                with urllib.request.urlopen(metrics_url, timeout=10) as response:
+                    seen_metrics.append(response.read())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        code = demo.wait(timeout=300)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        reader.join(10)
+    output = "".join(lines)
+    assert code == 0, output
+    assert metrics_url in output
+    assert seen_metrics and b"motcua_ready 1.0" in seen_metrics[0]
+    assert re.search(r"simulation finished: .*\d", output), output
+    assert output.rstrip().endswith("stopped.")
+    assert "Traceback" not in output
+    # Everything the demo started is gone: the broker no longer answers.
+    assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
