@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from service.domain.report import DossierFacts, facts_of
 from service.records import decode
 
 log = logging.getLogger(__name__)
+_background: set[asyncio.Future[None]] = set()
 
 
 def assigned_partitions() -> set[int]:
@@ -36,7 +38,10 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 async def on_recovered() -> None:
     started = time.monotonic()
     partitions = assigned_partitions()
-    await rewind_uncommitted(partitions)
+    # After faust's own seek, which comes once this callback returns.
+    task = asyncio.ensure_future(rewind_uncommitted(partitions))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
     ledger.rebuild(_stored_dossiers(), partitions, datetime.now(UTC))
     ledger.ready = True
     log.info(
@@ -52,12 +57,14 @@ async def rewind_uncommitted(partitions: set[int]) -> None:
 
     aiokafka's seek_to_committed skips a committed offset of 0 or none, so a worker that
     restarts after its group crashed before the first commit kept the fetch position of
-    records dropped during recovery and consumed nothing (reproduced in
-    tests/integration/test_worker.py). Re-reading is safe: events are idempotent.
+    records fetched and dropped during recovery and consumed nothing until new events came
+    (reproduced in tests/integration/test_worker.py). It runs once recovery has completed
+    and faust has done its own seek; re-reading is safe: events are idempotent.
     """
     tps = {TP(settings.topic, p) for p in partitions}
     if not tps:
         return
+    await app.tables.recovery.completed.wait()
     committed = await app.consumer.seek_to_committed()
     uncommitted = {tp for tp in tps if not committed.get(tp)}
     if not uncommitted:

@@ -44,41 +44,10 @@ def ensure_topics() -> None:
         admin.close()
 
 
-def ensure_committed_offsets() -> None:
-    """Give every input partition a committed offset (its beginning) if it has none.
-
-    faust 0.15 seeks a restarted worker to the committed offsets; when a new group crashed
-    before its first commit there are none, and the restarted worker consumed nothing at
-    all (seen in tests/integration/test_worker.py). Committing the beginning offsets first
-    gives the same start as `auto_offset_reset=earliest` without that trap.
-    """
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap.split(","),
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-        **settings.security.kafka_python_kwargs(),
-    )
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic) or set()
-        tps = [TopicPartition(settings.topic, p) for p in sorted(partitions)]
-        missing = [tp for tp in tps if consumer.committed(tp) is None]
-        if missing:
-            beginnings = consumer.beginning_offsets(missing)
-            with contextlib.suppress(KafkaError):  # the group is running: its members commit
-                consumer.commit({tp: OffsetAndMetadata(beginnings[tp], "", -1) for tp in missing})
-    finally:
-        consumer.close()
-
-
 def run(loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     ensure_topics()
-    ensure_committed_offsets()
     registry.register(LedgerCollector(ledger))
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="motcua_faust")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
