@@ -12,8 +12,8 @@ from typing import Any
 from faust.types import TP
 
 from service.app import app, calendar, dossiers, ledger, settings
-from service.domain import Dossier, fold
-from service.domain.report import DossierFacts, facts_of
+from service.domain import Dossier
+from service.domain.report import DossierFacts, fold_with_facts
 from service.records import decode
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,11 @@ def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int, DossierFa
     for key, raw in dossiers.items():
         dossier_id = key.decode()
         record = decode(dossier_id, raw)
+        dossier, facts = fold_with_facts(dossier_id, record.events, calendar)
         yield (
-            fold(dossier_id, record.events, calendar),
+            dossier,
             [e.type.value for e in record.events],
             record.duplicates,
             record.partition,
-            facts_of(dossier_id, record.events, calendar),
+            facts,
         )

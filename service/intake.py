@@ -11,7 +11,7 @@ from datetime import datetime
 
 from schemas import DossierEvent, InvalidEvent, Reason, parse_event
 from service.domain import Dossier, WorkingCalendar, fold
-from service.domain.report import DossierFacts, facts_of
+from service.domain.report import DossierFacts, fold_with_facts
 from service.records import MAX_EVENTS_PER_DOSSIER, DossierRecord, decode
 
 
@@ -47,9 +47,5 @@ def merge(
             f"dossier already has {MAX_EVENTS_PER_DOSSIER} events; no more are accepted",
         )
     record = record.with_event(event)
-    return Merged(
-        record,
-        fold(event.dossier_id, record.events, calendar),
-        duplicate=False,
-        facts=facts_of(event.dossier_id, record.events, calendar),
-    )
+    dossier, facts = fold_with_facts(event.dossier_id, record.events, calendar)
+    return Merged(record, dossier, duplicate=False, facts=facts)

@@ -8,7 +8,7 @@ live counter at a moment `now`; the service sums contributions, never increments
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,10 +79,24 @@ def ordered_unique(events: Iterable[DossierEvent]) -> list[DossierEvent]:
 
 def fold(dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar) -> Dossier:
     """Replay a dossier's events into its state."""
+    state = Dossier(dossier_id)  # R8: an orphan is kept, counted nowhere until received
+    for _, state in replay(dossier_id, events, calendar):  # noqa: B007 (the last one counts)
+        pass
+    return state
+
+
+def replay(
+    dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
+) -> Iterator[tuple[datetime, Dossier]]:
+    """The state after each instant at which events occurred, from the receipt on.
+
+    Events at one instant act together, so one state is given per instant. Nothing is
+    given before the receipt (an orphan gives nothing); the last state is `fold`'s.
+    """
     ordered = ordered_unique(events)
     receipt = next((e for e in ordered if e.type is EventType.RECEIVED), None)
     if receipt is None:
-        return Dossier(dossier_id)  # R8: kept, counted nowhere until received arrives
+        return
 
     assert receipt.channel is not None
     if receipt.due_at is not None:  # R1: the appointment on the receipt wins
@@ -97,15 +111,35 @@ def fold(dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalen
     new_due_at: datetime | None = None
     passed_due = False
 
-    for event in ordered:
-        # R6: events dated before the receipt and any second receipt are ignored.
-        if event.sort_key <= receipt.sort_key:
-            continue
+    def state(closed_by: EventType | None = None, closed_at: datetime | None = None) -> Dossier:
+        return Dossier(
+            dossier_id,
+            receipt.agency,
+            receipt.procedure,
+            receipt.channel,
+            receipt.occurred_at,
+            due,
+            paused_at,
+            clock_end,
+            outcome,
+            closed_by,
+            closed_at,
+            apology_at,
+            new_due_at,
+            passed_due,
+        )
+
+    # R6: events dated before the receipt and any second receipt are ignored.
+    start = ordered.index(receipt)
+    for i in range(start, len(ordered)):
+        event = ordered[i]
         at = event.occurred_at
         kind = event.type
         running = clock_end is None and paused_at is None
 
-        if kind is EventType.SUPPLEMENT_REQUESTED:
+        if i == start:
+            pass  # the receipt itself: the state above is its state
+        elif kind is EventType.SUPPLEMENT_REQUESTED:
             if running:  # R2: a second request while paused changes nothing
                 passed_due = passed_due or at > due
                 paused_at = at
@@ -128,42 +162,14 @@ def fold(dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalen
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
             passed_due = passed_due or outcome is Outcome.LATE
 
-        if kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
+        if i > start and kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
             passed_due = passed_due or at > due
-        if kind in CLOSING:  # R4: the dossier is closed; later events are ignored
-            return Dossier(
-                dossier_id,
-                receipt.agency,
-                receipt.procedure,
-                receipt.channel,
-                receipt.occurred_at,
-                due,
-                None,
-                clock_end,
-                outcome,
-                kind,
-                at,
-                apology_at,
-                new_due_at,
-                passed_due,
-            )
-
-    return Dossier(
-        dossier_id,
-        receipt.agency,
-        receipt.procedure,
-        receipt.channel,
-        receipt.occurred_at,
-        due,
-        paused_at,
-        clock_end,
-        outcome,
-        None,
-        None,
-        apology_at,
-        new_due_at,
-        passed_due,
-    )
+        if i > start and kind in CLOSING:  # R4: the dossier is closed; later events ignored
+            paused_at = None
+            yield at, state(kind, at)
+            return
+        if i + 1 == len(ordered) or ordered[i + 1].occurred_at != at:
+            yield at, state()
 
 
 def open_state(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> OpenState | None:

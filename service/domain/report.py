@@ -21,7 +21,7 @@ from typing import Any
 from schemas import Channel, DossierEvent
 from service.domain.calendar import WorkingCalendar, local_date, start_of_local_day
 from service.domain.clock import Outcome
-from service.domain.dossier import Dossier, fold, ordered_unique
+from service.domain.dossier import Dossier, replay
 
 # QĐ 766/QĐ-TTg: the timeliness component is worth 20 of the index's 100 points.
 TIMELINESS_POINTS = 20
@@ -85,36 +85,37 @@ def facts_of(
     dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
 ) -> DossierFacts | None:
     """Condense a dossier's events into its facts; None for an orphan (no receipt yet)."""
-    ordered = ordered_unique(events)
+    return fold_with_facts(dossier_id, events, calendar)[1]
+
+
+def fold_with_facts(
+    dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
+) -> tuple[Dossier, DossierFacts | None]:
+    """`fold` and `facts_of` in one replay (the worker needs both for every event)."""
     timeline = bytearray()
     last_code: float | None = None
     final: Dossier | None = None
-    for i, event in enumerate(ordered):
-        # Events at one instant act together: the state between instants is what counts.
-        if i + 1 < len(ordered) and ordered[i + 1].occurred_at == event.occurred_at:
+    ended = False
+    for instant, state in replay(dossier_id, events, calendar):
+        final = state
+        if ended:
             continue
-        state = fold(dossier_id, ordered[: i + 1], calendar)
-        if i + 1 == len(ordered):
-            final = state  # the last prefix is the whole history: no extra fold
-        if state.received_at is None:
-            continue  # before the receipt: not in progress yet
         if state.clock_end is not None or state.closed_by is not None:
-            break  # no longer in progress; the end instants are kept as fields
+            ended = True  # no longer in progress; the end instants are kept as fields
+            continue
         code = _due_code(state)
         if code != last_code:
-            timeline += _SEGMENT.pack(event.occurred_at.timestamp(), code)
+            timeline += _SEGMENT.pack(instant.timestamp(), code)
             last_code = code
     if final is None:
-        final = fold(dossier_id, ordered, calendar)
-    if final.received_at is None:
-        return None  # R8: an orphan is counted nowhere until its receipt arrives
+        return Dossier(dossier_id), None  # R8: an orphan counts nowhere until its receipt
     assert final.agency is not None and final.channel is not None and final.due is not None
     if not timeline:
         # The clock ended at the receipt's own instant: a segment keeps `due_at` total.
         timeline += _SEGMENT.pack(final.received_at.timestamp(), final.due.timestamp())
 
     withdrawn_at = final.closed_at if final.withdrawn else None
-    return DossierFacts(
+    return final, DossierFacts(
         # Interned: a million facts share a few dozen agency codes instead of a copy each.
         agency=sys.intern(final.agency),
         channel=final.channel,

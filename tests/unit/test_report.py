@@ -681,3 +681,23 @@ def test_report_json_names_its_scope_and_partitions() -> None:
     assert "sums all workers" in body["scope"]
     assert set(body["agencies"]) == {AG}
     assert body["total"]["new"] == 6
+
+
+def test_fold_with_facts_gives_the_same_state_as_fold() -> None:
+    # The worker replays once for both; the state must be exactly `fold`'s.
+    from collections import defaultdict
+
+    from schemas import event_from_dict
+    from service.domain.report import fold_with_facts
+    from service.simulate import SimulationConfig, generate
+
+    now = datetime(2026, 11, 20, 8, 30, tzinfo=LOCAL_TZ)
+    config = SimulationConfig(dossiers=600, seed=4, now=now, shuffle_window=30)
+    by_dossier: dict[str, list[DossierEvent]] = defaultdict(list)
+    for raw in generate(config):
+        event = event_from_dict(raw, now=now)
+        by_dossier[event.dossier_id].append(event)
+    for dossier_id, events in by_dossier.items():
+        state, facts = fold_with_facts(dossier_id, events, CAL)
+        assert state == fold(dossier_id, events, CAL)
+        assert (facts is None) == (state.received_at is None)
