@@ -33,6 +33,15 @@ def _param(request: Request, name: str, required: bool = False) -> str | None:
     return value
 
 
+def _limit(request: Request) -> int:
+    raw = _param(request, "limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadQuery(f"limit must be an integer 1–{MAX_LIMIT}")
+    return int(raw)
+
+
 def procedures_report(agency: str | None, state: str, limit: int) -> dict[str, Any]:
     """Open dossiers in `state` per (agency, procedure), largest first."""
     counts: Counter[tuple[str, str]] = Counter()
@@ -74,10 +83,7 @@ class Procedures(View):
             state = _param(request, "state") or OpenState.OVERDUE.value
             if state not in {s.value for s in OpenState}:
                 raise BadQuery(f"state must be one of {', '.join(s.value for s in OpenState)}")
-            raw_limit = _param(request, "limit")
-            limit = int(raw_limit) if raw_limit and raw_limit.isdigit() else DEFAULT_LIMIT
-            if (raw_limit and not raw_limit.isdigit()) or not 1 <= limit <= MAX_LIMIT:
-                raise BadQuery(f"limit must be an integer 1–{MAX_LIMIT}")
+            limit = _limit(request)
         except BadQuery as exc:
             return self.json({"error": str(exc)}, status=400)
         if not ledger.ready:

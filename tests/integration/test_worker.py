@@ -171,7 +171,8 @@ def test_json_endpoints(kafka_broker: Any, worker_factory: Any) -> None:
     assert worker.get("/healthz")[0] == 200
     status, body = worker.get("/readyz")
     assert status == 200 and json.loads(body)["ready"] is True
-    for query in ("state=nonsense", "limit=0", "limit=abc", "agency=" + "A" * 200):
+    bad = ("state=nonsense", "limit=0", "limit=abc", "limit=%C2%B2", "agency=" + "A" * 200)
+    for query in bad:
         status, body = worker.get(f"/api/procedures?{query}")
         assert status == 400, query
         assert "error" in json.loads(body)
