@@ -70,8 +70,9 @@ async def rewind_uncommitted(partitions: set[int]) -> None:
     if not uncommitted:
         return
     earliest = await app.consumer.earliest_offsets(*uncommitted)
-    for tp in sorted(uncommitted):
-        await app.consumer.seek(tp, earliest.get(tp) or 0)
+    # seek_wait runs in the consumer's own thread; a plain seek from this loop raced the
+    # fetcher there and crashed it (KeyError in aiokafka's fetched_records).
+    await app.consumer.seek_wait({tp: earliest.get(tp) or 0 for tp in uncommitted})
 
 
 def _stored_dossiers() -> Iterator[tuple[Dossier, list[str], int, int, DossierFacts | None]]:

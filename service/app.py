@@ -22,6 +22,10 @@ calendar: WorkingCalendar = (
 )
 
 
+# A dead letter is the rejected message untouched plus headers: it must fit even when the
+# message was as large as the broker allows (1 MiB by default).
+DLQ_MAX_BYTES = 2 * 1024 * 1024
+
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
@@ -39,7 +43,12 @@ app = faust.App(
     # Deliver quickly: status changes and the DLQ should not wait for a batch to fill.
     producer_linger_ms=5,
     producer_acks=-1,
+    producer_max_request_size=DLQ_MAX_BYTES,
     consumer_auto_offset_reset="earliest",
+    # faust's default (no limit) hands the stream everything fetched, up to a MiB per
+    # partition, and then stalls on its own buffers: 1,000 costs ~22% less CPU per event
+    # when catching up (docs/benchmarks.md) and never binds at live rates.
+    broker_max_poll_records=1000,
     # A worker killed with -9 holds its partitions until the session times out (faust's
     # default is 60 s): 10 s lets the group move on quickly.
     broker_session_timeout=10.0,

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from service.domain.calendar import LOCAL_TZ
+from service.metrics import TIMELINESS_MAX_AGE_S
 from service.simulate import AGENCIES, SimulationConfig, catalog, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,15 +65,38 @@ class Plan:
 
 
 QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)
-FULL = Plan("full", 200_000, 500, 60, (100_000, 1_000_000), 8.0, 1_000, 250_000)
+FULL = Plan("full", 200_000, 500, 60, (100_000, 1_000_000), 8.0, 1_000, 260_000)
 
 
 # -- a worker process ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Counted:
+    """How a worker got through a known number of events (monotonic seconds, CPU seconds)."""
+
+    first: float  # counting first seen under way
+    done: float  # every event accounted for
+    head: int  # events already counted at `first`
+    cpu_first: float
+    cpu_done: float
+
+    def rate(self, target: int) -> float:
+        return (target - self.head) / (self.done - self.first)
+
+    def cpu_us_per_event(self, target: int) -> float:
+        return 1e6 * (self.cpu_done - self.cpu_first) / (target - self.head)
+
+
 @dataclass
 class BenchWorker:
-    """One `python -m service worker` with its own consumer group, topic and data dir."""
+    """One `python -m service worker` with its own consumer group, topic and data dir.
+
+    Like a process supervisor, it starts the worker again if it dies on its own (at most
+    MAX_CRASHES times) and keeps the log tail of each crash for the report.
+    """
+
+    MAX_CRASHES = 2
 
     bootstrap: str
     app_id: str
@@ -81,12 +105,21 @@ class BenchWorker:
     web_port: int
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    crashes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "worker.log"
+
     def start(self) -> None:
+        self.started_at = time.monotonic()
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(
@@ -99,8 +132,9 @@ class BenchWorker:
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
             PYTHONUNBUFFERED="1",
         )
-        with (self.data_dir / "worker.log").open("ab") as log:
-            self.started_at = time.monotonic()
+        with self.log_path.open("ab") as log:
+            # The default log level, as in production: faust's --loglevel warning turns on
+            # a progress spinner that makes every library debug() call build a LogRecord.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service", "worker"],
                 cwd=self.data_dir,
@@ -121,8 +155,19 @@ class BenchWorker:
             self.process.wait(10)
 
     def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise BenchError(f"worker {self.app_id} exited with {self.process.returncode}")
+        """Restart a worker that died by itself, or give up after MAX_CRASHES."""
+        if self.process is None or self.process.poll() is None:
+            return
+        tail = self.log_tail()
+        self.crashes.append(tail)
+        if len(self.crashes) > self.MAX_CRASHES:
+            raise BenchError(f"worker {self.app_id} keeps exiting; last log line: {tail}")
+        progress(f"  worker exited with {self.process.returncode} ({tail}); starting it again")
+        self._spawn()
+
+    def log_tail(self) -> str:
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        return lines[-1][:200] if lines else "no log"
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         try:
@@ -147,36 +192,43 @@ class BenchWorker:
             time.sleep(0.1)
         raise BenchError(f"worker {self.app_id} not ready after {timeout:.0f} s")
 
-    def wait_processed(self, target: int, timeout: float) -> tuple[float, float, int]:
-        """Poll until the counters account for `target` events.
-
-        Returns (first, done, counted_at_first): the monotonic time counting was first seen
-        under way, the time it reached `target`, and the count at the first sighting.
-        """
-        first: tuple[float, int] | None = None
+    def wait_processed(self, target: int, timeout: float, every: float = 0.5) -> Counted:
+        """Poll /metrics every `every` seconds until the counters account for `target`."""
+        first: tuple[float, int, float] | None = None
         deadline = time.monotonic() + timeout
-        last, shown = -1, 0.0
+        count, shown = 0, 0.0
         while time.monotonic() < deadline:
             self.check_alive()
             count = processed(self.metrics_text())
-            now = time.monotonic()
+            now, cpu = time.monotonic(), self.cpu_seconds()
             if count > 0 and first is None:
-                first = (now, count)
+                first = (now, count, cpu)
             if count >= target:
                 assert first is not None
-                return first[0], now, first[1]
-            if count != last and now >= shown + (0.5 if sys.stderr.isatty() else 10.0):
+                return Counted(first[0], now, first[1], first[2], cpu)
+            if now >= shown + (1.0 if sys.stderr.isatty() else 15.0):
                 progress(f"  {count:,}/{target:,} events counted", end="\r")
-                last, shown = count, now
-            time.sleep(0.25)
-        raise BenchError(f"worker counted {last:,} of {target:,} events in {timeout:.0f} s")
+                shown = now
+            time.sleep(every)
+        raise BenchError(f"worker counted {count:,} of {target:,} events in {timeout:.0f} s")
+
+    def _proc(self, name: str) -> str:
+        assert self.process is not None
+        try:
+            return Path(f"/proc/{self.process.pid}/{name}").read_text()
+        except OSError:
+            raise BenchError(f"cannot read /proc/{self.process.pid}/{name} (Linux only)") from None
 
     def rss_mib(self) -> float:
-        assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+        for line in self._proc("status").splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-        raise BenchError("no VmRSS in /proc (Linux only)")
+        raise BenchError("no VmRSS in /proc/<pid>/status")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far."""
+        fields = self._proc("stat").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- reading /metrics ---------------------------------------------------------------------------
@@ -267,10 +319,11 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> in
     return sent
 
 
-async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
+async def raw_consume(bootstrap: str, topic: str, expected: int) -> tuple[float, float]:
     """The ceiling: aiokafka `getmany` from the start of every partition, JSON decode only.
 
-    Seconds from the first fetch until `expected` records are decoded.
+    (wall seconds, CPU seconds of this process) from the first fetch until `expected`
+    records are decoded.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -282,7 +335,7 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
         consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
         await consumer.seek_to_beginning()
         count = 0
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         while count < expected and time.monotonic() < started + 300:
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
@@ -291,7 +344,7 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
                 count += len(records)
         if count < expected:
             raise BenchError(f"raw consumer read {count:,} of {expected:,} events")
-        return time.monotonic() - started
+        return time.monotonic() - started, time.process_time() - cpu
     finally:
         await consumer.stop()
 
@@ -402,25 +455,32 @@ def measure_throughput(run: Run) -> BenchWorker:
     asyncio.run(produce(run.bootstrap, topic, messages))
     del messages
     progress("throughput: raw aiokafka getmany + orjson.loads (median of 3 reads)")
-    raw_rate = n / statistics.median(
-        asyncio.run(raw_consume(run.bootstrap, topic, n)) for _ in range(3)
-    )
+    reads = sorted(asyncio.run(raw_consume(run.bootstrap, topic, n)) for _ in range(3))
+    raw_wall, raw_cpu = reads[1]
     progress(f"throughput: worker on the same {n:,} events")
     worker = run.worker("throughput", topic)
     worker.start()
-    first, done, head = worker.wait_processed(n, timeout=max(300.0, n / 100))
-    worker_rate = (n - head) / (done - first)
+    counted = worker.wait_processed(n, timeout=max(300.0, n / 100), every=0.5)
+    worker_rate = counted.rate(n)
+    raw_rate = n / raw_wall
+    raw_cpu_us = 1e6 * raw_cpu / n
+    worker_cpu_us = counted.cpu_us_per_event(n)
     run.results.update(
         throughput_events=n,
         raw_events_per_s=round(raw_rate),
         worker_events_per_s=round(worker_rate),
         throughput_ratio=round(worker_rate / raw_rate, 4),
+        # CPU time per event, which a busy shared machine disturbs less than wall time.
+        raw_cpu_us_per_event=round(raw_cpu_us, 1),
+        worker_cpu_us_per_event=round(worker_cpu_us, 1),
+        throughput_ratio_cpu=round(raw_cpu_us / worker_cpu_us, 4),
     )
     if run.plan.replay_dossiers_per_day is None:
+        elapsed = counted.done - worker.started_at
         run.results.update(
             replay_events=n,
-            replay_s=round(done - worker.started_at, 2),
-            replay_events_per_s=round(n / (done - worker.started_at)),
+            replay_s=round(elapsed, 2),
+            replay_events_per_s=round(n / elapsed),
             replay_source="the throughput run (simulated history, seed 11)",
         )
     return worker
@@ -518,21 +578,29 @@ def measure_scale(run: Run) -> None:
         before = processed(worker.metrics_text())
         started = time.monotonic()
         asyncio.run(produce(run.bootstrap, topic, open_receipts(bulk, loaded, far, run.stamp)))
-        _, done, _ = worker.wait_processed(before + bulk, timeout=max(300.0, bulk / 100))
-        load_rate = bulk / (done - started)
+        counted = worker.wait_processed(before + bulk, timeout=max(300.0, bulk / 100))
+        load_rate = bulk / (counted.done - started)
         loaded += bulk
         lag, first = _overdue_lag(run, worker, topic, loaded)
         loaded += SOON_DOSSIERS
         text = worker.metrics_text()
         if open_dossiers(text) != loaded:
             raise BenchError(f"scale: {open_dossiers(text):,} open dossiers, expected {loaded:,}")
+        # At the largest size, read for longer than the collector caches its period report,
+        # so the slow scrape that rebuilds it is among the reads.
+        last = size == run.plan.open_sizes[-1]
+        render = _render_ms(
+            worker, int(TIMELINESS_MAX_AGE_S) + 2 if last else 5, 1.0 if last else 0.2
+        )
         stage = {
             "open": loaded,
             "overdue_lag_s": round(lag, 3),
             "overdue_first_s": round(first, 3),
             "rss_mib": round(worker.rss_mib(), 1),
             "load_events_per_s": round(load_rate),
-            "metrics_render_ms": _render_ms(worker),
+            "metrics_render_ms": render[0],
+            "metrics_render_max_ms": render[1],
+            "metrics_collector_max_ms": render[2],
             "metrics_bytes": len(text),
         }
         stages.append(stage)
@@ -553,6 +621,8 @@ def measure_scale(run: Run) -> None:
         rss_dossiers=rss_stage["open"],
         rss_mib_1m=by_size[1_000_000]["rss_mib"] if 1_000_000 in by_size else None,
         metrics_render_ms=stages[-1]["metrics_render_ms"],
+        metrics_render_max_ms=stages[-1]["metrics_render_max_ms"],
+        metrics_collector_max_ms=stages[-1]["metrics_collector_max_ms"],
         metrics_agencies=len(AGENCIES) + len(EXTRA_AGENCIES),
         restart_ready_s=round(ready, 2),
         restart_dossiers=loaded,
@@ -582,14 +652,22 @@ def _overdue_lag(run: Run, worker: BenchWorker, topic: str, first: int) -> tuple
     raise BenchError("overdue: the gauge did not count the due dossiers within 120 s")
 
 
-def _render_ms(worker: BenchWorker, reads: int = 15) -> float:
-    """Median wall time of a whole GET /metrics (motcua and faust series, HTTP included)."""
-    times = []
+def _render_ms(worker: BenchWorker, reads: int, every: float) -> tuple[float, float, float]:
+    """Wall time of whole GETs of /metrics (motcua and faust series, HTTP included), one
+    every `every` seconds: (median ms, max ms, max ms of the motcua_ collector alone)."""
+    times, collector = [], []
     for _ in range(reads):
         started = time.perf_counter()
-        worker.get("/metrics")
+        status, body = worker.get("/metrics")
         times.append(time.perf_counter() - started)
-    return round(statistics.median(times) * 1000, 2)
+        if status == 200:
+            collector.append(sample_sum(body.decode(), ("motcua_metrics_render_seconds",)))
+        time.sleep(every)
+    return (
+        round(statistics.median(times) * 1000, 2),
+        round(max(times) * 1000, 2),
+        round(max(collector, default=0.0) * 1000, 2),
+    )
 
 
 def measure_replay(run: Run) -> None:
@@ -608,8 +686,8 @@ def measure_replay(run: Run) -> None:
     progress(f"replay: worker on {n:,} events")
     worker = run.worker("replay", topic)
     worker.start()
-    _, done, _ = worker.wait_processed(n, timeout=max(600.0, n / 100))
-    elapsed = done - worker.started_at
+    counted = worker.wait_processed(n, timeout=max(600.0, n / 100), every=1.0)
+    elapsed = counted.done - worker.started_at
     run.results.update(
         replay_events=n,
         replay_s=round(elapsed, 1),
@@ -665,6 +743,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("raw aiokafka getmany + JSON decode", _fmt(r["raw_events_per_s"], "events/s"), ""),
         ("worker until counters account for all", _fmt(r["worker_events_per_s"], "events/s"), ""),
         (
+            "CPU per event: raw consumer / worker",
+            f"{_fmt(r['raw_cpu_us_per_event'])} / {_fmt(r['worker_cpu_us_per_event'])} µs",
+            f"ratio {_fmt(r['throughput_ratio_cpu'])}",
+        ),
+        (
             f"throughput ratio ({r['throughput_events']:,} events)",
             _fmt(r["throughput_ratio"]),
             "≥ 0.5",
@@ -694,22 +777,28 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             (f"bulk load of open dossiers ({n})", _fmt(stage["load_events_per_s"], "events/s"), ""),
         ]
     out += [
+        ("worker RSS, empty store", _fmt(r["rss_mib_empty"], "MiB"), ""),
         (
             f"GET /metrics, {r['metrics_agencies']} agencies (median)",
             _fmt(r["metrics_render_ms"], "ms"),
             "≤ 50 ms",
         ),
+        ("GET /metrics, slowest read", _fmt(r["metrics_render_max_ms"], "ms"), ""),
+        ("  slowest motcua_ collector", _fmt(r["metrics_collector_max_ms"], "ms"), ""),
         (
             f"restart to ready ({r['restart_dossiers']:,} dossiers stored)",
             _fmt(r["restart_ready_s"], "s"),
             "≤ 60 s",
         ),
+        ("worker RSS after that restart", _fmt(r["rss_mib_after_restart"], "MiB"), ""),
         (
             f"replay: {r['replay_source']}",
             _fmt(r["replay_events_per_s"], "events/s"),
             f"{_fmt(r['replay_events'])} events in {_fmt(r['replay_s'], 's')}",
         ),
     ]
+    if r.get("worker_crashes"):
+        out.append(("worker crashes (restarted by the bench)", _fmt(r["worker_crashes"]), ""))
     return out
 
 
@@ -784,6 +873,10 @@ def run_bench(quick: bool, markdown: Path | None) -> int:
                     measure_replay(run)
             finally:
                 run.stop_workers()
+                crashes = [tail for worker in run.workers for tail in worker.crashes]
+                results["worker_crashes"] = len(crashes)
+                if crashes:
+                    results["worker_crash_logs"] = crashes
                 if os.environ.get("MOTCUA_BROKER"):
                     delete_topics(bootstrap, run.stamp)
     except Exception as exc:

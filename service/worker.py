@@ -11,7 +11,7 @@ import agents.deadlines
 import agents.lifecycle
 import agents.recovery
 import service.web
-from service.app import app, ledger, registry, settings
+from service.app import DLQ_MAX_BYTES, app, ledger, registry, settings
 from service.metrics import LedgerCollector
 
 # Imported for their decorators (agents, timers, pages); named so linters keep them.
@@ -33,7 +33,10 @@ def ensure_topics() -> None:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(settings.topic, settings.partitions, 1),
-            NewTopic(settings.dlq_topic, 1, 1),
+            # Room for a copy of the largest message the broker accepts, plus headers.
+            NewTopic(
+                settings.dlq_topic, 1, 1, topic_configs={"max.message.bytes": str(DLQ_MAX_BYTES)}
+            ),
             NewTopic(settings.status_topic, settings.partitions, 1),
         ]
         missing = [t for t in wanted if t.name not in existing]
