@@ -38,18 +38,26 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 async def on_recovered() -> None:
     started = time.monotonic()
     partitions = assigned_partitions()
-    # After faust's own seek, which comes once this callback returns.
-    task = asyncio.ensure_future(rewind_uncommitted(partitions))
+    ledger.rebuild(_stored_dossiers(), partitions, datetime.now(UTC))
+    # Ready once the rewind below is done: faust seeks after this callback returns.
+    task = asyncio.ensure_future(rewind_then_ready(partitions))
     _background.add(task)
     task.add_done_callback(_background.discard)
-    ledger.rebuild(_stored_dossiers(), partitions, datetime.now(UTC))
-    ledger.ready = True
     log.info(
         "sums rebuilt for partitions %s in %.2fs (%d running dossiers)",
         sorted(partitions),
         time.monotonic() - started,
         ledger.running_count(),
     )
+
+
+async def rewind_then_ready(partitions: set[int]) -> None:
+    try:
+        await rewind_uncommitted(partitions)
+    except Exception:  # the worker still works; it may only re-read what it has
+        log.exception("rewinding partitions without a committed offset failed")
+    finally:
+        ledger.ready = True
 
 
 async def rewind_uncommitted(partitions: set[int]) -> None:
