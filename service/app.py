@@ -46,7 +46,7 @@ app = faust.App(
     producer_max_request_size=DLQ_MAX_BYTES,
     consumer_auto_offset_reset="earliest",
     # faust's default (no limit) hands the stream everything fetched, up to a MiB per
-    # partition, and then stalls on its own buffers: 1,000 costs ~22% less CPU per event
+    # partition, and then stalls on its own buffers: 1,000 costs 13-22% less CPU per event
     # when catching up (docs/benchmarks.md) and never binds at live rates.
     broker_max_poll_records=1000,
     # A worker killed with -9 holds its partitions until the session times out (faust's

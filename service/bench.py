@@ -41,7 +41,7 @@ PARTITIONS = 8
 SOON_DOSSIERS = 1_000
 # Agencies in the scale test: the simulator's 22 and 8 district desks (invented codes).
 EXTRA_AGENCIES = tuple(f"UBND-H{n:02d}" for n in range(1, 9))
-SCRAPE_INTERVAL = 0.05  # seconds between /metrics reads while timing latency and lag
+SCRAPE_INTERVAL = 0.1  # seconds between /metrics reads while timing latency and lag
 
 Message = tuple[bytes, bytes]
 

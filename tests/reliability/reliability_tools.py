@@ -24,6 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from service.broker import HOST, LocalBroker, SslListener, free_port
 from service.publisher import DossierPublisher, PublishReport
+from service.records import decode
 from service.simulate import SimulationConfig, generate
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -276,8 +277,78 @@ def wait_settled_exact(
         time.sleep(0.5)
         group, exact = truth_check(workers, events, partitions)
     if not exact:
-        raise AssertionError(describe_mismatch(group, events))
+        raise AssertionError(describe_mismatch(group, events) + "\n" + diagnose(workers, events))
     return group
+
+
+def group_offsets(worker: WorkerProcess) -> str:
+    """'partition: committed/end' of the worker's input topic for its consumer group."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=worker.bootstrap, group_id=worker.app_id, enable_auto_commit=False
+    )
+    try:
+        tps = [TopicPartition(worker.topic, p) for p in range(worker.partitions)]
+        end = consumer.end_offsets(tps)
+        return " ".join(f"{tp.partition}:{consumer.committed(tp)}/{end[tp]}" for tp in tps)
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of `topic`, from the start to the end offsets of now."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        end = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            batch = consumer.poll(timeout_ms=2000)
+            if not batch:
+                break
+            for records in batch.values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
+
+
+def lost_events(worker: WorkerProcess, events: list[dict[str, Any]]) -> list[str]:
+    """Events sent but in no dossier of the table's changelog: 'event_id@partition/offset'."""
+    stored: dict[bytes, bytes] = {}
+    for record in read_topic(worker.bootstrap, f"{worker.app_id}-dossiers-changelog"):
+        stored[record.key] = record.value
+    kept = {
+        event.event_id
+        for key, value in stored.items()
+        if value is not None
+        for event in decode(key.decode(), value).events
+    }
+    sent = {e["event_id"] for e in events}
+    where: dict[str, str] = {}
+    for record in read_topic(worker.bootstrap, worker.topic):
+        event_id = orjson.loads(record.value).get("event_id")
+        where.setdefault(event_id, f"{record.partition}/{record.offset}")
+    return sorted(f"{e}@{where.get(e)}" for e in sent - kept)
+
+
+def diagnose(workers: list[WorkerProcess], events: list[dict[str, Any]] | None = None) -> str:
+    """Offsets, lost events and each worker's warnings, for a failure message."""
+    lines = [f"offsets (committed/end): {group_offsets(workers[0])}"]
+    if events is not None:
+        lost = lost_events(workers[0], events)
+        lines.append(f"{len(lost)} events in no stored dossier: {lost[:20]}")
+    for n, worker in enumerate(workers):
+        notable = [
+            line[:200]
+            for line in worker.log_text().splitlines()
+            if "WARNING" in line or "ERROR" in line or "Restarting" in line or "rebuilt" in line
+        ]
+        lines.append(f"worker {n} (alive={worker.alive()}): " + " | ".join(notable[-12:]))
+    return "\n".join(lines)
 
 
 @dataclass

@@ -64,14 +64,15 @@ def test_worker_and_publish_over_a_secured_listener(
     assert "all acknowledged" in result.stdout
     wait_settled_exact([worker], events, timeout=180)
 
+    assert SASL_USER[1] not in worker.log_text() + result.stdout + result.stderr
     # A plaintext client cannot talk to the TLS port.
-    with pytest.raises(PublishError):
+    with (
+        pytest.raises(PublishError),
         DossierPublisher(
-            bootstrap,
-            worker.topic,
-            delivery_timeout=5,
-            security=KafkaSecurity(),
-        ).publish(events[0])
+            bootstrap, worker.topic, delivery_timeout=5, security=KafkaSecurity()
+        ) as plaintext,
+    ):
+        plaintext.publish(events[0])
 
 
 def test_wrong_sasl_password_is_refused_and_not_echoed(secured_broker: SecuredBroker) -> None:

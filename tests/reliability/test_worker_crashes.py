@@ -17,6 +17,8 @@ from reliability_tools import (
     ChunkStream,
     GroupScrape,
     as_message,
+    diagnose,
+    group_offsets,
     scenario,
     wait_settled_exact,
     watch,
@@ -76,7 +78,7 @@ def test_kill_nine_at_random_points_while_streaming(
     assert "ready" in where, detail
     # At-least-once input, exact state: every distinct event counted once; re-read events
     # after a crash are recognised as duplicates, never counted twice.
-    assert group.accepted() == distinct(events), detail
+    assert group.accepted() == distinct(events), f"{detail}\n{diagnose([worker], events)}"
     assert group.duplicates() >= len(events) - distinct(events), detail
     assert worker.alive()
     print(f"kill -9: {kills} kills ({detail}), {distinct(events)} distinct events, lost 0")
@@ -104,11 +106,16 @@ def test_survivor_takes_all_partitions_then_they_split_again(
     while stream.acknowledged < len(before) // 3 and stream.is_alive():
         time.sleep(0.1)
     second.kill()  # mid-stream: its uncommitted events are re-read by the survivor
+    at_kill = f"at the kill, {stream.acknowledged} sent; offsets {group_offsets(first)}"
     stream.finish()
 
     # The survivor alone holds all partitions and its sums are exact …
-    group = wait_settled_exact(workers, before, PARTITIONS, timeout=180)
+    try:
+        group = wait_settled_exact(workers, before, PARTITIONS, timeout=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{at_kill}") from None
     assert [s.partitions for s in group.scrapes] == [PARTITIONS]
+    assert group.accepted() == distinct(before), f"{diagnose(workers, before)}\n{at_kill}"
     # … at every scrape after recovery, not only once.
     alone = watch(workers, before, seconds=6)
     assert alone.settled >= 5 and not alone.wrong, alone.wrong[:2]
@@ -134,7 +141,7 @@ def test_survivor_takes_all_partitions_then_they_split_again(
     produce(kafka_broker.bootstrap, first.topic, [as_message(e) for e in after])
     group = wait_settled_exact(workers, events, PARTITIONS, timeout=180)
     assert all(group.active) and sum(group.active) == PARTITIONS
-    assert group.accepted() == distinct(events)
+    assert group.accepted() == distinct(events), f"{diagnose(workers, events)}\n{at_kill}"
 
 
 def is_split(group: GroupScrape) -> bool:
