@@ -20,6 +20,8 @@ from service.domain.clock import OpenState
 from service.domain.dossier import open_state
 from service.domain.report import DossierFacts
 
+_CONTRIBUTIONS: dict[tuple[Key, ...], tuple[Key, ...]] = {}
+
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
@@ -47,10 +49,14 @@ class PartitionLedger:
     # Compact per-dossier history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
 
-    def apply(self, dossier: Dossier, now: datetime) -> StatusChange | None:
-        """Replace the dossier's contribution with the one its state gives at `now`."""
+    def apply(self, dossier: Dossier, now: datetime, notify: bool = True) -> StatusChange | None:
+        """Replace the dossier's contribution with the one its state gives at `now`; the
+        status change, if any and if `notify` (a rebuild announces nothing)."""
         dossier_id = dossier.dossier_id
         new = contribution(dossier, now, self.calendar)
+        # Dossiers share a few thousand distinct contributions (agency × channel × state ×
+        # procedure …): one copy of each instead of ~260 bytes per dossier.
+        new = _CONTRIBUTIONS.setdefault(new, new)
         old = self.contributions.get(dossier_id, ())
         if new != old:
             self.totals.subtract(old)
@@ -66,7 +72,7 @@ class PartitionLedger:
                 heapq.heappush(self.due_heap, (when.timestamp(), dossier_id))
         else:
             self.running.pop(dossier_id, None)
-        return _status_change(dossier, old, new, now, self.calendar)
+        return _status_change(dossier, old, new, now, self.calendar) if notify else None
 
     def tick(self, now: datetime) -> list[StatusChange]:
         """Re-evaluate the running dossiers whose state may have changed by `now`."""
@@ -172,11 +178,13 @@ class Ledger:
             ledger = fresh.get(partition)
             if ledger is None:
                 continue  # a standby copy, or a partition this worker no longer holds
-            ledger.events_by_type.update(event_types)
+            counts = ledger.events_by_type
+            for event_type in event_types:
+                counts[event_type] += 1
             ledger.duplicates += duplicates
             if facts is not None:
                 ledger.facts[dossier.dossier_id] = facts
-            ledger.apply(dossier, now)
+            ledger.apply(dossier, now, notify=False)
         self.partitions = fresh
 
     def keep_only(self, partitions: Iterable[int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
@@ -117,5 +118,8 @@ class Report(View):
         if not ledger.ready:
             return self.json({"error": "not ready: partitions are recovering"}, status=503)
         now = datetime.now(UTC)
-        figures = period_report(ledger.iter_facts(), start, end, agency, now=now)
-        return self.json(report_json(figures, sorted(ledger.partitions), start, end, as_of=now))
+        # The scan takes ~0.3 s a million dossiers: off the event loop, on a snapshot taken
+        # with the partitions it covers (the facts themselves are immutable).
+        partitions, facts = sorted(ledger.partitions), list(ledger.iter_facts())
+        figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
+        return self.json(report_json(figures, partitions, start, end, as_of=now))

@@ -74,6 +74,8 @@ def ordered_unique(events: Iterable[DossierEvent]) -> list[DossierEvent]:
     seen: dict[str, DossierEvent] = {}
     for event in events:
         seen.setdefault(event.event_id, event)
+    if len(seen) < 2:
+        return list(seen.values())  # most stored dossiers hold only their receipt
     return sorted(seen.values(), key=lambda e: e.sort_key)
 
 

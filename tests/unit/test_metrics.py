@@ -1,0 +1,146 @@
+"""The collector's QĐ 766 gauges: equal to the period report of the partitions held, served
+from the last scan, rescanned off the event loop when stale, never across a rebalance."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+import service.metrics as metrics
+from schemas import DossierEvent, parse_event
+from service.domain import WorkingCalendar
+from service.domain.report import current_period, fold_with_facts, period_report
+from service.ledger import Ledger
+from service.metrics import LedgerCollector
+from service.simulate import SimulationConfig, generate
+
+CAL = WorkingCalendar()
+NOW = datetime.now(UTC)
+PARTITIONS = 4
+
+
+def simulated_dossiers(count: int, seed: int) -> dict[str, list[DossierEvent]]:
+    by_dossier: dict[str, list[DossierEvent]] = defaultdict(list)
+    for raw in generate(SimulationConfig(dossiers=count, seed=seed, now=NOW)):
+        event = parse_event(orjson.dumps(raw), now=NOW, key=raw["dossier_id"].encode())
+        by_dossier[event.dossier_id].append(event)
+    return by_dossier
+
+
+def load(ledger: Ledger, dossiers: dict[str, list[DossierEvent]]) -> None:
+    for n, (dossier_id, events) in enumerate(sorted(dossiers.items())):
+        dossier, facts = fold_with_facts(dossier_id, events, CAL)
+        ledger.accept(n % PARTITIONS, dossier, events[-1].type.value, NOW, facts)
+
+
+def gauges(collector: LedgerCollector, name: str) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for family in collector.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                out[(sample.labels["agency"], sample.labels["period"])] = sample.value
+    return out
+
+
+def expected_handled(ledger: Ledger) -> dict[tuple[str, str], float]:
+    now = datetime.now(UTC)
+    out: dict[tuple[str, str], float] = {}
+    for kind in metrics.PERIOD_KINDS:
+        figures = period_report(ledger.iter_facts(), *current_period(kind, now), now=now)
+        for agency, row in figures.items():
+            out[(agency, kind)] = row.resolved + row.in_progress
+    return out
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    ledger = Ledger(CAL)
+    load(ledger, simulated_dossiers(300, seed=3))
+    ledger.ready = True
+    return ledger
+
+
+def wait_scan(collector: LedgerCollector) -> None:
+    scan = collector._scan
+    assert scan is not None, "a stale scrape starts a scan"
+    scan.result(timeout=30)
+
+
+def test_gauges_are_the_period_report_of_the_facts_held(ledger: Ledger) -> None:
+    collector = LedgerCollector(ledger)
+    handled = gauges(collector, "motcua_timeliness_handled")
+    assert handled == expected_handled(ledger)
+    assert sum(handled.values()) > 0
+    in_time = gauges(collector, "motcua_timeliness_in_time")
+    rate = gauges(collector, "motcua_timeliness_rate")
+    for key, value in handled.items():
+        if value:
+            assert rate[key] == pytest.approx(in_time[key] / value)
+
+
+def test_a_fresh_answer_is_served_without_a_new_scan(ledger: Ledger) -> None:
+    collector = LedgerCollector(ledger)
+    before = gauges(collector, "motcua_timeliness_handled")
+    load(ledger, simulated_dossiers(50, seed=4))  # new dossiers, within the cache's age
+    assert gauges(collector, "motcua_timeliness_handled") == before
+    assert collector._scan is None
+
+
+def test_a_stale_answer_is_served_once_more_while_a_thread_rescans(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = LedgerCollector(ledger)
+    before = gauges(collector, "motcua_timeliness_handled")
+    load(ledger, simulated_dossiers(50, seed=4))
+    monkeypatch.setattr(metrics, "TIMELINESS_MAX_AGE_S", 0.0)
+    assert gauges(collector, "motcua_timeliness_handled") == before  # no wait on the loop
+    wait_scan(collector)
+    after = gauges(collector, "motcua_timeliness_handled")
+    assert after == expected_handled(ledger)
+    assert sum(after.values()) > sum(before.values())
+
+
+def test_partitions_that_moved_away_are_never_served(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = LedgerCollector(ledger)
+    everything = gauges(collector, "motcua_timeliness_handled")
+    monkeypatch.setattr(metrics, "TIMELINESS_MAX_AGE_S", 0.0)
+    gauges(collector, "motcua_timeliness_handled")  # starts a scan of all four partitions
+    ledger.keep_only({0})  # a rebalance while the scan runs
+    wait_scan(collector)
+    mine = gauges(collector, "motcua_timeliness_handled")
+    assert mine == expected_handled(ledger)
+    assert sum(mine.values()) < sum(everything.values())
+
+
+def test_a_failing_scan_keeps_the_previous_figures(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = LedgerCollector(ledger)
+    before = gauges(collector, "motcua_timeliness_handled")
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("scan bug")
+
+    monkeypatch.setattr(metrics, "TIMELINESS_MAX_AGE_S", 0.0)
+    monkeypatch.setattr(metrics, "compute_timeliness", broken)
+    gauges(collector, "motcua_timeliness_handled")
+    with pytest.raises(RuntimeError):
+        wait_scan(collector)
+    with caplog.at_level(logging.ERROR, logger="service.metrics"):
+        assert gauges(collector, "motcua_timeliness_handled") == before
+    assert "timeliness scan failed" in caplog.text
+
+
+def test_no_dossier_gives_no_timeliness_series() -> None:
+    ledger = Ledger(CAL)
+    ledger.ready = True
+    collector = LedgerCollector(ledger)
+    assert gauges(collector, "motcua_timeliness_handled") == {}
+    assert gauges(collector, "motcua_timeliness_rate") == {}
