@@ -10,6 +10,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
+from service import faust_fixes
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.ledger import Ledger
 from service.settings import Settings
@@ -55,7 +56,11 @@ app = faust.App(
     broker_heartbeat_interval=3.0,
     web_in_thread=False,
     logging_config=None,
+    # No task or timer runs on_leader, and the leader topic never receives data: without
+    # it the consumer holds one idle partition less (see service/faust_fixes.py).
+    topic_disable_leader=True,
 )
+faust_fixes.bound_fetch_wait()
 
 events_topic = app.topic(
     settings.topic,
