@@ -178,11 +178,11 @@ class LedgerCollector(Collector):
             # First scrape, or partitions moved: figures of partitions another worker now
             # holds would be counted twice across the group. Compute now, on the loop, once.
             latest = self._timeliness = compute_timeliness(
-                held, list(self.ledger.iter_facts()), datetime.now(UTC)
+                held, self.ledger.facts_snapshot(), datetime.now(UTC)
             )
         elif self._scan is None and time.monotonic() - latest.computed_at > TIMELINESS_MAX_AGE_S:
             # A snapshot of the (immutable) facts: the loop keeps changing the dicts.
-            facts = list(self.ledger.iter_facts())
+            facts = self.ledger.facts_snapshot()
             self._scan = self._executor.submit(compute_timeliness, held, facts, datetime.now(UTC))
         return latest
 

@@ -51,7 +51,7 @@ def expected_handled(ledger: Ledger) -> dict[tuple[str, str], float]:
     now = datetime.now(UTC)
     out: dict[tuple[str, str], float] = {}
     for kind in metrics.PERIOD_KINDS:
-        figures = period_report(ledger.iter_facts(), *current_period(kind, now), now=now)
+        figures = period_report(ledger.facts_snapshot(), *current_period(kind, now), now=now)
         for agency, row in figures.items():
             out[(agency, kind)] = row.resolved + row.in_progress
     return out
