@@ -61,6 +61,7 @@ app = faust.App(
     topic_disable_leader=True,
 )
 faust_fixes.bound_fetch_wait()
+faust_fixes.rewind_uncommitted_on_seek({settings.topic})
 
 events_topic = app.topic(
     settings.topic,
