@@ -178,9 +178,7 @@ class Ledger:
             ledger = fresh.get(partition)
             if ledger is None:
                 continue  # a standby copy, or a partition this worker no longer holds
-            counts = ledger.events_by_type
-            for event_type in event_types:
-                counts[event_type] += 1
+            ledger.events_by_type.update(event_types)
             ledger.duplicates += duplicates
             if facts is not None:
                 ledger.facts[dossier.dossier_id] = facts

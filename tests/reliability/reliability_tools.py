@@ -155,28 +155,32 @@ def end_offsets(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every record of `topic`, from the start to the end offsets of now (or the timeout)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        end = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                break
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
+
+
 def stored_event_ids(bootstrap: str, topic: str, timeout: float = 60.0) -> Counter[str]:
     """event_id of every message in `topic`, read from the start to the end offsets."""
     want = end_offsets(bootstrap, topic)
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=1000,
-    )
-    out: Counter[str] = Counter()
-    seen = 0
-    deadline = time.monotonic() + timeout
-    try:
-        while seen < want and time.monotonic() < deadline:
-            for message in consumer:
-                seen += 1
-                out[orjson.loads(message.value)["event_id"]] += 1
-    finally:
-        consumer.close()
-    assert seen == want, f"read {seen} of the {want} messages in {topic}"
-    return out
+    records = read_topic(bootstrap, topic, timeout)
+    assert len(records) == want, f"read {len(records)} of the {want} messages in {topic}"
+    return Counter(orjson.loads(record.value)["event_id"] for record in records)
 
 
 # -- scraping several workers -------------------------------------------------------------
@@ -290,28 +294,6 @@ def group_offsets(worker: WorkerProcess) -> str:
         tps = [TopicPartition(worker.topic, p) for p in range(worker.partitions)]
         end = consumer.end_offsets(tps)
         return " ".join(f"{tp.partition}:{consumer.committed(tp)}/{end[tp]}" for tp in tps)
-    finally:
-        consumer.close()
-
-
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of `topic`, from the start to the end offsets of now."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        end = consumer.end_offsets(tps)
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        out: list[Any] = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            batch = consumer.poll(timeout_ms=2000)
-            if not batch:
-                break
-            for records in batch.values():
-                out.extend(records)
-        return out
     finally:
         consumer.close()
 

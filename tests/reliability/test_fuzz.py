@@ -12,6 +12,7 @@ the 200-events-per-dossier cap, applied in produce order.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -29,7 +30,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from reliability_tools import as_message, scenario, wait_settled_exact
 
-from schemas import InvalidEvent, Reason
+from schemas import SCHEMA_PATH, EventType, InvalidEvent, Reason
 from service.intake import parse
 from service.records import MAX_EVENTS_PER_DOSSIER
 
@@ -44,30 +45,9 @@ NEAR_LIMIT_VALUE = 1_048_000
 
 # -- strategies ---------------------------------------------------------------------------
 
-FIELDS = (
-    "schema_version",
-    "event_id",
-    "dossier_id",
-    "type",
-    "occurred_at",
-    "agency",
-    "procedure",
-    "channel",
-    "due_at",
-    "processing_days",
-    "new_due_at",
-)
-TYPES = (
-    "received",
-    "appraised",
-    "approved",
-    "returned",
-    "supplement_requested",
-    "supplement_received",
-    "rejected",
-    "withdrawn",
-    "extended",
-)
+# The contract's fields and types, from the schema and the validator's own enum.
+FIELDS = tuple(json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))["properties"])
+TYPES = tuple(t.value for t in EventType)
 EXTREME_TIMES = (
     "0001-01-01T00:00:00Z",
     "1970-01-01T00:00:00Z",
