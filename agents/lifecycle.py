@@ -24,9 +24,9 @@ from faust.streams import _current_event
 from agents.status import publish_status
 from schemas import InvalidEvent
 from service.app import app, calendar, dead_letter_topic, dossiers, events_topic, ledger
-from service.intake import merge, parse
-from service.ledger import StatusChange
-from service.records import encode
+from service.state.intake import merge, parse
+from service.state.ledger import StatusChange
+from service.state.records import encode
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 from service.app import app, calendar, dossiers, ledger, settings
 from service.domain import Dossier
 from service.domain.report import DossierFacts, fold_with_facts
-from service.records import decode
+from service.state.records import decode
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from service.app import status_topic
-from service.ledger import StatusChange
+from service.state.ledger import StatusChange
 
 
 async def publish_status(change: StatusChange) -> None:

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from service import faust_fixes
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
-from service.ledger import Ledger
 from service.settings import Settings
+from service.state.ledger import Ledger
 
 settings = Settings.from_env()
 calendar: WorkingCalendar = (
@@ -82,7 +82,7 @@ status_topic = app.topic(
     value_serializer="raw",
 )
 
-# dossier_id -> encoded DossierRecord (service/records.py), co-partitioned with the input.
+# dossier_id -> encoded DossierRecord (service/state/records.py), co-partitioned with the input.
 dossiers = app.Table(
     "dossiers",
     partitions=settings.partitions,

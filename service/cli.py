@@ -139,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from service.publisher import run_publish
+    from service.ingest.publisher import run_publish
     from service.settings import Settings
 
     settings = Settings.from_env()
@@ -151,9 +151,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from service.publisher import PublishError
+    from service.ingest.publisher import PublishError
     from service.settings import Settings
-    from service.simulate import SimulationError, run_simulation
+    from service.tools.simulate import SimulationError, run_simulation
 
     settings = Settings.from_env()
     broker = None if args.out else (args.broker or settings.bootstrap)
@@ -177,13 +177,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from service.demo import run_demo
+    from service.tools.demo import run_demo
 
     return run_demo(dossiers=args.dossiers, rate=args.rate, port=args.port, duration=args.duration)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from service.report import run_report_cli
+    from service.outputs.report import run_report_cli
 
     if args.to < args.from_:
         raise UsageError("motcua report: --to is before --from")
@@ -191,7 +191,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from service.bench import run_bench
+    from service.tools.bench import run_bench
 
     return run_bench(quick=args.quick, markdown=args.markdown)
 

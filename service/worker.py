@@ -10,12 +10,12 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 import agents.deadlines
 import agents.lifecycle
 import agents.recovery
-import service.web
+import service.outputs.web
 from service.app import DLQ_MAX_BYTES, app, ledger, registry, settings
-from service.metrics import LedgerCollector
+from service.outputs.metrics import LedgerCollector
 
 # Imported for their decorators (agents, timers, pages); named so linters keep them.
-REGISTERED = (agents.deadlines, agents.lifecycle, agents.recovery, service.web)
+REGISTERED = (agents.deadlines, agents.lifecycle, agents.recovery, service.outputs.web)
 
 
 def ensure_topics() -> None:

@@ -1,6 +1,6 @@
 """Fixtures shared by every test directory, and the --long switch.
 
-The real local Kafka broker (service/broker.py) is started once per session, on a free port
+The real local Kafka broker (service/tools/broker.py) is started once per session, on a free port
 with fresh data; tests that stop or kill a broker start their own instead.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.broker import BrokerError, LocalBroker, free_port
+from service.tools.broker import BrokerError, LocalBroker, free_port
 
 # Worker processes (worker_factory, motcua_worker) for integration and end-to-end tests.
 pytest_plugins = ["worker_fixtures"]

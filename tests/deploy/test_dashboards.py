@@ -21,7 +21,7 @@ from deploy_tools import DEPLOY, RULES, explain, load_yaml, recorded_names, run
 GRAFANA = DEPLOY / "grafana"
 PROVISIONED_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yaml"
 
-# What the worker exposes (service/metrics.py and faust's sensor with prefix motcua_faust_)
+# What the worker exposes (service/outputs/metrics.py and faust's sensor with prefix motcua_faust_)
 # plus Prometheus' own per-target series. A name outside this list and the recording
 # rules is a typo or a metric nobody exports.
 EXPORTED = {

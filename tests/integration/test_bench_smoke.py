@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.broker import LocalBroker
+from service.tools.broker import LocalBroker
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The local Kafka of service/broker.py with the real clients the service uses.
+"""The local Kafka of service/tools/broker.py with the real clients the service uses.
 
 These pin the Kafka version choice in .env: aiokafka, kafka-python and faust must create
 topics, produce, consume and commit in a consumer group against it.
@@ -23,7 +23,7 @@ from aiokafka.helpers import create_ssl_context
 from kafka import KafkaConsumer
 
 from service import broker as broker_module
-from service.broker import (
+from service.tools.broker import (
     BrokerError,
     LocalBroker,
     SslListener,
@@ -294,7 +294,7 @@ def test_cli_broker_outlives_the_process_that_started_it(
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from service.broker import cli_start; "
+            "import sys; from pathlib import Path; from service.tools.broker import cli_start; "
             "print(cli_start(int(sys.argv[1]), Path(sys.argv[2])))",
             str(port),
             str(tmp_path),

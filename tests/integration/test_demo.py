@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from harness import free_port
 
-from service.broker import reachable
+from service.tools.broker import reachable
 
 pytestmark = pytest.mark.integration
 

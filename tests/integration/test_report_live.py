@@ -13,7 +13,7 @@ from harness import WorkerProcess, produce_events, wait_exact, wait_for
 
 from service.domain.calendar import local_date
 from service.domain.report import current_period
-from service.simulate import SimulationConfig, generate
+from service.tools.simulate import SimulationConfig, generate
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from harness import (
     wait_for,
 )
 
-from service.simulate import SimulationConfig, generate
+from service.tools.simulate import SimulationConfig, generate
 
 pytestmark = pytest.mark.integration
 

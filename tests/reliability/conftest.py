@@ -15,7 +15,7 @@ import pytest
 from harness import WorkerProcess, unique
 from reliability_tools import SecuredBroker
 
-from service.broker import BrokerError, LocalBroker, free_port
+from service.tools.broker import BrokerError, LocalBroker, free_port
 
 
 def start_broker(broker: LocalBroker) -> LocalBroker:

@@ -22,10 +22,10 @@ import orjson
 from harness import WorkerProcess, dossier_counts, expected_counts
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from service.broker import HOST, LocalBroker, SslListener, free_port
-from service.publisher import DossierPublisher, PublishReport
-from service.records import decode
-from service.simulate import SimulationConfig, generate
+from service.ingest.publisher import DossierPublisher, PublishReport
+from service.state.records import decode
+from service.tools.broker import HOST, LocalBroker, SslListener, free_port
+from service.tools.simulate import SimulationConfig, generate
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -392,7 +392,7 @@ _SASL_ADMIN = ("admin", "admin-secret-for-tests")
 class SecuredBroker(LocalBroker):
     """A LocalBroker with an SSL listener and a SASL_SSL (PLAIN) listener beside PLAINTEXT.
 
-    service/broker.py offers the SSL listener; SASL is added here by extending its
+    service/tools/broker.py offers the SSL listener; SASL is added here by extending its
     properties, so the service's broker stays as small as the demo needs.
     """
 

@@ -28,8 +28,8 @@ from reliability_tools import (
     wait_settled_exact,
 )
 
-from service.broker import LocalBroker
-from service.publisher import DossierPublisher, PublishError, PublishReport, run_publish
+from service.ingest.publisher import DossierPublisher, PublishError, PublishReport, run_publish
+from service.tools.broker import LocalBroker
 
 pytestmark = pytest.mark.reliability
 

@@ -6,7 +6,7 @@ worker must stay up, send every bad message to `<topic>-dlq` with the reason the
 gives (headers motcua-reason, motcua-detail, motcua-source), and count every valid one.
 
 What is expected comes from a reference model of the agent (`expected_outcome`): the
-service's own validator (service.intake.parse) plus R7 (first stored event_id wins) and
+service's own validator (service.state.intake.parse) plus R7 (first stored event_id wins) and
 the 200-events-per-dossier cap, applied in produce order.
 """
 
@@ -31,8 +31,8 @@ from kafka.errors import KafkaError
 from reliability_tools import as_message, scenario, wait_settled_exact
 
 from schemas import SCHEMA_PATH, EventType, InvalidEvent, Reason
-from service.intake import parse
-from service.records import MAX_EVENTS_PER_DOSSIER
+from service.state.intake import parse
+from service.state.records import MAX_EVENTS_PER_DOSSIER
 
 pytestmark = pytest.mark.reliability
 

@@ -17,8 +17,8 @@ import pytest
 from harness import ROOT, WorkerProcess, consume_all, free_port, produce, unique, wait_for
 from reliability_tools import SASL_USER, SecuredBroker, as_message, scenario, wait_settled_exact
 
+from service.ingest.publisher import DossierPublisher, PublishError
 from service.kafka_security import KafkaSecurity
-from service.publisher import DossierPublisher, PublishError
 
 pytestmark = pytest.mark.reliability
 

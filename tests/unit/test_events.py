@@ -304,7 +304,7 @@ def test_reason_codes(data: bytes, key: bytes | None, expected: Reason) -> None:
 
 
 def test_every_parse_reason_has_a_case() -> None:
-    # TOO_MANY_EVENTS is raised by service.intake.merge (a per-dossier cap on stored
+    # TOO_MANY_EVENTS is raised by service.state.intake.merge (a per-dossier cap on stored
     # events), never by parse_event: no single message can earn it.
     covered = {case[3] for case in REASON_CASES}
     assert covered == set(Reason) - {Reason.TOO_MANY_EVENTS}

@@ -12,8 +12,8 @@ import orjson
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar, contribution, fold
 from service.domain.report import fold_with_facts
-from service.ledger import Ledger
-from service.simulate import SimulationConfig, generate
+from service.state.ledger import Ledger
+from service.tools.simulate import SimulationConfig, generate
 
 CAL = WorkingCalendar()
 NOW = datetime.now(UTC)

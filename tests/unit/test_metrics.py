@@ -11,13 +11,13 @@ from typing import Any
 import orjson
 import pytest
 
-import service.metrics as metrics
+import service.outputs.metrics as metrics
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar
 from service.domain.report import current_period, fold_with_facts, period_report
-from service.ledger import Ledger
-from service.metrics import LedgerCollector
-from service.simulate import SimulationConfig, generate
+from service.outputs.metrics import LedgerCollector
+from service.state.ledger import Ledger
+from service.tools.simulate import SimulationConfig, generate
 
 CAL = WorkingCalendar()
 NOW = datetime.now(UTC)
@@ -133,7 +133,7 @@ def test_a_failing_scan_keeps_the_previous_figures(
     gauges(collector, "motcua_timeliness_handled")
     with pytest.raises(RuntimeError):
         wait_scan(collector)
-    with caplog.at_level(logging.ERROR, logger="service.metrics"):
+    with caplog.at_level(logging.ERROR, logger="service.outputs.metrics"):
         assert gauges(collector, "motcua_timeliness_handled") == before
     assert "timeliness scan failed" in caplog.text
 

@@ -18,10 +18,9 @@ import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 
-import service.publisher as publisher_module
+import service.ingest.publisher as publisher_module
 from schemas import DossierEvent, EventType, InvalidEvent, Reason
-from service.kafka_security import KafkaSecurity, KafkaSecurityError
-from service.publisher import (
+from service.ingest.publisher import (
     DossierPublisher,
     PublishError,
     PublishReport,
@@ -29,6 +28,7 @@ from service.publisher import (
     publish_lines,
     run_publish,
 )
+from service.kafka_security import KafkaSecurity, KafkaSecurityError
 
 NOW = datetime(2025, 7, 29, 8, 30, tzinfo=UTC)
 
@@ -262,7 +262,7 @@ def test_unreachable_broker_is_one_line_after_the_delivery_timeout() -> None:
 
 
 class FakeKafka(FakeProducer):
-    """Stands in for kafka-python's KafkaProducer class inside service.publisher."""
+    """Stands in for kafka-python's KafkaProducer class inside service.ingest.publisher."""
 
     DEFAULT_CONFIG = KafkaProducer.DEFAULT_CONFIG
     made: ClassVar[list[FakeKafka]]

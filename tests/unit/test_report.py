@@ -32,7 +32,7 @@ from service.domain.report import (
     period_report,
     total,
 )
-from service.report import report_json, run_report_cli
+from service.outputs.report import report_json, run_report_cli
 
 CAL = WorkingCalendar()
 AG = "SXD"
@@ -689,7 +689,7 @@ def test_fold_with_facts_gives_the_same_state_as_fold() -> None:
 
     from schemas import event_from_dict
     from service.domain.report import fold_with_facts
-    from service.simulate import SimulationConfig, generate
+    from service.tools.simulate import SimulationConfig, generate
 
     now = datetime(2026, 11, 20, 8, 30, tzinfo=LOCAL_TZ)
     config = SimulationConfig(dossiers=600, seed=4, now=now, shuffle_window=30)

@@ -17,7 +17,7 @@ import pytest
 from schemas import DossierEvent, EventType, event_from_dict, parse_event
 from service.domain import DEFAULT_CALENDAR, Dossier, OpenState, Outcome, fold, open_state
 from service.domain.calendar import LOCAL_TZ
-from service.simulate import (
+from service.tools.simulate import (
     AGENCIES,
     SimulationConfig,
     SimulationError,

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from schemas import Channel, EventType, Reason
 from service.domain import OpenState, Outcome
 from service.domain.report import DossierFacts, PeriodFigures, current_period, period_report
-from service.ledger import Ledger
+from service.state.ledger import Ledger
 
 # The timeliness gauges scan every dossier's facts (~1.5 s at a million dossiers); a scrape
 # serves the last answer and, once it is older than this, starts the next scan.

@@ -34,10 +34,10 @@ from typing import Any
 import orjson
 
 from service.domain.calendar import LOCAL_TZ
-from service.metrics import TIMELINESS_MAX_AGE_S
-from service.simulate import AGENCIES, SimulationConfig, catalog, generate
+from service.outputs.metrics import TIMELINESS_MAX_AGE_S
+from service.tools.simulate import AGENCIES, SimulationConfig, catalog, generate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8
 SOON_DOSSIERS = 1_000
 # Agencies in the scale test: the simulator's 22 and 8 district desks (invented codes).
@@ -426,7 +426,7 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
 
     def worker(self, name: str, topic: str) -> BenchWorker:
-        from service.broker import free_port
+        from service.tools.broker import free_port
 
         worker = BenchWorker(
             self.bootstrap,
@@ -887,7 +887,7 @@ def run_bench(quick: bool, markdown: Path | None) -> int:
                 if os.environ.get("MOTCUA_BROKER"):
                     delete_topics(bootstrap, run.stamp)
     except Exception as exc:
-        from service.broker import BrokerError
+        from service.tools.broker import BrokerError
 
         if not isinstance(exc, BenchError | BrokerError):
             raise

@@ -12,7 +12,7 @@ from faust.web import Request, Response, View
 from service.app import app, ledger
 from service.domain import OpenState
 from service.domain.report import period_report
-from service.report import report_json
+from service.outputs.report import report_json
 
 MAX_PARAM = 64
 DEFAULT_LIMIT = 20

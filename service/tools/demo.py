@@ -15,9 +15,9 @@ import time
 import urllib.request
 
 from service import broker as local_broker
-from service.publisher import PublishError
+from service.ingest.publisher import PublishError
 from service.settings import Settings
-from service.simulate import SimulationError, run_simulation
+from service.tools.simulate import SimulationError, run_simulation
 
 
 def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> bool:

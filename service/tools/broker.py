@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
+ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 # Used only when neither .env nor MOTCUA_KAFKA_VERSION names a version.
 FALLBACK_KAFKA_VERSION = "3.9.1"
 HOST = "127.0.0.1"
@@ -146,7 +146,7 @@ def _pom(version: str) -> str:
         for g, a, v in deps
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by motcua (service/broker.py) to fetch Kafka's runtime classpath. -->
+<!-- Written by motcua (service/tools/broker.py) to fetch Kafka's runtime classpath. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>motcua.local</groupId>
@@ -619,7 +619,7 @@ class LocalBroker:
     def _write_config(self) -> Path:
         path = self.data_dir / "server.properties"
         body = "".join(f"{key}={value}\n" for key, value in self._properties().items())
-        path.write_text("# Written by motcua (service/broker.py) at each start.\n" + body)
+        path.write_text("# Written by motcua (service/tools/broker.py) at each start.\n" + body)
         if self.ssl is not None:  # holds the keystore password
             path.chmod(0o600)
         self._write_log_config()

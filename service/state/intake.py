@@ -12,7 +12,7 @@ from datetime import datetime
 from schemas import DossierEvent, InvalidEvent, Reason, parse_event
 from service.domain import Dossier, WorkingCalendar, fold
 from service.domain.report import DossierFacts, fold_with_facts
-from service.records import MAX_EVENTS_PER_DOSSIER, DossierRecord, decode
+from service.state.records import MAX_EVENTS_PER_DOSSIER, DossierRecord, decode
 
 
 @dataclass(frozen=True, slots=True)

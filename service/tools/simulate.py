@@ -635,7 +635,7 @@ def run_simulation(
     what = f"simulated {dossiers:,} dossiers (seed {seed}, overdue ratio {overdue_ratio:g})"
 
     if broker is not None:
-        from service.publisher import DossierPublisher, PublishError
+        from service.ingest.publisher import DossierPublisher, PublishError
 
         try:
             publisher = DossierPublisher(broker, topic)

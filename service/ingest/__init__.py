@@ -1,0 +1,1 @@
+"""What turns outside input into contract events: the publisher (and the HTTP gateway)."""

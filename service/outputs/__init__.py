@@ -1,0 +1,1 @@
+"""What reads state and renders it: /metrics, the JSON APIs, the period report."""

@@ -1,0 +1,1 @@
+"""Dossier state: stored records, merging events, and the ledger of live sums."""

@@ -1,0 +1,1 @@
+"""Tools around the service: the local Kafka broker, the simulator, benchmarks, the demo."""
