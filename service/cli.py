@@ -109,7 +109,7 @@ def _calendar(args: argparse.Namespace):  # -> WorkingCalendar
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from service import broker
+    from service.tools import broker
 
     try:
         if args.action == "start":

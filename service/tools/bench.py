@@ -842,7 +842,7 @@ def to_markdown(results: dict[str, Any], host: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
     """(bootstrap, description): MOTCUA_BROKER if set and answering, else a local broker."""
-    from service import broker
+    from service.tools import broker
 
     named = os.environ.get("MOTCUA_BROKER")
     if named:

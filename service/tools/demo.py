@@ -14,9 +14,9 @@ import threading
 import time
 import urllib.request
 
-from service import broker as local_broker
 from service.ingest.publisher import PublishError
 from service.settings import Settings
+from service.tools import broker as local_broker
 from service.tools.simulate import SimulationError, run_simulation
 
 

@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 from kafka import KafkaConsumer
 
-from service import broker as broker_module
+from service.tools import broker as broker_module
 from service.tools.broker import (
     BrokerError,
     LocalBroker,
