@@ -45,6 +45,8 @@ class PartitionLedger:
     duplicates: int = 0
     # Running dossiers (clock ticking) and when each can next change state by itself.
     running: dict[str, Dossier] = field(default_factory=dict)
+    # Every open dossier (running, paused or ready), for the per-dossier queues.
+    open: dict[str, Dossier] = field(default_factory=dict)
     due_heap: list[tuple[float, str]] = field(default_factory=list)
     # Compact per-dossier history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
@@ -65,6 +67,10 @@ class PartitionLedger:
                 self.contributions[dossier_id] = new
             else:
                 self.contributions.pop(dossier_id, None)
+        if dossier.is_open:
+            self.open[dossier_id] = dossier
+        else:
+            self.open.pop(dossier_id, None)
         if dossier.is_running:
             self.running[dossier_id] = dossier
             when = next_change_at(dossier, now, self.calendar)
