@@ -49,6 +49,7 @@ class Dossier:
     apology_at: datetime | None = None  # first apology letter (văn bản xin lỗi)
     new_due_at: datetime | None = None  # the appointment it promised
     passed_due: bool = False  # the running clock went past its due before now's segment
+    supplements: int = 0  # supplement requests that paused the clock (yêu cầu bổ sung)
 
     @property
     def is_received(self) -> bool:
@@ -112,6 +113,7 @@ def replay(
     apology_at: datetime | None = None
     new_due_at: datetime | None = None
     passed_due = False
+    supplements = 0
 
     def state(closed_by: EventType | None = None, closed_at: datetime | None = None) -> Dossier:
         return Dossier(
@@ -129,6 +131,7 @@ def replay(
             apology_at,
             new_due_at,
             passed_due,
+            supplements,
         )
 
     # R6: events dated before the receipt and any second receipt are ignored.
@@ -145,6 +148,7 @@ def replay(
             if running:  # R2: a second request while paused changes nothing
                 passed_due = passed_due or at > due
                 paused_at = at
+                supplements += 1
         elif kind is EventType.SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
                 due = event.due_at or shift_due(due, paused_at, at, calendar)
