@@ -1,0 +1,23 @@
+"""The sizes of a bench run: quick (under two minutes) or full."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of one run."""
+
+    mode: str
+    throughput_events: int
+    latency_rate: int
+    latency_seconds: int
+    open_sizes: tuple[int, ...]  # open dossiers at which lag, RSS and render time are taken
+    overdue_lead: float  # seconds between publishing the due-soon dossiers and their due
+    replay_dossiers_per_day: int | None  # None: the throughput run stands in for the replay
+    replay_dossiers: int = 0
+
+
+QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)
+FULL = Plan("full", 200_000, 500, 60, (100_000, 1_000_000), 8.0, 1_000, 260_000)

@@ -1,0 +1,92 @@
+"""`motcua bench`: the broker to measure against, the steps in order, the table and the
+final JSON line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.tools.bench.base import BenchError, progress
+from service.tools.bench.plan import FULL, QUICK
+from service.tools.bench.report import machine, rows, table, to_markdown
+from service.tools.bench.run import Run
+from service.tools.bench.steps import STEPS, Step
+from service.tools.bench.topics import delete_topics
+
+
+@contextlib.contextmanager
+def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
+    """(bootstrap, description): MOTCUA_BROKER if set and answering, else a local broker."""
+    from service.tools import broker
+
+    named = os.environ.get("MOTCUA_BROKER")
+    if named:
+        bootstrap = named.split("://", 1)[-1].replace(";", ",")
+        if not broker.reachable(bootstrap):
+            raise BenchError(f"MOTCUA_BROKER={named} does not answer")
+        yield bootstrap, f"MOTCUA_BROKER ({bootstrap})"
+        return
+    progress("starting a local Kafka broker")
+    local = broker.LocalBroker(broker.free_port(), work_dir / "kafka")
+    local.start()
+    try:
+        yield local.bootstrap, f"local Apache Kafka {local.version} (single node, KRaft)"
+    finally:
+        local.stop()
+
+
+def run_bench(quick: bool, markdown: Path | None, steps: Sequence[Step] = STEPS) -> int:
+    """`motcua bench [--quick] [--markdown FILE]`: the table, then one line of JSON."""
+    plan = QUICK if quick else FULL
+    started = time.monotonic()
+    work_dir = Path(tempfile.mkdtemp(prefix="motcua-bench-"))
+    results: dict[str, Any] = {"mode": plan.mode}
+    code = 0
+    try:
+        with broker_for_bench(work_dir) as (bootstrap, description):
+            run = Run(plan, bootstrap, work_dir, results=results)
+            results["broker"] = description
+            try:
+                for step in steps:
+                    if step.runs_in(plan):
+                        step.measure(run)
+            finally:
+                run.stop_workers()
+                crashes = [tail for worker in run.workers for tail in worker.crashes]
+                results["worker_crashes"] = len(crashes)
+                if crashes:
+                    results["worker_crash_logs"] = crashes
+                if os.environ.get("MOTCUA_BROKER"):
+                    delete_topics(bootstrap, run.stamp)
+    except Exception as exc:
+        from service.tools.broker import BrokerError
+
+        if not isinstance(exc, BenchError | BrokerError):
+            raise
+        results["error"] = str(exc)
+        code = 1
+    finally:
+        if not os.environ.get("MOTCUA_BENCH_KEEP"):
+            shutil.rmtree(work_dir, ignore_errors=True)
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    host = machine()
+    results["machine"] = host
+    if code == 0:
+        lines = rows(results, [step.rows for step in steps])
+        print(table(lines))
+        if markdown is not None:
+            markdown.write_text(to_markdown(results, host, lines), encoding="utf-8")
+            progress(f"markdown written to {markdown}")
+    else:
+        progress(f"motcua bench: {results['error']}")
+    print(json.dumps(results, separators=(",", ":")))
+    return code
