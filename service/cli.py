@@ -176,6 +176,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from service.ingest.gateway.server import run_gateway
+
+    return run_gateway(port=args.port)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.tools.demo import run_demo
 
@@ -229,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="-", help="a .jsonl file, or - for stdin")
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")
+
+    p = add("gateway", cmd_gateway, "HTTP ingestion: contract events and national-sync dossiers")
+    p.add_argument(
+        "--port", type=_port, help="default $MOTCUA_GATEWAY_PORT or 6070 (host: MOTCUA_WEB_HOST)"
+    )
 
     p = add("simulate", cmd_simulate, "simulated center traffic, to Kafka or JSON Lines")
     p.add_argument("--dossiers", type=_positive, default=1000)

@@ -26,12 +26,26 @@ def _int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 def _broker_url(raw: str) -> str:
     # faust wants kafka://host:port[;host:port]; accept plain host:port lists too.
     raw = raw.strip()
     if "://" in raw:
         return raw
     return "kafka://" + raw.replace(",", ";")
+
+
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
 
 
 def _security() -> KafkaSecurity:
@@ -43,7 +57,7 @@ def _security() -> KafkaSecurity:
 
 @dataclass(frozen=True)
 class Settings:
-    # The consumer group and the prefix of the table's changelog topic.
+    # The consumer group.
     app_id: str = "motcua"
     broker: str = "kafka://127.0.0.1:9092"
     topic: str = "dossier-events"
@@ -52,8 +66,24 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path("var")
     calendar_file: Path | None = None
-    standby_replicas: int = 1
+    # Copies of every topic the worker creates, and how many must have a write before it
+    # is acknowledged: 1/1 for the local broker; 3/2 in production (docs/operations.md).
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    # Count a partition whose log lost its beginning to retention from what is left.
+    accept_truncated_log: bool = False
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    # `motcua gateway` (docs/gateway.md): reference data, access and limits.
+    units_file: Path | None = None
+    gateway_port: int = 6070
+    gateway_tokens_file: Path | None = None
+    gateway_tls_cert: Path | None = None
+    gateway_tls_key: Path | None = None
+    gateway_max_body_bytes: int = 8 * 1024 * 1024
+    gateway_max_items: int = 2000
+    gateway_rate: int = 2000  # items a second per calling system; 0 = no limit
+    gateway_burst: int = 10_000
+    gateway_send_timeout: int = 10  # seconds to wait for the broker's acknowledgement
 
     @property
     def dlq_topic(self) -> str:
@@ -72,6 +102,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         calendar = env.get("MOTCUA_CALENDAR_FILE")
+        replication = _int("MOTCUA_REPLICATION_FACTOR", cls.replication_factor, 1, 16)
         return cls(
             app_id=env.get("MOTCUA_APP_ID", cls.app_id) or cls.app_id,
             broker=_broker_url(env.get("MOTCUA_BROKER", cls.broker)),
@@ -81,6 +112,24 @@ class Settings:
             web_port=_int("MOTCUA_WEB_PORT", cls.web_port, 1, 65535),
             data_dir=Path(env.get("MOTCUA_DATA_DIR") or cls.data_dir),
             calendar_file=Path(calendar) if calendar else None,
-            standby_replicas=_int("MOTCUA_STANDBY_REPLICAS", cls.standby_replicas, 0, 8),
+            replication_factor=replication,
+            min_insync_replicas=_int(
+                "MOTCUA_MIN_INSYNC_REPLICAS", min(2, replication), 1, replication
+            ),
+            accept_truncated_log=_flag("MOTCUA_ACCEPT_TRUNCATED_LOG"),
             security=_security(),
+            units_file=_path("MOTCUA_UNITS_FILE"),
+            gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),
+            gateway_tokens_file=_path("MOTCUA_GATEWAY_TOKENS_FILE"),
+            gateway_tls_cert=_path("MOTCUA_GATEWAY_TLS_CERT"),
+            gateway_tls_key=_path("MOTCUA_GATEWAY_TLS_KEY"),
+            gateway_max_body_bytes=_int(
+                "MOTCUA_GATEWAY_MAX_BODY_BYTES", cls.gateway_max_body_bytes, 1024, 256 * 1024 * 1024
+            ),
+            gateway_max_items=_int("MOTCUA_GATEWAY_MAX_ITEMS", cls.gateway_max_items, 1, 100_000),
+            gateway_rate=_int("MOTCUA_GATEWAY_RATE", cls.gateway_rate, 0, 10_000_000),
+            gateway_burst=_int("MOTCUA_GATEWAY_BURST", cls.gateway_burst, 1, 100_000_000),
+            gateway_send_timeout=_int(
+                "MOTCUA_GATEWAY_SEND_TIMEOUT", cls.gateway_send_timeout, 1, 600
+            ),
         )

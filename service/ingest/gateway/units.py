@@ -1,0 +1,92 @@
+"""Reference data: which motcua agency a national-sync unit belongs to (MOTCUA_UNITS_FILE).
+
+A CSV with the header `unit,agency`; `unit` is matched against the snapshot's `MaDinhDanh`
+(unit identifier code) first, else its `DonViXuLy` (unit name), exactly (after trimming and
+case folding). The file is re-read when it changes. No file means every unit is unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class UnitsFileError(ValueError):
+    """The units file cannot be used; str(e) names the file and line."""
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
+    """{folded unit: agency code} from the CSV text."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header] != ["unit", "agency"]:
+        raise UnitsFileError(f"{origin}: the first line must be the header `unit,agency`")
+    out: dict[str, str] = {}
+    for number, row in enumerate(reader, 2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise UnitsFileError(f"{origin} line {number}: expected `unit,agency`")
+        unit, agency = _fold(row[0]), row[1].strip()
+        if unit in out and out[unit] != agency:
+            raise UnitsFileError(f"{origin} line {number}: the unit is mapped twice")
+        out[unit] = agency
+    return out
+
+
+@dataclass
+class UnitsFile:
+    """The units file, re-read when its modification time or size changes; a file that
+    turns bad keeps the last good version in force (`last_error` says why)."""
+
+    path: Path | None
+    _units: dict[str, str] = field(default_factory=dict)
+    _stamp: tuple[int, int] | None = None
+    last_error: str | None = None
+
+    def load(self) -> None:
+        """Read the file now; UnitsFileError if it is missing or bad (used at start-up)."""
+        if self.path is None:
+            return
+        try:
+            stat = self.path.stat()
+            text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UnitsFileError(f"cannot read the units file {self.path}: {exc}") from None
+        self._units = parse_units(text, str(self.path))
+        self._stamp = (stat.st_mtime_ns, stat.st_size)
+        self.last_error = None
+
+    def _refresh(self) -> None:
+        if self.path is None:
+            return
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            self.last_error = f"cannot read the units file: {exc.strerror or exc}"
+            return
+        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
+            return
+        try:
+            self.load()
+        except UnitsFileError as exc:
+            self.last_error = str(exc)
+
+    def __len__(self) -> int:
+        return len(self._units)
+
+    def agency_for(self, unit_code: str | None, unit_name: str | None) -> str | None:
+        """The agency of the unit: by MaDinhDanh if the file lists it, else by DonViXuLy."""
+        self._refresh()
+        for key in (unit_code, unit_name):
+            if key:
+                agency = self._units.get(_fold(key))
+                if agency is not None:
+                    return agency
+        return None

@@ -1,0 +1,347 @@
+"""The national portal's dossier sync (DongBoHoSoMC) as contract events: a pure mapping.
+
+Provincial one-stop systems push every dossier to the national public-service portal (Cổng
+Dịch vụ công quốc gia) as a snapshot: codes, local times `yyyyMMddHHmmss` and a status
+`TrangThaiHoSo`. `map_dossier` turns one snapshot into the contract events it implies, or
+raises `UnmappableDossier` with a reason code and a sentence. Only the fields named in
+`_READ_FIELDS` are ever read: the snapshot's personal data (ChuHoSo, SoGiayToChuHoSo,
+DinhDanhCHS, SoDienThoai, Email, file links, …) is never touched, so it cannot leak into an
+event or a sentence. docs/national-sync-mapping.md is the mapping table and its sources.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas import DossierEvent, EventType, InvalidEvent, Reason, event_from_dict
+from service.domain.calendar import LOCAL_TZ
+
+# The snapshot fields the mapping reads; nothing else of the object is looked at.
+_READ_FIELDS = (
+    "MaHoSo",
+    "MaTTHC",
+    "KenhThucHien",
+    "TrangThaiHoSo",
+    "NgayTiepNhan",
+    "NgayHenTra",
+    "NgayKetThucXuLy",
+    "NgayTra",
+    "NgayTuChoi",
+    "NgayYeuCauBoSung",
+    "DonViXuLy",
+    "MaDinhDanh",
+    "DanhSachHoSoBoSung",
+)
+# Of each supplement cycle (DanhSachHoSoBoSung entry), only these.
+_SUPPLEMENT_FIELDS = ("NgayBoSung", "NgayTiepNhanBoSung", "NgayHenTraMoi")
+
+# A unit name or code longer than this is not one; it is not echoed either way.
+_MAX_UNIT = 300
+_MAX_SUPPLEMENT_CYCLES = 50
+
+
+class SyncReason(enum.StrEnum):
+    """Why a snapshot cannot be mapped, beyond the contract's own reasons (schemas.Reason)."""
+
+    UNKNOWN_STATUS = "unknown_status"
+    UNKNOWN_UNIT = "unknown_unit"
+    BAD_DATE = "bad_date"
+    MISSING_DATE = "missing_date"
+
+
+class TrangThaiHoSo(enum.IntEnum):
+    """The national portal's dossier status codes."""
+
+    NEW_REGISTRATION = 1  # mới đăng ký
+    RECEIVED = 2  # được tiếp nhận
+    NOT_ACCEPTED = 3  # không được tiếp nhận
+    PROCESSING = 4  # đang xử lý
+    SUPPLEMENT_REQUESTED = 5  # yêu cầu bổ sung giấy tờ
+    FINANCIAL_OBLIGATION = 6  # yêu cầu thực hiện nghĩa vụ tài chính
+    WITHDRAWN = 7  # công dân yêu cầu rút hồ sơ
+    STOPPED = 8  # dừng xử lý
+    FINISHED = 9  # đã xử lý xong
+    RETURNED = 10  # đã trả kết quả
+
+
+# KenhThucHien: 1 direct (trực tiếp), 2 online (trực tuyến), 3 public postal service (BCCI).
+_CHANNELS = {"1": "direct", "2": "online", "3": "postal"}
+
+# No events for dossiers the center never received (1) or refused at the counter (3).
+_NOT_RECEIVED = frozenset({TrangThaiHoSo.NEW_REGISTRATION, TrangThaiHoSo.NOT_ACCEPTED})
+
+
+class UnmappableDossier(ValueError):
+    """A snapshot that gives no valid events. `detail` never quotes a personal field."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class UnitDirectory(Protocol):
+    """Reference data: the motcua agency code of a unit (MaDinhDanh first, else DonViXuLy)."""
+
+    def agency_for(self, unit_code: str | None, unit_name: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MappedDossier:
+    """The contract events one snapshot gives; empty for a dossier not (yet) received."""
+
+    dossier_id: str
+    status: TrangThaiHoSo
+    events: tuple[DossierEvent, ...]
+
+
+# yyyyMMddHHmmss, as both systems format every dossier time (Asia/Ho_Chi_Minh).
+_COMPACT = re.compile(r"[0-9]{14}")
+# Newtonsoft's default for a .NET DateTime (the .NET DTO types the supplement times so):
+# local time, optional fraction, optional offset.
+_ISO_LOCAL = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def parse_local_time(value: Any, field: str) -> datetime | None:
+    """A snapshot time as an aware datetime; None when absent (missing, null or "")."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise UnmappableDossier(SyncReason.BAD_DATE, f"{field} must be a yyyyMMddHHmmss string")
+    try:
+        if _COMPACT.fullmatch(value):
+            return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ)
+        iso = _ISO_LOCAL.fullmatch(value)
+        if iso is not None:
+            text = value.replace("Z", "+00:00")
+            fraction = iso.group(1)
+            if fraction and len(fraction) > 7:  # Python keeps microseconds
+                text = text.replace(fraction, fraction[:7], 1)
+            parsed = datetime.fromisoformat(text)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=LOCAL_TZ)
+    except ValueError:
+        pass  # e.g. month 13: the same sentence as any other bad date
+    raise UnmappableDossier(
+        SyncReason.BAD_DATE, f"{field} is not a valid yyyyMMddHHmmss time (Asia/Ho_Chi_Minh)"
+    )
+
+
+def compact_time(moment: datetime) -> str:
+    """yyyyMMddHHmmss in local time: the time part of a mapped event's id."""
+    return moment.astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def event_id(dossier_id: str, kind: EventType, moment: datetime) -> str:
+    """Deterministic: a re-sent snapshot yields the same ids, which the worker drops as
+    duplicates. At most 64 + 1 + 20 + 1 + 14 = 100 characters (the contract allows 128)."""
+    return f"{dossier_id}:{kind.value}:{compact_time(moment)}"
+
+
+def _code_text(value: Any) -> str:
+    """A small code sent as a string or a number ("9" or 9), as text; "" for anything else."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()
+
+
+def _status(value: Any) -> TrangThaiHoSo:
+    text = _code_text(value)
+    if text.isdigit() and len(text) <= 2:
+        try:
+            return TrangThaiHoSo(int(text))
+        except ValueError:
+            pass
+    raise UnmappableDossier(
+        SyncReason.UNKNOWN_STATUS, "TrangThaiHoSo must be one of the national codes 1–10"
+    )
+
+
+def _dossier_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UnmappableDossier(Reason.BAD_DOSSIER_ID, "MaHoSo must be a non-empty string")
+    return value
+
+
+def _channel(value: Any) -> str:
+    text = _code_text(value)
+    if text not in _CHANNELS:
+        raise UnmappableDossier(
+            Reason.BAD_CHANNEL, "KenhThucHien must be 1 (direct), 2 (online) or 3 (postal)"
+        )
+    return _CHANNELS[text]
+
+
+def _unit_field(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip() and len(value) <= _MAX_UNIT:
+        return value.strip()
+    return None
+
+
+def _supplement_cycles(value: Any) -> list[Mapping[str, Any]]:
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise UnmappableDossier(
+            SyncReason.BAD_DATE, "DanhSachHoSoBoSung must be a list of supplement objects"
+        )
+    if len(value) > _MAX_SUPPLEMENT_CYCLES:
+        raise UnmappableDossier(
+            SyncReason.BAD_DATE,
+            f"DanhSachHoSoBoSung has more than {_MAX_SUPPLEMENT_CYCLES} supplement cycles",
+        )
+    return value
+
+
+class _Builder:
+    """Collects a dossier's events as contract dicts, validated at the end."""
+
+    def __init__(self, dossier_id: str) -> None:
+        self.dossier_id = dossier_id
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, kind: EventType, moment: datetime, **fields: Any) -> None:
+        self.items.append(
+            {
+                "event_id": event_id(self.dossier_id, kind, moment),
+                "dossier_id": self.dossier_id,
+                "type": kind.value,
+                "occurred_at": moment.isoformat(),
+                **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()},
+            }
+        )
+
+    def validated(self, now: datetime | None) -> tuple[DossierEvent, ...]:
+        """The same validation as the worker's; a failure rejects the whole snapshot, so a
+        dossier's events are produced together or not at all."""
+        out: list[DossierEvent] = []
+        seen: set[str] = set()
+        for item in self.items:
+            if item["event_id"] in seen:  # two cycles dated the same second: one event
+                continue
+            seen.add(item["event_id"])
+            try:
+                out.append(event_from_dict(item, now))
+            except InvalidEvent as exc:
+                raise UnmappableDossier(exc.reason, f"{item['type']}: {exc.detail}") from None
+        return tuple(out)
+
+
+def map_dossier(
+    snapshot: Any, units: UnitDirectory, now: datetime | None = None
+) -> MappedDossier:
+    """The contract events a DongBoHoSoMC dossier object implies (docs/national-sync-mapping.md).
+
+    `now` is the receipt time the future-timestamp rule is checked against (default: the
+    wall clock). Raises UnmappableDossier.
+    """
+    if not isinstance(snapshot, dict):
+        raise UnmappableDossier(Reason.NOT_OBJECT, "each dossier must be a JSON object")
+    get = {name: snapshot.get(name) for name in _READ_FIELDS}.get
+    dossier_id = _dossier_id(get("MaHoSo"))
+    status = _status(get("TrangThaiHoSo"))
+    build = _Builder(dossier_id)
+    if status in _NOT_RECEIVED:
+        return MappedDossier(dossier_id, status, ())
+
+    received_at = parse_local_time(get("NgayTiepNhan"), "NgayTiepNhan")
+    if received_at is None:
+        raise UnmappableDossier(
+            SyncReason.MISSING_DATE,
+            f"TrangThaiHoSo {status.value} needs NgayTiepNhan (the receipt time)",
+        )
+    due_at = parse_local_time(get("NgayHenTra"), "NgayHenTra")
+    if due_at is None:
+        raise UnmappableDossier(
+            Reason.MISSING_DUE,
+            "NgayHenTra (the appointment) is missing and the gateway knows no time limit"
+            " for the procedure",
+        )
+    procedure = get("MaTTHC")
+    if not isinstance(procedure, str) or not procedure.strip():
+        raise UnmappableDossier(Reason.MISSING_PROCEDURE, "MaTTHC (procedure code) is missing")
+    channel = _channel(get("KenhThucHien"))
+    unit_code, unit_name = _unit_field(get("MaDinhDanh")), _unit_field(get("DonViXuLy"))
+    if unit_code is None and unit_name is None:
+        raise UnmappableDossier(
+            SyncReason.UNKNOWN_UNIT, "neither MaDinhDanh nor DonViXuLy names the unit"
+        )
+    agency = units.agency_for(unit_code, unit_name)
+    if agency is None:
+        raise UnmappableDossier(
+            SyncReason.UNKNOWN_UNIT,
+            "the unit (MaDinhDanh, else DonViXuLy) is not in the units file (MOTCUA_UNITS_FILE)",
+        )
+    build.add(
+        EventType.RECEIVED,
+        received_at,
+        agency=agency,
+        procedure=procedure,
+        channel=channel,
+        due_at=due_at,
+    )
+
+    latest = received_at  # the last time the snapshot carries (a withdrawal's fallback)
+    cycles = _supplement_cycles(snapshot.get("DanhSachHoSoBoSung"))
+    for number, cycle in enumerate(cycles, 1):
+        times = {name: cycle.get(name) for name in _SUPPLEMENT_FIELDS}
+        where = f"DanhSachHoSoBoSung[{number}]"
+        requested = parse_local_time(times["NgayBoSung"], f"{where}.NgayBoSung")
+        if requested is None:
+            raise UnmappableDossier(
+                SyncReason.MISSING_DATE, f"{where} needs NgayBoSung (the request time)"
+            )
+        build.add(EventType.SUPPLEMENT_REQUESTED, requested)
+        latest = max(latest, requested)
+        completed = parse_local_time(times["NgayTiepNhanBoSung"], f"{where}.NgayTiepNhanBoSung")
+        if completed is not None:
+            new_due = parse_local_time(times["NgayHenTraMoi"], f"{where}.NgayHenTraMoi")
+            extra = {"due_at": new_due} if new_due is not None else {}
+            build.add(EventType.SUPPLEMENT_RECEIVED, completed, **extra)
+            latest = max(latest, completed)
+    if status is TrangThaiHoSo.SUPPLEMENT_REQUESTED and not cycles:
+        # The .NET system's own query carries the request time here.
+        requested = parse_local_time(get("NgayYeuCauBoSung"), "NgayYeuCauBoSung")
+        if requested is None:
+            raise UnmappableDossier(
+                SyncReason.MISSING_DATE,
+                "TrangThaiHoSo 5 needs a DanhSachHoSoBoSung entry or NgayYeuCauBoSung",
+            )
+        build.add(EventType.SUPPLEMENT_REQUESTED, requested)
+        latest = max(latest, requested)
+
+    finished_at = parse_local_time(get("NgayKetThucXuLy"), "NgayKetThucXuLy")
+    returned_at = parse_local_time(get("NgayTra"), "NgayTra")
+    refused_at = parse_local_time(get("NgayTuChoi"), "NgayTuChoi")
+    if status is TrangThaiHoSo.STOPPED or refused_at is not None:
+        rejected_at = refused_at or finished_at
+        if rejected_at is None:
+            raise UnmappableDossier(
+                SyncReason.MISSING_DATE,
+                "a stopped or refused dossier needs NgayTuChoi or NgayKetThucXuLy",
+            )
+        build.add(EventType.REJECTED, rejected_at)
+    elif status in (TrangThaiHoSo.FINISHED, TrangThaiHoSo.RETURNED):
+        if finished_at is None:
+            raise UnmappableDossier(
+                SyncReason.MISSING_DATE,
+                f"TrangThaiHoSo {status.value} needs NgayKetThucXuLy (processing finished)",
+            )
+        build.add(EventType.APPROVED, finished_at)
+    if status is TrangThaiHoSo.RETURNED:
+        if returned_at is None:
+            raise UnmappableDossier(
+                SyncReason.MISSING_DATE, "TrangThaiHoSo 10 needs NgayTra (result returned)"
+            )
+        build.add(EventType.RETURNED, returned_at)
+    if status is TrangThaiHoSo.WITHDRAWN:
+        moments = [t for t in (finished_at, returned_at) if t is not None]
+        build.add(EventType.WITHDRAWN, moments[0] if moments else latest)
+    return MappedDossier(dossier_id, status, build.validated(now))
