@@ -7,11 +7,14 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from faust.web import Request, Response, View
 
 from service.app import app, ledger
 from service.domain import OpenState
 from service.domain.report import period_report
+from service.outputs.queue import BadQuery as BadQueueQuery
+from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
 
 MAX_PARAM = 64
@@ -123,3 +126,25 @@ class Report(View):
         partitions, facts = sorted(ledger.partitions), ledger.facts_snapshot()
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
         return self.json(report_json(figures, partitions, start, end, as_of=now))
+
+
+@app.page("/api/dossiers")
+class Dossiers(View):
+    """The per-dossier queue (docs/board.md): open dossiers, most overdue first.
+
+    Answered on the loop from the due index: a few bisects per cell plus the page's
+    own items (p99 under 50 ms for 100 items at a million open dossiers, motcua bench)."""
+
+    async def get(self, request: Request) -> Response:
+        try:
+            query = parse_query(request.query.items())
+        except BadQueueQuery as exc:
+            return self.json({"error": str(exc)}, status=400)
+        if not ledger.ready:
+            return self.json({"error": "not ready: see /readyz"}, status=503)
+        views = [
+            PartitionView(p, part.due_index, part.open)
+            for p, part in sorted(ledger.partitions.items())
+        ]
+        body = dossiers_page(views, query, datetime.now(UTC), ledger.calendar)
+        return self.bytes(orjson.dumps(body), content_type="application/json")

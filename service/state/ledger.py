@@ -19,6 +19,7 @@ from service.domain import Dossier, Key, WorkingCalendar, contribution, next_cha
 from service.domain.clock import OpenState
 from service.domain.dossier import open_state
 from service.domain.report import DossierFacts
+from service.state.due_index import DueIndex
 
 _CONTRIBUTIONS: dict[tuple[Key, ...], tuple[Key, ...]] = {}
 
@@ -47,6 +48,7 @@ class PartitionLedger:
     running: dict[str, Dossier] = field(default_factory=dict)
     # Every open dossier (running, paused or ready), for the per-dossier queues.
     open: dict[str, Dossier] = field(default_factory=dict)
+    due_index: DueIndex = field(default_factory=DueIndex)  # `open` in due order, for pages
     due_heap: list[tuple[float, str]] = field(default_factory=list)
     # Compact per-dossier history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
@@ -67,6 +69,7 @@ class PartitionLedger:
                 self.contributions[dossier_id] = new
             else:
                 self.contributions.pop(dossier_id, None)
+        self.due_index.update(dossier, self.open.get(dossier_id))
         if dossier.is_open:
             self.open[dossier_id] = dossier
         else:

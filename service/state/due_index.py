@@ -1,0 +1,80 @@
+"""One partition's open dossiers in due order, so a queue page never scans them all.
+
+Dossiers sit in cells by (clock kind, apology sent, agency), each cell a sorted list of
+(due epoch seconds, dossier id); a page merges the few cells a query asks for and bisects
+where the due bounds of a state fall. A procedure's dossiers are also kept as a set, for the
+`procedure` filter. The ledger calls `update` whenever it applies a dossier; nothing else
+writes here. No Faust or Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
+
+from service.domain import Dossier
+
+RUNNING, PAUSED, READY = "running", "paused", "ready"
+KINDS = (RUNNING, PAUSED, READY)
+
+# (clock kind, apology letter sent, agency) and (due epoch seconds, dossier id).
+Cell = tuple[str, bool, str]
+DueKey = tuple[float, str]
+
+
+def clock_kind(dossier: Dossier) -> str:
+    """running: the clock ticks; paused: waiting for a supplement; ready: the clock ended."""
+    if dossier.clock_end is not None:
+        return READY
+    if dossier.paused_at is not None:
+        return PAUSED
+    return RUNNING
+
+
+def due_key(dossier: Dossier) -> DueKey:
+    assert dossier.due is not None
+    return dossier.due.timestamp(), dossier.dossier_id
+
+
+def _entry(dossier: Dossier | None) -> tuple[Cell, DueKey, str] | None:
+    if dossier is None or not dossier.is_open:
+        return None
+    cell = (clock_kind(dossier), dossier.apology_at is not None, dossier.agency or "")
+    return cell, due_key(dossier), dossier.procedure or ""
+
+
+@dataclass
+class DueIndex:
+    """The open dossiers of one partition, by cell and due; see the module docstring."""
+
+    cells: dict[Cell, SortedList] = field(default_factory=dict)
+    by_procedure: dict[str, set[str]] = field(default_factory=dict)
+
+    def update(self, dossier: Dossier, previous: Dossier | None) -> None:
+        """Index `dossier` (dropped if it is no longer open) in place of `previous`, the
+        state this index last saw for it (None if none)."""
+        old, new = _entry(previous), _entry(dossier)
+        if old == new:
+            return  # most re-applies (timer ticks, appraisals) move nothing
+        if old is not None:
+            # discard, not remove: a ledger that skipped a call must not crash the worker.
+            cell = self.cells.get(old[0])
+            if cell is not None:
+                cell.discard(old[1])
+                if not cell:
+                    del self.cells[old[0]]
+            ids = self.by_procedure.get(old[2])
+            if ids is not None and (new is None or new[2] != old[2]):
+                ids.discard(old[1][1])
+                if not ids:
+                    del self.by_procedure[old[2]]
+        if new is not None:
+            cell = self.cells.get(new[0])
+            if cell is None:
+                cell = self.cells[new[0]] = SortedList()
+            cell.add(new[1])
+            self.by_procedure.setdefault(new[2], set()).add(new[1][1])
+
+    def __len__(self) -> int:
+        return sum(len(cell) for cell in self.cells.values())
