@@ -46,6 +46,8 @@ _ROUTE_LABELS = {
 
 @dataclass(frozen=True)
 class GatewayLimits:
+    """Per request: the body's bytes and its items (events or dossiers)."""
+
     max_body_bytes: int
     max_items: int
 
@@ -260,6 +262,9 @@ def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamRespo
     return middleware
 
 
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
 def build_app(gateway: Gateway) -> web.Application:
     """The aiohttp application; the caller starts and stops `gateway.sink`."""
     app = web.Application(
@@ -267,6 +272,7 @@ def build_app(gateway: Gateway) -> web.Application:
         # Past this aiohttp raises HTTPRequestEntityTooLarge, which _read_body answers in JSON.
         client_max_size=gateway.limits.max_body_bytes,
     )
+    app[GATEWAY_KEY] = gateway
     app.router.add_post(EVENTS_ROUTE, gateway.post_events)
     app.router.add_post(SYNC_ROUTE, gateway.post_national_sync)
     app.router.add_get("/healthz", gateway.healthz)

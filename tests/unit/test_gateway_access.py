@@ -1,0 +1,126 @@
+"""The gateway's access rules: tokens file, units file, rate limits, start-up refusals."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.server import GatewayStartError, is_loopback, prepare
+from service.ingest.gateway.tokens import TokenBook, TokenFileError, parse_tokens, token_hash
+from service.ingest.gateway.units import UnitsFile, UnitsFileError, parse_units
+from service.settings import Settings
+
+
+def test_token_file_maps_hashes_to_system_names() -> None:
+    text = f"# center systems\nopencps-bacgiang {token_hash('s3cret')}  # since 2026-11\n\n"
+    assert parse_tokens(text) == {token_hash("s3cret"): "opencps-bacgiang"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "opencps s3cret",  # the token itself, not its hash
+        f"two words {token_hash('x')}",
+        f"anonymous {token_hash('x')}",
+        f"a {token_hash('x')}\na {token_hash('y')}",
+        f"a {token_hash('x')}\nb {token_hash('x')}",
+        "# only comments",
+    ],
+)
+def test_bad_token_files_are_refused(text: str) -> None:
+    with pytest.raises(TokenFileError):
+        parse_tokens(text)
+
+
+def test_token_book_reloads_when_the_file_changes_and_keeps_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"alpha {token_hash('one')}\n")
+    book = TokenBook(path)
+    book.load()
+    assert book.system_for("one") == "alpha"
+    assert book.system_for("two") is None
+    assert book.system_for("") is None
+    path.write_text(f"beta {token_hash('two')}\n")
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    assert book.system_for("two") == "beta"
+    assert book.system_for("one") is None
+    path.write_text("broken line\n")
+    os.utime(path, ns=(1, 3_000_000_000_000_000_000))
+    assert book.system_for("two") == "beta"
+    assert book.last_error is not None
+
+
+def test_units_file_matches_folded_names_and_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "units.csv"
+    path.write_text('unit,agency\n000.00.07.H19,SXD\n"Sở  Tư pháp",STP\n')
+    units = UnitsFile(path)
+    units.load()
+    assert len(units) == 2
+    assert units.agency_for("000.00.07.H19", "anything") == "SXD"
+    assert units.agency_for(None, "sở tư pháp") == "STP"
+    assert units.agency_for("nope", None) is None
+    path.write_text("unit,agency\n000.00.07.H19,SXD2\n")
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    assert units.agency_for("000.00.07.H19", None) == "SXD2"
+    assert units.agency_for(None, "Sở Tư pháp") is None
+
+
+@pytest.mark.parametrize(
+    "text", ["unit;agency\nA;B\n", "unit,agency\nA\n", "unit,agency\nA,B\nA,C\n"]
+)
+def test_bad_units_files_are_refused(text: str) -> None:
+    with pytest.raises(UnitsFileError):
+        parse_units(text)
+
+
+def test_no_units_file_knows_no_unit() -> None:
+    units = UnitsFile(None)
+    units.load()
+    assert units.agency_for("000.00.07.H19", "Sở Xây dựng") is None
+
+
+def test_rate_limiter_bucket_per_system() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=10, burst=20, clock=lambda: now[0])
+    assert limiter.take("a", 20) == 0.0
+    assert limiter.take("a", 5) == pytest.approx(0.5)
+    assert limiter.take("b", 5) == 0.0  # another system has its own bucket
+    now[0] = 0.5
+    assert limiter.take("a", 5) == 0.0
+    assert math.isinf(limiter.take("a", 21))
+    assert RateLimiter.retry_after_header(0.01) == "1"
+    assert RateLimiter(rate=0, burst=1).take("a", 10**6) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+    ],
+)
+def test_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_open_gateway_only_on_loopback(tmp_path: Path) -> None:
+    _, _, access = prepare(Settings(), "127.0.0.1")
+    assert "OPEN" in access
+    with pytest.raises(GatewayStartError, match="MOTCUA_GATEWAY_TOKENS_FILE"):
+        prepare(Settings(), "0.0.0.0")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alpha {token_hash('one')}\n")
+    gateway, _, access = prepare(Settings(gateway_tokens_file=tokens), "0.0.0.0")
+    assert gateway.tokens is not None and "bearer" in access
+
+
+def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(GatewayStartError, match="both"):
+        prepare(Settings(gateway_tls_cert=tmp_path / "cert.pem"), "127.0.0.1")
