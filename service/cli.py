@@ -156,7 +156,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from service.tools.simulate import SimulationError, run_simulation
 
     settings = Settings.from_env()
-    broker = None if args.out else (args.broker or settings.bootstrap)
+    sends = args.out is None and args.format == "events"
+    broker = (args.broker or settings.bootstrap) if sends else None
     try:
         summary = run_simulation(
             dossiers=args.dossiers,
@@ -166,6 +167,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             out=args.out,
             broker=broker,
             topic=args.topic or settings.topic,
+            output_format=args.format,
         )
     except SimulationError as exc:
         raise UsageError(f"motcua simulate: {exc}") from None
@@ -247,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overdue-ratio", type=_ratio, default=0.03)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, help="write JSON Lines here (- for stdout) instead")
+    p.add_argument(
+        "--format",
+        choices=["events", "national-sync", "units"],
+        default="events",
+        help="events (contract); national-sync: DongBoHoSoMC bodies, one JSON array a line,"
+        " for the gateway; units: the matching MOTCUA_UNITS_FILE",
+    )
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")
 

@@ -546,6 +546,95 @@ def generate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
     return stream
 
 
+# -- the national portal's sync shape (DongBoHoSoMC) -----------------------------------------
+
+FORMATS = ("events", "national-sync", "units")
+SYNC_BATCH = 100  # dossiers per DongBoHoSoMC body (one JSON array per output line)
+_KENH = {"direct": "1", "online": "2", "postal": "3"}
+
+
+def _local_compact(text: str) -> str:
+    return datetime.fromisoformat(text).astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S")
+
+
+def sample_units_csv() -> str:
+    """The units file (MOTCUA_UNITS_FILE) for the simulated snapshots: unit name → agency."""
+    rows = [f'"{agency.name}",{agency.code}' for agency in AGENCIES]
+    return "unit,agency\n" + "\n".join(rows) + "\n"
+
+
+def national_sync_snapshots(
+    events: Iterable[dict[str, Any]], calendar: WorkingCalendar = DEFAULT_CALENDAR
+) -> Iterator[dict[str, Any]]:
+    """Each simulated dossier as the national portal's snapshot of its latest state.
+
+    The personal fields are there, as in a real sync body, with obviously fake values, so the
+    gateway's dropping of them is exercised. Appraisals and apologies have no national field.
+    """
+    from service.domain.clock import computed_due
+
+    names = {agency.code: agency.name for agency in AGENCIES}
+    dossiers: dict[str, dict[str, Any]] = {}
+    for event in events:
+        kind = event["type"]
+        at = _local_compact(event["occurred_at"])
+        snap = dossiers.get(event["dossier_id"])
+        if kind == EventType.RECEIVED:
+            if "due_at" in event:
+                due = event["due_at"]
+            else:
+                received = datetime.fromisoformat(event["occurred_at"])
+                due = computed_due(received, event["processing_days"], calendar).isoformat()
+            number = len(dossiers) + 1
+            dossiers[event["dossier_id"]] = {
+                "MaHoSo": event["dossier_id"],
+                "MaTTHC": event["procedure"],
+                "KenhThucHien": _KENH[event["channel"]],
+                "TrangThaiHoSo": "4",
+                "NgayNopHoSo": at,
+                "NgayTiepNhan": at,
+                "NgayHenTra": _local_compact(due),
+                "DonViXuLy": names[event["agency"]],
+                "ChuHoSo": f"Người nộp mẫu {number}",
+                "SoGiayToChuHoSo": f"{number:012d}",
+                "SoDienThoai": "0900000000",
+                "Email": f"mau{number}@example.invalid",
+                "DanhSachHoSoBoSung": [],
+            }
+            continue
+        if snap is None:
+            continue
+        cycles = snap["DanhSachHoSoBoSung"]
+        if kind == EventType.SUPPLEMENT_REQUESTED:
+            cycles.append({"NgayBoSung": at, "NoiDungBoSung": "Bổ sung giấy tờ (mẫu)"})
+            snap["TrangThaiHoSo"] = "5"
+        elif kind == EventType.SUPPLEMENT_RECEIVED and cycles:
+            cycles[-1]["NgayTiepNhanBoSung"] = at
+            if "due_at" in event:
+                cycles[-1]["NgayHenTraMoi"] = _local_compact(event["due_at"])
+            snap["TrangThaiHoSo"] = "4"
+        elif kind == EventType.APPROVED:
+            snap.update(TrangThaiHoSo="9", NgayKetThucXuLy=at)
+        elif kind == EventType.REJECTED:
+            snap.update(TrangThaiHoSo="8", NgayTuChoi=at, NgayKetThucXuLy=at)
+        elif kind == EventType.RETURNED:
+            snap.update(TrangThaiHoSo="10", NgayTra=at)
+        elif kind == EventType.WITHDRAWN:
+            snap.update(TrangThaiHoSo="7", NgayKetThucXuLy=at)
+    yield from dossiers.values()
+
+
+def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 # -- running it -----------------------------------------------------------------------------
 
 
@@ -610,6 +699,7 @@ def run_simulation(
     *,
     now: datetime | None = None,
     live_due_seconds: tuple[float, float] | None = DEMO_LIVE_DUE,
+    output_format: str = "events",
 ) -> str:
     """`motcua simulate`: JSON Lines to `out` ("-" or None without a broker: stdout) or events
     to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out).
@@ -623,6 +713,10 @@ def run_simulation(
         raise SimulationError(f"rate must be a number >= 0 events/s, got {rate!r}")
     if out is not None and broker is not None:
         raise SimulationError("give an output file or a broker, not both")
+    if output_format not in FORMATS:
+        raise SimulationError(f"format must be one of {', '.join(FORMATS)}")
+    if output_format != "events":
+        return _write_reference(output_format, dossiers, seed, overdue_ratio, out, now)
     config = SimulationConfig(
         dossiers=dossiers,
         seed=seed,
@@ -670,3 +764,37 @@ def run_simulation(
         target = str(out)
     elapsed = time.monotonic() - started
     return f"{what}: {count:,} events written to {target} in {elapsed:.1f} s"
+
+
+def _write_reference(
+    output_format: str,
+    dossiers: int,
+    seed: int,
+    overdue_ratio: float,
+    out: Path | str | None,
+    now: datetime | None,
+) -> str:
+    """`--format national-sync` (one DongBoHoSoMC JSON array of up to SYNC_BATCH dossiers
+    per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
+    if output_format == "units":
+        payload = [sample_units_csv().encode("utf-8")]
+        what = f"units file of the sample center ({len(AGENCIES)} units)"
+    else:
+        config = SimulationConfig(
+            dossiers=dossiers, seed=seed, overdue_ratio=overdue_ratio, now=now
+        )
+        snapshots = national_sync_snapshots(generate(config), config.calendar)
+        payload = [orjson.dumps(batch) + b"\n" for batch in _batched(snapshots, SYNC_BATCH)]
+        what = (
+            f"national-sync snapshots of {dossiers:,} simulated dossiers (seed {seed}),"
+            f" {len(payload)} bodies of up to {SYNC_BATCH}"
+        )
+    if out is None or str(out) == "-":
+        sys.stdout.buffer.write(b"".join(payload))
+        sys.stdout.buffer.flush()
+        return f"{what} written to stdout"
+    try:
+        Path(out).write_bytes(b"".join(payload))
+    except OSError as exc:
+        raise SimulationError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return f"{what} written to {out}"

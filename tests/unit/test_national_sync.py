@@ -255,3 +255,30 @@ def test_absent_times(value: Any) -> None:
 def test_times_with_an_offset_keep_it() -> None:
     parsed = parse_local_time("2026-11-20T02:15:00Z", "NgayBoSung")
     assert parsed == datetime(2026, 11, 20, 2, 15, tzinfo=UTC)
+
+
+def test_simulated_snapshots_all_map_and_agree_with_the_simulated_events(tmp_path: Any) -> None:
+    from collections import Counter
+
+    from service.ingest.gateway.units import UnitsFile
+    from service.tools.simulate import (
+        SimulationConfig,
+        generate,
+        national_sync_snapshots,
+        sample_units_csv,
+    )
+
+    path = tmp_path / "units.csv"
+    path.write_text(sample_units_csv(), encoding="utf-8")
+    units = UnitsFile(path)
+    units.load()
+    config = SimulationConfig(dossiers=400, seed=3, now=NOW)
+    events = list(generate(config))
+    mapped = [map_dossier(s, units, NOW) for s in national_sync_snapshots(events)]
+    assert len(mapped) == len({e["dossier_id"] for e in events})
+    closing = {"approved", "rejected", "returned", "withdrawn"}
+    want = Counter(e["type"] for e in events if e["type"] in closing)
+    got = Counter(ev.type.value for m in mapped for ev in m.events if ev.type.value in closing)
+    assert got == want
+    agencies = {e["dossier_id"]: e["agency"] for e in events if e["type"] == "received"}
+    assert all(m.events[0].agency == agencies[m.dossier_id] for m in mapped)
