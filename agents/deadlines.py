@@ -19,5 +19,6 @@ TICK_SECONDS = 1.0
 async def watch_deadlines() -> None:
     if not ledger.ready:
         return
-    for change in ledger.tick(datetime.now(UTC)):
-        await publish_status(change)
+    changes = ledger.tick(datetime.now(UTC))
+    if changes:
+        await publish_status(changes)

@@ -1,8 +1,10 @@
-"""The Faust app: settings, topics, the dossier table and the live ledger.
+"""The Faust app: settings, topics, and the worker's dossier state.
 
 At-least-once processing with agent concurrency 1: faust's exactly_once and concurrency > 1
-have open data-loss bugs (#517, #606). Exactness comes from the state instead: the table
-keeps each dossier's events, and counters are sums of per-dossier contributions.
+have open data-loss bugs (#517, #606). Exactness comes from the state instead: the local
+store is the fold of a prefix of `dossier-events` with the offset it reached, and counters
+are sums of per-dossier contributions (service/state/). faust delivers events and assigns
+partitions; it keeps no table, so no changelog, standby or recovery is involved.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from service import faust_fixes
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.settings import Settings
 from service.state.ledger import Ledger
+from service.state.log_reader import LogReader
+from service.state.store import DossierStore
+from service.state.worker_state import PartitionKeeper, Sender, WorkerState
 
 settings = Settings.from_env()
 calendar: WorkingCalendar = (
@@ -31,14 +36,13 @@ app = faust.App(
     settings.app_id,
     broker=settings.broker,
     broker_credentials=settings.security.faust_credentials(),
-    store="rocksdb://",
     datadir=str(settings.data_dir / "worker"),
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_bind=settings.web_host,
     processing_guarantee="at_least_once",
     topic_partitions=settings.partitions,
-    table_standby_replicas=settings.standby_replicas,
+    topic_replication_factor=settings.replication_factor,
     key_serializer="raw",
     value_serializer="raw",
     # Deliver quickly: status changes and the DLQ should not wait for a batch to fill.
@@ -61,7 +65,6 @@ app = faust.App(
     topic_disable_leader=True,
 )
 faust_fixes.bound_fetch_wait()
-faust_fixes.rewind_uncommitted_on_seek({settings.topic})
 
 events_topic = app.topic(
     settings.topic,
@@ -82,13 +85,29 @@ status_topic = app.topic(
     value_serializer="raw",
 )
 
-# dossier_id -> encoded DossierRecord (service/state/records.py), co-partitioned with the input.
-dossiers = app.Table(
-    "dossiers",
-    partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-)
-
 ledger = Ledger(calendar)
 registry = CollectorRegistry(auto_describe=True)
+
+# Set by `open_state` when the worker starts (opening the store at import would lock it for
+# every process that merely imports the app).
+keeper: PartitionKeeper | None = None
+
+
+def open_state(send_dead_letters: Sender, announce: Sender) -> PartitionKeeper:
+    """Open the local store and wire the state layer to the outputs."""
+    global keeper
+    store = DossierStore(settings.data_dir / "worker" / "dossiers", settings.topic)
+    reader = LogReader(
+        settings.bootstrap,
+        settings.topic,
+        settings.app_id,
+        **settings.security.aiokafka_kwargs(),
+    )
+    keeper = PartitionKeeper(
+        WorkerState(store, ledger, calendar),
+        reader,
+        send_dead_letters,
+        announce,
+        accept_truncated_log=settings.accept_truncated_log,
+    )
+    return keeper

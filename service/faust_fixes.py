@@ -7,10 +7,8 @@ offers a way. Each one names what it works around and how it was measured.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from typing import Any
 
-from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger(__name__)
@@ -38,37 +36,3 @@ def _worker_consumer(thread: Any, transport: Any) -> Any:
 def bound_fetch_wait() -> None:
     """Make workers' consumers wait at most FETCH_MAX_WAIT_MS for a fetch to fill."""
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _worker_consumer  # type: ignore[method-assign]
-
-
-# After a rebalance faust seeks every partition to its committed offset before the stream
-# resumes (Consumer.perform_seek). aiokafka's seek_to_committed skips a partition that has
-# no committed offset yet (a group that crashed before its first commit), which keeps the
-# position where fetches made during table recovery left it: records faust fetched and
-# dropped then (the partitions were paused) would never be read, and since faust commits the
-# first run of acknowledged offsets of a partition without a committed offset, they were
-# lost (tests/reliability/test_worker_crashes.py caught it). Such partitions are sought to
-# their beginning here, in the consumer's thread and before the stream resumes, so nothing
-# of this generation has been read yet; re-reading is safe, events are idempotent.
-_perform_seek = faust_consumer.Consumer.perform_seek
-
-
-def rewind_uncommitted_on_seek(topics: Collection[str]) -> None:
-    """Make faust's seek to committed offsets start partitions of `topics` that have none
-    from their beginning."""
-
-    async def perform_seek(consumer: Any) -> None:
-        await _perform_seek(consumer)
-        uncommitted = {
-            tp
-            for tp in consumer.assignment()
-            if tp.topic in topics and not consumer._committed_offset.get(tp)
-        }
-        if not uncommitted:
-            return
-        earliest = await consumer.earliest_offsets(*uncommitted)
-        targets = {tp: earliest.get(tp) or 0 for tp in uncommitted}
-        where = ", ".join(f"{tp.topic}/{tp.partition}@{at}" for tp, at in sorted(targets.items()))
-        log.info("no committed offset for %s: reading from the beginning", where)
-        await consumer.seek_wait(targets)
-
-    faust_consumer.Consumer.perform_seek = perform_seek  # type: ignore[method-assign]

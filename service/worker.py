@@ -1,26 +1,35 @@
-"""Start a worker: agents, timers, web endpoints and /metrics on faust's web server."""
+"""Start a worker: topics checked, the local state opened, agents, timers and web endpoints."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+import agents.assignment
 import agents.deadlines
 import agents.lifecycle
-import agents.recovery
 import service.outputs.web
-from service.app import DLQ_MAX_BYTES, app, ledger, registry, settings
+from agents.status import announce, send_dead_letters
+from service.app import DLQ_MAX_BYTES, app, ledger, open_state, registry, settings
 from service.outputs.metrics import LedgerCollector
 
 # Imported for their decorators (agents, timers, pages); named so linters keep them.
-REGISTERED = (agents.deadlines, agents.lifecycle, agents.recovery, service.outputs.web)
+REGISTERED = (agents.assignment, agents.deadlines, agents.lifecycle, service.outputs.web)
+
+log = logging.getLogger(__name__)
+
+# The input topic is the record: nothing in it may expire (period reports and rebuilds read
+# it from the beginning, and an official record is kept anyway).
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
-def ensure_topics() -> None:
-    """Create the input, dead-letter and status topics before the group forms: a topic
-    that appears after the first assignment is only picked up at the next rebalance."""
+def ensure_topics() -> list[str]:
+    """Create the input, dead-letter and status topics before the group forms (a topic that
+    appears after the first assignment is only picked up at the next rebalance), then check
+    the input topic. Returns the warnings about it (also logged)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -29,28 +38,77 @@ def ensure_topics() -> None:
         client_id="motcua-setup",
         **settings.security.kafka_python_kwargs(),
     )
+    replicas = settings.replication_factor
+    durable = {"min.insync.replicas": str(settings.min_insync_replicas)}
     try:
         existing = set(admin.list_topics())
         wanted = [
-            NewTopic(settings.topic, settings.partitions, 1),
+            NewTopic(
+                settings.topic, settings.partitions, replicas, topic_configs=KEEP_FOREVER | durable
+            ),
             # Room for a copy of the largest message the broker accepts, plus headers.
             NewTopic(
-                settings.dlq_topic, 1, 1, topic_configs={"max.message.bytes": str(DLQ_MAX_BYTES)}
+                settings.dlq_topic,
+                1,
+                replicas,
+                topic_configs={"max.message.bytes": str(DLQ_MAX_BYTES)} | durable,
             ),
-            NewTopic(settings.status_topic, settings.partitions, 1),
+            NewTopic(settings.status_topic, settings.partitions, replicas, topic_configs=durable),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 admin.create_topics(missing)
+        return check_input_topic(admin)
     finally:
         admin.close()
+
+
+def check_input_topic(admin: Any) -> list[str]:
+    """Say clearly when the input topic is not what the worker expects."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    warnings: list[str] = []
+    topic = settings.topic
+    described = admin.describe_topics([topic])
+    partitions = len(described[0]["partitions"]) if described else 0
+    if partitions < settings.partitions:
+        warnings.append(
+            f"topic {topic} has {partitions} partitions, fewer than MOTCUA_PARTITIONS="
+            f"{settings.partitions}: the workers can spread over {partitions} at most"
+        )
+    configs = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
+    values = _config_values(configs, topic)
+    for name in ("retention.ms", "retention.bytes"):
+        value = values.get(name)
+        if value is not None and value != "-1":
+            warnings.append(
+                f"topic {topic} has {name}={value}: events older than that are deleted, and a "
+                "worker that must read a partition again cannot count it (set it to -1)"
+            )
+    for warning in warnings:
+        log.error("%s", warning)
+    return warnings
+
+
+def _config_values(configs: Any, topic: str) -> dict[str, str]:
+    """Config name → value from kafka-python's describe_configs answer."""
+    for by_name in (configs or {}).values() if isinstance(configs, dict) else ():
+        entries = by_name.get(topic, {})
+        return {
+            name: str(data.get("value") if isinstance(data, dict) else data)
+            for name, data in entries.items()
+        }
+    return {}
 
 
 def run(loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     ensure_topics()
+    open_state(send_dead_letters, announce)
     registry.register(LedgerCollector(ledger))
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="motcua_faust")
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ class LedgerCollector(Collector):
         started = time.perf_counter()
         ledger = self.ledger
         ready = GaugeMetricFamily(
-            "motcua_ready", "1 when partitions are assigned, recovered and summed"
+            "motcua_ready", "1 when every assigned partition is caught up from the log and summed"
         )
         ready.add_metric([], 1.0 if ledger.ready else 0.0)
         yield ready
@@ -75,13 +75,14 @@ class LedgerCollector(Collector):
         )
         active.add_metric([], float(len(ledger.partitions) if ledger.ready else 0))
         yield active
-
-        rejected = CounterMetricFamily(
-            "motcua_events_rejected", "Messages sent to the dead-letter topic", labels=["reason"]
+        by_partition = GaugeMetricFamily(
+            "motcua_partition_ready",
+            "1 when this assigned partition is counted, 0 while it catches up or cannot be",
+            labels=["partition"],
         )
-        for reason in Reason:
-            rejected.add_metric([reason.value], float(ledger.rejected.get(reason.value, 0)))
-        yield rejected
+        for partition in sorted(ledger.assignment or ()):
+            by_partition.add_metric([str(partition)], 0.0 if partition in ledger.waiting else 1.0)
+        yield by_partition
         if ledger.last_event_timestamp is not None:
             last = GaugeMetricFamily(
                 "motcua_last_event_timestamp_seconds",
@@ -101,10 +102,24 @@ class LedgerCollector(Collector):
         for kind in EventType:
             events.add_metric([kind.value], float(by_type.get(kind.value, 0)))
         yield events
-        duplicates = CounterMetricFamily(
-            "motcua_events_duplicate", "Events whose event_id was already seen (ignored)"
+        rejected = CounterMetricFamily(
+            "motcua_events_rejected",
+            "Messages of the log sent to the dead-letter topic (once per offset)",
+            labels=["reason"],
         )
-        duplicates.add_metric([], float(ledger.duplicates()))
+        by_reason = ledger.rejected()
+        for reason in Reason:
+            rejected.add_metric([reason.value], float(by_reason.get(reason.value, 0)))
+        yield rejected
+        duplicates = CounterMetricFamily(
+            "motcua_events_duplicate",
+            "Events whose event_id the dossier already held from another offset (ignored), by "
+            "the center system that re-sent them (gateway token name, or direct)",
+            labels=["source"],
+        )
+        by_source = ledger.duplicates()
+        for source in sorted(by_source) or ["direct"]:
+            duplicates.add_metric([source], float(by_source.get(source, 0)))
         yield duplicates
         render = GaugeMetricFamily(
             "motcua_metrics_render_seconds", "Time to build the motcua_ series of this scrape"

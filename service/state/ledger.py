@@ -1,10 +1,10 @@
 """Live counters per partition, kept as the sum of each dossier's contribution.
 
-The dossier table is the truth; this ledger is a cache of sums over it that a worker can
-rebuild for any partition it is assigned. Applying a dossier replaces its old contribution
-with the new one, so redelivered and duplicate events never double count. A due-time heap
-re-evaluates running dossiers exactly when their state can change with no event (due soon,
-overdue), so the timer never scans all dossiers. No Faust or Kafka here.
+The log is the truth and the local store its fold; this ledger is a cache of sums over the
+store that a worker rebuilds for any partition it is assigned. Applying a dossier replaces
+its old contribution with the new one, so redelivered and duplicate events never double
+count. A due-time heap re-evaluates running dossiers exactly when their state can change
+with no event (due soon, overdue), so the timer never scans all dossiers. No Faust or Kafka here.
 """
 
 from __future__ import annotations
@@ -20,8 +20,15 @@ from service.domain.clock import OpenState
 from service.domain.dossier import open_state
 from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex
+from service.state.store import PartitionMeta
 
 _CONTRIBUTIONS: dict[tuple[Key, ...], tuple[Key, ...]] = {}
+
+# What a notification system acts on (topic dossier-status): a dossier turning due soon or
+# overdue, its result ready, or it being closed. A new receipt (in time) or a supplement
+# pause is the center system's own news; sending them made three quarters of all events
+# produce a status message.
+NOTIFIED = frozenset({"due_soon", "overdue", "ready", "closed", "withdrawn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +44,13 @@ class StatusChange:
 
 @dataclass
 class PartitionLedger:
-    """Sums for one input partition."""
+    """Sums for one input partition, and its operational counters (`meta`, kept with the
+    partition's store so they survive crashes)."""
 
     calendar: WorkingCalendar
+    meta: PartitionMeta = field(default_factory=PartitionMeta)
     contributions: dict[str, tuple[Key, ...]] = field(default_factory=dict)
     totals: Counter[Key] = field(default_factory=Counter)
-    events_by_type: Counter[str] = field(default_factory=Counter)
-    duplicates: int = 0
     # Running dossiers (clock ticking) and when each can next change state by itself.
     running: dict[str, Dossier] = field(default_factory=dict)
     # Every open dossier (running, paused or ready), for the per-dossier queues.
@@ -82,6 +89,23 @@ class PartitionLedger:
         else:
             self.running.pop(dossier_id, None)
         return _status_change(dossier, old, new, now, self.calendar) if notify else None
+
+    @classmethod
+    def rebuilt(
+        cls,
+        calendar: WorkingCalendar,
+        meta: PartitionMeta,
+        dossiers: Iterable[tuple[Dossier, DossierFacts | None]],
+        now: datetime,
+    ) -> PartitionLedger:
+        """The sums of a partition from its stored dossiers; a rebuild announces nothing."""
+        ledger = cls(calendar, meta)
+        facts = ledger.facts
+        for dossier, dossier_facts in dossiers:
+            if dossier_facts is not None:
+                facts[dossier.dossier_id] = dossier_facts
+            ledger.apply(dossier, now, notify=False)
+        return ledger
 
     def tick(self, now: datetime) -> list[StatusChange]:
         """Re-evaluate the running dossiers whose state may have changed by `now`."""
@@ -128,6 +152,8 @@ def _status_change(
         at = dossier.closed_at or now
     else:
         status = new_state
+        if status not in NOTIFIED:
+            return None
         at = now
         state = open_state(dossier, now, calendar)
         if state is OpenState.OVERDUE and dossier.due is not None:
@@ -137,14 +163,46 @@ def _status_change(
 
 @dataclass
 class Ledger:
-    """All partitions this worker holds. Partitions come and go with rebalances."""
+    """All partitions this worker holds. Partitions come and go with rebalances.
+
+    A partition is counted once its sums are installed; until then it is `waiting`, with the
+    reason. The worker is ready when every assigned partition is counted: exact or absent.
+    """
 
     calendar: WorkingCalendar
     partitions: dict[int, PartitionLedger] = field(default_factory=dict)
-    rejected: Counter[str] = field(default_factory=Counter)
+    assignment: frozenset[int] | None = None  # None until the first assignment
+    waiting: dict[int, str] = field(default_factory=dict)
     last_event_timestamp: float | None = None
-    # False from a rebalance until the table is recovered and the sums rebuilt.
-    ready: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.assignment is not None and not self.waiting
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """A new assignment: sums of partitions no longer held are dropped (no stale series);
+        partitions without sums wait until installed."""
+        self.assignment = frozenset(partitions)
+        self.keep_only(self.assignment)
+        self.waiting = {
+            p: "catching up from the log" for p in self.assignment if p not in self.partitions
+        }
+
+    def revoke(self) -> None:
+        """A rebalance started: nothing is exact until the next assignment is counted."""
+        self.assignment = None
+
+    def wait(self, partition: int, reason: str) -> None:
+        """`partition` is not counted, for `reason` (its sums are dropped)."""
+        self.partitions.pop(partition, None)
+        self.waiting[partition] = reason
+
+    def install(self, partition: int, ledger: PartitionLedger) -> None:
+        """The sums of `partition`, rebuilt: it counts from now on."""
+        if self.assignment is not None and partition not in self.assignment:
+            return  # revoked meanwhile
+        self.partitions[partition] = ledger
+        self.waiting.pop(partition, None)
 
     def partition(self, partition: int) -> PartitionLedger:
         ledger = self.partitions.get(partition)
@@ -156,43 +214,14 @@ class Ledger:
         self,
         partition: int,
         dossier: Dossier,
-        event_type: str,
         now: datetime,
         facts: DossierFacts | None = None,
     ) -> StatusChange | None:
         """A new valid event was stored for `dossier`."""
         ledger = self.partition(partition)
-        ledger.events_by_type[event_type] += 1
         if facts is not None:
             ledger.facts[dossier.dossier_id] = facts
         return ledger.apply(dossier, now)
-
-    def duplicate(self, partition: int) -> None:
-        self.partition(partition).duplicates += 1
-
-    def reject(self, reason: str) -> None:
-        self.rejected[reason] += 1
-
-    def rebuild(
-        self,
-        records: Iterable[tuple[Dossier, Iterable[str], int, int, DossierFacts | None]],
-        partitions: Iterable[int],
-        now: datetime,
-    ) -> None:
-        """Recompute the sums of `partitions` from the table: (dossier, event types,
-        duplicates, partition, facts) for each stored dossier."""
-        wanted = set(partitions)
-        fresh = {p: PartitionLedger(self.calendar) for p in wanted}
-        for dossier, event_types, duplicates, partition, facts in records:
-            ledger = fresh.get(partition)
-            if ledger is None:
-                continue  # a standby copy, or a partition this worker no longer holds
-            ledger.events_by_type.update(event_types)
-            ledger.duplicates += duplicates
-            if facts is not None:
-                ledger.facts[dossier.dossier_id] = facts
-            ledger.apply(dossier, now, notify=False)
-        self.partitions = fresh
 
     def keep_only(self, partitions: Iterable[int]) -> None:
         """Drop the sums of partitions this worker no longer holds (no stale series)."""
@@ -217,11 +246,22 @@ class Ledger:
     def events_by_type(self) -> Counter[str]:
         out: Counter[str] = Counter()
         for ledger in self.partitions.values():
-            out.update(ledger.events_by_type)
+            out.update(ledger.meta.events)
         return out
 
-    def duplicates(self) -> int:
-        return sum(ledger.duplicates for ledger in self.partitions.values())
+    def duplicates(self) -> Counter[str]:
+        """Re-sent events (an event_id the dossier already held), by source."""
+        out: Counter[str] = Counter()
+        for ledger in self.partitions.values():
+            out.update(ledger.meta.duplicates)
+        return out
+
+    def rejected(self) -> Counter[str]:
+        """Messages sent to the dead-letter topic, by reason."""
+        out: Counter[str] = Counter()
+        for ledger in self.partitions.values():
+            out.update(ledger.meta.rejected)
+        return out
 
     def running_count(self) -> int:
         return sum(len(ledger.running) for ledger in self.partitions.values())

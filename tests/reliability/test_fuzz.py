@@ -3,7 +3,7 @@
 Random bytes, truncated JSON, deep nesting, huge strings, wrong types, extreme timestamps,
 key games and messages of about 1 MB, interleaved with simulated center traffic. The
 worker must stay up, send every bad message to `<topic>-dlq` with the reason the contract
-gives (headers motcua-reason, motcua-detail, motcua-source), and count every valid one.
+gives (headers motcua-reason, motcua-detail, motcua-offset), and count every valid one.
 
 What is expected comes from a reference model of the agent (`expected_outcome`): the
 service's own validator (service.state.intake.parse) plus R7 (first stored event_id wins) and
@@ -414,7 +414,7 @@ def dead_letters(worker: WorkerProcess, count: int, timeout: float = 180.0) -> D
     for message in consume_all(worker.bootstrap, f"{worker.topic}-dlq", count, timeout=timeout):
         headers = dict(message.headers)
         reason = headers.get("motcua-reason", b"").decode()
-        where = headers.get("motcua-source", b"").decode()
+        where = headers.get("motcua-offset", b"").decode()
         if reason not in {r.value for r in Reason}:
             out.problems.append(f"unknown reason {reason!r}")
         if not headers.get("motcua-detail"):

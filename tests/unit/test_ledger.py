@@ -1,5 +1,6 @@
 """The ledger: its sums equal the domain core's contributions however they were reached
-(event by event, or rebuilt from the table), and a rebuild announces no status change."""
+(event by event, or rebuilt from the store), a rebuild announces no status change, and the
+worker is ready only when every assigned partition is counted."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import orjson
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar, contribution, fold
 from service.domain.report import fold_with_facts
-from service.state.ledger import Ledger
+from service.state.ledger import NOTIFIED, Ledger, PartitionLedger
+from service.state.store import PartitionMeta
 from service.tools.simulate import SimulationConfig, generate
 
 CAL = WorkingCalendar()
@@ -42,27 +44,59 @@ def test_event_by_event_and_rebuilt_sums_agree_with_the_domain_core() -> None:
     for event in events:
         seen[event.dossier_id].append(event)
         dossier, facts = fold_with_facts(event.dossier_id, seen[event.dossier_id], CAL)
-        live.accept(hash(event.dossier_id) % 4, dossier, event.type.value, NOW, facts)
+        live.accept(hash(event.dossier_id) % 4, dossier, NOW, facts)
     later = NOW + timedelta(seconds=5)  # past the live dues: the timer must turn them
     changes = live.tick(later)
     assert any(change.status == "overdue" for change in changes)
     assert live.totals() == truth(seen, later)
 
     rebuilt = Ledger(CAL)
-    records = [
-        (
-            fold(dossier_id, history, CAL),
-            [e.type.value for e in history],
-            0,
-            hash(dossier_id) % 4,
-            fold_with_facts(dossier_id, history, CAL)[1],
+    rebuilt.assign(range(4))
+    assert not rebuilt.ready and set(rebuilt.waiting) == {0, 1, 2, 3}
+    for partition in range(4):
+        stored = [
+            fold_with_facts(dossier_id, history, CAL)
+            for dossier_id, history in seen.items()
+            if hash(dossier_id) % 4 == partition
+        ]
+        rebuilt.install(
+            partition, PartitionLedger.rebuilt(CAL, PartitionMeta(), iter(stored), later)
         )
-        for dossier_id, history in seen.items()
-    ]
-    rebuilt.rebuild(iter(records), range(4), later)
+        assert rebuilt.ready is (partition == 3)  # exact or absent: all partitions or none
     assert rebuilt.totals() == live.totals()
-    assert rebuilt.events_by_type() == live.events_by_type()
     assert rebuilt.tick(later) == []  # nothing left to announce at the same instant
+
+
+def test_a_new_assignment_drops_sums_of_partitions_no_longer_held() -> None:
+    ledger = Ledger(CAL)
+    ledger.assign({0, 1})
+    for partition in (0, 1):
+        ledger.install(partition, PartitionLedger(CAL))
+    assert ledger.ready
+    ledger.revoke()
+    assert not ledger.ready
+    ledger.assign({1, 2})
+    assert set(ledger.partitions) == {1} and set(ledger.waiting) == {2}
+    ledger.install(0, PartitionLedger(CAL))  # a catch-up that finished after revocation
+    assert 0 not in ledger.partitions
+    ledger.wait(1, "catch-up failed: disk full")
+    assert ledger.waiting[1] == "catch-up failed: disk full" and 1 not in ledger.partitions
+
+
+def test_only_actionable_status_changes_are_announced() -> None:
+    events = simulated(300, seed=10)
+    ledger = Ledger(CAL)
+    seen: dict[str, list[DossierEvent]] = defaultdict(list)
+    statuses: Counter[str] = Counter()
+    for event in events:
+        seen[event.dossier_id].append(event)
+        change = ledger.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)
+        if change is not None:
+            statuses[change.status] += 1
+    later = NOW + timedelta(seconds=5)
+    statuses.update(change.status for change in ledger.tick(later))
+    assert statuses["overdue"] > 0 and statuses["closed"] > 0
+    assert set(statuses) <= NOTIFIED
 
 
 def test_dossiers_in_the_same_state_share_one_contribution() -> None:
@@ -72,7 +106,7 @@ def test_dossiers_in_the_same_state_share_one_contribution() -> None:
         by_dossier[event.dossier_id].append(event)
     ledger = Ledger(CAL)
     for dossier_id, history in by_dossier.items():
-        ledger.accept(0, fold(dossier_id, history, CAL), history[-1].type.value, NOW)
+        ledger.accept(0, fold(dossier_id, history, CAL), NOW)
     contributions = list(ledger.iter_contributions())
     distinct = {id(c) for c in contributions}
     assert len(distinct) == len(set(contributions)) < len(contributions)

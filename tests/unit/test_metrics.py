@@ -35,7 +35,7 @@ def simulated_dossiers(count: int, seed: int) -> dict[str, list[DossierEvent]]:
 def load(ledger: Ledger, dossiers: dict[str, list[DossierEvent]]) -> None:
     for n, (dossier_id, events) in enumerate(sorted(dossiers.items())):
         dossier, facts = fold_with_facts(dossier_id, events, CAL)
-        ledger.accept(n % PARTITIONS, dossier, events[-1].type.value, NOW, facts)
+        ledger.accept(n % PARTITIONS, dossier, NOW, facts)
 
 
 def gauges(collector: LedgerCollector, name: str) -> dict[tuple[str, str], float]:
@@ -61,7 +61,7 @@ def expected_handled(ledger: Ledger) -> dict[tuple[str, str], float]:
 def ledger() -> Ledger:
     ledger = Ledger(CAL)
     load(ledger, simulated_dossiers(300, seed=3))
-    ledger.ready = True
+    ledger.assign(set(ledger.partitions))
     return ledger
 
 
@@ -140,7 +140,7 @@ def test_a_failing_scan_keeps_the_previous_figures(
 
 def test_no_dossier_gives_no_timeliness_series() -> None:
     ledger = Ledger(CAL)
-    ledger.ready = True
+    ledger.assign(set(ledger.partitions))
     collector = LedgerCollector(ledger)
     assert gauges(collector, "motcua_timeliness_handled") == {}
     assert gauges(collector, "motcua_timeliness_rate") == {}

@@ -1,0 +1,119 @@
+"""Reading `dossier-events` directly: the offsets of partitions, and ranges of their records.
+
+A plain aiokafka consumer, assigned (never subscribed: it is not a member of the group) and
+read with `getmany`, with no per-message framework work. The state layer uses it to catch a
+partition's store up to the log, and to fill a gap in what faust delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+# Records per getmany: large enough to amortise the call, small enough that a chunk's apply
+# holds the event loop for a few tens of milliseconds at most.
+CHUNK = 2000
+
+
+class Incoming(NamedTuple):
+    """One message of the input topic, whichever consumer read it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float  # seconds since the epoch (Kafka's message timestamp)
+    headers: Any  # a sequence of (name, bytes) pairs, or None
+
+
+class LogReader:
+    """Offsets and record ranges of one topic."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str, **security: Any) -> None:
+        self.topic = topic
+        self._options: dict[str, Any] = dict(
+            bootstrap_servers=bootstrap.split(","),
+            # The group only to read its committed offsets: the consumer never subscribes,
+            # so it never joins the group, and it never commits.
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{group_id}-log-reader",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **security,
+        )
+        self._consumer: AIOKafkaConsumer | None = None
+        self._starting = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Connect (once; aiokafka needs a running event loop to be created)."""
+        async with self._starting:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(**self._options)
+                await consumer.start()
+                self._consumer = consumer
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None, "LogReader.start() first"
+        return self._consumer
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self.topic, partition)
+
+    async def partition_count(self) -> int | None:
+        parts = await self.consumer._client.fetch_all_metadata()
+        found = parts.partitions_for_topic(self.topic)
+        return len(found) if found is not None else None
+
+    async def bounds(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """(earliest offset, end offset) of each partition."""
+        tps = [self._tp(p) for p in partitions]
+        earliest = await self.consumer.beginning_offsets(tps)
+        end = await self.consumer.end_offsets(tps)
+        return {tp.partition: (earliest[tp], end[tp]) for tp in tps}
+
+    async def committed(self, partition: int) -> int | None:
+        """The group's committed offset (the next offset to read), or None."""
+        return await self.consumer.committed(self._tp(partition))
+
+    async def read(self, partition: int, start: int, stop: int) -> AsyncIterator[list[Incoming]]:
+        """Records of `partition` with start <= offset < stop, in chunks, in order."""
+        if start >= stop:
+            return
+        tp = self._tp(partition)
+        consumer = self.consumer
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        try:
+            while True:
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=CHUNK)
+                records = fetched.get(tp, [])
+                chunk = [
+                    Incoming(
+                        r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0, r.headers
+                    )
+                    for r in records
+                    if r.offset < stop
+                ]
+                if chunk:
+                    yield chunk
+                # Offsets may have holes (transaction markers, compaction): go by position.
+                position = await consumer.position(tp)
+                if position >= stop:
+                    return
+                if not records and (await consumer.end_offsets([tp]))[tp] <= position:
+                    return  # the log ends before `stop`: nothing more to read
+        finally:
+            consumer.assign([])
