@@ -6,12 +6,9 @@ offers a way. Each one names what it works around and how it was measured.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
-
-log = logging.getLogger(__name__)
 
 # faust gives the worker's consumer fetch_max_wait_ms=1500 and no setting to change it.
 # aiokafka keeps one fetch in flight per broker and leaves out of it every partition whose
