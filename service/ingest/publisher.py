@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -289,7 +290,12 @@ class DossierPublisher:
         self._send_all(checked(), report)
         return report
 
-    def _send_all(self, items: Iterator[tuple[str, DossierEvent]], report: PublishReport) -> None:
+    def _send_all(
+        self,
+        items: Iterator[tuple[str, DossierEvent]],
+        report: PublishReport,
+        progress: Progress | None = None,
+    ) -> None:
         if self._closed:
             raise PublishError(PublishError.UNREACHABLE, "the publisher is closed")
         pending: deque[tuple[str, AckFuture, float]] = deque()
@@ -312,9 +318,13 @@ class DossierPublisher:
                 report.add_failure(f"{label}: not sent: {_describe(exc)}")
                 continue
             pending.append((label, future, time.monotonic() + self.delivery_timeout + _ACK_GRACE))
+            if progress is not None:
+                progress.sent += 1
             if len(pending) > MAX_PENDING:
                 self._settle(pending.popleft(), report)
         if pending:
+            if progress is not None:
+                progress.phase = f"waiting for Kafka to acknowledge {len(pending)} events"
             # A flush that times out changes nothing: each record's own future says what
             # became of it.
             with contextlib.suppress(KafkaError):
@@ -365,44 +375,136 @@ class DossierPublisher:
         self.close()
 
 
+def _checked_lines(
+    source: TextIO, report: PublishReport, now: datetime
+) -> Iterator[tuple[str, DossierEvent]]:
+    """The valid lines as (label, event); each bad one goes into `report` by number."""
+    for number, line in enumerate(source, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            # surrogateescape gives back the file's original bytes, so parse_event can
+            # name a non-UTF-8 line as such.
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            report.add_invalid(f"line {number}: {Reason.NOT_UTF8.value}: the line is not UTF-8")
+            continue
+        try:
+            event = parse_event(raw, now)
+        except InvalidEvent as exc:
+            report.add_invalid(f"line {number}: {exc}")
+            continue
+        yield f"line {number} ({event.event_id})", event
+
+
 def publish_lines(
-    source: TextIO, publisher: DossierPublisher, now: datetime | None = None
+    source: TextIO,
+    publisher: DossierPublisher,
+    now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> PublishReport:
     """Validate JSON Lines and send the valid ones; bad lines are reported by number.
 
     Blank lines are skipped. Each bad line is listed as "line N: reason: detail".
     """
     report = PublishReport()
-
-    def valid_lines() -> Iterator[tuple[str, DossierEvent]]:
-        for number, line in enumerate(source, 1):
-            text = line.strip()
-            if not text:
-                continue
-            try:
-                # surrogateescape gives back the file's original bytes, so parse_event can
-                # name a non-UTF-8 line as such.
-                raw = text.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                report.add_invalid(f"line {number}: {Reason.NOT_UTF8.value}: the line is not UTF-8")
-                continue
-            try:
-                event = parse_event(raw, now)
-            except InvalidEvent as exc:
-                report.add_invalid(f"line {number}: {exc}")
-                continue
-            yield f"line {number} ({event.event_id})", event
-
-    publisher._send_all(valid_lines(), report)
+    if progress is not None:
+        progress.report = report
+    lines = _checked_lines(source, report, now or datetime.now(UTC))
+    publisher._send_all(lines, report, progress)
     return report
 
 
+def scan_lines(source: TextIO, now: datetime) -> tuple[int, PublishReport]:
+    """Check every line without sending: (valid lines, report of the bad ones)."""
+    report = PublishReport()
+    valid = sum(1 for _ in _checked_lines(source, report, now))
+    return valid, report
+
+
+class Progress:
+    """What a long `motcua publish` is doing, said every few seconds on stderr (after a quiet
+    start, so a quick publish prints nothing extra)."""
+
+    def __init__(
+        self, say: Callable[[str], None], total: int | None, every: float = 5.0, quiet: float = 3.0
+    ) -> None:
+        self.say = say
+        self.total = total
+        self.every = every
+        self.quiet = quiet
+        self.phase = "starting"
+        self.sent = 0
+        self.report: PublishReport | None = None
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="publish-progress", daemon=True)
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self._started
+        of = f" of {self.total}" if self.total is not None else ""
+        acked = self.report.acknowledged if self.report is not None else 0
+        counts = f"{self.sent}{of} sent, {acked} acknowledged" if self.sent else ""
+        counts = f"; {counts}" if counts else ""
+        return f"motcua publish: {self.phase}{counts} ({elapsed:.0f} s)"
+
+    def _run(self) -> None:
+        if self._stop.wait(self.quiet):
+            return
+        while True:
+            self.say(self.line())
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run_publish(
-    path: str, broker: str, topic: str, *, delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
+    path: str,
+    broker: str,
+    topic: str,
+    *,
+    delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
+    say: Callable[[str], None] = _stderr,
 ) -> tuple[int, str]:
     """`motcua publish`: (exit code, message). 0 only if every line was valid and acknowledged;
-    1 if a line was bad or a send failed; 2 for a file that cannot be read or a bad address."""
+    1 if a line was bad or a send failed; 2 for a file that cannot be read or a bad address.
+
+    A regular file is checked whole before the broker is contacted: its bad lines are said
+    (by number) at once, and a file with no valid line never waits for a broker. A pipe or
+    stdin may never end, so its lines are checked as they come. Long sends say what they are
+    doing, and what they wait for, every few seconds.
+    """
     name = "stdin" if path == "-" else path
+    now = datetime.now(UTC)  # one clock for the check and the send
+    total: int | None = None
+    checked: PublishReport | None = None
+    if path != "-" and Path(path).is_file():
+        try:
+            with Path(path).open(encoding="utf-8", errors="surrogateescape") as whole:
+                total, checked = scan_lines(whole, now)
+        except OSError as exc:
+            return 2, f"motcua publish: cannot read {path}: {exc.strerror or exc}"
+        if total == 0:  # nothing to send: the message lists the bad lines, no broker needed
+            return _publish_message(checked, name, topic)
+        for item in checked.invalid_items:
+            say(f"motcua publish: {item}")
+        if checked.invalid:
+            say(
+                f"motcua publish: {checked.invalid} bad lines will not be sent;"
+                f" sending the {total} valid lines"
+            )
     source: TextIO
     if path == "-":
         source = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
@@ -414,11 +516,17 @@ def run_publish(
         except OSError as exc:
             return 2, f"motcua publish: cannot read {path}: {exc.strerror or exc}"
     try:
-        with DossierPublisher(broker, topic, delivery_timeout=delivery_timeout) as publisher:
-            report = publish_lines(source, publisher)
+        with Progress(say, total) as progress:
+            progress.phase = (
+                f"waiting for Kafka at {broker} to answer (gives up after {delivery_timeout:g} s)"
+            )
+            with DossierPublisher(broker, topic, delivery_timeout=delivery_timeout) as publisher:
+                progress.phase = f"sending to {topic}"
+                report = publish_lines(source, publisher, now, progress)
     except PublishError as exc:
         code = 2 if exc.reason in (PublishError.BAD_ADDRESS, PublishError.BAD_SECURITY) else 1
-        return code, f"motcua publish: {exc}; nothing was sent"
+        bad = f" ({checked.invalid} bad lines listed above)" if checked and checked.invalid else ""
+        return code, f"motcua publish: {exc}; nothing was sent{bad}"
     except OSError as exc:
         return 2, f"motcua publish: cannot read {name}: {exc.strerror or exc}"
     finally:
@@ -438,7 +546,8 @@ def _publish_message(report: PublishReport, name: str, topic: str) -> tuple[int,
         f"motcua publish: {name} → {topic}: {report.acknowledged} events acknowledged"
         + (f", {report.failed} NOT acknowledged (send them again)" if report.failed else "")
         + (
-            f"; {report.invalid} bad lines not sent (the valid lines were sent)"
+            f"; {report.invalid} bad lines not sent"
+            + (" (the valid lines were sent)" if report.acknowledged or report.failed else "")
             if report.invalid
             else ""
         )

@@ -441,3 +441,49 @@ def test_producer_settings_are_safe_for_ordering() -> None:
     assert config["max_in_flight_requests_per_connection"] <= 5
     assert config["delivery_timeout_ms"] == 120_000
     assert config["delivery_timeout_ms"] >= config["linger_ms"] + config["request_timeout_ms"]
+
+
+# -- item 8 of issue 12: check the whole file first, say what a long send waits for ----------
+
+
+def test_run_publish_file_of_bad_lines_never_contacts_the_broker(
+    tmp_path: Path, kafka: type[FakeKafka]
+) -> None:
+    said: list[str] = []
+    path = write(tmp_path, '{"schema_version": 2}', "not json")
+    code, message = run_publish(path, "127.0.0.1:9092", "t", say=said.append)
+    assert code == 1 and kafka.made == [] and said == []
+    assert "line 1: bad_schema_version" in message and "line 2: not_json" in message
+
+
+def test_run_publish_says_bad_lines_before_connecting(
+    tmp_path: Path, kafka: type[FakeKafka]
+) -> None:
+    said: list[str] = []
+
+    class Watching(kafka):  # type: ignore[misc, valid-type]
+        def __init__(self, **config: Any) -> None:
+            # By the time the client is made, the bad line has been said.
+            assert any("line 2: bad_schema_version" in line for line in said)
+            super().__init__(**config)
+
+    publisher_module.KafkaProducer = Watching  # restored by the kafka fixture's monkeypatch
+    path = write(tmp_path, received(1), '{"schema_version": 2}', received(3))
+    code, _ = run_publish(path, "127.0.0.1:9092", "t", say=said.append)
+    assert code == 1
+    assert said[-1] == "motcua publish: 1 bad lines will not be sent; sending the 2 valid lines"
+
+
+def test_progress_says_what_it_waits_for() -> None:
+    from service.ingest.publisher import Progress
+
+    said: list[str] = []
+    progress = Progress(said.append, total=10, every=0.01, quiet=0.0)
+    progress.phase = "waiting for Kafka at 127.0.0.1:1 to answer (gives up after 120 s)"
+    with progress:
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert said and "waiting for Kafka at 127.0.0.1:1" in said[0]
+    progress.sent = 4
+    assert "4 of 10 sent, 0 acknowledged" in progress.line()
