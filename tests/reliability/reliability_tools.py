@@ -195,7 +195,8 @@ class Scrape:
     partitions: int
     counts: Counter[Any] = field(default_factory=Counter)
     accepted: float = 0.0  # motcua_events_total, all types
-    duplicates: float = 0.0
+    duplicates: float = 0.0  # motcua_events_duplicate_total, all sources
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
 
     @classmethod
     def of(cls, worker: WorkerProcess) -> Scrape:
@@ -209,7 +210,16 @@ class Scrape:
             partitions=int(samples.get(("motcua_partitions_active", ()), 0.0)),
             counts=dossier_counts(samples) if ready else Counter(),
             accepted=sum(v for (n, _), v in samples.items() if n == "motcua_events_total"),
-            duplicates=samples.get(("motcua_events_duplicate_total", ()), 0.0),
+            duplicates=sum(
+                v for (n, _), v in samples.items() if n == "motcua_events_duplicate_total"
+            ),
+            rejected=Counter(
+                {
+                    dict(labels)["reason"]: v
+                    for (n, labels), v in samples.items()
+                    if n == "motcua_events_rejected_total" and v
+                }
+            ),
         )
 
 
@@ -250,6 +260,13 @@ class GroupScrape:
 
     def duplicates(self) -> float:
         return sum(s.duplicates for s in self.scrapes if s.ready)
+
+    def rejected(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for scrape in self.scrapes:
+            if scrape.ready:
+                out.update(scrape.rejected)
+        return out
 
 
 def truth_check(
