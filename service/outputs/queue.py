@@ -12,19 +12,28 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from service.domain import LOCAL_TZ, Dossier, OpenState, WorkingCalendar
 from service.domain.calendar import local_date, start_of_local_day
 from service.domain.dossier import open_state
-from service.state.due_index import KINDS, PAUSED, READY, RUNNING, DueIndex, DueKey, clock_kind
+from service.state.due_index import (
+    KINDS,
+    PAUSED,
+    READY,
+    RUNNING,
+    WIDTH,
+    DueIndex,
+    DueKey,
+    clock_kind,
+    due_key,
+    due_prefix,
+    key_dossier_id,
+)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -80,7 +89,7 @@ class PartitionView:
 
 def encode_cursor(key: DueKey) -> str:
     """An opaque `next`/`after` token for a position (due, dossier id) in the queue."""
-    return base64.urlsafe_b64encode(orjson.dumps([key[0], key[1]])).decode().rstrip("=")
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
 
 
 def decode_cursor(text: str) -> DueKey:
@@ -88,15 +97,12 @@ def decode_cursor(text: str) -> DueKey:
     if len(text) > MAX_CURSOR:
         raise bad
     try:
-        raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, ValueError):
         raise bad from None
-    if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str)):
+    if len(key) <= WIDTH or not (key[:WIDTH].isascii() and key[:WIDTH].isdigit()):
         raise bad
-    due = raw[0]
-    if type(due) not in (int, float) or not math.isfinite(due):
-        raise bad
-    return float(due), raw[1]
+    return key
 
 
 def _text(name: str, value: str) -> str:
@@ -145,7 +151,7 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> QueueQuery:
 # -- the page ----------------------------------------------------------------------------
 
 # (clock kind, lowest key, key bound): the keys lo <= key < hi of that kind's cells.
-Span = tuple[str, tuple[float] | None, tuple[float] | None]
+Span = tuple[str, str | None, str | None]
 
 
 def state_spans(state: OpenState | None, now: datetime, calendar: WorkingCalendar) -> list[Span]:
@@ -156,11 +162,11 @@ def state_spans(state: OpenState | None, now: datetime, calendar: WorkingCalenda
         return [(PAUSED, None, None)]
     if state is OpenState.READY:
         return [(READY, None, None)]
-    now_key = (now.timestamp(),)
+    now_key = due_prefix(now)
     # Due soon: the due's local date is at most the next working day, i.e. the due is
     # before local midnight after that day. Overdue: strictly after the due.
     soon_day = calendar.next_working_day(local_date(now)) + timedelta(days=1)
-    soon_key = (start_of_local_day(soon_day).timestamp(),)
+    soon_key = due_prefix(start_of_local_day(soon_day))
     if state is OpenState.OVERDUE:
         return [(RUNNING, None, now_key)]
     if state is OpenState.DUE_SOON:
@@ -179,7 +185,7 @@ def dossiers_page(
         keys, total = _merged_keys(views, query, spans)
     rows: list[tuple[DueKey, dict[str, Any]]] = []
     for key, view in keys:
-        dossier = view.open.get(key[1])
+        dossier = view.open.get(key_dossier_id(key))
         state = open_state(dossier, now, calendar) if dossier is not None else None
         if state is None:
             continue  # the index and the open dossiers are updated together: never expected
@@ -222,8 +228,9 @@ def _merged_keys(
                 start = cell.bisect_left(lo) if lo is not None else 0
                 end = cell.bisect_left(hi) if hi is not None else len(cell)
                 total += max(0, end - start)
-                if query.after is not None:
-                    start = max(start, cell.bisect_right(query.after))
+                after = query.after
+                if after is not None and (lo is None or after >= lo):
+                    start = cell.bisect_right(after)
                 if start < end:
                     heads.append((cell[start], start, end, len(ranges)))
                     ranges.append((cell, view))
@@ -254,7 +261,7 @@ def _procedure_keys(
                 continue
             if query.apology is not None and (dossier.apology_at is not None) != query.apology:
                 continue
-            key = (dossier.due.timestamp(), dossier_id)
+            key = due_key(dossier)
             kind = clock_kind(dossier)
             for span_kind, lo, hi in spans:
                 if kind == span_kind and (lo is None or lo <= key) and (hi is None or key < hi):
@@ -325,4 +332,4 @@ def dossier_item(
 
 def item_key(item: Mapping[str, Any]) -> DueKey:
     """An item's position in the queue (for merging the pages of several workers)."""
-    return datetime.fromisoformat(item["due"]).timestamp(), item["dossier_id"]
+    return due_prefix(datetime.fromisoformat(item["due"])) + item["dossier_id"]

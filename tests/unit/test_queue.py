@@ -29,7 +29,7 @@ from service.outputs.queue import (
     item_key,
     parse_query,
 )
-from service.state.due_index import DueIndex
+from service.state.due_index import DueIndex, due_prefix, key_due
 from service.state.ledger import PartitionLedger
 from service.tools.simulate import SimulationConfig, generate
 
@@ -264,7 +264,8 @@ def test_working_days_overdue_skip_the_lunar_new_year() -> None:
         ({"limit": "1001"}, f"limit must be an integer 1–{MAX_LIMIT}"),
         ({"limit": "²"}, f"limit must be an integer 1–{MAX_LIMIT}"),
         ({"after": "not-a-cursor"}, "after must be a `next` value"),
-        ({"after": encode_cursor((1.0, "x"))[:-2]}, "after must be a `next` value"),
+        ({"after": encode_cursor(due_prefix(NOW) + "x")[:-3]}, "after must be a `next` value"),
+        ({"after": encode_cursor("12345678901234567890")}, "after must be a `next` value"),
         ({"agency": "x" * 65}, "agency must be 1–64 printable characters"),
         ({"procedure": "a\nb"}, "procedure must be 1–64 printable characters"),
         ({"agnecy": "SXD"}, "unknown parameter 'agnecy'"),
@@ -282,8 +283,9 @@ def test_a_parameter_given_twice_is_refused() -> None:
 
 
 def test_cursors_round_trip_and_items_know_their_position() -> None:
-    key = (datetime(2026, 3, 16, 23, 59, 59, tzinfo=LOCAL_TZ).timestamp(), "HS-2026-000123")
+    key = due_prefix(datetime(2026, 3, 16, 23, 59, 59, tzinfo=LOCAL_TZ)) + "HS-2026-000123"
     assert decode_cursor(encode_cursor(key)) == key
+    assert key_due(key) == datetime(2026, 3, 16, 16, 59, 59, tzinfo=UTC)
     item = {"due": "2026-03-16T23:59:59+07:00", "dossier_id": "HS-2026-000123"}
     assert item_key(item) == key
     assert parse_query([]) == QueueQuery()
