@@ -35,6 +35,7 @@ from service.tools.broker import (
     reachable,
     read_env_file,
 )
+from service.tools.kafka import node as node_module
 
 pytestmark = pytest.mark.integration
 
@@ -187,7 +188,7 @@ async def test_restart_keeps_data_only_when_asked(tmp_path: Path) -> None:
 def test_missing_java_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     real_which = shutil.which
     monkeypatch.setattr(
-        broker_module.shutil,
+        shutil,
         "which",
         lambda name, *args, **kwargs: None if name == "java" else real_which(name, *args, **kwargs),
     )
@@ -222,7 +223,7 @@ def test_missing_mvn_on_first_fetch_is_a_one_line_error(
 def test_java_dying_at_start_reports_its_output(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(broker_module, "_JVM_OPTS", ["-XX:+MotcuaNoSuchOption"])
+    monkeypatch.setattr(node_module, "_JVM_OPTS", ["-XX:+MotcuaNoSuchOption"])
     broker = LocalBroker(port=free_port(), data_dir=tmp_path / "kafka")
     with pytest.raises(BrokerError) as caught:
         broker.start(timeout=60)
