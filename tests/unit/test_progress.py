@@ -1,0 +1,200 @@
+"""The resumable replay (service/domain/progress.py) against the full replay, over random
+event sets, arrival orders, duplicates and late arrivals (hypothesis).
+
+After every event, `DossierProgress` must say exactly what `fold` and `fold_with_facts` say
+of the events held so far; its packed form must give back an equal progress that goes on
+the same way; duplicates and the per-dossier limit behave as `intake.merge`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_properties import CAL, DID, event_sets
+
+from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
+from service.domain import LOCAL_TZ, Dossier, fold
+from service.domain.progress import MAX_EVENTS_PER_DOSSIER, DossierProgress, Step
+from service.domain.report import fold_with_facts
+from service.state import records
+from service.state.intake import merge
+
+QUICK = settings(
+    deadline=None,
+    max_examples=120,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+LONG = settings(QUICK, max_examples=3000)
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> list[DossierEvent]:
+    """A dossier's events as a worker may receive them: in any order, some sent twice (a
+    re-send may even carry other content: the first one stored wins), event ids with or
+    without the dossier id in front."""
+    events = draw(event_sets())
+    if draw(st.booleans()):
+        events = [dataclasses.replace(e, event_id=f"{DID}-{e.event_id}") for e in events]
+    resent = []
+    for event in draw(st.lists(st.sampled_from(events), max_size=4)):
+        if draw(st.booleans()):
+            later = event.occurred_at + timedelta(minutes=draw(st.integers(-600, 600)))
+            event = dataclasses.replace(event, occurred_at=later)
+        resent.append(event)
+    if draw(st.booleans()):
+        # In order, as most dossiers arrive; duplicates somewhere after the first copy.
+        ordered = sorted(events, key=lambda e: e.sort_key)
+        for event in resent:
+            ordered.insert(draw(st.integers(0, len(ordered))), event)
+        return ordered
+    return draw(st.permutations([*events, *resent]))
+
+
+def _held(events: list[DossierEvent]) -> list[DossierEvent]:
+    """R7: the first event of each event_id, in arrival order."""
+    seen: dict[str, DossierEvent] = {}
+    for event in events:
+        seen.setdefault(event.event_id, event)
+    return list(seen.values())
+
+
+def _times(dossier: Dossier) -> list[str | None]:
+    """Every instant of the dossier with its UTC offset (== compares instants only)."""
+    return [
+        value.isoformat() if isinstance(value, datetime) else None
+        for value in dataclasses.astuple(dossier)
+    ]
+
+
+def _expected_step(held: list[DossierEvent], event: DossierEvent) -> Step:
+    if any(e.event_id == event.event_id for e in held):
+        return Step.DUPLICATE
+    if all(e.sort_key < event.sort_key for e in held):
+        return Step.APPLIED
+    return Step.REPLAYED
+
+
+def _check_each_step(data: st.DataObject) -> None:
+    arrived = data.draw(arrivals())
+    progress = DossierProgress.start(DID)
+    held: list[DossierEvent] = []
+    for step, event in enumerate(arrived, 1):
+        want = _expected_step(held, event)
+        assert progress.advance(event, CAL) is want
+        if want is not Step.DUPLICATE:
+            held.append(event)
+        dossier, facts = fold_with_facts(DID, held, CAL)
+        assert progress.dossier == dossier == fold(DID, held, CAL)
+        assert _times(progress.dossier) == _times(dossier)
+        assert progress.facts == facts
+        assert len(progress) == len(held)
+        assert progress.duplicates == len(arrived[:step]) - len(held)
+        assert progress.events() == sorted(held, key=lambda e: e.sort_key)
+        assert progress.event_types() == [e.type for e in held]
+
+        unpacked = DossierProgress.unpack(DID, progress.pack())
+        assert unpacked == progress
+        assert unpacked.dossier == dossier and unpacked.facts == facts
+        assert _times(unpacked.dossier) == _times(dossier)
+        if dossier.due is not None:
+            assert (unpacked.dossier.due.tzinfo is LOCAL_TZ) == (dossier.due.tzinfo is LOCAL_TZ)
+        assert DossierProgress.of(DID, arrived[:step], CAL) == progress
+        if data.draw(st.booleans()):
+            progress = unpacked  # go on from the stored form, as a restarted worker does
+
+
+@QUICK
+@given(st.data())
+def test_advancing_event_by_event_equals_the_full_replay(data: st.DataObject) -> None:
+    _check_each_step(data)
+
+
+@pytest.mark.long
+@LONG
+@given(st.data())
+def test_advancing_event_by_event_equals_the_full_replay_long(data: st.DataObject) -> None:
+    _check_each_step(data)
+
+
+def _receipt(event_id: str = f"{DID}-r") -> DossierEvent:
+    return DossierEvent(
+        event_id,
+        DID,
+        EventType.RECEIVED,
+        datetime(2026, 3, 2, 8, 0, tzinfo=LOCAL_TZ),
+        agency="SXD",
+        procedure="1.000948",
+        channel=Channel.DIRECT,
+        processing_days=5,
+    )
+
+
+def _appraisals(count: int) -> list[DossierEvent]:
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=LOCAL_TZ)
+    return [
+        DossierEvent(f"{DID}-a{i}", DID, EventType.APPRAISED, start + timedelta(minutes=i))
+        for i in range(count)
+    ]
+
+
+def test_the_event_limit_and_duplicates_behave_as_intake_merge() -> None:
+    assert MAX_EVENTS_PER_DOSSIER == records.MAX_EVENTS_PER_DOSSIER
+    full = [_receipt(), *_appraisals(MAX_EVENTS_PER_DOSSIER - 1)]
+    progress = DossierProgress.start(DID)
+    record = records.DossierRecord(0)
+    for event in full:
+        assert progress.advance(event, CAL) is Step.APPLIED
+        record = record.with_event(event)
+    stored = records.encode(record)
+    extra = _appraisals(MAX_EVENTS_PER_DOSSIER)[-1]
+    with pytest.raises(InvalidEvent) as merged:
+        merge(extra, stored, 0, CAL)
+    with pytest.raises(InvalidEvent) as advanced:
+        progress.advance(extra, CAL)
+    assert advanced.value.reason is merged.value.reason is Reason.TOO_MANY_EVENTS
+    assert str(advanced.value) == str(merged.value)
+    # A full dossier still recognises a re-send (R7 is checked first, as merge does).
+    assert merge(full[3], stored, 0, CAL).duplicate
+    assert progress.advance(full[3], CAL) is Step.DUPLICATE
+    assert progress.duplicates == 1
+    assert len(progress) == MAX_EVENTS_PER_DOSSIER
+    assert progress.dossier == merge(full[3], stored, 0, CAL).dossier
+    again = DossierProgress.unpack(DID, progress.pack())
+    assert again == progress
+    with pytest.raises(InvalidEvent):
+        again.advance(extra, CAL)
+
+
+def test_a_reused_event_id_with_other_content_keeps_the_first() -> None:
+    receipt = _receipt()
+    other = dataclasses.replace(receipt, agency="STP", occurred_at=receipt.occurred_at.replace(hour=7))
+    progress = DossierProgress.start(DID)
+    assert progress.advance(receipt, CAL) is Step.APPLIED
+    assert progress.advance(other, CAL) is Step.DUPLICATE
+    assert progress.dossier == fold(DID, [receipt], CAL)
+    assert progress.dossier.agency == "SXD"
+
+
+def test_an_orphan_counts_nowhere_until_its_receipt() -> None:
+    progress = DossierProgress.start(DID)
+    (appraised,) = _appraisals(1)
+    assert progress.advance(appraised, CAL) is Step.APPLIED
+    assert progress.dossier == Dossier(DID)
+    assert progress.facts is None
+    restored = DossierProgress.unpack(DID, progress.pack())
+    assert restored.dossier == Dossier(DID) and restored.facts is None
+    # The receipt sorts before the appraisal: a replay, and now both count.
+    assert restored.advance(_receipt(), CAL) is Step.REPLAYED
+    assert restored.dossier == fold(DID, [appraised, _receipt()], CAL)
+    assert restored.dossier.is_received
+
+
+def test_unpack_refuses_an_unknown_version() -> None:
+    raw = bytearray(DossierProgress.start(DID).pack())
+    raw[0] = 99
+    with pytest.raises(ValueError, match="version 99"):
+        DossierProgress.unpack(DID, bytes(raw))
