@@ -198,6 +198,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report_cli(args.from_, args.to, args.agency, args.format, args.url)
 
 
+def cmd_board(args: argparse.Namespace) -> int:
+    from service.outputs.board.server import run_board_cli
+
+    return run_board_cli(
+        args.workers,
+        args.host,
+        args.port,
+        args.partitions,
+        args.targets,
+        args.interval,
+        args.queue_size,
+    )
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from service.tools.bench import run_bench
 
@@ -273,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agency")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--url", default="http://127.0.0.1:6066", help="a worker's web address")
+
+    p = add("board", cmd_board, "the center's live board over the workers (web page)")
+    p.add_argument("--workers", default="http://127.0.0.1:6066", help="URL[,URL…] of workers")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    p.add_argument("--port", type=_port, default=6080)
+    p.add_argument(
+        "--partitions", type=_positive, default=None, help="input partitions (MOTCUA_PARTITIONS)"
+    )
+    p.add_argument("--targets", type=Path, help="TOML file of targets (docs/board.md)")
+    p.add_argument("--interval", type=_non_negative_float, default=5.0, help="seconds")
+    p.add_argument("--queue-size", type=_positive, default=25, help="dossiers per queue")
 
     p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")
     p.add_argument("--quick", action="store_true", help="a run of under 2 minutes")

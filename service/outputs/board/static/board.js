@@ -1,0 +1,450 @@
+// motcua board: fetches /api/board every few seconds and redraws in place (no reload, no
+// flicker: cells change only when their text changes). Vietnamese by default, English on
+// request; colours always come with a word saying the same thing.
+"use strict";
+
+const I18N = {
+  vi: {
+    skip: "Đến danh sách hồ sơ cần xử lý",
+    title: "Tình hình giải quyết hồ sơ",
+    updated: "Cập nhật lúc",
+    today: "Hôm nay",
+    period: "Kỳ số liệu:",
+    month: "Từ đầu tháng",
+    todayButton: "Hôm nay",
+    langButton: "English",
+    langLabel: "Switch to English",
+    agencies: "Theo cơ quan (sở, ngành)",
+    agenciesCaption: "Số hồ sơ và tỷ lệ theo cơ quan; các số “hiện tại” là tình trạng lúc cập nhật.",
+    colAgency: "Cơ quan",
+    colReceivedToday: "Tiếp nhận hôm nay",
+    colReceivedMonth: "Tiếp nhận từ đầu tháng",
+    colResolved: "Đã giải quyết",
+    colEarly: "Trước hạn",
+    colTimely: "Trước và đúng hạn",
+    colLate: "Trễ hạn",
+    colInProgress: "Đang giải quyết (hiện tại)",
+    colOverdue: "Quá hạn (hiện tại)",
+    colOverdueShare: "Tỷ lệ quá hạn",
+    colNoApology: "Quá hạn chưa có văn bản xin lỗi",
+    colScore: "Điểm tiến độ QĐ 766 (/20)",
+    colOnline: "Trực tuyến",
+    colPostal: "Bưu chính công ích",
+    total: "Toàn trung tâm",
+    noTotal: "Chưa có tổng: thiếu số liệu của một số phân vùng",
+    met: "đạt",
+    missed: "chưa đạt",
+    queue: "Hồ sơ cần xử lý ngay",
+    qNoApology: "Quá hạn, chưa có văn bản xin lỗi",
+    qApology: "Quá hạn, đã xin lỗi và hẹn lại",
+    qDueSoon: "Sắp đến hạn (đến hết ngày làm việc kế tiếp)",
+    count: (shown, total) => total > shown ? `(${shown} / ${total} hồ sơ)` : `(${total} hồ sơ)`,
+    none: "Không có hồ sơ nào.",
+    hRank: "#",
+    hDossier: "Mã hồ sơ",
+    hAgency: "Cơ quan",
+    hProcedure: "Thủ tục",
+    hReceived: "Tiếp nhận",
+    hDue: "Hạn trả",
+    hOverdueDays: "Quá hạn (ngày làm việc)",
+    hRemainingDays: "Còn lại (ngày làm việc)",
+    hNewDue: "Hẹn lại",
+    hSupplements: "Lần bổ sung",
+    hJson: "Dữ liệu",
+    json: "JSON",
+    jsonLabel: (id) => `JSON của nhóm hồ sơ chứa ${id}`,
+    legend: (t) => `Chỉ tiêu: quá hạn dưới ${t.overdue}; trước và đúng hạn ${t.onTime}; trước hạn từ ${t.early}; trực tuyến từ ${t.online}; bưu chính từ ${t.postal}. Tỷ lệ giải quyết tính trên hồ sơ đã giải quyết trong kỳ; tỷ lệ quá hạn tính trên hồ sơ đang giải quyết; trực tuyến, bưu chính tính trên hồ sơ tiếp nhận trong kỳ. Điểm QĐ 766 = 20 × (trước hạn + đúng hạn + đang trong hạn) / (đã và đang giải quyết).`,
+    incomplete: (missing, workers) => `Số liệu CHƯA ĐẦY ĐỦ: thiếu phân vùng ${missing}${workers}. Các số dưới đây chỉ là một phần, không có tổng.`,
+    twice: (parts) => `Phân vùng ${parts} được hai worker cùng trả lời (đang chia lại phân vùng?): số liệu có thể bị tính hai lần, không có tổng.`,
+    workersDown: (list) => `; worker không trả lời: ${list}`,
+    workerMissing: (list) => `Cảnh báo: ${list}. Các phân vùng của nó đã do worker khác đảm nhận: số liệu vẫn đầy đủ.`,
+    stale: (time) => `Số liệu CŨ: lần cập nhật cuối lúc ${time}; đang thử lại.`,
+    unreachable: "Không kết nối được bảng theo dõi; đang thử lại.",
+    workerStatus: { ok: "sẵn sàng", unreachable: "không trả lời", not_ready: "chưa sẵn sàng", moving: "đang chia lại phân vùng", error: "lỗi" },
+    workersLine: "Worker:",
+    partitionsWord: "phân vùng",
+  },
+  en: {
+    skip: "Skip to the dossiers to act on",
+    title: "Dossier processing at the center",
+    updated: "Updated at",
+    today: "Today",
+    period: "Figures for:",
+    month: "Month to date",
+    todayButton: "Today",
+    langButton: "Tiếng Việt",
+    langLabel: "Chuyển sang tiếng Việt",
+    agencies: "By agency",
+    agenciesCaption: "Dossiers and shares by agency; “now” figures are the state at the last update.",
+    colAgency: "Agency",
+    colReceivedToday: "Received today",
+    colReceivedMonth: "Received month to date",
+    colResolved: "Resolved",
+    colEarly: "Early",
+    colTimely: "Early or on time",
+    colLate: "Late",
+    colInProgress: "In progress (now)",
+    colOverdue: "Overdue (now)",
+    colOverdueShare: "Overdue share",
+    colNoApology: "Overdue without apology letter",
+    colScore: "QĐ 766 timeliness score (/20)",
+    colOnline: "Online",
+    colPostal: "Postal",
+    total: "Whole center",
+    noTotal: "No total: some partitions are missing",
+    met: "met",
+    missed: "below target",
+    queue: "Dossiers to act on now",
+    qNoApology: "Overdue, no apology letter",
+    qApology: "Overdue, apology sent with a new appointment",
+    qDueSoon: "Due soon (by the end of the next working day)",
+    count: (shown, total) => total > shown ? `(${shown} of ${total} dossiers)` : `(${total} dossiers)`,
+    none: "No dossiers.",
+    hRank: "#",
+    hDossier: "Dossier",
+    hAgency: "Agency",
+    hProcedure: "Procedure",
+    hReceived: "Received",
+    hDue: "Due",
+    hOverdueDays: "Overdue (working days)",
+    hRemainingDays: "Remaining (working days)",
+    hNewDue: "New appointment",
+    hSupplements: "Supplements",
+    hJson: "Data",
+    json: "JSON",
+    jsonLabel: (id) => `JSON of the group holding ${id}`,
+    legend: (t) => `Targets: overdue below ${t.overdue}; early or on time ${t.onTime}; early at least ${t.early}; online at least ${t.online}; postal at least ${t.postal}. Resolution shares are of dossiers resolved in the period; the overdue share is of dossiers in progress; online and postal shares are of dossiers received in the period. QĐ 766 score = 20 × (early + on time + in progress within the due) / (resolved + in progress).`,
+    incomplete: (missing, workers) => `INCOMPLETE figures: partitions ${missing} are missing${workers}. The figures below are partial; there is no total.`,
+    twice: (parts) => `Partitions ${parts} are answered by two workers (a rebalance?): figures may be counted twice; there is no total.`,
+    workersDown: (list) => `; workers not answering: ${list}`,
+    workerMissing: (list) => `Warning: ${list}. Other workers hold its partitions: the figures are complete.`,
+    stale: (time) => `STALE figures: last updated at ${time}; retrying.`,
+    unreachable: "Cannot reach the board server; retrying.",
+    workerStatus: { ok: "ready", unreachable: "not answering", not_ready: "not ready", moving: "rebalancing", error: "error" },
+    workersLine: "Workers:",
+    partitionsWord: "partitions",
+  },
+};
+
+const QUEUE_NAMES = ["overdue_without_apology", "overdue_with_apology", "due_soon"];
+
+let lang = localStorage.getItem("motcua-board-lang") === "en" ? "en" : "vi";
+let period = "month";
+let last = null; // the last /api/board answer
+let lastOk = 0; // Date.now() of the last successful fetch
+let timer = null;
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const t = (key) => I18N[lang][key];
+
+// -- formatting: fixed rules, so a reader (or a test) knows exactly what a figure says ----
+
+function groupDigits(text, sep) {
+  return text.replace(/\B(?=(\d{3})+(?!\d))/g, sep);
+}
+
+function fmtInt(value) {
+  if (value === null || value === undefined) return "–";
+  return groupDigits(String(value), lang === "vi" ? "." : ",");
+}
+
+function fmtDecimal(value, digits) {
+  const [whole, frac] = value.toFixed(digits).split(".");
+  return fmtInt(Number(whole)) + (lang === "vi" ? "," : ".") + frac;
+}
+
+function fmtPct(share) {
+  if (share === null || share === undefined) return "–";
+  return fmtDecimal(100 * share, 1) + "%";
+}
+
+function fmtScore(score) {
+  return score === null || score === undefined ? "–" : fmtDecimal(score, 2);
+}
+
+function fmtTime(iso) {
+  return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)}` : "–";
+}
+
+// -- the agency table -------------------------------------------------------------------
+
+// Each column: how to read it from an agency row for the chosen period, how to show it,
+// and its target (a function saying met or not, or nothing).
+const COLUMNS = [
+  { col: "received_today", get: (r) => r.today.new, fmt: fmtInt },
+  { col: "received_month", get: (r) => r.month.new, fmt: fmtInt },
+  { col: "resolved", get: (r, p) => r[p].resolved, fmt: fmtInt },
+  { col: "early", get: (r, p) => r[p].early_share, fmt: fmtPct, target: (v, tg) => v >= tg.early_min },
+  { col: "timely", get: (r, p) => r[p].timely_share, fmt: fmtPct, target: (v, tg) => v >= tg.on_time_min },
+  { col: "late", get: (r, p) => r[p].late_share, fmt: fmtPct },
+  { col: "in_progress", get: (r) => r.now.in_progress, fmt: fmtInt },
+  { col: "overdue", get: (r) => r.now.overdue, fmt: fmtInt },
+  { col: "overdue_share", get: (r) => r.now.overdue_share, fmt: fmtPct, target: (v, tg) => v < tg.overdue_max },
+  { col: "overdue_without_apology", get: (r) => r.now.overdue_without_apology, fmt: fmtInt },
+  { col: "score", get: (r, p) => r[p].timeliness_score, fmt: fmtScore },
+  { col: "online", get: (r, p) => r[p].online_share, fmt: fmtPct, target: (v, tg) => v >= tg.online_min },
+  { col: "postal", get: (r, p) => r[p].postal_share, fmt: fmtPct, target: (v, tg) => v >= tg.postal_min },
+];
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function setCell(td, column, row, targets) {
+  const value = column.get(row, period);
+  const shown = column.fmt(value);
+  let status = "";
+  let cls = "";
+  if (column.target && value !== null && value !== undefined) {
+    const met = column.target(value, targets);
+    status = met ? `✓ ${t("met")}` : `✗ ${t("missed")}`;
+    cls = met ? "met" : "missed";
+  }
+  const value_ = $(".v", td) || td.appendChild(Object.assign(document.createElement("span"), { className: "v" }));
+  setText(value_, shown);
+  let st = $(".st", td);
+  if (status) {
+    if (!st) st = td.appendChild(Object.assign(document.createElement("span"), { className: "st" }));
+    setText(st, status);
+  } else if (st) {
+    st.remove();
+  }
+  if (td.className !== cls) td.className = cls;
+}
+
+function agencyRow(tbody, key, label, isHeader) {
+  let tr = tbody.querySelector(`tr[data-agency="${CSS.escape(key)}"]`);
+  if (!tr) {
+    tr = document.createElement("tr");
+    tr.dataset.agency = key;
+    const th = document.createElement("th");
+    th.scope = "row";
+    tr.appendChild(th);
+    for (const column of COLUMNS) {
+      const td = document.createElement("td");
+      td.dataset.col = column.col;
+      tr.appendChild(td);
+    }
+  }
+  setText(tr.firstChild, label);
+  if (isHeader) tr.firstChild.dataset.i18n = "total";
+  return tr;
+}
+
+function renderAgencies(data) {
+  const table = $("#agencies");
+  const tbody = table.tBodies[0];
+  const wanted = new Set(data.agencies.map((r) => r.agency));
+  for (const tr of [...tbody.rows]) if (!wanted.has(tr.dataset.agency)) tr.remove();
+  data.agencies.forEach((row, i) => {
+    const tr = agencyRow(tbody, row.agency, row.agency, false);
+    COLUMNS.forEach((column, j) => setCell(tr.cells[j + 1], column, row, data.targets));
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+  });
+  table.classList.toggle("incomplete", !data.complete);
+  const tfoot = table.tFoot;
+  if (data.total) {
+    const tr = agencyRow(tfoot, "__total__", t("total"), true);
+    if (!tr.parentNode) { tfoot.replaceChildren(tr); }
+    COLUMNS.forEach((column, j) => setCell(tr.cells[j + 1], column, data.total, data.targets));
+  } else {
+    let tr = tfoot.querySelector("tr[data-agency='__none__']");
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.agency = "__none__";
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.colSpan = COLUMNS.length + 1;
+      tr.appendChild(th);
+      tfoot.replaceChildren(tr);
+    }
+    setText(tr.firstChild, t("noTotal"));
+  }
+  const tg = data.targets;
+  setText($("#legend"), t("legend")({
+    overdue: fmtPct(tg.overdue_max), onTime: fmtPct(tg.on_time_min), early: fmtPct(tg.early_min),
+    online: fmtPct(tg.online_min), postal: fmtPct(tg.postal_min),
+  }));
+}
+
+// -- the queues -------------------------------------------------------------------------
+
+const QUEUE_COLUMNS = [
+  ["rank", "hRank"], ["dossier", "hDossier"], ["agency", "hAgency"], ["procedure", "hProcedure"],
+  ["received", "hReceived"], ["due", "hDue"], ["days", null], ["new_due", "hNewDue"],
+  ["supplements", "hSupplements"], ["json", "hJson"],
+];
+
+function queueHead(table, name) {
+  if (!table.tHead) {
+    const thead = table.createTHead();
+    const tr = thead.insertRow();
+    for (const [col] of QUEUE_COLUMNS) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.dataset.col = col;
+      tr.appendChild(th);
+    }
+    table.createTBody();
+  }
+  for (const th of table.tHead.rows[0].cells) {
+    const key = th.dataset.col === "days"
+      ? (name === "due_soon" ? "hRemainingDays" : "hOverdueDays")
+      : QUEUE_COLUMNS.find(([c]) => c === th.dataset.col)[1];
+    setText(th, t(key));
+  }
+}
+
+function jsonLink(name, item) {
+  const params = new URLSearchParams();
+  if (name === "due_soon") params.set("state", "due_soon");
+  else {
+    params.set("state", "overdue");
+    params.set("apology", name === "overdue_with_apology" ? "yes" : "no");
+  }
+  params.set("agency", item.agency);
+  params.set("procedure", item.procedure);
+  return `/api/dossiers?${params}`;
+}
+
+function renderQueue(name, page) {
+  const section = $(`#q-${name}`);
+  const table = $("table", section);
+  queueHead(table, name);
+  setText($(".count", section), t("count")(page.items.length, page.total));
+  const tbody = table.tBodies[0];
+  const wanted = new Set(page.items.map((item) => item.dossier_id));
+  for (const tr of [...tbody.rows]) if (!wanted.has(tr.dataset.dossier)) tr.remove();
+  page.items.forEach((item, i) => {
+    let tr = tbody.querySelector(`tr[data-dossier="${CSS.escape(item.dossier_id)}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.dossier = item.dossier_id;
+      for (const [col] of QUEUE_COLUMNS) {
+        const cell = document.createElement(col === "dossier" ? "th" : "td");
+        if (col === "dossier") cell.scope = "row";
+        cell.dataset.col = col;
+        tr.appendChild(cell);
+      }
+      const a = document.createElement("a");
+      tr.cells[QUEUE_COLUMNS.length - 1].appendChild(a);
+    }
+    const days = name === "due_soon" ? item.working_days_remaining : item.working_days_overdue;
+    const texts = [
+      String(i + 1), item.dossier_id, item.agency, item.procedure, fmtTime(item.received_at),
+      fmtTime(item.due), fmtInt(days), item.new_due_at ? fmtTime(item.new_due_at) : "–",
+      fmtInt(item.supplements),
+    ];
+    texts.forEach((text, j) => setText(tr.cells[j], text));
+    const a = tr.cells[QUEUE_COLUMNS.length - 1].firstChild;
+    const href = jsonLink(name, item);
+    if (a.getAttribute("href") !== href) a.setAttribute("href", href);
+    setText(a, t("json"));
+    const label = t("jsonLabel")(item.dossier_id);
+    if (a.getAttribute("aria-label") !== label) a.setAttribute("aria-label", label);
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+  });
+  let empty = $(".empty", section);
+  if (page.items.length === 0) {
+    if (!empty) {
+      empty = Object.assign(document.createElement("p"), { className: "empty" });
+      section.appendChild(empty);
+    }
+    setText(empty, t("none"));
+  } else if (empty) {
+    empty.remove();
+  }
+  table.hidden = page.items.length === 0;
+}
+
+// -- status, header, language -----------------------------------------------------------
+
+function ranges(list) {
+  const out = [];
+  for (const p of list) {
+    const lastRange = out[out.length - 1];
+    if (lastRange && lastRange[1] === p - 1) lastRange[1] = p;
+    else out.push([p, p]);
+  }
+  return out.map(([a, b]) => (a === b ? `${a}` : `${a}–${b}`)).join(", ");
+}
+
+function renderStatus() {
+  const banner = $("#status");
+  const messages = [];
+  const warnings = [];
+  const stale = !last || Date.now() - lastOk > 3000 * (last ? last.refresh_s : 5) || last.stale;
+  if (!last) {
+    messages.push(t("unreachable"));
+  } else {
+    const down = last.workers.filter((w) => w.status !== "ok");
+    const downText = down.length
+      ? t("workersDown")(down.map((w) => `${w.url} (${t("workerStatus")[w.status] || w.status})`).join(", "))
+      : "";
+    if (last.partitions.missing.length) messages.push(t("incomplete")(ranges(last.partitions.missing), downText));
+    else if (down.length) warnings.push(t("workerMissing")(downText.slice(2)));
+    if (last.partitions.twice.length) messages.push(t("twice")(ranges(last.partitions.twice)));
+    if (stale) messages.push(t("stale")(last.as_of.slice(11, 19)));
+  }
+  const text = [...messages, ...warnings].join(" ");
+  banner.hidden = !text;
+  setText(banner, text);
+  banner.className = messages.length ? "banner bad" : warnings.length ? "banner warn" : "banner";
+  document.body.classList.toggle("stale", Boolean(last) && stale);
+}
+
+function renderWorkers(data) {
+  const parts = data.workers.map((w) =>
+    `${w.url}: ${t("workerStatus")[w.status] || w.status}` +
+    (w.partitions.length ? ` (${t("partitionsWord")} ${ranges(w.partitions)})` : ""));
+  setText($("#workers"), `${t("workersLine")} ${parts.join("; ")}`);
+}
+
+function render() {
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll("[data-i18n]")) {
+    const text = t(node.dataset.i18n);
+    if (typeof text === "string") setText(node, text);
+  }
+  const button = $("#lang");
+  setText(button, t("langButton"));
+  button.lang = lang === "vi" ? "en" : "vi";
+  button.setAttribute("aria-label", t("langLabel"));
+  $("#period-month").setAttribute("aria-pressed", String(period === "month"));
+  $("#period-today").setAttribute("aria-pressed", String(period === "today"));
+  renderStatus();
+  if (!last) return;
+  setText($("#updated"), last.as_of.slice(11, 19));
+  $("#updated").setAttribute("datetime", last.as_of);
+  setText($("#today"), last.today);
+  renderAgencies(last);
+  for (const name of QUEUE_NAMES) renderQueue(name, last.queues[name]);
+  renderWorkers(last);
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("/api/board", { cache: "no-store" });
+    if (response.ok) {
+      last = await response.json();
+      lastOk = Date.now();
+    }
+  } catch (error) {
+    // keep the last figures on screen; the status line says they are stale
+  }
+  render();
+  clearTimeout(timer);
+  timer = setTimeout(refresh, 1000 * (last ? last.refresh_s : 5));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#lang").addEventListener("click", () => {
+    lang = lang === "vi" ? "en" : "vi";
+    localStorage.setItem("motcua-board-lang", lang);
+    render();
+  });
+  $("#period-month").addEventListener("click", () => { period = "month"; render(); });
+  $("#period-today").addEventListener("click", () => { period = "today"; render(); });
+  render();
+  refresh();
+});

@@ -1,0 +1,145 @@
+"""The board's sums: exact when the workers hold every partition once, no total otherwise."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.domain.report import PeriodFigures
+from service.outputs.board.gather import (
+    QUEUES,
+    WorkerAnswer,
+    board_snapshot,
+    coverage,
+    merge_pages,
+    parse_samples,
+)
+from service.outputs.board.server import BoardError, parse_workers
+from service.outputs.board.targets import Targets, TargetsError
+from service.outputs.queue import decode_cursor, item_key
+
+NOW = datetime(2026, 3, 18, 3, 0, tzinfo=UTC)
+
+
+def report(partitions: list[int], **agencies: PeriodFigures) -> dict[str, Any]:
+    return {
+        "partitions": partitions,
+        "agencies": {code: figures.to_dict() for code, figures in agencies.items()},
+    }
+
+
+def item(dossier_id: str, due: str) -> dict[str, Any]:
+    return {"dossier_id": dossier_id, "due": due}
+
+
+def page(partitions: list[int], *items: dict[str, Any], total: int | None = None) -> dict:
+    return {
+        "partitions": partitions,
+        "items": list(items),
+        "total": len(items) if total is None else total,
+        "truncated": total is not None and total > len(items),
+    }
+
+
+METRICS = """\
+# TYPE motcua_dossiers_open gauge
+motcua_dossiers_open{{agency="SXD",state="in_time"}} {in_time}
+motcua_dossiers_open{{agency="SXD",state="overdue"}} {overdue}
+motcua_dossiers_open{{agency="SXD",state="paused"}} 1
+motcua_dossiers_open{{agency="SXD",state="ready"}} 5
+# TYPE motcua_overdue_without_apology gauge
+motcua_overdue_without_apology{{agency="SXD"}} {no_apology}
+"""
+
+
+def answer(url: str, partitions: list[int], overdue: int, due: str) -> WorkerAnswer:
+    samples = parse_samples(METRICS.format(in_time=10, overdue=overdue, no_apology=overdue - 1))
+    month = PeriodFigures(new=8, resolved_early=3, resolved_on_time=1, received_online=2)
+    queue = page(partitions, item(f"{url}-1", due))
+    return WorkerAnswer(
+        url,
+        partitions=partitions,
+        samples=samples,
+        today=report(partitions, SXD=PeriodFigures(new=2, received_postal=1)),
+        month=report(partitions, SXD=month),
+        queues={name: queue for name, _ in QUEUES},
+    )
+
+
+def test_complete_workers_are_summed_with_a_total() -> None:
+    answers = [
+        answer("http://a", [0, 1, 2, 3], 4, "2026-03-16T23:59:59+07:00"),
+        answer("http://b", [4, 5, 6, 7], 2, "2026-03-13T23:59:59+07:00"),
+    ]
+    board = board_snapshot(answers, 8, NOW, queue_size=5)
+    assert board["complete"] and board["partitions"]["missing"] == []
+    (row,) = board["agencies"]
+    assert row["agency"] == "SXD"
+    assert row["now"]["overdue"] == 6 and row["now"]["overdue_without_apology"] == 4
+    assert row["now"]["in_progress"] == 10 + 4 + 1 + 10 + 2 + 1  # ready is not in progress
+    assert row["now"]["overdue_share"] == 6 / 28
+    assert row["month"]["new"] == 16 and row["month"]["early_share"] == 6 / 8
+    assert row["month"]["online_share"] == 4 / 16
+    assert row["today"]["postal_share"] == 2 / 4
+    assert board["total"] is not None and board["total"]["month"]["resolved"] == 8
+    queue = board["queues"]["overdue_without_apology"]
+    assert [i["dossier_id"] for i in queue["items"]] == ["http://b-1", "http://a-1"]
+
+
+def test_a_missing_worker_leaves_no_total_and_names_the_partitions() -> None:
+    answers = [
+        answer("http://a", [0, 1, 2, 3], 4, "2026-03-16T23:59:59+07:00"),
+        WorkerAnswer("http://b", status="unreachable", detail="http://b/readyz: no answer"),
+    ]
+    board = board_snapshot(answers, 8, NOW, queue_size=5)
+    assert not board["complete"]
+    assert board["partitions"]["missing"] == [4, 5, 6, 7]
+    assert board["total"] is None
+    assert board["agencies"][0]["now"]["overdue"] == 4  # shown, marked incomplete by the page
+    assert board["workers"][1]["status"] == "unreachable"
+
+
+def test_partitions_answered_twice_are_not_complete() -> None:
+    cover = coverage([[0, 1, 2], [2, 3]], 4)
+    assert cover.twice == [2] and not cover.complete
+    assert coverage([[0, 1], [2, 3]], 4).complete
+    assert coverage([], 2).missing == [0, 1]
+
+
+def test_merged_pages_keep_due_order_and_give_a_cursor() -> None:
+    a = page([0], item("A1", "2026-03-10T17:00:00+07:00"), item("A2", "2026-03-12T17:00:00+07:00"))
+    b = page([1], item("B1", "2026-03-11T17:00:00+07:00"), total=9)
+    merged = merge_pages([a, b], 2)
+    assert [i["dossier_id"] for i in merged["items"]] == ["A1", "B1"]
+    assert merged["total"] == 11 and merged["truncated"]
+    assert decode_cursor(merged["next"]) == item_key(merged["items"][-1])
+
+
+def test_targets_and_worker_addresses_are_checked(tmp_path: Path) -> None:
+    good = tmp_path / "targets.toml"
+    good.write_text("overdue_max = 0.02\nonline_min = 0.3\n")
+    targets = Targets.from_file(good)
+    assert targets.overdue_max == 0.02 and targets.postal_min == 0.15
+    for text, error in [
+        ("overdue_max = 2\n", "share from 0 to 1"),
+        ("late_max = 0.1\n", "unknown targets"),
+        ("overdue_max = \n", "cannot read"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(TargetsError, match=error):
+            Targets.from_file(bad)
+    assert parse_workers("http://a:6066/, http://b:6066") == ["http://a:6066", "http://b:6066"]
+    for text in ["", "ftp://a", "a:6066", "http://a,http://a"]:
+        with pytest.raises(BoardError):
+            parse_workers(text)
+
+
+def test_metric_samples_are_summed_by_name_and_labels() -> None:
+    samples = parse_samples(METRICS.format(in_time=1, overdue=2, no_apology=1))
+    assert samples[("motcua_dossiers_open", (("agency", "SXD"), ("state", "overdue")))] == 2
+    assert isinstance(samples, Counter)
