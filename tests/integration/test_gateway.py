@@ -234,7 +234,8 @@ def test_both_routes_end_on_the_workers_metrics_as_if_published_directly(
     assert sum(len(r["event_ids"]) for r in body["results"]) == len(mapped)
 
     got, want = wait_exact([worker], events + mapped)
-    assert got == want, (got - want, want - got)
+    diagnosis = [(k, v) for k, v in worker.metrics().items() if k[0].startswith("motcua_events")]
+    assert got == want, (got - want, want - got, diagnosis, worker.tail())
 
     # A re-sent, unchanged snapshot changes no count: its events come back as duplicates,
     # counted apart under the sending system's name.
