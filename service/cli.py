@@ -113,7 +113,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "start":
-            print(broker.cli_start(args.port, args.data))
+            print(broker.cli_start(args.port, args.data, nodes=args.nodes))
             return 0
         if args.action == "stop":
             print(broker.cli_stop(args.data))
@@ -243,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--port", type=_port, default=9092)
     p.add_argument("--data", type=Path, help="data directory (default $MOTCUA_DATA_DIR or ./var)")
+    p.add_argument("--nodes", type=_positive, default=1, help="start: a cluster of N (1 on --port)")
 
     p = add("worker", cmd_worker, "run a stream-processing worker (settings from MOTCUA_* env)")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.tools.broker import BrokerError, LocalBroker, free_port
+from service.tools.broker import BrokerError, LocalBroker, LocalCluster, free_port
 
 # Worker processes (worker_factory, motcua_worker) for integration and end-to-end tests.
 pytest_plugins = ["worker_fixtures"]
@@ -48,3 +48,20 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
         pytest.fail(f"local Kafka broker: {failure}", pytrace=False)
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A running three-node Kafka cluster (one KRaft quorum) for the session, started on first
+    use. A test that kills or stops a node starts it again before it ends (cluster.restart)."""
+    cluster = LocalCluster(nodes=3, data_dir=tmp_path_factory.mktemp("kafka-cluster"))
+    try:
+        cluster.start()
+    except BrokerError as exc:
+        failure = str(exc)
+    else:
+        failure = None
+    if failure is not None:
+        pytest.fail(f"local Kafka cluster: {failure}", pytrace=False)
+    yield cluster
+    cluster.stop()

@@ -10,6 +10,7 @@ from service.tools.kafka.background import (
     default_data_dir,
     start_background,
 )
+from service.tools.kafka.cluster import LocalCluster
 from service.tools.kafka.errors import BrokerError
 from service.tools.kafka.host import HOST, cache_dir, free_port, require_tool
 from service.tools.kafka.maven import ensure_kafka
@@ -22,6 +23,7 @@ __all__ = [
     "HOST",
     "BrokerError",
     "LocalBroker",
+    "LocalCluster",
     "SslListener",
     "cache_dir",
     "cli_start",

@@ -113,11 +113,11 @@ class LocalCluster:
                 broker.kill()
             raise
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 10) -> None:
         """SIGTERM every node at once, SIGKILL what still runs after `timeout` seconds.
 
-        All at once, not one by one: the last nodes of a quorum that has lost its majority
-        cannot finish a controlled shutdown.
+        The last nodes of a quorum that is going away cannot finish a controlled shutdown (it
+        needs a controller majority) and wait for one forever: hence the short timeout.
         """
         for broker in self.brokers.values():
             if broker.is_running():
