@@ -197,24 +197,42 @@ def became_overdue(dossier: Dossier, now: datetime) -> bool:
     return dossier.is_running and dossier.due is not None and now > dossier.due
 
 
+_CHANNEL_VALUES = {c: c.value for c in Channel}
+_OUTCOME_VALUES = {o: o.value for o in Outcome}
+_STATE_VALUES = {s: s.value for s in OpenState}
+
+
 def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> tuple[Key, ...]:
     """The counter keys this dossier adds 1 to at `now` (the sum over dossiers is the truth)."""
     if dossier.received_at is None:
         return ()
     agency = dossier.agency or ""
     assert dossier.channel is not None
-    keys: list[Key] = [("received", agency, dossier.channel.value)]
-    if dossier.outcome is not None:
-        keys.append(("completed", agency, dossier.outcome.value))
-    if dossier.withdrawn:
+    keys: list[Key] = [("received", agency, _CHANNEL_VALUES[dossier.channel])]
+    outcome = dossier.outcome
+    if outcome is not None:
+        keys.append(("completed", agency, _OUTCOME_VALUES[outcome]))
+    clock_end = dossier.clock_end
+    closed_by = dossier.closed_by
+    if closed_by is EventType.WITHDRAWN and clock_end is None:
         keys.append(("withdrawn", agency))
-    if became_overdue(dossier, now):
+    # open_state and became_overdue, sharing what they look at (one judgement of `now`).
+    state: OpenState | None = None
+    if closed_by is None:
+        if clock_end is not None:
+            state = OpenState.READY
+        elif dossier.paused_at is not None:
+            state = OpenState.PAUSED
+        else:
+            assert dossier.due is not None
+            state = running_state(dossier.due, now, calendar)
+    if dossier.passed_due or state is OpenState.OVERDUE:
         keys.append(("became_overdue", agency))
-    state = open_state(dossier, now, calendar)
     if state is not None:
-        keys.append(("open", agency, state.value))
+        value = _STATE_VALUES[state]
+        keys.append(("open", agency, value))
         # Per-procedure detail for the JSON drill-down; never exported as metric labels.
-        keys.append(("open_procedure", agency, dossier.procedure or "", state.value))
+        keys.append(("open_procedure", agency, dossier.procedure or "", value))
         if state is OpenState.OVERDUE and dossier.apology_at is None:
             keys.append(("overdue_without_apology", agency))
     return tuple(keys)

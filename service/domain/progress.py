@@ -68,33 +68,33 @@ class DossierProgress:
     """
 
     __slots__ = (
-        "dossier_id",
-        "agency",
-        "procedure",
-        "channel",
-        "received_at",
-        "due",
-        "paused_at",
-        "clock_end",
-        "outcome",
-        "closed_by",
-        "closed_at",
-        "apology_at",
-        "new_due_at",
-        "passed_due",
-        "supplements",
-        "duplicates",
-        "_due_ts",
-        "_timeline",
-        "_last_at",
-        "_last_rank",
-        "_last_id",
-        "_ids",
-        "_relative",
-        "_kinds",
-        "_log",
         "_dossier",
+        "_due_ts",
         "_facts",
+        "_ids",
+        "_kinds",
+        "_last_at",
+        "_last_id",
+        "_last_rank",
+        "_log",
+        "_relative",
+        "_timeline",
+        "agency",
+        "apology_at",
+        "channel",
+        "clock_end",
+        "closed_at",
+        "closed_by",
+        "dossier_id",
+        "due",
+        "duplicates",
+        "new_due_at",
+        "outcome",
+        "passed_due",
+        "paused_at",
+        "procedure",
+        "received_at",
+        "supplements",
     )
 
     def __init__(self, dossier_id: str) -> None:
@@ -299,10 +299,13 @@ class DossierProgress:
     def _emit(self, at: datetime, same_instant: bool) -> None:
         """`fold_with_facts`'s step for the state after the events at `at`."""
         timeline = self._timeline
-        if same_instant and timeline:
-            # One state per instant: the segment written for this instant is recomputed.
-            if _CODE.unpack_from(timeline, len(timeline) - 16)[0] == at.timestamp():
-                timeline = self._timeline = timeline[:-16]
+        # One state per instant: the segment written for this instant is recomputed.
+        if (
+            same_instant
+            and timeline
+            and _CODE.unpack_from(timeline, len(timeline) - 16)[0] == at.timestamp()
+        ):
+            timeline = self._timeline = timeline[:-16]
         if self.clock_end is not None or self.closed_by is not None:
             return  # no longer in progress: the end instants are kept as fields
         code = self._code()
@@ -585,5 +588,3 @@ def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> D
         days,
         time_from_text(new_due_at) if new_due_at is not None else None,
     )
-
-

@@ -171,7 +171,8 @@ def test_the_event_limit_and_duplicates_behave_as_intake_merge() -> None:
 
 def test_a_reused_event_id_with_other_content_keeps_the_first() -> None:
     receipt = _receipt()
-    other = dataclasses.replace(receipt, agency="STP", occurred_at=receipt.occurred_at.replace(hour=7))
+    earlier = receipt.occurred_at.replace(hour=7)
+    other = dataclasses.replace(receipt, agency="STP", occurred_at=earlier)
     progress = DossierProgress.start(DID)
     assert progress.advance(receipt, CAL) is Step.APPLIED
     assert progress.advance(other, CAL) is Step.DUPLICATE
