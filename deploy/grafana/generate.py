@@ -673,6 +673,63 @@ def pipeline_health() -> model.Dashboard:
                 unit="reqps",
             )
         )
+        .with_row(dashboard.Row("Cổng HTTP (gateway)"))
+        .with_panel(
+            timeseries_panel(
+                "Yêu cầu theo mã trạng thái",
+                "HTTP requests per second to motcua gateway by route and status: 200 all "
+                "accepted, 207 some rejected, 422 all rejected, 401 bad token, 413 too large, "
+                "429 rate-limited, 503 Kafka did not acknowledge (nothing accepted).",
+                query(
+                    "sum by (route, status) "
+                    "(rate(motcua_gateway_requests_total[$__rate_interval]))",
+                    "{{route}} {{status}}",
+                ),
+                unit="reqps",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Mục bị từ chối theo lý do",
+                "Items (events or national-sync dossiers) per second: refused by reason and "
+                "calling system, and accepted (acknowledged by Kafka) by system.",
+                query(
+                    "sum by (source, reason) "
+                    "(rate(motcua_gateway_items_rejected_total[$__rate_interval]))",
+                    "từ chối {{source}} {{reason}}",
+                ),
+                query(
+                    "sum by (source) (rate(motcua_gateway_items_accepted_total[$__rate_interval]))",
+                    "nhận {{source}}",
+                ),
+                unit="reqps",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Độ trễ ghi Kafka",
+                "From sending a request's events to Kafka's last acknowledgement (acks=all), "
+                "median and 99th percentile, and requests answered 503 per second.",
+                query(
+                    "histogram_quantile(0.5, sum by (le) "
+                    "(rate(motcua_gateway_produce_seconds_bucket[$__rate_interval])))",
+                    "p50",
+                ),
+                query(
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(motcua_gateway_produce_seconds_bucket[$__rate_interval])))",
+                    "p99",
+                ),
+                query(
+                    "sum(rate(motcua_gateway_broker_unavailable_total[$__rate_interval]))",
+                    "503/s",
+                ),
+                unit="s",
+                span=8,
+            )
+        )
         .with_row(dashboard.Row("Chi phí"))
         .with_panel(
             timeseries_panel(

@@ -47,6 +47,13 @@ EXPORTED = {
     "motcua_faust_total_rebalances",
     "motcua_faust_events_runtime_ms_bucket",
     "motcua_faust_topic_messages_sent_total",
+    "motcua_gateway_requests_total",
+    "motcua_gateway_items_accepted_total",
+    "motcua_gateway_items_rejected_total",
+    "motcua_gateway_events_produced_total",
+    "motcua_gateway_produce_seconds_bucket",
+    "motcua_gateway_broker_unavailable_total",
+    "motcua_gateway_ready",
     "up",
     "scrape_duration_seconds",
 }
