@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -85,6 +85,39 @@ class InvalidEvent(ValueError):
         self.detail = detail
 
 
+T = TypeVar("T")
+
+
+def direct_init(cls: type[T]) -> type[T]:
+    """Give a frozen slots dataclass an `__init__` that stores each field through its slot.
+
+    The generated one calls object.__setattr__ per field (~1.2 µs for ten fields); one of
+    these is built for every message and every dossier state, so this one, with the same
+    signature and defaults, stores straight into the slots (about half the cost). The
+    class stays frozen: only construction changes.
+    """
+    names, params = [], []
+    namespace: dict[str, Any] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        assert item.default_factory is MISSING, "direct_init takes plain defaults only"
+        namespace[f"_set_{item.name}"] = cls.__dict__[item.name].__set__
+        names.append(item.name)
+        if item.default is MISSING:
+            params.append(item.name)
+        else:
+            namespace[f"_default_{item.name}"] = item.default
+            params.append(f"{item.name}=_default_{item.name}")
+    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
+    exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__annotations__ = dict(cls.__init__.__annotations__)  # type: ignore[misc]
+    init.__doc__ = cls.__init__.__doc__  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@direct_init
 @dataclass(frozen=True, slots=True)
 class DossierEvent:
     """One validated event. Only the fields below are kept; times are timezone-aware."""
@@ -224,7 +257,11 @@ def _whole_number(value: Any) -> int | None:
 # Lookups by value: a dict is several times cheaper than calling the Enum class.
 _EVENT_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 _CHANNELS: dict[str, Channel] = {c.value: c for c in Channel}
-_KNOWN = ("agency", "procedure", "channel", "due_at", "new_due_at", "processing_days")
+_KNOWN = frozenset(("agency", "procedure", "channel", "due_at", "new_due_at", "processing_days"))
+# Enum members as module constants: an Enum class attribute is a slower lookup.
+_RECEIVED = EventType.RECEIVED
+_SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
+_EXTENDED = EventType.EXTENDED
 
 
 def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -288,8 +325,12 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
         raise InvalidEvent(
             Reason.BAD_SCHEMA_VERSION, f"schema_version must be {SCHEMA_VERSION}, got {version!r}"
         )
-    event_id = _identifier(data, "event_id", MAX_EVENT_ID, Reason.BAD_EVENT_ID)
-    dossier_id = _identifier(data, "dossier_id", MAX_DOSSIER_ID, Reason.BAD_DOSSIER_ID)
+    event_id = data.get("event_id")
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID:
+        event_id = _identifier(data, "event_id", MAX_EVENT_ID, Reason.BAD_EVENT_ID)
+    dossier_id = data.get("dossier_id")
+    if type(dossier_id) is not str or not 0 < len(dossier_id) <= MAX_DOSSIER_ID:
+        dossier_id = _identifier(data, "dossier_id", MAX_DOSSIER_ID, Reason.BAD_DOSSIER_ID)
     raw_type = data.get("type")
     event_type = _EVENT_TYPES.get(raw_type) if isinstance(raw_type, str) else None
     if event_type is None:
@@ -302,8 +343,8 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
 
     # Known fields are checked wherever they appear (as the JSON Schema does), then
     # only the ones this type uses are kept.
-    known = _known_fields(data) if any(name in data for name in _KNOWN) else {}
-    if event_type is EventType.RECEIVED:
+    known = {} if _KNOWN.isdisjoint(data) else _known_fields(data)
+    if event_type is _RECEIVED:
         for name, reason in (
             ("agency", Reason.MISSING_AGENCY),
             ("procedure", Reason.MISSING_PROCEDURE),
@@ -326,9 +367,9 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
             due_at,
             days,
         )
-    if event_type is EventType.SUPPLEMENT_RECEIVED and "due_at" in known:
+    if event_type is _SUPPLEMENT_RECEIVED and "due_at" in known:
         return DossierEvent(event_id, dossier_id, event_type, occurred_at, due_at=known["due_at"])
-    if event_type is EventType.EXTENDED:
+    if event_type is _EXTENDED:
         if "new_due_at" not in known:
             raise InvalidEvent(Reason.MISSING_NEW_DUE, "extended needs new_due_at")
         return DossierEvent(

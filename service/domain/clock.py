@@ -6,7 +6,7 @@ Pure functions over aware datetimes and the working calendar; no I/O.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 from service.domain.calendar import (
@@ -74,9 +74,9 @@ def judge(clock_end: datetime, due: datetime) -> Outcome:
 
 
 class Moment:
-    """One `now` with what every dossier judged at it shares: `now` in each due's time zone
-    (datetimes of one tzinfo object compare ~20 times faster than across zones) and the
-    next working day after today. The worker judges a whole batch at one `now`."""
+    """One `now` with what every dossier judged at it shares: `now` in each due's fixed
+    offset (datetimes of one tzinfo object compare ~20 times faster than across zones) and
+    the next working day after today. The worker judges a whole batch at one `now`."""
 
     __slots__ = ("_zoned", "calendar", "next_working_day", "now")
 
@@ -87,11 +87,14 @@ class Moment:
         self._zoned: dict[object, datetime] = {now.tzinfo: now}
 
     def like(self, moment: datetime) -> datetime:
-        """`now` in the time zone of `moment` (the same instant)."""
+        """`now`, in the time zone of `moment` when that makes comparing them cheaper and
+        still exact: a fixed offset (a zone with daylight saving or other changes of offset
+        compares wall times as equal across a repeated hour, so `now` stays as it is)."""
         zone = moment.tzinfo
         now = self._zoned.get(zone)
         if now is None:
-            now = self._zoned[zone] = self.now.astimezone(zone)
+            now = self.now.astimezone(zone) if type(zone) is timezone else self.now
+            self._zoned[zone] = now
         return now
 
     def after(self, moment: datetime) -> bool:

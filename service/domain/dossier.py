@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from schemas import Channel, DossierEvent, EventType
+from schemas.events import direct_init
 from service.domain.calendar import WorkingCalendar
 from service.domain.clock import (
     OpenState,
@@ -31,6 +32,7 @@ CLOSING = frozenset({EventType.REJECTED, EventType.RETURNED, EventType.WITHDRAWN
 Key = tuple[str, ...]
 
 
+@direct_init  # built for every event: slots set directly (schemas/events.py)
 @dataclass(frozen=True, slots=True)
 class Dossier:
     """What the events say about one dossier. `received_at is None` means an orphan (R8)."""

@@ -50,9 +50,18 @@ _TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES)}  # "0".."8": one cha
 _CHAR_TYPE = {chr(48 + i): t for i, t in enumerate(_TYPES)}
 _RANK = {t: TYPE_ORDER[t] for t in _TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
 
+# Enum members as module constants: an Enum class attribute is a slower lookup.
+_RECEIVED = EventType.RECEIVED
+_SUPPLEMENT_REQUESTED = EventType.SUPPLEMENT_REQUESTED
+_SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
+_EXTENDED = EventType.EXTENDED
+_WITHDRAWN = EventType.WITHDRAWN
+_LATE = Outcome.LATE
+
 _SEGMENT = struct.Struct("<dd")  # the facts timeline's segment (service/domain/report.py)
 _CODE = struct.Struct("<d")
-_RECEIVED, _PASSED_DUE, _RELATIVE_IDS, _LOCAL_DUE = 1, 2, 4, 8
+# Flags in the packed header.
+_HAS_RECEIPT, _PASSED_DUE, _RELATIVE_IDS, _LOCAL_DUE = 1, 2, 4, 8
 # Packed form, version 1: this header, the facts timeline, a JSON line with the state, the
 # event ids and types, then one JSON line per event in arrival order (orjson never writes a
 # raw newline, so lines split safely).
@@ -242,23 +251,23 @@ class DossierProgress:
         kind = event.type
         at = event.occurred_at
         if self.received_at is None:
-            if kind is EventType.RECEIVED:
+            if kind is _RECEIVED:
                 self._receive(event, calendar)
                 self._emit(at, False)
             return  # R8 and R6: kept, but nothing counts before the receipt
         self._dossier = self._facts = None
         clock_end = self.clock_end
         paused_at = self.paused_at
-        if kind is EventType.SUPPLEMENT_REQUESTED:
+        if kind is _SUPPLEMENT_REQUESTED:
             if clock_end is None and paused_at is None:  # R2: a second request changes nothing
                 self.passed_due = self.passed_due or at > self.due
                 self.paused_at = at
                 self.supplements += 1
-        elif kind is EventType.SUPPLEMENT_RECEIVED:
+        elif kind is _SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
                 self._set_due(event.due_at or shift_due(self.due, paused_at, at, calendar))
                 self.paused_at = None
-        elif kind is EventType.EXTENDED:
+        elif kind is _EXTENDED:
             # R5: the apology is recorded; the judgement still uses the due.
             if clock_end is None:
                 self.apology_at = self.apology_at or at
@@ -271,8 +280,8 @@ class DossierProgress:
                 self.passed_due = self.passed_due or at > self.due
             self.clock_end, self.outcome = at, judge(at, self.due)  # R3
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
-            self.passed_due = self.passed_due or self.outcome is Outcome.LATE
-        if kind is EventType.WITHDRAWN and self.clock_end is None and self.paused_at is None:
+            self.passed_due = self.passed_due or self.outcome is _LATE
+        if kind is _WITHDRAWN and self.clock_end is None and self.paused_at is None:
             self.passed_due = self.passed_due or at > self.due
         if kind in CLOSING:  # R4: the dossier is closed
             self.paused_at = None
@@ -427,7 +436,7 @@ class DossierProgress:
         """Compact bytes for the local store; `unpack` restores this without a replay."""
         due = self.due
         flags = (
-            (_RECEIVED if self.received_at is not None else 0)
+            (_HAS_RECEIPT if self.received_at is not None else 0)
             | (_PASSED_DUE if self.passed_due else 0)
             | (_RELATIVE_IDS if self._relative else 0)
             | (_LOCAL_DUE if due is not None and due.tzinfo is LOCAL_TZ else 0)

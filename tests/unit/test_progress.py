@@ -199,3 +199,18 @@ def test_unpack_refuses_an_unknown_version() -> None:
     raw[0] = 99
     with pytest.raises(ValueError, match="version 99"):
         DossierProgress.unpack(DID, bytes(raw))
+
+
+def test_records_built_through_their_slots_stay_frozen_dataclasses() -> None:
+    # schemas.events.direct_init replaces the generated __init__ of DossierEvent and Dossier.
+    receipt = _receipt()
+    again = DossierEvent(**{f.name: getattr(receipt, f.name) for f in dataclasses.fields(receipt)})
+    assert again == receipt and hash(again) == hash(receipt)
+    assert (
+        DossierEvent(receipt.event_id, DID, EventType.APPRAISED, receipt.occurred_at).agency is None
+    )
+    assert dataclasses.replace(receipt, agency="STP").agency == "STP"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        receipt.agency = "STP"  # type: ignore[misc]
+    assert Dossier(DID) == Dossier(DID, None, None, None, None, None, None, None, None, None)
+    assert Dossier(DID).passed_due is False and Dossier(DID).supplements == 0
