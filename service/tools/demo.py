@@ -13,7 +13,10 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import datetime
+from pathlib import Path
 
+from service.domain.calendar import LOCAL_TZ
 from service.ingest.publisher import PublishError
 from service.settings import Settings
 from service.tools import broker as local_broker
@@ -35,12 +38,46 @@ def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> b
     return False
 
 
+def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | None:
+    """`motcua gateway` beside the worker, open on loopback (no tokens file), with the
+    simulated center's units; prints its URL and a curl example. None if it did not start."""
+    from service.tools.simulate import sample_units_csv
+
+    units = data / "demo-units.csv"
+    units.write_text(sample_units_csv(), encoding="utf-8")
+    port = settings.gateway_port
+    env = dict(os.environ, MOTCUA_WEB_HOST="127.0.0.1", MOTCUA_UNITS_FILE=str(units))
+    env.pop("MOTCUA_GATEWAY_TOKENS_FILE", None)
+    log_path = data / "demo-gateway.log"
+    with log_path.open("ab") as log:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "service", "gateway", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if not _wait_ready(port, gateway, timeout=60):
+        print(f"motcua demo: the gateway did not start; see {log_path}", file=sys.stderr)
+        return None
+    url = f"http://127.0.0.1:{port}"
+    print(f"gateway ready — {url} (OPEN on loopback: no tokens file; log: {log_path})")
+    print(
+        f"  curl -sS {url}/v1/events -H 'Content-Type: application/json' -d '{{\"event_id\":"
+        f' "DEMO-1-1", "dossier_id": "DEMO-1", "type": "received", "occurred_at":'
+        f' "{datetime.now(LOCAL_TZ).replace(microsecond=0).isoformat()}", "agency": "SXD",'
+        f' "procedure": "1.000948", "channel": "online", "processing_days": 5}}\''
+    )
+    print(f"  national sync: POST {url}/v1/national-sync/dossiers (docs/gateway.md)")
+    return gateway
+
+
 def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> int:
     settings = Settings.from_env()
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     started_broker: local_broker.LocalBroker | None = None
     worker: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -73,6 +110,8 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         print(f"worker ready — metrics: http://{host}:{port}/metrics")
         print(f"  overdue by procedure: http://{host}:{port}/api/procedures?state=overdue")
         print(f"  readiness:            http://{host}:{port}/readyz   (log: {log_path})")
+        gateway = _start_gateway(settings, data)
+
 
         def simulate() -> None:
             try:
@@ -113,6 +152,12 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            try:
+                gateway.wait(15)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
         if started_broker is not None:
             started_broker.stop()
         print("stopped.")
