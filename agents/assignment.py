@@ -19,6 +19,7 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 
 @worker.app.on_partitions_assigned.connect
 async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    worker.pipeline.rebalances += 1
     if worker.keeper is not None:
         topic = worker.settings.topic
         worker.keeper.on_assigned({tp.partition for tp in assigned if tp.topic == topic})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import faust
@@ -30,6 +31,7 @@ BATCH_WITHIN = 0.05
 @worker.app.agent(worker.events_topic, concurrency=1)
 async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
     async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        started = time.perf_counter()
         messages = [_incoming(event.message) for event in events]
         assert worker.keeper is not None, "the worker opens its state before agents start"
         try:
@@ -41,6 +43,8 @@ async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
             log.critical("stopping: %s", exc)
             logging.shutdown()
             os._exit(70)
+        if worker.pipeline.batch_seconds is not None:
+            worker.pipeline.batch_seconds.observe(time.perf_counter() - started)
 
 
 def _incoming(message: Any) -> Incoming:

@@ -8,7 +8,7 @@ import logging
 
 import orjson
 
-from service.app import dead_letter_topic, settings, status_topic
+from service.app import dead_letter_topic, pipeline, settings, status_topic
 from service.state.ledger import StatusChange
 from service.state.worker_state import SOURCE_HEADER, Batch, source_of
 
@@ -33,6 +33,7 @@ async def publish_status(changes: list[StatusChange]) -> None:
         await status_topic.send(key=change.dossier_id.encode(), value=_status_value(change))
         for change in changes
     ]
+    pipeline.status_sent += len(pending)
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
 

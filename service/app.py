@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from service import faust_fixes
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
+from service.outputs.pipeline_metrics import PipelineCounters
 from service.settings import Settings
 from service.state.ledger import Ledger
 from service.state.log_reader import LogReader
@@ -65,6 +66,7 @@ app = faust.App(
     topic_disable_leader=True,
 )
 faust_fixes.bound_fetch_wait()
+faust_fixes.drop_monitor()
 
 events_topic = app.topic(
     settings.topic,
@@ -87,6 +89,7 @@ status_topic = app.topic(
 
 ledger = Ledger(calendar)
 registry = CollectorRegistry(auto_describe=True)
+pipeline = PipelineCounters()
 
 # Set by `open_state` when the worker starts (opening the store at import would lock it for
 # every process that merely imports the app).

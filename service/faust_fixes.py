@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 # faust gives the worker's consumer fetch_max_wait_ms=1500 and no setting to change it.
@@ -33,3 +34,28 @@ def _worker_consumer(thread: Any, transport: Any) -> Any:
 def bound_fetch_wait() -> None:
     """Make workers' consumers wait at most FETCH_MAX_WAIT_MS for a fetch to fill."""
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _worker_consumer  # type: ignore[method-assign]
+
+
+# faust adds its Monitor sensor to every app (App.on_init_dependencies). The delegate then
+# calls it four times per message (message in/out, stream event in/out), keeping per-topic
+# and per-partition dicts that nothing here reads: the worker's /metrics computes what
+# operators use (consumer lag, messages read, rebalances) from its own state at scrape time.
+# Measured on the no-op agent: docs/benchmarks.md. The Monitor object stays (the consumer
+# still hands it end offsets and commits, which cost nothing per message).
+_on_init_dependencies = faust.App.on_init_dependencies
+
+
+def _without_monitor(app: Any) -> Any:
+    dependencies = _on_init_dependencies(app)
+    app.sensors.remove(app.monitor)
+    return dependencies
+
+
+def drop_monitor() -> None:
+    """Keep faust's Monitor out of the per-message sensor calls."""
+    faust.App.on_init_dependencies = _without_monitor  # type: ignore[method-assign]
+
+
+def keep_monitor() -> None:
+    """Undo `drop_monitor` (the bench measures faust with and without it)."""
+    faust.App.on_init_dependencies = _on_init_dependencies  # type: ignore[method-assign]

@@ -595,9 +595,9 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             stat_panel(
                 "Consumer lag",
-                "Events on dossier-events not yet committed by the workers (end offset "
-                "minus committed offset).",
-                query("sum(topic:motcua_faust_consumer_lag:sum)", instant=True),
+                "Events on dossier-events not yet counted by the workers (end offset "
+                "minus the next offset their stores will apply).",
+                query("sum(topic:motcua_consumer_lag:sum)", instant=True),
             )
         )
         .with_panel(
@@ -612,9 +612,9 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             stat_panel(
                 "Mới nhận (tin nhắn/giây)",
-                "Kafka messages received per second by all workers (faust sensor).",
+                "Messages of dossier-events folded into the workers' stores per second.",
                 query(
-                    "sum(rate(motcua_faust_messages_received_total[$__rate_interval]))",
+                    "sum(rate(motcua_messages_read_total[$__rate_interval]))",
                     instant=True,
                 ),
                 unit="reqps",
@@ -637,11 +637,11 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             timeseries_panel(
                 "Consumer lag theo partition",
-                "Per partition of dossier-events: end offset minus committed offset. A line "
-                "that keeps rising is a stalled or too slow worker.",
+                "Per partition of dossier-events: end offset minus the next offset the store "
+                "will apply. A line that keeps rising is a stalled or too slow worker.",
                 query(
-                    "sum by (topic, partition) (motcua_faust_topic_partition_end_offset"
-                    " - motcua_faust_topic_partition_offset_commited)",
+                    "sum by (topic, partition) (motcua_partition_end_offset"
+                    " - motcua_partition_offset_applied)",
                     "{{topic}} {{partition}}",
                 ),
             )
@@ -663,12 +663,12 @@ def pipeline_health() -> model.Dashboard:
         )
         .with_panel(
             timeseries_panel(
-                "Tin nhắn gửi theo topic",
-                "Messages produced per second by topic (status, dead-letter, changelogs).",
+                "Tin nhắn trạng thái gửi đi",
+                "Status messages (due soon, overdue, ready, closed) produced per second "
+                "to dossier-status.",
                 query(
-                    "sum by (topic) "
-                    "(rate(motcua_faust_topic_messages_sent_total[$__rate_interval]))",
-                    "{{topic}}",
+                    "sum(rate(motcua_status_messages_sent_total[$__rate_interval]))",
+                    "dossier-status",
                 ),
                 unit="reqps",
             )
@@ -733,19 +733,20 @@ def pipeline_health() -> model.Dashboard:
         .with_row(dashboard.Row("Chi phí"))
         .with_panel(
             timeseries_panel(
-                "Thời gian xử lý sự kiện",
-                "Time an agent spends on one event (faust sensor), median and 95th percentile.",
+                "Thời gian xử lý một lô",
+                "Time the worker spends on one batch of events (apply, save, announce), "
+                "median and 95th percentile.",
                 query(
                     "histogram_quantile(0.5, sum by (le) "
-                    "(rate(motcua_faust_events_runtime_ms_bucket[$__rate_interval])))",
+                    "(rate(motcua_batch_seconds_bucket[$__rate_interval])))",
                     "p50",
                 ),
                 query(
                     "histogram_quantile(0.95, sum by (le) "
-                    "(rate(motcua_faust_events_runtime_ms_bucket[$__rate_interval])))",
+                    "(rate(motcua_batch_seconds_bucket[$__rate_interval])))",
                     "p95",
                 ),
-                unit="ms",
+                unit="s",
                 span=8,
             )
         )
@@ -762,9 +763,9 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             timeseries_panel(
                 "Rebalance",
-                "Consumer group rebalances per worker since it started (faust sensor). "
-                "Steps mean partitions moved: a worker restarted, joined or left.",
-                query("sum by (instance) (motcua_faust_total_rebalances)", "{{instance}}"),
+                "Partition assignments per worker since it started. Steps mean partitions "
+                "moved: a worker restarted, joined or left.",
+                query("sum by (instance) (motcua_rebalances_total)", "{{instance}}"),
                 span=8,
             )
         )

@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.app import app, ledger
+from service.app import app, ledger, registry
 from service.domain import OpenState
 from service.domain.report import period_report
 from service.outputs.queue import BadQuery as BadQueueQuery
@@ -65,6 +66,15 @@ def procedures_report(agency: str | None, state: str, limit: int) -> dict[str, A
         "truncated": len(counts) > len(top),
         "procedures": [{"agency": a, "procedure": p, "dossiers": n} for (a, p), n in top],
     }
+
+
+@app.page("/metrics")
+class Metrics(View):
+    """Prometheus exposition of the worker's registry (ledger, pipeline)."""
+
+    async def get(self, request: Request) -> Response:
+        # aiohttp refuses a charset in content_type; the header carries it whole.
+        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @app.page("/healthz")

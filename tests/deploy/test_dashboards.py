@@ -21,7 +21,7 @@ from deploy_tools import DEPLOY, RULES, explain, load_yaml, recorded_names, run
 GRAFANA = DEPLOY / "grafana"
 PROVISIONED_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yaml"
 
-# What the worker exposes (service/outputs/metrics.py and faust's sensor with prefix motcua_faust_)
+# What the worker exposes (service/outputs/metrics.py, service/outputs/pipeline_metrics.py)
 # plus Prometheus' own per-target series. A name outside this list and the recording
 # rules is a typo or a metric nobody exports.
 EXPORTED = {
@@ -41,12 +41,13 @@ EXPORTED = {
     "motcua_last_event_timestamp_seconds",
     "motcua_ready",
     "motcua_partitions_active",
-    "motcua_faust_messages_received_total",
-    "motcua_faust_topic_partition_end_offset",
-    "motcua_faust_topic_partition_offset_commited",
-    "motcua_faust_total_rebalances",
-    "motcua_faust_events_runtime_ms_bucket",
-    "motcua_faust_topic_messages_sent_total",
+    "motcua_partition_ready",
+    "motcua_messages_read_total",
+    "motcua_partition_end_offset",
+    "motcua_partition_offset_applied",
+    "motcua_rebalances_total",
+    "motcua_batch_seconds_bucket",
+    "motcua_status_messages_sent_total",
     "motcua_gateway_requests_total",
     "motcua_gateway_items_accepted_total",
     "motcua_gateway_items_rejected_total",
