@@ -75,3 +75,18 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture
+def idle_worker(kafka_broker: LocalBroker, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker on a fresh topic and group of the session broker, not started: the test
+    prepares the topic first (partitions, configs, deleted records). Killed at the end."""
+    name = unique("i")
+    worker = WorkerProcess(
+        bootstrap=kafka_broker.bootstrap,
+        app_id=f"app-{name}",
+        topic=f"events-{name}",
+        data_dir=tmp_path / "idle-worker",
+    )
+    yield worker
+    worker.kill()

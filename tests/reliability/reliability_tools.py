@@ -1,14 +1,18 @@
-"""What the reliability tests share: scenarios, streams that keep publishing in the background,
-and scrapes of several workers that are summed only when the group has settled.
+"""What the reliability tests share: scenarios, bad messages to interleave, streams that keep
+publishing in the background, and scrapes of several workers that are summed only when the
+group has settled.
 
-A worker mid-rebalance reports `motcua_ready 0` and omits its per-dossier families (by design);
-a settled group is every live worker ready with the input partitions counted exactly once
+A worker mid-rebalance reports `motcua_ready 0` and omits its counters (by design); a settled
+group is every live worker ready with the input partitions counted exactly once
 (`motcua_partitions_active` adds up to the topic's partitions). Only then must the sum of the
-workers' /metrics equal the domain core's answer.
+workers' /metrics equal the truth: the domain core's answer for the dossier families, and for
+the operational counters the messages themselves (events by type, duplicates, rejections by
+reason), all exact.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -21,6 +25,7 @@ from typing import Any
 import orjson
 from harness import WorkerProcess, dossier_counts, expected_counts
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from rocksdict import AccessType, Options, Rdict
 
 from service.ingest.publisher import DossierPublisher, PublishReport
 from service.state.records import decode
@@ -44,6 +49,55 @@ def scenario(dossiers: int, seed: int, duplicate_ratio: float = 0.05) -> list[di
 
 def as_message(event: dict[str, Any]) -> tuple[bytes, bytes]:
     return event["dossier_id"].encode(), orjson.dumps(event)
+
+
+# -- bad messages ---------------------------------------------------------------------------
+
+Message = tuple[bytes | None, bytes | None]
+BAD_KEY = b"BAD-"  # every bad message's key starts so: found again in the log by its key
+_WHEN = '"occurred_at": "2026-01-05T09:00:00+07:00"'
+
+
+def bad_message(n: int) -> tuple[bytes, bytes, str]:
+    """The n-th bad message (key, value, reason the contract gives): six kinds in turn, each
+    with its own key, so copies spread over partitions."""
+    key = BAD_KEY + str(n).encode()
+    dossier = key.decode()
+    kinds = [
+        (b"\xff\xfe not utf-8", "not_utf8"),
+        (b'{"event_id": "e", "dossier_id"', "not_json"),
+        (b"[1, 2, 3]", "not_object"),
+        (
+            f'{{"event_id": "b{n}", "dossier_id": "{dossier}", "type": "teleported", {_WHEN}}}',
+            "unknown_type",
+        ),
+        (
+            f'{{"event_id": "b{n}", "dossier_id": "{dossier}", "type": "approved", '
+            '"occurred_at": "2026-01-05T09:00:00"}',
+            "naive_timestamp",
+        ),
+        (
+            f'{{"event_id": "b{n}", "dossier_id": "BAD-OTHER", "type": "approved", {_WHEN}}}',
+            "key_mismatch",
+        ),
+    ]
+    value, reason = kinds[n % len(kinds)]
+    return key, value.encode() if isinstance(value, str) else value, reason
+
+
+def with_bad_messages(
+    messages: list[Message], count: int, seed: int, first: int = 0
+) -> tuple[list[Message], Counter[str]]:
+    """`messages` with bad messages number `first`.. `first + count - 1` inserted at random
+    places; the rejections they must give, by reason."""
+    out = list(messages)
+    rng = random.Random(seed)
+    reasons: Counter[str] = Counter()
+    for n in range(first, first + count):
+        key, value, reason = bad_message(n)
+        out.insert(rng.randrange(len(out) + 1), (key, value))
+        reasons[reason] += 1
+    return out, reasons
 
 
 def chunks(items: list[Any], count: int) -> Iterator[list[Any]]:
@@ -183,7 +237,75 @@ def stored_event_ids(bootstrap: str, topic: str, timeout: float = 60.0) -> Count
     return Counter(orjson.loads(record.value)["event_id"] for record in records)
 
 
+def dead_letter_copies(bootstrap: str, topic: str) -> Counter[str]:
+    """Copies in `<topic>-dlq` of each input offset ('topic/partition/offset', the
+    motcua-offset header)."""
+    return Counter(
+        dict(record.headers).get("motcua-offset", b"?").decode()
+        for record in read_topic(bootstrap, f"{topic}-dlq")
+    )
+
+
+def bad_offsets(bootstrap: str, topic: str) -> set[str]:
+    """Where the bad messages (keys starting BAD-) landed in `topic`: 'topic/partition/offset'."""
+    return {
+        f"{topic}/{record.partition}/{record.offset}"
+        for record in read_topic(bootstrap, topic)
+        if (record.key or b"").startswith(BAD_KEY)
+    }
+
+
+def check_dead_letters(bootstrap: str, topic: str, rejected: Counter[str]) -> Counter[str]:
+    """Assert that every bad offset is in the DLQ (at least once) and nothing else is; the
+    copies beyond the first of each offset (for the test's report)."""
+    copies = dead_letter_copies(bootstrap, topic)
+    bad = bad_offsets(bootstrap, topic)
+    assert len(bad) == sum(rejected.values()), f"{len(bad)} bad messages in the log"
+    assert set(copies) == bad, (
+        f"DLQ: missing {sorted(bad - set(copies))[:10]}, unexpected "
+        f"{sorted(set(copies) - bad)[:10]}"
+    )
+    return Counter({where: n - 1 for where, n in copies.items() if n > 1})
+
+
+# -- the truth ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a group must report for what was sent: `events`, every valid event as sent
+    (re-sent ones included, in any order), and `rejected`, the bad messages by reason (None:
+    the operational counters are not checked)."""
+
+    events: list[dict[str, Any]]
+    rejected: Counter[str] | None = None
+
+    def counts(self) -> Counter[Any]:
+        return expected_counts(self.events)
+
+    def by_type(self) -> Counter[str]:
+        first: dict[tuple[str, str], str] = {}
+        for event in self.events:
+            first.setdefault((event["dossier_id"], event["event_id"]), event["type"])
+        return Counter(first.values())
+
+    def duplicates(self) -> int:
+        """An event_id its dossier already held, from another offset: every copy after the
+        first (each message of a stream has an offset of its own)."""
+        return len(self.events) - len({(e["dossier_id"], e["event_id"]) for e in self.events})
+
+
+def distinct(events: list[dict[str, Any]]) -> int:
+    return len({(e["dossier_id"], e["event_id"]) for e in events})
+
+
 # -- scraping several workers -------------------------------------------------------------
+
+
+def _by_label(samples: Samples, name: str, label: str) -> Counter[str]:
+    return Counter(
+        {dict(labels)[label]: v for (n, labels), v in samples.items() if n == name and v}
+    )
 
 
 @dataclass(frozen=True)
@@ -194,8 +316,8 @@ class Scrape:
     ready: bool
     partitions: int
     counts: Counter[Any] = field(default_factory=Counter)
-    accepted: float = 0.0  # motcua_events_total, all types
-    duplicates: float = 0.0  # motcua_events_duplicate_total, all sources
+    by_type: Counter[str] = field(default_factory=Counter)  # motcua_events_total
+    duplicates: Counter[str] = field(default_factory=Counter)  # by source
     rejected: Counter[str] = field(default_factory=Counter)  # by reason
 
     @classmethod
@@ -209,23 +331,16 @@ class Scrape:
             ready=ready,
             partitions=int(samples.get(("motcua_partitions_active", ()), 0.0)),
             counts=dossier_counts(samples) if ready else Counter(),
-            accepted=sum(v for (n, _), v in samples.items() if n == "motcua_events_total"),
-            duplicates=sum(
-                v for (n, _), v in samples.items() if n == "motcua_events_duplicate_total"
-            ),
-            rejected=Counter(
-                {
-                    dict(labels)["reason"]: v
-                    for (n, labels), v in samples.items()
-                    if n == "motcua_events_rejected_total" and v
-                }
-            ),
+            by_type=_by_label(samples, "motcua_events_total", "type"),
+            duplicates=_by_label(samples, "motcua_events_duplicate_total", "source"),
+            rejected=_by_label(samples, "motcua_events_rejected_total", "reason"),
         )
 
 
 @dataclass(frozen=True)
 class GroupScrape:
-    """The live workers of one consumer group, scraped one after another."""
+    """The live workers of one consumer group, scraped one after another; sums are over
+    the ready ones."""
 
     scrapes: tuple[Scrape, ...]
     partitions: int
@@ -248,41 +363,63 @@ class GroupScrape:
     def active(self) -> list[int]:
         return [s.partitions for s in self.scrapes]
 
-    def counts(self) -> Counter[Any]:
+    def _sum(self, part: str) -> Counter[Any]:
         out: Counter[Any] = Counter()
         for scrape in self.scrapes:
             if scrape.ready:
-                out.update(scrape.counts)
+                out.update(getattr(scrape, part))
         return out
+
+    def counts(self) -> Counter[Any]:
+        return self._sum("counts")
+
+    def by_type(self) -> Counter[str]:
+        return self._sum("by_type")
 
     def accepted(self) -> float:
-        return sum(s.accepted for s in self.scrapes if s.ready)
+        return sum(self.by_type().values())
+
+    def duplicates_by_source(self) -> Counter[str]:
+        return self._sum("duplicates")
 
     def duplicates(self) -> float:
-        return sum(s.duplicates for s in self.scrapes if s.ready)
+        return sum(self.duplicates_by_source().values())
 
     def rejected(self) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for scrape in self.scrapes:
-            if scrape.ready:
-                out.update(scrape.rejected)
-        return out
+        return self._sum("rejected")
+
+    def operational_errors(self, truth: Truth) -> list[str]:
+        """How the operational counters differ from the truth ([] when exact)."""
+        if truth.rejected is None:
+            return []
+        errors = []
+        want_dup = Counter({"direct": truth.duplicates()})
+        checks = [
+            ("events by type", self.by_type(), truth.by_type()),
+            ("duplicates by source", self.duplicates_by_source(), want_dup),
+            ("rejected by reason", self.rejected(), truth.rejected),
+        ]
+        for name, got, want in checks:
+            if +got != +want:
+                errors.append(f"{name}: got {dict(+got)}, want {dict(+want)}")
+        return errors
 
 
 def truth_check(
-    workers: Iterable[WorkerProcess], events: list[dict[str, Any]], partitions: int
+    workers: Iterable[WorkerProcess], truth: Truth, partitions: int
 ) -> tuple[GroupScrape, bool]:
     """Scrape the group between two computations of the truth.
 
     Open states move with the clock (due soon, overdue), so a scrape that straddles such an
     instant may match the truth before or after it: either is exact.
     """
-    before = expected_counts(events)
+    before = truth.counts()
     group = GroupScrape.of(workers, partitions)
     if not group.settled:
         return group, False
     got = group.counts()
-    return group, got == before or got == expected_counts(events)
+    exact = got == before or got == truth.counts()
+    return group, exact and not group.operational_errors(truth)
 
 
 def wait_settled_exact(
@@ -290,15 +427,19 @@ def wait_settled_exact(
     events: list[dict[str, Any]],
     partitions: int = 8,
     timeout: float = 180.0,
+    rejected: Counter[str] | None = None,
 ) -> GroupScrape:
-    """Wait until the group is settled and its summed counters equal the truth."""
+    """Wait until the group is settled and its summed counters equal the truth: the dossier
+    families always; with `rejected` (bad messages by reason, Counter() for none) also
+    events by type, duplicates and rejections, exactly."""
+    truth = Truth(events, rejected)
     deadline = time.monotonic() + timeout
-    group, exact = truth_check(workers, events, partitions)
+    group, exact = truth_check(workers, truth, partitions)
     while not exact and time.monotonic() < deadline:
         time.sleep(0.5)
-        group, exact = truth_check(workers, events, partitions)
+        group, exact = truth_check(workers, truth, partitions)
     if not exact:
-        raise AssertionError(describe_mismatch(group, events) + "\n" + diagnose(workers, events))
+        raise AssertionError(describe_mismatch(group, truth) + "\n" + diagnose(workers, events))
     return group
 
 
@@ -315,38 +456,126 @@ def group_offsets(worker: WorkerProcess) -> str:
         consumer.close()
 
 
-def lost_events(worker: WorkerProcess, events: list[dict[str, Any]]) -> list[str]:
-    """Events sent but in no dossier of the table's changelog: 'event_id@partition/offset'."""
-    stored: dict[bytes, bytes] = {}
-    for record in read_topic(worker.bootstrap, f"{worker.app_id}-dossiers-changelog"):
-        stored[record.key] = record.value
-    kept = {
-        event.event_id
-        for key, value in stored.items()
-        if value is not None
-        for event in decode(key.decode(), value).events
-    }
-    sent = {e["event_id"] for e in events}
-    where: dict[str, str] = {}
-    for record in read_topic(worker.bootstrap, worker.topic):
-        event_id = orjson.loads(record.value).get("event_id")
-        where.setdefault(event_id, f"{record.partition}/{record.offset}")
-    return sorted(f"{e}@{where.get(e)}" for e in sent - kept)
+# -- the local stores, read beside the workers ----------------------------------------------
+
+
+@dataclass
+class StoredPartition:
+    """One partition of a worker's local store: how far it goes and what it holds."""
+
+    applied: int = -1
+    meta: dict[str, Any] = field(default_factory=dict)
+    event_ids: set[tuple[str, str]] = field(default_factory=set)
+
+
+def store_path(worker: WorkerProcess) -> Path:
+    return worker.data_dir / "worker" / "dossiers"
+
+
+def read_store(worker: WorkerProcess) -> dict[int, StoredPartition]:
+    """The worker's local store by partition, opened read-only (RocksDB readers take no lock,
+    so the worker may be running). Keys: b'm' + partition for metas, b'd' + partition +
+    dossier id for records (service/state/store.py)."""
+    path = store_path(worker)
+    if not (path / "CURRENT").exists():
+        return {}
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    out: dict[int, StoredPartition] = {}
+    try:
+        for key, value in db.items():
+            if key[:1] not in (b"m", b"d") or len(key) < 3:
+                continue
+            part = out.setdefault(int.from_bytes(key[1:3], "big"), StoredPartition())
+            if key[:1] == b"m":
+                part.meta = orjson.loads(value)
+                part.applied = part.meta["applied"]
+            else:
+                dossier = key[3:].decode()
+                part.event_ids.update((dossier, e.event_id) for e in decode(dossier, value).events)
+    finally:
+        db.close()
+    return out
+
+
+def holders(workers: list[WorkerProcess]) -> dict[int, int]:
+    """partition → index of the live worker that counts it now (from /readyz)."""
+    out: dict[int, int] = {}
+    for n, worker in enumerate(workers):
+        if not worker.alive():
+            continue
+        _, body = worker.get("/readyz")
+        if body:
+            for partition in orjson.loads(body).get("partitions") or ():
+                out[partition] = n
+    return out
+
+
+def lost_events(workers: list[WorkerProcess]) -> list[str]:
+    """Per partition, what the holder's store misses at or below its applied offset: events
+    lost for good ('partition p (worker n, applied a): k lost, e.g. [event@offset]')."""
+    stores = []
+    for worker in workers:
+        try:
+            stores.append(read_store(worker))
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            stores.append({})
+            print(f"store of {store_path(worker)} unreadable: {exc}")
+    held = holders(workers)
+    log: dict[int, list[tuple[int, tuple[str, str]]]] = {}
+    for record in read_topic(workers[0].bootstrap, workers[0].topic):
+        if (record.key or b"").startswith(BAD_KEY):
+            continue
+        event = orjson.loads(record.value)
+        log.setdefault(record.partition, []).append(
+            (record.offset, (event["dossier_id"], event["event_id"]))
+        )
+    lines = []
+    for partition, records in sorted(log.items()):
+        owner = held.get(partition)
+        if owner is None:  # nobody counts it: the most advanced store
+            owner = max(
+                range(len(stores)),
+                key=lambda n: stores[n].get(partition, StoredPartition()).applied,
+            )
+        stored = stores[owner].get(partition, StoredPartition())
+        lost = [
+            f"{e[1]}@{o}" for o, e in records if o <= stored.applied and e not in stored.event_ids
+        ]
+        if lost:
+            lines.append(
+                f"partition {partition} (worker {owner}, applied {stored.applied}): "
+                f"{len(lost)} lost, e.g. {lost[:8]}"
+            )
+    return lines
 
 
 def diagnose(workers: list[WorkerProcess], events: list[dict[str, Any]] | None = None) -> str:
-    """Offsets, lost events and each worker's warnings, for a failure message."""
+    """Offsets, stores, lost events and each worker's warnings, for a failure message."""
     lines = [f"offsets (committed/end): {group_offsets(workers[0])}"]
+    for n, worker in enumerate(workers):
+        try:
+            store = read_store(worker)
+        except Exception as exc:
+            lines.append(f"worker {n} store unreadable: {exc}")
+            continue
+        lines.append(
+            f"worker {n} store (applied, rejected, duplicates): "
+            + " ".join(
+                f"{p}:{s.applied},{sum(s.meta.get('rejected', {}).values())},"
+                f"{sum(s.meta.get('duplicates', {}).values())}"
+                for p, s in sorted(store.items())
+            )
+        )
     if events is not None:
-        lost = lost_events(workers[0], events)
-        lines.append(f"{len(lost)} events in no stored dossier: {lost[:20]}")
+        lost = lost_events(workers)
+        lines.append(f"lost (in no stored dossier, at or below applied): {lost or 'none'}")
     for n, worker in enumerate(workers):
         notable = [
-            line[:200]
+            line[:240]
             for line in worker.log_text().splitlines()
-            if "WARNING" in line or "ERROR" in line or "Restarting" in line or "rebuilt" in line
+            if any(w in line for w in ("WARNING", "ERROR", "CRITICAL", "Restarting", "assigned"))
         ]
-        lines.append(f"worker {n} (alive={worker.alive()}): " + " | ".join(notable[-12:]))
+        lines.append(f"worker {n} (alive={worker.alive()}): " + " | ".join(notable[-16:]))
     return "\n".join(lines)
 
 
@@ -367,12 +596,15 @@ def watch(
     partitions: int = 8,
     log: ScrapeLog | None = None,
     until: Any = None,
+    rejected: Counter[str] | None = None,
 ) -> ScrapeLog:
-    """Scrape for `seconds` (or until `until()` is true): every settled scrape must be exact."""
+    """Scrape for `seconds` (or until `until()` is true): every settled scrape must be exact
+    (the operational counters too, given `rejected`)."""
+    truth = Truth(events, rejected)
     log = log or ScrapeLog()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        group, exact = truth_check(workers, events, partitions)
+        group, exact = truth_check(workers, truth, partitions)
         log.scrapes += 1
         ready = [s.partitions for s in group.scrapes if s.ready]
         if sum(ready) > partitions:
@@ -380,22 +612,23 @@ def watch(
         if group.settled:
             log.settled += 1
             if not exact:
-                log.wrong.append(describe_mismatch(group, events))
+                log.wrong.append(describe_mismatch(group, truth))
         if until is not None and until():
             break
         time.sleep(0.3)
     return log
 
 
-def describe_mismatch(group: GroupScrape, events: list[dict[str, Any]]) -> str:
-    got, want = group.counts(), expected_counts(events)
+def describe_mismatch(group: GroupScrape, truth: Truth) -> str:
+    got, want = group.counts(), truth.counts()
     extra = {k: v for k, v in (got - want).items()}
     missing = {k: v for k, v in (want - got).items()}
     return (
         f"settled={group.settled} partitions={group.active} "
         f"ready={[s.ready for s in group.scrapes]}; "
         f"over the truth: {dict(list(extra.items())[:6])}; "
-        f"under the truth: {dict(list(missing.items())[:6])}"
+        f"under the truth: {dict(list(missing.items())[:6])}; "
+        f"operational: {group.operational_errors(truth) or 'exact'}"
     )
 
 
