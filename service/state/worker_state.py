@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 
 from schemas import InvalidEvent
 from service.domain import Dossier, WorkingCalendar
-from service.domain.report import DossierFacts, fold_with_facts
-from service.state.intake import merge, parse
+from service.domain.progress import DossierProgress, Step
+from service.domain.report import DossierFacts
+from service.state.intake import parse
 from service.state.ledger import Ledger, PartitionLedger, StatusChange
 from service.state.log_reader import Incoming, LogReader
-from service.state.records import decode, encode
 from service.state.store import DossierStore, PartitionMeta
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,11 @@ class WorkerState:
         catch-up of history does neither (its messages were handled when first read).
         """
         batch = Batch()
-        records = batch.records
+        # Dossiers touched by this batch, unpacked once and packed once at the end.
+        touched: dict[tuple[int, bytes], DossierProgress] = {}
         ledger = self.ledger
+        calendar = self.calendar
+        store = self.store
         wall = datetime.now(UTC)
         for message in messages:
             partition = message.partition
@@ -116,25 +119,30 @@ class WorkerState:
                 event = parse(
                     message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
                 )
-                key = event.dossier_id.encode()
-                stored = records.get((partition, key))
-                if stored is None:
-                    stored = self.store.get(partition, key)
-                merged = merge(event, stored, partition, self.calendar)
+                where = (partition, event.dossier_id.encode())
+                progress = touched.get(where)
+                if progress is None:
+                    raw = store.get(*where)
+                    progress = touched[where] = (
+                        DossierProgress.unpack(event.dossier_id, raw)
+                        if raw is not None
+                        else DossierProgress.start(event.dossier_id)
+                    )
+                step = progress.advance(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
                 if live:
                     batch.rejected.append((message, exc))
                 continue
-            records[(partition, key)] = encode(merged.record)
-            if merged.duplicate:
+            if step is Step.DUPLICATE:
                 meta.duplicates[source_of(message.headers)] += 1
                 continue
             meta.events[event.type.value] += 1
             if live:
-                change = ledger.accept(partition, merged.dossier, wall, merged.facts)
+                change = ledger.accept(partition, progress.dossier, wall, progress.facts)
                 if change is not None:
                     batch.changes.append(change)
+        batch.records = {where: progress.pack() for where, progress in touched.items()}
         if live and messages:
             ledger.last_event_timestamp = max(
                 ledger.last_event_timestamp or 0.0, _last_timestamp(messages)
@@ -148,11 +156,9 @@ class WorkerState:
 
     def stored(self, partition: int) -> Iterator[tuple[Dossier, DossierFacts | None]]:
         """Every stored dossier of `partition`, with its report facts."""
-        calendar = self.calendar
         for key, raw in self.store.dossiers(partition):
-            dossier_id = key.decode()
-            record = decode(dossier_id, raw)
-            yield fold_with_facts(dossier_id, record.events, calendar)
+            progress = DossierProgress.unpack(key.decode(), raw)  # no replay
+            yield progress.dossier, progress.facts
 
     async def rebuild(self, partition: int) -> PartitionLedger:
         """The partition's sums from its store, yielding the event loop now and then."""

@@ -29,16 +29,26 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)
 
-    def worker(self, name: str, topic: str) -> BenchWorker:
+    def worker(
+        self,
+        name: str,
+        topic: str,
+        command: tuple[str, ...] | None = None,
+        group: str | None = None,
+    ) -> BenchWorker:
+        """A worker process (or `command`) with its own data dir; its own consumer group
+        unless `group` names another worker's."""
         from service.tools.broker import free_port
 
         worker = BenchWorker(
             self.bootstrap,
-            f"{self.stamp}-{name}",
+            f"{self.stamp}-{group or name}",
             topic,
             self.work_dir / name,
             free_port(),
         )
+        if command is not None:
+            worker.command = command
         self.workers.append(worker)
         return worker
 

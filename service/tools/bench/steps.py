@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.tools.bench import latency, replay, scale, throughput
+from service.tools.bench import latency, replay, scale, takeover, throughput
 from service.tools.bench.plan import Plan
 from service.tools.bench.report import Row, RowsOf
 from service.tools.bench.run import Run
@@ -35,14 +35,16 @@ class Step:
 
 
 def throughput_then_latency(run: Run) -> None:
-    """Latency is taken on the worker that has just read the throughput topic."""
+    """Latency is taken on the worker that has just read the throughput topic; then a worker
+    with an empty store takes its partitions over."""
     worker = throughput.measure_throughput(run)
     latency.measure_latency(run, worker)
     worker.stop()
+    takeover.measure_takeover(run, worker)
 
 
 def _throughput_and_latency_rows(results: dict[str, Any]) -> list[Row]:
-    return throughput.rows(results) + latency.rows(results)
+    return throughput.rows(results) + latency.rows(results) + takeover.rows(results)
 
 
 def _full_replay(plan: Plan) -> bool:

@@ -44,6 +44,7 @@ def measure_throughput(run: Run) -> BenchWorker:
         worker_cpu_us_per_event=round(worker_cpu_us, 1),
         throughput_ratio_cpu=round(raw_cpu_us / worker_cpu_us, 4),
     )
+    measure_noop(run, topic, n)
     if run.plan.replay_dossiers_per_day is None:
         elapsed = counted.done - worker.started_at
         run.results.update(
@@ -55,6 +56,27 @@ def measure_throughput(run: Run) -> BenchWorker:
     return worker
 
 
+NOOP = ("-m", "service.tools.bench.noop_agent")
+
+
+def measure_noop(run: Run, topic: str, n: int) -> None:
+    """The floor of faust's per-message path: an agent that only counts, on the same topic
+    and app settings, with the worker's sensors and with faust's Monitor and Prometheus
+    sensors put back."""
+    for sensors in ("none", "monitor", "prometheus"):
+        progress(f"throughput: no-op faust agent (sensors: {sensors}) on the same events")
+        agent = run.worker(f"noop-{sensors}", topic, command=(*NOOP, "--sensors", sensors))
+        agent.start()
+        counted = agent.wait_processed(n, timeout=max(300.0, n / 100), every=0.5)
+        agent.stop()
+        key = "noop" if sensors == "none" else f"noop_{sensors}"
+        run.results[f"{key}_events_per_s"] = round(counted.rate(n))
+        run.results[f"{key}_cpu_us_per_event"] = round(counted.cpu_us_per_event(n), 1)
+    run.results["worker_vs_noop_cpu"] = round(
+        run.results["worker_cpu_us_per_event"] / run.results["noop_cpu_us_per_event"], 2
+    )
+
+
 def rows(r: dict[str, Any]) -> list[Row]:
     return [
         ("raw aiokafka getmany + JSON decode", fmt(r["raw_events_per_s"], "events/s"), ""),
@@ -63,6 +85,18 @@ def rows(r: dict[str, Any]) -> list[Row]:
             "CPU per event: raw consumer / worker",
             f"{fmt(r['raw_cpu_us_per_event'])} / {fmt(r['worker_cpu_us_per_event'])} µs",
             f"ratio {fmt(r['throughput_ratio_cpu'])}",
+        ),
+        (
+            "CPU per event: no-op faust agent (worker's sensors / + Monitor / + Prometheus)",
+            f"{fmt(r.get('noop_cpu_us_per_event'))} / "
+            f"{fmt(r.get('noop_monitor_cpu_us_per_event'))} / "
+            f"{fmt(r.get('noop_prometheus_cpu_us_per_event'))} µs",
+            "",
+        ),
+        (
+            "CPU per event: worker / no-op agent with the same sensors",
+            fmt(r.get("worker_vs_noop_cpu")),
+            "≤ 1.5",
         ),
         (
             f"throughput ratio ({r['throughput_events']:,} events)",

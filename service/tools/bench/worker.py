@@ -49,6 +49,8 @@ class BenchWorker:
     topic: str
     data_dir: Path
     web_port: int
+    # What runs: the worker, or e.g. the no-op agent (service/tools/bench/noop_agent.py).
+    command: tuple[str, ...] = ("-m", "service", "worker")
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     crashes: list[str] = field(default_factory=list)
@@ -82,7 +84,7 @@ class BenchWorker:
             # The default log level, as in production: faust's --loglevel warning turns on
             # a progress spinner that makes every library debug() call build a LogRecord.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "worker"],
+                [sys.executable, *self.command],
                 cwd=self.data_dir,
                 env=env,
                 stdout=log,
