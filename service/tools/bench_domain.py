@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from schemas import InvalidEvent
-from service.domain import DEFAULT_CALENDAR, WorkingCalendar
+from service.domain import DEFAULT_CALENDAR, WorkingCalendar, contribution
 from service.domain.progress import DossierProgress, Step
 from service.state.intake import merge, parse
 from service.state.ledger import Ledger
@@ -118,9 +118,14 @@ def run_before(
 
 
 def run_after(
-    messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
+    messages: Sequence[Message],
+    partitions: int,
+    batch: int,
+    calendar: WorkingCalendar,
+    with_ledger: bool = True,
 ) -> dict[str, Any]:
-    """The resumable replay: unpack, advance, pack once per batch."""
+    """The resumable replay: unpack, advance, pack once per batch. Without the ledger, the
+    contribution is still derived (what is left is `Ledger.accept`'s own bookkeeping)."""
     ledger = Ledger(calendar)
     metas = _metas(ledger, partitions)
     stores: list[dict[str, bytes]] = [{} for _ in range(partitions)]
@@ -151,14 +156,26 @@ def run_after(
                 meta.duplicates[SOURCE] += 1
                 continue
             meta.events[event.type.value] += 1
-            ledger.accept(partition, progress.dossier, wall, progress.facts)
+            if with_ledger:
+                ledger.accept(partition, progress.dossier, wall, progress.facts)
+            else:
+                contribution(progress.dossier, wall, calendar)
+                progress.facts  # noqa: B018 (the report facts the ledger would keep)
         for (partition, dossier_id), progress in live.items():
             stores[partition][dossier_id] = progress.pack()
     cpu = time.process_time() - started
     sizes = [len(raw) for store in stores for raw in store.values()]
     out = _figures(len(messages), cpu, ledger, sizes)
-    out["restart_cpu_us_per_dossier"] = _restart_cost(stores, calendar)
+    if with_ledger:
+        out["restart_cpu_us_per_dossier"] = _restart_cost(stores, calendar)
     return out
+
+
+def run_after_without_ledger(
+    messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
+) -> dict[str, Any]:
+    """`run_after` up to the contribution, without `Ledger.accept`."""
+    return run_after(messages, partitions, batch, calendar, with_ledger=False)
 
 
 def run_parse(
@@ -176,8 +193,6 @@ def run_parse(
 def _restart_cost(stores: list[dict[str, bytes]], calendar: WorkingCalendar) -> float:
     """CPU µs per stored dossier to unpack it and give its dossier, facts and contribution,
     as a worker rebuilding its sums after a restart does."""
-    from service.domain import contribution
-
     now = datetime.now(UTC)
     count = 0
     started = time.process_time()
@@ -234,7 +249,12 @@ def progress_memory(messages: Sequence[Message], calendar: WorkingCalendar) -> d
     }
 
 
-PATHS: dict[str, Path] = {"before": run_before, "after": run_after, "parse": run_parse}
+PATHS: dict[str, Path] = {
+    "before": run_before,
+    "after": run_after,
+    "after_without_ledger": run_after_without_ledger,
+    "parse": run_parse,
+}
 
 
 def measure_domain(
@@ -243,7 +263,7 @@ def measure_domain(
     partitions: int = PARTITIONS,
     batch: int = BATCH,
     calendar: WorkingCalendar = DEFAULT_CALENDAR,
-    paths: Sequence[str] = ("before", "after", "parse"),
+    paths: Sequence[str] = ("before", "after", "after_without_ledger", "parse"),
     memory: bool = False,
 ) -> dict[str, Any]:
     """Run the domain path over `messages` in memory, once per path in `paths`, each with
@@ -273,11 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
     messages = simulated_messages(args.events, args.seed)
     result = measure_domain(messages, memory=args.memory)
-    for name in ("before", "after"):
+    for name in ("before", "after", "after_without_ledger"):
         if name in result:
             part = result[name]
             print(
-                f"{name:>6}: {part['events_per_s']:>9,} events/s  "
+                f"{name:>20}: {part['events_per_s']:>9,} events/s  "
                 f"{part['cpu_us_per_event']:>7.2f} CPU µs/event  "
                 f"{part['stored_bytes_per_dossier']} B stored per dossier",
                 file=sys.stderr,
