@@ -67,7 +67,21 @@ def test_kafka_version_is_pinned_only_in_env() -> None:
 
 
 def test_kafka_tag_comes_from_env(resolved: dict) -> None:
-    assert resolved["services"]["kafka"]["image"] == f"apache/kafka:{env_file()['KAFKA_VERSION']}"
+    for node in ("kafka", "kafka-2", "kafka-3"):
+        assert resolved["services"][node]["image"] == f"apache/kafka:{env_file()['KAFKA_VERSION']}"
+
+
+def test_kafka_is_a_three_node_quorum_with_durable_defaults(resolved: dict) -> None:
+    nodes = [resolved["services"][name] for name in ("kafka", "kafka-2", "kafka-3")]
+    assert sorted(n["environment"]["KAFKA_NODE_ID"] for n in nodes) == ["1", "2", "3"]
+    for node in nodes:
+        env = node["environment"]
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
+            "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+        )
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert len({n["environment"]["CLUSTER_ID"] for n in nodes}) == 1
 
 
 def test_tested_tool_versions_are_the_deployed_ones(resolved: dict) -> None:
@@ -98,10 +112,12 @@ def test_workers_and_simulator(resolved: dict) -> None:
         assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
         assert worker["command"] == ["motcua", "worker"]
         assert worker["environment"] == {
-            "MOTCUA_BROKER": "kafka://kafka:9092",
+            "MOTCUA_BROKER": "kafka:9092,kafka-2:9092,kafka-3:9092",
             "MOTCUA_WEB_HOST": "0.0.0.0",
             "MOTCUA_WEB_PORT": "6066",
             "MOTCUA_DATA_DIR": "/data",
+            "MOTCUA_REPLICATION_FACTOR": "3",
+            "MOTCUA_MIN_INSYNC_REPLICAS": "2",
         }
         # Each worker keeps its own state volume (RocksDB locks its directory).
         assert worker["volumes"] == [f"{name}-data:/data:rw"]
