@@ -50,6 +50,8 @@ class LogReader:
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._starting = asyncio.Lock()
+        # One range at a time: the consumer is assigned the partition it reads.
+        self._reading = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect (once; aiokafka needs a running event loop to be created)."""
@@ -94,6 +96,13 @@ class LogReader:
             return
         tp = self._tp(partition)
         consumer = self.consumer
+        async with self._reading:
+            async for chunk in self._read(consumer, tp, start, stop):
+                yield chunk
+
+    async def _read(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, stop: int
+    ) -> AsyncIterator[list[Incoming]]:
         consumer.assign([tp])
         consumer.seek(tp, start)
         try:

@@ -31,7 +31,7 @@ from service.domain.report import DossierFacts
 from service.state.intake import parse
 from service.state.ledger import Ledger, PartitionLedger, StatusChange
 from service.state.log_reader import Incoming, LogReader
-from service.state.store import DossierStore, PartitionMeta
+from service.state.store import DossierStore, PartitionMeta, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,15 @@ class PartitionKeeper:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def _catch_up(self, partition: int) -> None:
+        """Catch up until it works: a broker that does not answer now may answer later, and
+        the partition stays not counted (with the reason) meanwhile."""
+        attempt = 0
+        while not await self._catch_up_once(partition):
+            attempt += 1
+            await asyncio.sleep(min(30.0, 2.0 * attempt))
+
+    async def _catch_up_once(self, partition: int) -> bool:
+        """One attempt; False when it should be tried again."""
         started = time.monotonic()
         state = self.state
         try:
@@ -259,7 +268,7 @@ class PartitionKeeper:
             if first < earliest:
                 if not self.accept_truncated_log:
                     self._give_up(partition, first, earliest)
-                    return
+                    return True
                 log.warning(
                     "partition %d: offsets %d..%d were deleted from the log; counting from %d "
                     "on (MOTCUA_ACCEPT_TRUNCATED_LOG)",
@@ -293,12 +302,16 @@ class PartitionKeeper:
                 len(ledger.contributions),
                 state.meta(partition).applied,
             )
+            return True
         except asyncio.CancelledError:
             raise
+        except StoreError:
+            raise  # the worker stops (agents/lifecycle.py): it cannot count without a store
         except Exception as exc:  # never serve a partition whose catch-up failed
-            log.error("partition %d: catch-up failed: %s", partition, str(exc)[:300])
-            self.ledger.wait(partition, f"catch-up failed: {str(exc)[:200]}")
-            self._blocked.add(partition)
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("partition %d: catch-up failed, trying again: %s", partition, why)
+            self.ledger.wait(partition, f"catch-up failed, trying again: {why}")
+            return False
 
     def _give_up(self, partition: int, first: int, earliest: int) -> None:
         reason = (
