@@ -169,6 +169,11 @@ def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
 # --- dashboards -----------------------------------------------------------------------
 
 
+# The center's live board (`motcua board`, docs/board.md) where docker-compose.yml
+# publishes it; a deployment behind another address edits the link in Grafana.
+BOARD_URL = "http://localhost:6080/"
+
+
 def center_overview() -> model.Dashboard:
     agency_table = (
         table_builders.Panel()
@@ -266,6 +271,14 @@ def center_overview() -> model.Dashboard:
             "motcua-center",
             "Trung tâm Phục vụ hành chính công — Tổng quan",
             "Center overview: dossiers received, open, overdue and on time across all agencies.",
+        )
+        .link(
+            dashboard.DashboardLink("Bảng theo dõi và hồ sơ cần xử lý (motcua board)")
+            .type(model.DashboardLinkType.LINK)
+            .url(BOARD_URL)
+            .tooltip("Per-agency figures and the overdue queue, dossier by dossier")
+            .icon("dashboard")
+            .target_blank(True)
         )
         .with_row(dashboard.Row("Hôm nay"))
         .with_panel(

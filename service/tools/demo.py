@@ -71,6 +71,32 @@ def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | 
     return gateway
 
 
+def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None:
+    """`motcua board` over the demo's worker (port MOTCUA_BOARD_PORT, default 6080); prints
+    its URL. None if it did not start (the demo goes on without it)."""
+    port = int(os.environ.get("MOTCUA_BOARD_PORT") or 6080)
+    log_path = data / "demo-board.log"
+    worker = f"http://127.0.0.1:{worker_port}"
+    with log_path.open("ab") as log:
+        board = subprocess.Popen(
+            [sys.executable, "-m", "service", "board", "--workers", worker, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while board.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                print(f"board — the center's live page: http://127.0.0.1:{port}/")
+                return board
+        except OSError:
+            time.sleep(0.3)
+    print(f"motcua demo: the board did not start; see {log_path}", file=sys.stderr)
+    if board.poll() is None:
+        board.kill()
+    return None
+
+
 def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> int:
     settings = Settings.from_env()
     data = settings.data_dir.resolve()
@@ -78,6 +104,7 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
     started_broker: local_broker.LocalBroker | None = None
     worker: subprocess.Popen[bytes] | None = None
     gateway: subprocess.Popen[bytes] | None = None
+    board: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -106,6 +133,7 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         if not _wait_ready(port, worker, timeout=120):
             print(f"motcua demo: the worker did not become ready; see {log_path}", file=sys.stderr)
             return 1
+        board = _start_board(port, data)  # its URL first: it is what the demo is for
         host = settings.web_host
         print(f"worker ready — metrics: http://{host}:{port}/metrics")
         print(f"  overdue by procedure: http://{host}:{port}/api/procedures?state=overdue")
@@ -146,6 +174,12 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         return 1
     finally:
         print("stopping …")
+        if board is not None and board.poll() is None:
+            board.send_signal(signal.SIGTERM)
+            try:
+                board.wait(10)
+            except subprocess.TimeoutExpired:
+                board.kill()
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:

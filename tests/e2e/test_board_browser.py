@@ -1,0 +1,560 @@
+"""The center's board in a real browser (Debian's Chromium through its chromedriver).
+
+Two real workers share the input topic on the real broker, fed by the simulator; a real
+`motcua board` process gathers them; Chromium loads the page. The test reads what the page
+shows and compares it with what the workers' /metrics and /api/report say, summed here, and
+with the domain core for the queue. Then new events arrive (figures change without a
+reload), the language and period switch, and a worker is killed (the page says the figures
+are incomplete and which partitions are missing, and gives no total).
+
+Screenshots go to $MOTCUA_ARTIFACTS (default var/artifacts); with MOTCUA_SCREENSHOTS=1 they
+also replace the ones under docs/.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from harness import WorkerProcess, free_port, parse_metrics, produce_events, wait_exact, wait_for
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from schemas import event_from_dict
+from service.domain import DEFAULT_CALENDAR, OpenState, fold, open_state
+from service.domain.calendar import local_date
+from service.tools.simulate import SimulationConfig, catalog, generate
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 8
+QUEUE_SIZE = 25
+WAIT_S = 90.0
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+# The seeds' targets, as the board uses them by default (service/outputs/board/targets.py).
+TARGETS = {"early": 0.90, "timely": 1.0, "overdue_share": 0.10, "online": 0.25, "postal": 0.15}
+COUNTS = (
+    "carried_over",
+    "new",
+    "resolved_early",
+    "resolved_on_time",
+    "resolved_late",
+    "withdrawn",
+    "in_progress_within",
+    "in_progress_overdue",
+    "received_direct",
+    "received_online",
+    "received_postal",
+)
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    """Headless Debian Chromium with a fresh profile; never a downloaded browser."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(
+            "chromium / chromedriver not found: install Debian's chromium and chromium-driver "
+            "packages (./run test does)",
+            pytrace=False,
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument("--window-size=1920,1080")
+    # An explicit driver path: Selenium Manager never looks for (or downloads) one.
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    session.set_page_load_timeout(30)
+    yield session
+    session.quit()
+
+
+class BoardProcess:
+    """`motcua board` in its own process, on a free port."""
+
+    def __init__(self, workers: list[WorkerProcess], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("wb")
+        urls = ",".join(f"http://{w.host_port}" for w in workers)
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "service", "board", "--workers", urls),
+                *("--port", str(self.port), "--interval", "1"),
+                *("--partitions", str(PARTITIONS), "--queue-size", str(QUEUE_SIZE)),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.log = log
+        if not wait_for(lambda: self.status("/api/board") == 200, 60):
+            pytest.fail(f"the board did not start:\n{log.read_text()[-3000:]}", pytrace=False)
+
+    def status(self, path: str) -> int:
+        if self.process.poll() is not None:
+            pytest.fail(f"the board exited:\n{self.log.read_text()[-3000:]}", pytrace=False)
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def board_factory(tmp_path: Path) -> Iterator[Callable[[list[WorkerProcess]], BoardProcess]]:
+    started: list[BoardProcess] = []
+
+    def start(workers: list[WorkerProcess]) -> BoardProcess:
+        board = BoardProcess(workers, tmp_path / f"board-{len(started)}.log")
+        started.append(board)
+        return board
+
+    yield start
+    for board in started:
+        board.stop()
+
+
+def save_screenshot(driver: WebDriver, name: str, full_page: bool = True) -> Path:
+    """The page as PNG under the artifacts directory, and under docs/img when asked to."""
+    artifacts = Path(os.environ.get("MOTCUA_ARTIFACTS") or ROOT / "var" / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    path = artifacts / name
+    if full_page:  # the whole page, not just the window (Chrome DevTools Protocol)
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+    else:
+        assert driver.save_screenshot(str(path)), f"no screenshot written to {path}"
+    if os.environ.get("MOTCUA_SCREENSHOTS") == "1":
+        shutil.copyfile(path, ROOT / "docs" / "img" / name)
+    return path
+
+
+# -- what the workers say, summed here --------------------------------------------------
+
+
+def get_json(worker: WorkerProcess, path: str) -> dict[str, Any]:
+    status, body = worker.get(path)
+    assert status == 200, f"{worker.host_port}{path}: HTTP {status} {body[:200]!r}"
+    return orjson.loads(body)
+
+
+def share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def expected_rows(workers: list[WorkerProcess], period: str) -> dict[str, dict[str, Any]]:
+    """Per agency, each column of the board's table, from the workers' own answers."""
+    today = local_date(datetime.now(UTC))
+    sums: dict[str, dict[str, Counter[str]]] = {
+        "today": defaultdict(Counter),
+        "month": defaultdict(Counter),
+    }
+    for worker in workers:
+        for name, start in (("today", today), ("month", today.replace(day=1))):
+            data = get_json(worker, f"/api/report?from={start}&to={today}")
+            for agency, figures in data["agencies"].items():
+                sums[name][agency].update({key: figures[key] for key in COUNTS})
+    open_: dict[str, Counter[str]] = defaultdict(Counter)
+    for worker in workers:
+        for (name, labels), value in parse_metrics(worker.get("/metrics")[1].decode()).items():
+            label = dict(labels)
+            if name == "motcua_dossiers_open":
+                open_[label["agency"]][label["state"]] += int(value)
+            elif name == "motcua_overdue_without_apology":
+                open_[label["agency"]]["no_apology"] += int(value)
+    rows = {}
+    for agency in set(sums["today"]) | set(sums["month"]) | set(open_):
+        p = sums[period][agency]
+        resolved = p["resolved_early"] + p["resolved_on_time"] + p["resolved_late"]
+        in_progress_period = p["in_progress_within"] + p["in_progress_overdue"]
+        timely = p["resolved_early"] + p["resolved_on_time"]
+        handled = resolved + in_progress_period
+        now = open_[agency]
+        in_progress = now["in_time"] + now["due_soon"] + now["overdue"] + now["paused"]
+        score = share(timely + p["in_progress_within"], handled)
+        rows[agency] = {
+            "received_today": sums["today"][agency]["new"],
+            "received_month": sums["month"][agency]["new"],
+            "resolved": resolved,
+            "early": share(p["resolved_early"], resolved),
+            "timely": share(timely, resolved),
+            "late": share(p["resolved_late"], resolved),
+            "in_progress": in_progress,
+            "overdue": now["overdue"],
+            "overdue_share": share(now["overdue"], in_progress),
+            "overdue_without_apology": now["no_apology"],
+            "score": None if score is None else 20 * score,
+            "online": share(p["received_online"], p["new"]),
+            "postal": share(p["received_postal"], p["new"]),
+        }
+    return rows
+
+
+def met(column: str, value: float) -> bool | None:
+    if column not in TARGETS:
+        return None
+    if column == "overdue_share":
+        return value < TARGETS[column]
+    return value >= TARGETS[column]
+
+
+# -- what the page shows ----------------------------------------------------------------
+
+READ_TABLE = """
+return [...document.querySelectorAll('#agencies tbody tr')].map(tr => [
+  tr.dataset.agency,
+  Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, [
+    td.querySelector('.v') ? td.querySelector('.v').textContent : null,
+    td.querySelector('.st') ? td.querySelector('.st').textContent : null,
+    td.className]]))]);
+"""
+READ_QUEUE = """
+return [...document.querySelectorAll('#q-' + arguments[0] + ' tbody tr')]
+  .map(tr => tr.dataset.dossier);
+"""
+
+
+def parse_figure(text: str, lang: str) -> float | None:
+    """A figure as the page writes it: 1.234 / 12,5% in Vietnamese, 1,234 / 12.5% in English."""
+    if text == "–":
+        return None
+    thousands, decimal = (".", ",") if lang == "vi" else (",", ".")
+    number = text.removesuffix("%").replace(thousands, "").replace(decimal, ".")
+    value = float(number)
+    return value / 100 if text.endswith("%") else value
+
+
+def page_mismatches(
+    driver: WebDriver, workers: list[WorkerProcess], lang: str, period: str
+) -> list[str]:
+    """Differences between the page's table and the workers' answers (empty: equal)."""
+    want = expected_rows(workers, period)
+    shown = dict(driver.execute_script(READ_TABLE))
+    words = {"vi": ("✓ đạt", "✗ chưa đạt"), "en": ("✓ met", "✗ below target")}[lang]
+    problems = []
+    if set(shown) != set(want):
+        return [f"agencies shown {sorted(shown)} != {sorted(want)}"]
+    for agency, columns in want.items():
+        for column, value in columns.items():
+            text, status, cls = shown[agency][column]
+            got = parse_figure(text, lang)
+            if value is None or got is None:
+                ok = value is None and got is None
+            elif column in ("score",):
+                ok = abs(got - value) <= 0.005 + 1e-9
+            elif isinstance(value, float) or column in TARGETS or column in ("late",):
+                ok = abs(got - value) <= 0.0005 + 1e-9  # shown to 0.1 percentage point
+            else:
+                ok = got == value
+            if not ok:
+                problems.append(f"{agency}.{column}: page {text!r}, workers {value!r}")
+                continue
+            target = met(column, value) if value is not None else None
+            want_status = None if target is None else words[0] if target else words[1]
+            want_class = "" if target is None else "met" if target else "missed"
+            if status != want_status or cls != want_class:
+                problems.append(f"{agency}.{column}: status {status!r}/{cls!r} for {value!r}")
+    return problems
+
+
+def wait_page_matches(
+    driver: WebDriver, workers: list[WorkerProcess], lang: str = "vi", period: str = "month"
+) -> None:
+    problems: list[str] = []
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        problems = page_mismatches(driver, workers, lang, period)
+        if not problems:
+            return
+        time.sleep(1)
+    pytest.fail("the page differs from the workers:\n" + "\n".join(problems[:30]), pytrace=False)
+
+
+def queue_truth(events: list[dict[str, Any]], now: datetime) -> dict[str, list[str]]:
+    """The three queues by the domain core: fold every dossier, take its state at `now`."""
+    by_dossier: dict[str, list[Any]] = defaultdict(list)
+    for raw in events:
+        event = event_from_dict(raw, now=now)
+        by_dossier[event.dossier_id].append(event)
+    keyed: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for dossier_id, history in by_dossier.items():
+        dossier = fold(dossier_id, history, DEFAULT_CALENDAR)
+        state = open_state(dossier, now, DEFAULT_CALENDAR)
+        if state is OpenState.OVERDUE:
+            name = "overdue_with_apology" if dossier.apology_at else "overdue_without_apology"
+        elif state is OpenState.DUE_SOON:
+            name = "due_soon"
+        else:
+            continue
+        assert dossier.due is not None
+        keyed[name].append((dossier.due, dossier_id))
+    return {name: [i for _, i in sorted(keyed[name])[:QUEUE_SIZE]] for name in keyed}
+
+
+def wait_queues_match(driver: WebDriver, events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    got: dict[str, list[str]] = {}
+    want: dict[str, list[str]] = {}
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        want = queue_truth(events, datetime.now(UTC))
+        names = ("overdue_without_apology", "overdue_with_apology", "due_soon")
+        got = {name: driver.execute_script(READ_QUEUE, name) for name in names}
+        if all(got[name] == want.get(name, []) for name in names):
+            return got
+        time.sleep(1)
+    assert got == want, "queues on the page differ from the domain core"
+    return got
+
+
+def banner(driver: WebDriver) -> tuple[str, str]:
+    element = driver.find_element(By.ID, "status")
+    return element.text, element.get_attribute("class") or ""
+
+
+def ranges(partitions: list[int]) -> str:
+    """0,1,2,5 -> "0–2, 5", as the page writes a list of partitions."""
+    out: list[list[int]] = []
+    for p in partitions:
+        if out and out[-1][1] == p - 1:
+            out[-1][1] = p
+        else:
+            out.append([p, p])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in out)
+
+
+# -- the scenario -----------------------------------------------------------------------
+
+
+def start_center(
+    kafka_broker: Any,
+    worker_factory: Callable[..., WorkerProcess],
+    board_factory: Callable[[list[WorkerProcess]], BoardProcess],
+    browser: WebDriver,
+    dossiers: int,
+) -> tuple[WorkerProcess, WorkerProcess, list[dict[str, Any]]]:
+    """Two workers splitting the partitions, fed by the simulator until their /metrics equal
+    the domain core's; a board over both, open in the browser."""
+    first = worker_factory()
+    second = worker_factory(like=first)
+
+    def split() -> bool:
+        held = [
+            get_json(w, "/readyz")["partitions"] if w.get("/readyz")[0] == 200 else []
+            for w in (first, second)
+        ]
+        return all(held) and sorted(held[0] + held[1]) == list(range(PARTITIONS))
+
+    assert wait_for(split, WAIT_S), "the two workers never split the partitions"
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    config = SimulationConfig(dossiers=dossiers, seed=21, now=now, overdue_ratio=0.1)
+    events = list(generate(config))
+    produce_events(kafka_broker.bootstrap, first.topic, events)
+    got, want = wait_exact([first, second], events, timeout=WAIT_S)
+    assert got == want, "the workers' /metrics differ from the domain core"
+    board = board_factory([first, second])
+    browser.get(board.url + "/")
+    return first, second, events
+
+
+def stop_and_see_incomplete(browser: WebDriver, second: WorkerProcess) -> None:
+    """kill -9 a worker: the page says the figures are incomplete, names the partitions
+    that worker held, and gives no total."""
+    lost = get_json(second, "/readyz")["partitions"]
+    second.kill()
+
+    def incomplete() -> bool:
+        text, cls = banner(browser)
+        return "CHƯA ĐẦY ĐỦ" in text and f"thiếu phân vùng {ranges(lost)}" in text and "bad" in cls
+
+    assert wait_for(incomplete, WAIT_S), f"no incomplete-coverage warning: {banner(browser)}"
+    assert second.host_port in banner(browser)[0]
+    foot = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
+    assert foot.get_attribute("data-agency") == "__none__"
+    assert "Chưa có tổng" in foot.text
+    assert "incomplete" in (browser.find_element(By.ID, "agencies").get_attribute("class") or "")
+
+
+def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
+    kafka_broker: Any,
+    worker_factory: Callable[..., WorkerProcess],
+    board_factory: Callable[[list[WorkerProcess]], BoardProcess],
+    browser: WebDriver,
+) -> None:
+    first, second, events = start_center(
+        kafka_broker, worker_factory, board_factory, browser, dossiers=600
+    )
+    assert browser.execute_script("return document.documentElement.lang") == "vi"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Tình hình giải quyết hồ sơ"
+
+    # 1. Exactly the workers' figures, with the center total, and no warning.
+    wait_page_matches(browser, [first, second])
+    assert wait_for(lambda: banner(browser)[0] == "", 10), banner(browser)
+    total_row = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
+    assert total_row.get_attribute("data-agency") == "__total__"
+
+    # 2. The overdue queue: without apology first, then with, then due soon, each in due order.
+    queues = wait_queues_match(browser, events)
+    sections = browser.find_elements(By.CSS_SELECTOR, "section.queue > section")
+    assert [s.get_attribute("id") for s in sections] == [
+        "q-overdue_without_apology",
+        "q-overdue_with_apology",
+        "q-due_soon",
+    ]
+    assert any(queues.values()), "the scenario has dossiers to act on"
+    save_screenshot(browser, "board.png")
+    browser.set_window_size(390, 844)  # a phone
+    save_screenshot(browser, "board-phone.png", full_page=False)
+    browser.set_window_size(1920, 1080)
+
+    # 3. New events: the figures change without a reload.
+    browser.execute_script("window.__sameDocument = true;")
+    before = expected_rows([first, second], "month")
+    agency = "SXD"
+    procedure = next(p.code for p in catalog() if p.agency == agency)
+    at = datetime.now(UTC).replace(microsecond=0)
+    fresh = [
+        {
+            "event_id": f"BOARD-NEW-{n}-r",
+            "dossier_id": f"BOARD-NEW-{n}",
+            "type": "received",
+            "occurred_at": at.isoformat(),
+            "agency": agency,
+            "procedure": procedure,
+            "channel": "online",
+            "processing_days": 10,
+        }
+        for n in range(3)
+    ] + [
+        {
+            "event_id": f"BOARD-LATE-{n}-r",
+            "dossier_id": f"BOARD-LATE-{n}",
+            "type": "received",
+            "occurred_at": (at - timedelta(days=60 + n)).isoformat(),
+            "agency": agency,
+            "procedure": procedure,
+            "channel": "direct",
+            "processing_days": 1,
+        }
+        for n in range(2)
+    ]
+    produce_events(kafka_broker.bootstrap, first.topic, fresh)
+    events += fresh
+
+    def updated() -> bool:
+        rows = dict(browser.execute_script(READ_TABLE))
+        shown = rows.get(agency, {})
+        received = parse_figure(shown.get("received_today", ["–"])[0] or "–", "vi")
+        no_apology = parse_figure(shown.get("overdue_without_apology", ["–"])[0] or "–", "vi")
+        return (
+            received == before[agency]["received_today"] + 3
+            and no_apology == before[agency]["overdue_without_apology"] + 2
+        )
+
+    assert wait_for(updated, WAIT_S), "the page did not show the new events"
+    wait_page_matches(browser, [first, second])
+    queues = wait_queues_match(browser, events)
+    assert queues["overdue_without_apology"][:2] == ["BOARD-LATE-1", "BOARD-LATE-0"]
+    assert browser.execute_script("return window.__sameDocument === true"), "the page reloaded"
+    top = browser.find_element(By.CSS_SELECTOR, "#q-overdue_without_apology tbody tr")
+    link = top.find_element(By.CSS_SELECTOR, "a").get_attribute("href")
+    assert link is not None
+    with urllib.request.urlopen(link, timeout=10) as response:
+        linked = orjson.loads(response.read())
+    assert [i["dossier_id"] for i in linked["items"]][:2] == ["BOARD-LATE-1", "BOARD-LATE-0"]
+    assert linked["complete"] is True
+
+    # 4. The language switch, and today's figures instead of the month's.
+    browser.find_element(By.ID, "lang").click()
+    assert wait_for(
+        lambda: browser.execute_script("return document.documentElement.lang") == "en", 5
+    )
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Dossier processing at the center"
+    assert browser.find_element(By.ID, "lang").text == "Tiếng Việt"
+    wait_page_matches(browser, [first, second], lang="en")
+    browser.find_element(By.ID, "period-today").click()
+    assert browser.find_element(By.ID, "period-today").get_attribute("aria-pressed") == "true"
+    wait_page_matches(browser, [first, second], lang="en", period="today")
+    save_screenshot(browser, "board-en.png")
+    browser.find_element(By.ID, "period-month").click()
+    browser.find_element(By.ID, "lang").click()
+    assert wait_for(
+        lambda: browser.execute_script("return document.documentElement.lang") == "vi", 5
+    )
+
+    # 5. A worker stops: incomplete, the missing partitions named, no total.
+    stop_and_see_incomplete(browser, second)
+    save_screenshot(browser, "board-incomplete.png")
+    assert browser.execute_script("return window.__sameDocument === true"), "the page reloaded"
+
+
+def test_the_board_is_whole_again_when_the_other_worker_takes_over(
+    kafka_broker: Any,
+    worker_factory: Callable[..., WorkerProcess],
+    board_factory: Callable[[list[WorkerProcess]], BoardProcess],
+    browser: WebDriver,
+) -> None:
+    """After a worker stops, the group gives its partitions to the other one: the board is
+    exact again (with the total), and still warns that a listed worker does not answer."""
+    first, second, _ = start_center(
+        kafka_broker, worker_factory, board_factory, browser, dossiers=200
+    )
+    wait_page_matches(browser, [first, second])
+    stop_and_see_incomplete(browser, second)
+
+    def complete_again() -> bool:
+        text, cls = banner(browser)
+        return "CHƯA ĐẦY ĐỦ" not in text and "warn" in cls and second.host_port in text
+
+    assert wait_for(complete_again, 2 * WAIT_S), (
+        f"never complete again: {banner(browser)}; the worker left says "
+        f"{first.get('/readyz')[1][:600]!r}"
+    )
+    wait_page_matches(browser, [first])
+    foot = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
+    assert foot.get_attribute("data-agency") == "__total__"
