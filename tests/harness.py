@@ -29,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import event_from_dict
 from service.domain import DEFAULT_CALENDAR, fold
 from service.domain.dossier import contribution
+from service.ingest.gateway.tokens import token_hash
+from service.tools.simulate import sample_units_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 _names = itertools.count(1)
@@ -265,3 +267,97 @@ def wait_exact(
             return got, want
         time.sleep(0.5)
     return got, want
+
+
+# -- the HTTP gateway ----------------------------------------------------------------------
+
+TOKEN = "test-token-opencps-7f3a"
+SYSTEM = "opencps-test"
+
+
+@dataclass
+class Gateway:
+    """One `motcua gateway` process."""
+
+    bootstrap: str
+    topic: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"gateway-{self.port}.log"
+
+    def start(self, wait: str = "/readyz", timeout: float = 60) -> None:
+        units = self.workdir / "units.csv"
+        units.write_text(sample_units_csv(), encoding="utf-8")
+        tokens = self.workdir / "tokens"
+        tokens.write_text(f"# test systems\n{SYSTEM} {token_hash(TOKEN)}\n")
+        env = dict(
+            os.environ,
+            MOTCUA_BROKER=self.bootstrap,
+            MOTCUA_TOPIC=self.topic,
+            MOTCUA_UNITS_FILE=str(units),
+            MOTCUA_GATEWAY_TOKENS_FILE=str(tokens),
+            MOTCUA_GATEWAY_RATE="0",
+            MOTCUA_GATEWAY_SEND_TIMEOUT="5",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service", "gateway", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        ok = wait_for(lambda: self.get(wait)[0] == 200 or self.process.poll() is not None, timeout)
+        assert ok and self.process.poll() is None, self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        token: str | None = TOKEN,
+    ) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+        except (urllib.error.URLError, OSError):
+            return 0, {}, b""
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        status, _, body = self.request("GET", path, token=None)
+        return status, body
+
+    def post(self, path: str, payload: Any, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        status, headers, body = self.request("POST", path, data, **kwargs)
+        return status, headers, orjson.loads(body) if body else None
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return parse_metrics(self.get("/metrics")[1].decode())

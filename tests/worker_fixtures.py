@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import WorkerProcess, produce_events, unique
+from harness import Gateway, WorkerProcess, produce_events, unique
 
 
 @pytest.fixture
@@ -56,3 +56,23 @@ class LiveWorker:
 @pytest.fixture
 def motcua_worker(worker_factory: Callable[..., WorkerProcess]) -> LiveWorker:
     return LiveWorker(worker_factory())
+
+
+@pytest.fixture
+def gateway_factory(kafka_broker: Any, tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def start(topic: str | None = None, bootstrap: str | None = None, **env: str) -> Gateway:
+        gateway = Gateway(
+            bootstrap=bootstrap or kafka_broker.bootstrap,
+            topic=topic or unique("gw"),
+            workdir=tmp_path,
+            env=env,
+        )
+        started.append(gateway)
+        gateway.start(wait="/readyz" if bootstrap is None else "/healthz")
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()

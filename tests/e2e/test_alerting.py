@@ -120,11 +120,21 @@ def substitute(expr: str) -> str:
     )
 
 
-def test_every_dashboard_query_returns_data(motcua_worker: Any, prometheus: Any) -> None:
+def test_every_dashboard_query_returns_data(
+    motcua_worker: Any, prometheus_factory: Any, gateway_factory: Any
+) -> None:
+    # The worker and a gateway in front of it, as in the stack: the pipeline dashboard has a
+    # gateway row.
+    gateway = gateway_factory(topic=motcua_worker.worker.topic)
+    prometheus = prometheus_factory([motcua_worker.host_port, f"127.0.0.1:{gateway.port}"])
     run = f"dash{time.time_ns()}"
     motcua_worker.publish(background(run))
     motcua_worker.publish(spike(run, count=12))
-    motcua_worker.publish([event("approved", f"{run}-S0"), event("returned", f"{run}-S1")])
+    status, _, answer = gateway.post(
+        "/v1/events",
+        [event("approved", f"{run}-S0"), event("returned", f"{run}-S1"), {"type": "nonsense"}],
+    )
+    assert status == 207, answer  # two accepted, one rejected: both gateway rows have data
 
     pending = {substitute(expr) for expr in load_dashboards().all_panel_queries()}
     deadline = time.monotonic() + QUERY_TIMEOUT

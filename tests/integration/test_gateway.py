@@ -9,14 +9,10 @@ responses; and the running gateway agrees with its published OpenAPI document.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,18 +20,18 @@ from typing import Any
 import orjson
 import pytest
 from harness import (
+    SYSTEM,
+    TOKEN,
+    Gateway,
     WorkerProcess,
     consume_all,
     free_port,
-    parse_metrics,
-    unique,
     wait_exact,
     wait_for,
 )
 
 from schemas import MAX_MESSAGE_BYTES, Reason
 from service.ingest.gateway.openapi import openapi_document
-from service.ingest.gateway.tokens import token_hash
 from service.ingest.gateway.units import UnitsFile
 from service.ingest.national_sync import SyncReason, map_dossier
 from service.tools.broker import LocalBroker
@@ -48,8 +44,6 @@ from service.tools.simulate import (
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-token-opencps-7f3a"
-SYSTEM = "opencps-test"
 
 # Personal data as a real sync body carries it; none of it may pass the gateway.
 PII = {
@@ -78,114 +72,6 @@ PII_STRINGS = [
     "cccd-nhung",
     "dvc.example.vn",
 ]
-
-
-@dataclass
-class Gateway:
-    """One `motcua gateway` process."""
-
-    bootstrap: str
-    topic: str
-    workdir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"gateway-{self.port}.log"
-
-    def start(self, wait: str = "/readyz", timeout: float = 60) -> None:
-        units = self.workdir / "units.csv"
-        units.write_text(sample_units_csv(), encoding="utf-8")
-        tokens = self.workdir / "tokens"
-        tokens.write_text(f"# test systems\n{SYSTEM} {token_hash(TOKEN)}\n")
-        env = dict(
-            os.environ,
-            MOTCUA_BROKER=self.bootstrap,
-            MOTCUA_TOPIC=self.topic,
-            MOTCUA_UNITS_FILE=str(units),
-            MOTCUA_GATEWAY_TOKENS_FILE=str(tokens),
-            MOTCUA_GATEWAY_RATE="0",
-            MOTCUA_GATEWAY_SEND_TIMEOUT="5",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(self.env)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "gateway", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        ok = wait_for(lambda: self.get(wait)[0] == 200 or self.process.poll() is not None, timeout)
-        assert ok and self.process.poll() is None, self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        content_type: str = "application/json",
-        token: str | None = TOKEN,
-    ) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": content_type}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as response:
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read()
-        except (urllib.error.URLError, OSError):
-            return 0, {}, b""
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        status, _, body = self.request("GET", path, token=None)
-        return status, body
-
-    def post(self, path: str, payload: Any, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
-        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        status, headers, body = self.request("POST", path, data, **kwargs)
-        return status, headers, orjson.loads(body) if body else None
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return parse_metrics(self.get("/metrics")[1].decode())
-
-
-@pytest.fixture
-def gateway_factory(kafka_broker: Any, tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    started: list[Gateway] = []
-
-    def start(topic: str | None = None, bootstrap: str | None = None, **env: str) -> Gateway:
-        gateway = Gateway(
-            bootstrap=bootstrap or kafka_broker.bootstrap,
-            topic=topic or unique("gw"),
-            workdir=tmp_path,
-            env=env,
-        )
-        started.append(gateway)
-        gateway.start(wait="/readyz" if bootstrap is None else "/healthz")
-        return gateway
-
-    yield start
-    for gateway in started:
-        gateway.stop()
 
 
 def ndjson(events: list[dict[str, Any]]) -> bytes:

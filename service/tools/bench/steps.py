@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.tools.bench import latency, replay, scale, takeover, throughput
+from service.tools import bench_gateway
+from service.tools.bench import domain, latency, replay, scale, takeover, throughput
 from service.tools.bench.plan import Plan
 from service.tools.bench.report import Row, RowsOf
 from service.tools.bench.run import Run
@@ -51,8 +52,23 @@ def _full_replay(plan: Plan) -> bool:
     return plan.replay_dossiers_per_day is not None
 
 
+def _queue_pages(run: Run) -> None:
+    from service.tools.bench_queue import measure
+
+    measure(run)
+
+
+def _queue_rows(results: dict[str, Any]) -> list[Row]:
+    from service.tools.bench_queue import rows
+
+    return rows(results)
+
+
 STEPS: list[Step] = [
+    Step("domain", domain.measure, domain.rows),
     Step("throughput", throughput_then_latency, _throughput_and_latency_rows),
     Step("scale", scale.measure_scale, scale.rows),
     Step("replay", replay.measure_replay, replay.rows, runs_in=_full_replay),
+    Step("queue", _queue_pages, _queue_rows),
+    Step("gateway", bench_gateway.measure, bench_gateway.rows),
 ]
