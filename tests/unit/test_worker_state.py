@@ -1,0 +1,150 @@
+"""The state layer without Kafka: a real RocksDB store, messages as the log would give them.
+
+Each rule of service/state/worker_state.py: offsets at or below the applied one are skipped
+(never counted twice), rejections are counted once per offset and sent only when live,
+a duplicate is an event_id already held from another offset (counted by source), status
+messages only for fresh events, and the store rebuilt after a restart gives the same sums.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from service.domain import WorkingCalendar, contribution, fold
+from service.state.ledger import Ledger
+from service.state.log_reader import Incoming
+from service.state.store import DossierStore
+from service.state.worker_state import FRESH_FOR_S, SOURCE_HEADER, WorkerState
+from service.tools.simulate import SimulationConfig, generate
+
+CAL = WorkingCalendar()
+NOW = datetime.now(UTC)
+TOPIC = "dossier-events"
+
+
+def log_of(events: list[dict], partition: int = 0, at: float | None = None) -> list[Incoming]:
+    stamp = time.time() if at is None else at
+    return [
+        Incoming(partition, offset, e.get("dossier_id", "?").encode(), orjson.dumps(e), stamp, None)
+        for offset, e in enumerate(events)
+    ]
+
+
+def new_state(path: Path) -> WorkerState:
+    ledger = Ledger(CAL)
+    ledger.assign({0})
+    state = WorkerState(DossierStore(path / "store", TOPIC), ledger, CAL)
+    ledger.install(0, asyncio.run(state.rebuild(0)))
+    return state
+
+
+def simulated(dossiers: int, seed: int) -> list[dict]:
+    config = SimulationConfig(dossiers=dossiers, seed=seed, now=NOW, duplicate_ratio=0.05)
+    return list(generate(config))
+
+
+def truth(events: list[dict]) -> Counter:
+    from schemas import event_from_dict
+
+    by_dossier: dict[str, list] = {}
+    for raw in events:
+        event = event_from_dict(raw, now=NOW)
+        by_dossier.setdefault(event.dossier_id, []).append(event)
+    out: Counter = Counter()
+    for dossier_id, held in by_dossier.items():
+        out.update(contribution(fold(dossier_id, held, CAL), NOW, CAL))
+    return +out
+
+
+def test_a_re_read_batch_counts_nothing_twice(tmp_path: Path) -> None:
+    events = simulated(150, seed=4)
+    bad = {"event_id": "x", "type": "received"}  # no dossier: rejected
+    log = log_of([*events[:200], bad, *events[200:]])
+    state = new_state(tmp_path)
+    first = state.apply(log[:120], live=True)
+    state.save(first)
+    again = state.apply(log, live=True)  # at-least-once: the first 120 come again
+    state.save(again)
+    assert first.applied == 120 and again.applied == len(log) - 120
+    meta = state.meta(0)
+    assert meta.applied == len(log) - 1
+    assert sum(meta.rejected.values()) == 1 and len(again.rejected) == 1
+    distinct = len({e["event_id"] for e in events})
+    assert sum(meta.events.values()) == distinct
+    # Every re-sent event is a duplicate: the same event_id from another offset.
+    assert meta.duplicates == Counter({"direct": len(events) - distinct})
+    assert state.apply(log, live=True).applied == 0  # a third read changes nothing
+
+    # Nothing is in memory only: a new process rebuilds the same sums from the store.
+    live_totals = +state.ledger.partitions[0].totals.copy()
+    state.store.close()
+    reopened = new_state(tmp_path)
+    assert +reopened.ledger.partitions[0].totals.copy() == live_totals
+    assert reopened.meta(0) == meta
+
+
+def test_sums_equal_the_domain_core(tmp_path: Path) -> None:
+    events = simulated(200, seed=5)
+    state = new_state(tmp_path)
+    log = log_of(events)
+    for start in range(0, len(log), 97):
+        state.save(state.apply(log[start : start + 97], live=True))
+    got = +state.ledger.partitions[0].totals.copy()
+    assert {k: v for k, v in got.items() if k[0] != "open"} == {
+        k: v for k, v in truth(events).items() if k[0] != "open"
+    }
+
+
+def test_history_is_applied_silently_and_only_fresh_events_are_announced(
+    tmp_path: Path,
+) -> None:
+    events = simulated(120, seed=6)
+    old = time.time() - FRESH_FOR_S - 60
+    state = new_state(tmp_path)
+    history = state.apply(log_of(events, at=old), live=True)
+    assert history.applied > 0 and history.changes == []
+    state.store.close()
+
+    fresh = new_state(tmp_path / "fresh")
+    batch = fresh.apply(log_of(events), live=True)
+    assert {c.status for c in batch.changes} >= {"closed"}
+    assert {c.status for c in batch.changes} <= {
+        "due_soon", "overdue", "ready", "closed", "withdrawn"
+    }
+
+    # A catch-up (live=False) neither announces nor sends dead letters, but counts.
+    caught = new_state(tmp_path / "caught")
+    bad = Incoming(0, len(events), b"k", b"not json", time.time(), None)
+    quiet = caught.apply([*log_of(events), bad], live=False)
+    assert quiet.changes == [] and quiet.rejected == []
+    assert caught.meta(0).rejected == Counter({"not_json": 1})
+
+
+def test_duplicates_are_counted_by_the_source_that_re_sent_them(tmp_path: Path) -> None:
+    receipt = {
+        "event_id": "HS-1-r",
+        "dossier_id": "HS-1",
+        "type": "received",
+        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+        "agency": "SXD",
+        "procedure": "1.000948",
+        "channel": "online",
+        "processing_days": 5,
+    }
+    value = orjson.dumps(receipt)
+    headers = [(SOURCE_HEADER, b"opencps-bg")]
+    log = [
+        Incoming(0, 0, b"HS-1", value, time.time(), None),
+        Incoming(0, 1, b"HS-1", value, time.time(), headers),
+        Incoming(0, 2, b"HS-1", value, time.time(), headers),
+    ]
+    state = new_state(tmp_path)
+    state.save(state.apply(log, live=True))
+    assert state.meta(0).duplicates == Counter({"opencps-bg": 2})
+    assert state.meta(0).events == Counter({"received": 1})
