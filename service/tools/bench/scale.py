@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.outputs.metrics import TIMELINESS_MAX_AGE_S
-from service.tools.bench.base import SCRAPE_INTERVAL, BenchError, progress
+from service.tools.bench.base import PARTITIONS, SCRAPE_INTERVAL, BenchError, progress
 from service.tools.bench.events import EXTRA_AGENCIES, open_receipts
 from service.tools.bench.report import Row, fmt
 from service.tools.bench.run import Run
@@ -23,7 +23,8 @@ from service.tools.simulate import AGENCIES
 
 SOON_DOSSIERS = 1_000
 # agents/recovery.py logs how long rebuilding the sums took.
-REBUILT = re.compile(r"sums rebuilt for partitions \[[^\]]*\] in ([0-9.]+)s")
+# The worker's line per partition made ready (service/state/worker_state.py).
+REBUILT = re.compile(r"events read from the log in [0-9.]+s, sums rebuilt in ([0-9.]+)s")
 
 
 def measure_scale(run: Run) -> None:
@@ -92,7 +93,9 @@ def measure_scale(run: Run) -> None:
         metrics_agencies=len(AGENCIES) + len(EXTRA_AGENCIES),
         restart_ready_s=round(ready, 2),
         # Of which: the ledger's sums rebuilt from the store (the worker's own log line).
-        restart_rebuild_s=float(rebuilds[-1]) if rebuilds else None,
+        restart_rebuild_s=(
+            round(sum(float(s) for s in rebuilds[-PARTITIONS:]), 2) if rebuilds else None
+        ),
         restart_dossiers=loaded,
         rss_mib_after_restart=round(worker.rss_mib(), 1),
         scale_stages=stages,
