@@ -36,9 +36,10 @@ from service.state.store import DossierStore, PartitionMeta, StoreError
 log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "motcua-source"
-# Status messages are for what is happening now: an event older than this (a worker reading
-# a backlog, a new deployment reading the center's history) changes the sums silently, so
-# citizens are never told again about a dossier closed months ago. Changes made by the
+# Status messages are for what is happening now: an event that occurred, or was published,
+# longer ago than this (a worker reading a backlog, a new deployment reading the center's
+# history, a center system back-filling last year) changes the sums silently, so citizens
+# are never told again about a dossier closed months ago. Changes made by the
 # clock (due soon, overdue) are always current and always announced (agents/deadlines.py).
 FRESH_FOR_S = 600.0
 # Rebuilding a partition's sums yields the event loop this often (dossiers), so /metrics,
@@ -146,7 +147,11 @@ class WorkerState:
             meta.events[event.type.value] += 1
             if live:
                 change = ledger.accept(partition, progress.dossier, wall, progress.facts)
-                if change is not None and message.timestamp >= fresh_from:
+                if (
+                    change is not None
+                    and message.timestamp >= fresh_from
+                    and event.occurred_at.timestamp() >= fresh_from
+                ):
                     batch.changes.append(change)
         batch.records = {where: progress.pack() for where, progress in touched.items()}
         if live and messages:

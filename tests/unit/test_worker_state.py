@@ -111,12 +111,34 @@ def test_history_is_applied_silently_and_only_fresh_events_are_announced(
     assert history.applied > 0 and history.changes == []
     state.store.close()
 
+    # Published now, but about things long past (a back-fill): silent too.
+    backfill = new_state(tmp_path / "backfill")
+    assert backfill.apply(log_of(events), live=True).changes == []
+
+    # What happens now is announced: a dossier received a minute ago, approved and returned.
+    def happening(kind: str, seconds_ago: int, **fields: object) -> dict:
+        at = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+        return {
+            "event_id": f"LIVE-1-{kind}",
+            "dossier_id": "LIVE-1",
+            "type": kind,
+            "occurred_at": at,
+            **fields,
+        }
+
+    live_events = [
+        happening(
+            "received", 60, agency="SXD", procedure="1.000948", channel="online", processing_days=3
+        ),
+        happening("approved", 30),
+        happening("returned", 1),
+    ]
     fresh = new_state(tmp_path / "fresh")
-    batch = fresh.apply(log_of(events), live=True)
-    assert {c.status for c in batch.changes} >= {"closed"}
-    assert {c.status for c in batch.changes} <= {
-        "due_soon", "overdue", "ready", "closed", "withdrawn"
-    }
+    batch = fresh.apply(log_of(live_events[:2]), live=True)
+    assert [c.status for c in batch.changes] == ["ready"]  # a receipt in time is not news
+    fresh.save(batch)
+    batch = fresh.apply(log_of(live_events)[2:], live=True)
+    assert [c.status for c in batch.changes] == ["closed"]
 
     # A catch-up (live=False) neither announces nor sends dead letters, but counts.
     caught = new_state(tmp_path / "caught")
