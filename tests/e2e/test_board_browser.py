@@ -447,10 +447,6 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
         "q-due_soon",
     ]
     assert any(queues.values()), "the scenario has dossiers to act on"
-    save_screenshot(browser, "board.png")
-    browser.set_window_size(390, 844)  # a phone
-    save_screenshot(browser, "board-phone.png", full_page=False)
-    browser.set_window_size(1920, 1080)
 
     # 3. New events: the figures change without a reload.
     browser.execute_script("window.__sameDocument = true;")
@@ -508,6 +504,10 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
         linked = orjson.loads(response.read())
     assert [i["dossier_id"] for i in linked["items"]][:2] == ["BOARD-LATE-1", "BOARD-LATE-0"]
     assert linked["complete"] is True
+    save_screenshot(browser, "board.png")
+    browser.set_window_size(390, 844)  # a phone
+    save_screenshot(browser, "board-phone.png", full_page=False)
+    browser.set_window_size(1920, 1080)
 
     # 4. The language switch, and today's figures instead of the month's.
     browser.find_element(By.ID, "lang").click()
