@@ -418,6 +418,7 @@ def truth_check(
     if not group.settled:
         return group, False
     got = group.counts()
+    # The truth again only when needed: the domain core folds every dossier each time.
     exact = got == before or got == truth.counts()
     return group, exact and not group.operational_errors(truth)
 
@@ -441,6 +442,35 @@ def wait_settled_exact(
     if not exact:
         raise AssertionError(describe_mismatch(group, truth) + "\n" + diagnose(workers, events))
     return group
+
+
+def committed_offsets(worker: WorkerProcess) -> dict[int, int | None]:
+    """The group's committed offset of each input partition (None where none)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=worker.bootstrap, group_id=worker.app_id, enable_auto_commit=False
+    )
+    try:
+        return {
+            p: consumer.committed(TopicPartition(worker.topic, p)) for p in range(worker.partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def wait_committed_to_the_end(worker: WorkerProcess, timeout: float = 60.0) -> None:
+    """Until the group has committed every input partition to its end offset."""
+    consumer = KafkaConsumer(bootstrap_servers=worker.bootstrap)
+    try:
+        tps = [TopicPartition(worker.topic, p) for p in range(worker.partitions)]
+        ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+    deadline = time.monotonic() + timeout
+    found = committed_offsets(worker)
+    while any((found[p] or 0) < ends[p] for p in ends) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = committed_offsets(worker)
+    assert all((found[p] or 0) >= ends[p] for p in ends), f"committed {found}, ends {ends}"
 
 
 def group_offsets(worker: WorkerProcess) -> str:
@@ -597,13 +627,22 @@ def watch(
     log: ScrapeLog | None = None,
     until: Any = None,
     rejected: Counter[str] | None = None,
+    settled: int = 0,
 ) -> ScrapeLog:
-    """Scrape for `seconds` (or until `until()` is true): every settled scrape must be exact
-    (the operational counters too, given `rejected`)."""
+    """Scrape for `seconds`, and on until `settled` scrapes in all were settled (at most two
+    minutes more: a scrape takes a domain-core fold of every dossier, slow on a busy
+    machine), or until `until()` is true: every settled scrape must be exact (the
+    operational counters too, given `rejected`)."""
     truth = Truth(events, rejected)
     log = log or ScrapeLog()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    deadline, limit = started + seconds, started + seconds + 120
+
+    def more() -> bool:
+        now = time.monotonic()
+        return now < deadline or (log.settled < settled and now < limit)
+
+    while more():
         group, exact = truth_check(workers, truth, partitions)
         log.scrapes += 1
         ready = [s.partitions for s in group.scrapes if s.ready]

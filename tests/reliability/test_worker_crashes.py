@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from harness import WorkerProcess, produce
-from kafka import KafkaConsumer, TopicPartition
 from reliability_tools import (
     ChunkStream,
     GroupScrape,
     as_message,
     check_dead_letters,
+    committed_offsets,
     dead_letter_copies,
     distinct,
     group_offsets,
@@ -137,7 +137,7 @@ def test_survivor_takes_all_partitions_then_they_split_again(
         raise AssertionError(f"{exc}\n{at_kill}") from None
     assert [s.partitions for s in group.scrapes] == [PARTITIONS]
     # … at every scrape after the take-over, not only once.
-    alone = watch(workers, before, seconds=6, rejected=rejected_before)
+    alone = watch(workers, before, seconds=6, rejected=rejected_before, settled=5)
     assert alone.settled >= 5 and not alone.wrong, alone.wrong[:2]
 
     # Bring it back: every settled scrape during and after the rebalance stays exact, and the
@@ -151,7 +151,7 @@ def test_survivor_takes_all_partitions_then_they_split_again(
         rejected=rejected_before,
     )
     assert is_split(GroupScrape.of(workers, PARTITIONS)), "partitions did not split again"
-    watch(workers, before, seconds=6, log=rejoin, rejected=rejected_before)
+    watch(workers, before, seconds=6, log=rejoin, rejected=rejected_before, settled=5)
     assert rejoin.settled >= 5 and not rejoin.wrong, f"{rejoin.wrong[:2]}\n{at_kill}"
 
     later, rejected_after = with_bad_messages([as_message(e) for e in after], 4, 24, first=BAD)
@@ -186,20 +186,6 @@ def wait_for_split(workers: list[WorkerProcess], timeout: float = 180.0) -> Grou
     return group
 
 
-def committed(worker: WorkerProcess) -> dict[int, int]:
-    """The group's committed offset of each input partition (0 where none)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=worker.bootstrap, group_id=worker.app_id, enable_auto_commit=False
-    )
-    try:
-        return {
-            p: consumer.committed(TopicPartition(worker.topic, p)) or 0
-            for p in range(worker.partitions)
-        }
-    finally:
-        consumer.close()
-
-
 def read_from_log(worker: WorkerProcess) -> int:
     """Messages the worker says it read from the log while catching partitions up."""
     found = re.findall(r"partition \d+ ready: (\d+) events read from the log", worker.log_text())
@@ -223,7 +209,7 @@ def test_wiped_local_state_is_rebuilt_from_dossier_events_itself(
     state = store_path(worker)
     assert (state / "CURRENT").exists(), f"no RocksDB store at {state}"
     shutil.rmtree(state)
-    offsets = committed(worker)
+    handled = sum(o or 0 for o in committed_offsets(worker).values())
     dead_before = dead_letter_copies(kafka_broker.bootstrap, worker.topic)
     read_before = read_from_log(worker)
 
@@ -232,7 +218,7 @@ def test_wiped_local_state_is_rebuilt_from_dossier_events_itself(
     assert (state / "CURRENT").exists(), "the worker did not make its store again"
     # What the group had handled came back from the log itself, read by the catch-up; the
     # rest (if a commit lagged) through the agent.
-    assert read_from_log(worker) - read_before == sum(offsets.values()), worker.tail(20)
+    assert read_from_log(worker) - read_before == handled, worker.tail(20)
     assert (group.by_type(), group.duplicates_by_source(), group.rejected()) == (
         before.by_type(),
         before.duplicates_by_source(),
