@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -301,7 +302,19 @@ class PartitionKeeper:
                 await asyncio.sleep(0)
             state.advance(partition, target - 1)
             caught_up = time.monotonic() - started
-            ledger = await state.rebuild(partition)
+            try:
+                ledger = await state.rebuild(partition)
+            except (ValueError, KeyError, IndexError, struct.error) as exc:
+                # A stored record this code cannot read (corruption, a foreign format): the
+                # store is only a cache of the log, so the partition is read again.
+                log.error(
+                    "partition %d: a stored dossier cannot be read (%s); reading the partition "
+                    "again from the log",
+                    partition,
+                    str(exc)[:200],
+                )
+                state.forget(partition)
+                return False
             self.ledger.install(partition, ledger)
             log.info(
                 "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
