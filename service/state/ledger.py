@@ -88,7 +88,9 @@ class PartitionLedger:
                 heapq.heappush(self.due_heap, (when.timestamp(), dossier_id))
         else:
             self.running.pop(dossier_id, None)
-        return _status_change(dossier, old, new, now, self.calendar) if notify else None
+        if notify and new != old:  # the same contribution: the same state, nothing to tell
+            return _status_change(dossier, old, new, now, self.calendar)
+        return None
 
     @classmethod
     def rebuilt(
