@@ -74,9 +74,10 @@ def test_broker_restart_mid_stream_loses_nothing(
     report = stream.finish(timeout=300)
     assert report.ok and report.acknowledged == len(events), report.summary()
 
-    group = wait_settled_exact([worker], events, timeout=300)
+    group = wait_settled_exact([worker], events, timeout=300, rejected=Counter())
     assert worker.alive(), "the worker died with the broker: it must recover by itself"
     assert group.accepted() == len({e["event_id"] for e in events})
+    assert group.duplicates() == len(events) - len({e["event_id"] for e in events})
     # Nothing lost on the way in either: every acknowledged event is in the topic.
     assert stored_event_ids(broker.bootstrap, worker.topic) == Counter(
         e["event_id"] for e in events
