@@ -205,12 +205,11 @@ def dossiers_page(
 
 
 def _wanted_cells(view: PartitionView, query: QueueQuery, kind: str) -> Iterable[tuple[Any, ...]]:
+    # Without an agency filter, the cells of every agency (agency None): six a partition.
     for (cell_kind, apology, agency), cell in view.index.cells.items():
-        if cell_kind != kind:
+        if cell_kind != kind or agency != query.agency:
             continue
         if query.apology is not None and apology != query.apology:
-            continue
-        if query.agency is not None and agency != query.agency:
             continue
         yield cell
 

@@ -220,15 +220,15 @@ def test_closing_pausing_and_apologising_move_a_dossier_between_cells() -> None:
     for step in steps:
         history.extend(step)
         ledger.apply(fold("HS-1", history, CAL), NOW, notify=False)
-        cells.append(sorted(ledger.due_index.cells))
+        cells.append(sorted(ledger.due_index.cells, key=str))
         page = dossiers_page(
             [PartitionView(0, ledger.due_index, ledger.open)], QueueQuery(), NOW, CAL
         )
         assert len(page["items"]) == len(ledger.open) == len(ledger.due_index)
-    assert cells[0] == [("running", False, "SXD")]
-    assert cells[1] == [("paused", False, "SXD")]
-    assert cells[5] == [("running", True, "SXD")]
-    assert cells[6] == [("ready", True, "SXD")]
+    assert cells[0] == [("running", False, "SXD"), ("running", False, None)]
+    assert cells[1] == [("paused", False, "SXD"), ("paused", False, None)]
+    assert cells[5] == [("running", True, "SXD"), ("running", True, None)]
+    assert cells[6] == [("ready", True, "SXD"), ("ready", True, None)]
     assert cells[7] == [] and ledger.due_index.by_procedure == {}
     assert fold("HS-1", history[:5], CAL).supplements == 2
 
