@@ -117,7 +117,8 @@ class DueIndex:
                 if cell is None:
                     cell = self.cells[place] = SortedList()
                 cell.add(new[1])
-            self.by_procedure.setdefault(new[2], set()).add(dossier.dossier_id)
+            if old is None or old[2] != new[2]:
+                self.by_procedure.setdefault(new[2], set()).add(dossier.dossier_id)
 
     def __len__(self) -> int:
         return sum(len(cell) for place, cell in self.cells.items() if place[2] is None)
