@@ -103,16 +103,20 @@ def test_kill_nine_at_random_points_while_streaming(
     )
 
 
-@pytest.mark.parametrize(
-    "dossiers",
-    [pytest.param(1200, id="1200-dossiers"), pytest.param(6000, id="6000", marks=pytest.mark.long)],
-)
 def test_survivor_takes_all_partitions_then_they_split_again(
-    kafka_broker: Any, worker_factory: Any, dossiers: int
+    kafka_broker: Any, worker_factory: Any
 ) -> None:
     """One of two workers killed mid-stream: the survivor catches the dead one's partitions
     up from the log (to the group's committed offset) and counts on; then they split again.
-    Every settled scrape is exact, the operational counters included."""
+    Every settled scrape is exact, the operational counters included.
+
+    With faust's changelogged table this variant lost events in 6 of 9 runs (a standby copy
+    promoted after a fail-over before the first commit); it joined the default suite after 10
+    passes in a row on the log-of-record state layer (docs/reliability.md). The DLQ may hold
+    a bad offset twice: the dead worker's saved but uncommitted tail is handled live again by
+    the survivor, whose store did not hold it.
+    """
+    dossiers = 6000
     first: WorkerProcess = worker_factory()
     second: WorkerProcess = worker_factory(like=first)
     workers = [first, second]
