@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from agents.lifecycle import BATCH_MAX, BATCH_WITHIN
 from service import faust_fixes
-from service.app import app, events_topic
+from service.app import app, events_topic, settings
 
 taken = 0
 
@@ -71,6 +71,7 @@ def main() -> None:
 
     from faust.worker import Worker
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("faust").setLevel(logging.WARNING)
     sys.argv = [sys.argv[0], "worker"]
     Worker(app, loglevel="info", quiet=True).execute_from_commandline()
