@@ -67,6 +67,7 @@ app = faust.App(
 )
 faust_fixes.bound_fetch_wait()
 faust_fixes.drop_monitor()
+faust_fixes.keep_flow_waiters()
 
 events_topic = app.topic(
     settings.topic,

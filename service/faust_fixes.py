@@ -6,10 +6,13 @@ offers a way. Each one names what it works around and how it was measured.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.services import WaitResults
 
 # faust gives the worker's consumer fetch_max_wait_ms=1500 and no setting to change it.
 # aiokafka keeps one fetch in flight per broker and leaves out of it every partition whose
@@ -59,3 +62,56 @@ def drop_monitor() -> None:
 def keep_monitor() -> None:
     """Undo `drop_monitor` (the bench measures faust with and without it)."""
     faust.App.on_init_dependencies = _on_init_dependencies  # type: ignore[method-assign]
+
+
+# For every fetched message faust's consumer runs
+#     await self.wait_first(callback(message), self.suspend_flow.wait())
+# (Consumer._drain_messages) so that a rebalance can interrupt a callback blocked on a full
+# stream buffer. mode's Service.wait_first wraps each argument, and the service's stopped and
+# crashed events, in a new task: four tasks made and three cancelled per message. Here the
+# three event waiters are made once and kept until one of them fires; only the callback gets
+# a task of its own. What wins, and what is cancelled, is the same as before.
+_service_wait_first = faust_consumer.Consumer.wait_first
+
+
+async def _wait_first_keeping_waiters(
+    consumer: Any, *coros: Any, timeout: float | None = None
+) -> WaitResults:
+    if len(coros) != 2 or timeout is not None or not _is_flow_wait(coros[1]):
+        return await _service_wait_first(consumer, *coros, timeout=timeout)
+    callback, flow = coros
+    flow.close()  # never started: the kept waiter watches the same event
+    waiters: tuple[asyncio.Future[Any], ...] | None = consumer.__dict__.get("_motcua_waiters")
+    if waiters is None or any(waiter.done() for waiter in waiters):
+        for waiter in waiters or ():
+            waiter.cancel()
+        waiters = consumer._motcua_waiters = (
+            asyncio.ensure_future(consumer.suspend_flow.wait()),
+            asyncio.ensure_future(consumer._stopped.wait()),
+            asyncio.ensure_future(consumer._crashed.wait()),
+        )
+    task = asyncio.ensure_future(callback)
+    try:
+        await asyncio.wait((task, *waiters), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+    if consumer._stopped.is_set() or consumer._crashed.is_set():
+        return WaitResults([], [], True)
+    if task.done() and not task.cancelled():
+        return WaitResults([callback], [task.result()], False)
+    return WaitResults([flow], [None], False)
+
+
+def _is_flow_wait(coro: Any) -> bool:
+    return getattr(coro, "__qualname__", "") == "Event.wait"
+
+
+def keep_flow_waiters() -> None:
+    """Make the consumer's per-message wait_first reuse its event waiters."""
+    faust_consumer.Consumer.wait_first = _wait_first_keeping_waiters  # type: ignore[method-assign]
+
+
+def new_waiters_per_message() -> None:
+    """Undo `keep_flow_waiters` (for measuring)."""
+    faust_consumer.Consumer.wait_first = _service_wait_first  # type: ignore[method-assign]

@@ -54,7 +54,14 @@ class Ready(View):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sensors", choices=("none", "monitor", "prometheus"), default="none")
+    parser.add_argument(
+        "--faust-wait-first",
+        action="store_true",
+        help="faust's own per-message wait_first (four tasks a message) instead of the fix",
+    )
     args = parser.parse_args()
+    if args.faust_wait_first:
+        faust_fixes.new_waiters_per_message()
     if args.sensors == "monitor":
         faust_fixes.keep_monitor()
     if args.sensors == "prometheus":
