@@ -16,10 +16,11 @@ from service import faust_fixes
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.outputs.pipeline_metrics import PipelineCounters
 from service.settings import Settings
+from service.state.keeper import PartitionKeeper, Sender
 from service.state.ledger import Ledger
 from service.state.log_reader import LogReader
 from service.state.store import DossierStore
-from service.state.worker_state import PartitionKeeper, Sender, WorkerState
+from service.state.worker_state import WorkerState
 
 settings = Settings.from_env()
 calendar: WorkingCalendar = (

@@ -1,0 +1,225 @@
+"""Partitions come and go: catch-up from the log on assignment, gaps filled, live batches.
+
+- a partition newly assigned is caught up from the log itself (`LogReader`), up to the
+  group's committed offset, before the agent may touch it; what lies beyond is new and goes
+  through the agent (dead letters, status messages) as usual;
+- a gap in what faust delivers (an offset beyond applied + 1) is read from the log before
+  going on, so no faust seek or rebalance quirk can make the store skip an event;
+- a partition that cannot be counted (its oldest events deleted, a catch-up that keeps
+  failing) waits with the reason, and no total is served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from service.state.ledger import Ledger
+from service.state.log_reader import Incoming, LogReader
+from service.state.store import StoreError
+from service.state.worker_state import Batch, WorkerState
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[Batch], Awaitable[None]]
+
+
+@dataclass
+class PartitionKeeper:
+    """Partition assignment, catch-up from the log and live batches, over a WorkerState.
+
+    `send_dead_letters` runs before a batch is saved (a crash in between re-sends them on
+    the next read: the one at-least-once window left); `announce` runs after (status
+    messages for what is stored).
+    """
+
+    state: WorkerState
+    reader: LogReader
+    send_dead_letters: Sender
+    announce: Sender
+    accept_truncated_log: bool = False
+    _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    _assigned: asyncio.Event = field(default_factory=asyncio.Event)
+    _blocked: set[int] = field(default_factory=set)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.state.ledger
+
+    def on_revoked(self) -> None:
+        self._assigned.clear()
+        self.ledger.revoke()
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()
+
+    def on_assigned(self, partitions: Iterable[int]) -> None:
+        held = set(self.ledger.partitions)
+        self.ledger.assign(partitions)
+        self._blocked &= set(partitions)
+        for partition in sorted(self.ledger.waiting):
+            self._tasks[partition] = asyncio.ensure_future(self._catch_up(partition))
+        log.info(
+            "assigned partitions %s (%d kept counted, %d to catch up)",
+            sorted(partitions),
+            len(held & set(partitions)),
+            len(self._tasks),
+        )
+        self._assigned.set()
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:
+        """Until every assigned partition is caught up or given up (for tools and tests)."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def _catch_up(self, partition: int) -> None:
+        """Catch up until it works: a broker that does not answer now may answer later, and
+        the partition stays not counted (with the reason) meanwhile."""
+        attempt = 0
+        while not await self._catch_up_once(partition):
+            attempt += 1
+            await asyncio.sleep(min(30.0, 2.0 * attempt))
+
+    async def _catch_up_once(self, partition: int) -> bool:
+        """One attempt; False when it should be tried again."""
+        started = time.monotonic()
+        state = self.state
+        try:
+            await self.reader.start()
+            (earliest, end) = (await self.reader.bounds([partition]))[partition]
+            committed = await self.reader.committed(partition)
+            meta = state.meta(partition)
+            if meta.applied >= end:
+                # The store goes further than the log: the topic was deleted and made anew.
+                log.warning(
+                    "partition %d: the local store holds offsets up to %d but the log ends at "
+                    "%d (topic re-created?): reading it again from the beginning",
+                    partition,
+                    meta.applied,
+                    end,
+                )
+                state.forget(partition)
+                meta = state.meta(partition)
+            first = meta.applied + 1
+            if first < earliest:
+                if not self.accept_truncated_log:
+                    self._give_up(partition, first, earliest)
+                    return True
+                log.warning(
+                    "partition %d: offsets %d..%d were deleted from the log; counting from %d "
+                    "on (MOTCUA_ACCEPT_TRUNCATED_LOG)",
+                    partition,
+                    first,
+                    earliest - 1,
+                    earliest,
+                )
+                state.forget(partition)
+                meta = state.meta(partition)
+                meta.applied, meta.start = earliest - 1, earliest
+                state.store.write({}, {partition: meta})
+            # History: what the group already handled (dead letters sent, statuses told).
+            target = committed if committed is not None else first
+            read = 0
+            async for chunk in self.reader.read(partition, first, target):
+                state.save(state.apply(chunk, live=False))
+                read += len(chunk)
+                await asyncio.sleep(0)
+            state.advance(partition, target - 1)
+            caught_up = time.monotonic() - started
+            try:
+                ledger = await state.rebuild(partition)
+            except (ValueError, KeyError, IndexError, struct.error) as exc:
+                # A stored record this code cannot read (corruption, a foreign format): the
+                # store is only a cache of the log, so the partition is read again.
+                log.error(
+                    "partition %d: a stored dossier cannot be read (%s); reading the partition "
+                    "again from the log",
+                    partition,
+                    str(exc)[:200],
+                )
+                state.forget(partition)
+                return False
+            self.ledger.install(partition, ledger)
+            log.info(
+                "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
+                "%.2fs (%d dossiers, store up to offset %d)",
+                partition,
+                read,
+                caught_up,
+                time.monotonic() - started - caught_up,
+                len(ledger.contributions),
+                state.meta(partition).applied,
+            )
+            return True
+        except asyncio.CancelledError:
+            raise
+        except StoreError:
+            raise  # the worker stops (agents/lifecycle.py): it cannot count without a store
+        except Exception as exc:  # never serve a partition whose catch-up failed
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("partition %d: catch-up failed, trying again: %s", partition, why)
+            self.ledger.wait(partition, f"catch-up failed, trying again: {why}")
+            return False
+
+    def _give_up(self, partition: int, first: int, earliest: int) -> None:
+        reason = (
+            f"the log's offsets {first}..{earliest - 1} of partition {partition} were deleted "
+            "(retention) and the local store does not hold them: restore the events, or "
+            "accept a fresh start (docs/operations.md)"
+        )
+        log.error("partition %d not counted: %s", partition, reason)
+        self.ledger.wait(partition, reason)
+        self._blocked.add(partition)
+
+    async def deliver(self, messages: list[Incoming]) -> None:
+        """A live batch from the agent: wait for catch-ups, fill gaps, apply, send, save."""
+        await self._assigned.wait()
+        partitions = {m.partition for m in messages}
+        for partition in partitions:
+            task = self._tasks.get(partition)
+            if task is not None and not task.done():
+                await asyncio.shield(task)
+        assignment = self.ledger.assignment or frozenset()
+        wanted = [
+            m for m in messages if m.partition in assignment and m.partition not in self._blocked
+        ]
+        await self._fill_gaps(wanted)
+        batch = self.state.apply(wanted, live=True)
+        if batch.rejected:
+            await self.send_dead_letters(batch)
+        self.state.save(batch)
+        if batch.changes:
+            await self.announce(batch)
+
+    async def _fill_gaps(self, messages: list[Incoming]) -> None:
+        """Read from the log whatever lies between the store and what faust delivered."""
+        expected: dict[int, int] = {}
+        gaps: dict[int, tuple[int, int]] = {}
+        for message in messages:
+            partition = message.partition
+            if partition not in expected:
+                expected[partition] = self.state.meta(partition).applied + 1
+            if message.offset > expected[partition] and partition not in gaps:
+                gaps[partition] = (expected[partition], message.offset)
+            expected[partition] = max(expected[partition], message.offset + 1)
+        for partition, (first, stop) in gaps.items():
+            log.warning(
+                "partition %d: offsets %d..%d were not delivered; reading them from the log",
+                partition,
+                first,
+                stop - 1,
+            )
+            await self.reader.start()
+            async for chunk in self.reader.read(partition, first, stop):
+                batch = self.state.apply(chunk, live=True)
+                if batch.rejected:
+                    await self.send_dead_letters(batch)
+                self.state.save(batch)
+                if batch.changes:
+                    await self.announce(batch)
+            self.state.advance(partition, stop - 1)
