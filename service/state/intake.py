@@ -1,7 +1,6 @@
-"""What happens to one incoming message, as plain functions the agent calls.
-
-`parse` validates (or says why not, for the dead-letter topic); `merge` adds a valid event
-to the dossier's stored record and replays it with the domain core.
+"""One incoming message as plain functions: `parse` validates it (or says why not, for the
+dead-letter topic) against the message's own timestamp; `merge` is the reference path of a
+full replay per event (see records.py), which the incremental DossierProgress must equal.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""How a dossier is stored in the table: its validated events, compactly.
+"""The reference record: a dossier as its plain list of validated events.
 
-The table keeps events, not just a summary, because a late-arriving earlier event must
-change the state exactly as if it had arrived in order (rule R6): only the event set
-allows that. Only contract fields are stored; unknown fields were dropped on parsing.
+The worker stores `DossierProgress.pack()` (service/domain/progress.py), which resumes a
+replay. This simpler form, with `intake.merge` (a full replay per event), is kept as the
+reference the property tests and `motcua bench` (the "full replay" figure) compare the
+incremental path with: both must give the same state for the same events.
 """
 
 from __future__ import annotations
