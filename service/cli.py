@@ -215,7 +215,7 @@ def cmd_board(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from service.tools.bench import run_bench
 
-    return run_bench(quick=args.quick, markdown=args.markdown)
+    return run_bench(quick=args.quick, markdown=args.markdown, peers=args.peers)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")
     p.add_argument("--quick", action="store_true", help="a run of under 2 minutes")
     p.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
+    p.add_argument(
+        "--peers", action="store_true", help="also measure Quix Streams on the same events"
+    )
     return parser
 
 

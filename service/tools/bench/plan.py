@@ -17,6 +17,7 @@ class Plan:
     overdue_lead: float  # seconds between publishing the due-soon dossiers and their due
     replay_dossiers_per_day: int | None  # None: the throughput run stands in for the replay
     replay_dossiers: int = 0
+    peers: bool = False  # --peers: also measure the peer stream processors (peers.py)
 
 
 QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)

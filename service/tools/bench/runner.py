@@ -4,9 +4,11 @@ final JSON line."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service.tools.bench.base import BenchError, progress
+from service.tools.bench.peers import require_quixstreams
 from service.tools.bench.plan import FULL, QUICK
 from service.tools.bench.report import machine, rows, table, to_markdown
 from service.tools.bench.run import Run
@@ -43,9 +46,18 @@ def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
         local.stop()
 
 
-def run_bench(quick: bool, markdown: Path | None, steps: Sequence[Step] = STEPS) -> int:
-    """`motcua bench [--quick] [--markdown FILE]`: the table, then one line of JSON."""
-    plan = QUICK if quick else FULL
+def run_bench(
+    quick: bool, markdown: Path | None, steps: Sequence[Step] = STEPS, peers: bool = False
+) -> int:
+    """`motcua bench [--quick] [--markdown FILE] [--peers]`: the table, then one line of JSON."""
+    plan = dataclasses.replace(QUICK if quick else FULL, peers=peers)
+    if peers:
+        # Before any broker or worker starts: a missing optional package is one line.
+        try:
+            require_quixstreams()
+        except BenchError as exc:
+            print(exc, file=sys.stderr)
+            return 1
     started = time.monotonic()
     work_dir = Path(tempfile.mkdtemp(prefix="motcua-bench-"))
     results: dict[str, Any] = {"mode": plan.mode}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.tools import bench_gateway
-from service.tools.bench import domain, latency, replay, scale, takeover, throughput
+from service.tools.bench import domain, latency, peers, replay, scale, takeover, throughput
 from service.tools.bench.plan import Plan
 from service.tools.bench.report import Row, RowsOf
 from service.tools.bench.run import Run
@@ -52,6 +52,10 @@ def _full_replay(plan: Plan) -> bool:
     return plan.replay_dossiers_per_day is not None
 
 
+def _with_peers(plan: Plan) -> bool:
+    return plan.peers
+
+
 def _queue_pages(run: Run) -> None:
     from service.tools.bench_queue import measure
 
@@ -67,6 +71,7 @@ def _queue_rows(results: dict[str, Any]) -> list[Row]:
 STEPS: list[Step] = [
     Step("domain", domain.measure, domain.rows),
     Step("throughput", throughput_then_latency, _throughput_and_latency_rows),
+    Step("peers", peers.measure, peers.rows, runs_in=_with_peers),
     Step("scale", scale.measure_scale, scale.rows),
     Step("replay", replay.measure_replay, replay.rows, runs_in=_full_replay),
     Step("queue", _queue_pages, _queue_rows),
