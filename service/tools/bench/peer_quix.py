@@ -12,6 +12,7 @@ status messages. Needs the `peers` extra (`pip install -e '.[peers]'`).
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from collections import Counter
@@ -20,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from quixstreams import Application, State
+
+# Quix writes state to RocksDB and its changelog only when it commits a checkpoint (every 5 s
+# by default), so a short run would end before paying for any of it. Every 1,000 events, the
+# worker's batch (agents/lifecycle.py BATCH_MAX), puts that cost inside the measurement.
+COMMIT_EVERY = 1000
 
 # Events taken (read from the HTTP thread; only this module's processing thread writes it).
 taken = 0
@@ -63,6 +69,14 @@ def serve_metrics(port: int) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--commit-every",
+        type=int,
+        default=COMMIT_EVERY,
+        help="events between checkpoints (0: Quix's default, every 5 s only)",
+    )
+    args = parser.parse_args()
     env = os.environ
     serve_metrics(int(env["MOTCUA_WEB_PORT"]))
     app = Application(
@@ -70,6 +84,7 @@ def main() -> None:
         consumer_group=env["MOTCUA_APP_ID"],
         auto_offset_reset="earliest",
         state_dir=Path(env["MOTCUA_DATA_DIR"]) / "state",
+        commit_every=args.commit_every,
     )
     # Keys stay bytes (the dossier id); values are the contract's JSON objects.
     events = app.topic(env["MOTCUA_TOPIC"], value_deserializer="json")
