@@ -23,3 +23,9 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     if worker.keeper is not None:
         topic = worker.settings.topic
         worker.keeper.on_assigned({tp.partition for tp in assigned if tp.topic == topic})
+
+
+@worker.app.on_before_shutdown.connect
+async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+    if worker.keeper is not None:
+        await worker.keeper.close()

@@ -9,8 +9,6 @@ that, so committed offsets never pass what the store holds (at-least-once).
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from typing import Any
 
@@ -19,8 +17,6 @@ import faust
 from service import app as worker
 from service.state.log_reader import Incoming
 from service.state.store import StoreError
-
-log = logging.getLogger(__name__)
 
 # Up to this many events per batch, or what arrived within BATCH_WITHIN seconds: at 500
 # events/s a batch waits at most 50 ms; when catching up it fills at once.
@@ -37,12 +33,7 @@ async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
         try:
             await worker.keeper.deliver(messages)
         except StoreError as exc:
-            # Counting on without a store would serve numbers that a restart cannot give
-            # back: stop; the supervisor restarts the worker, which rebuilds from the log.
-            worker.ledger.wait(-1, str(exc))
-            log.critical("stopping: %s", exc)
-            logging.shutdown()
-            os._exit(70)
+            worker.stop_worker(str(exc))
         if worker.pipeline.batch_seconds is not None:
             worker.pipeline.batch_seconds.observe(time.perf_counter() - started)
 

@@ -9,6 +9,9 @@ partitions; it keeps no table, so no changelog, standby or recovery is involved.
 
 from __future__ import annotations
 
+import logging
+import os
+
 import faust
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +25,7 @@ from service.state.log_reader import LogReader
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState
 
+log = logging.getLogger(__name__)
 settings = Settings.from_env()
 calendar: WorkingCalendar = (
     WorkingCalendar.from_file(settings.calendar_file)
@@ -98,6 +102,15 @@ pipeline = PipelineCounters()
 keeper: PartitionKeeper | None = None
 
 
+def stop_worker(why: str) -> None:
+    """The local store failed: stop rather than serve numbers a restart cannot give back.
+    A supervisor restarts the worker, which reads its partitions from the log again."""
+    ledger.wait(-1, why)  # not ready from this instant
+    log.critical("stopping: %s", why)
+    logging.shutdown()
+    os._exit(70)
+
+
 def open_state(send_dead_letters: Sender, announce: Sender) -> PartitionKeeper:
     """Open the local store and wire the state layer to the outputs."""
     global keeper
@@ -113,6 +126,7 @@ def open_state(send_dead_letters: Sender, announce: Sender) -> PartitionKeeper:
         reader,
         send_dead_letters,
         announce,
+        stop_worker,
         accept_truncated_log=settings.accept_truncated_log,
     )
     return keeper

@@ -7,6 +7,7 @@ offers a way. Each one names what it works around and how it was measured.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import faust
@@ -57,6 +58,12 @@ def _without_monitor(app: Any) -> Any:
 def drop_monitor() -> None:
     """Keep faust's Monitor out of the per-message sensor calls."""
     faust.App.on_init_dependencies = _without_monitor  # type: ignore[method-assign]
+    # With no sensor left, faust warns at every rebalance that no sensor kept its state.
+    logging.getLogger("faust.app.base").addFilter(_not_missing_sensor_state)
+
+
+def _not_missing_sensor_state(record: logging.LogRecord) -> bool:
+    return "Missing sensor state for rebalance" not in str(record.msg)
 
 
 def keep_monitor() -> None:

@@ -115,6 +115,12 @@ def _end_offset(partition: int) -> int | None:
 def run(loglevel: str = "info") -> None:
     from faust.worker import Worker
 
+    # Before faust sets up its logging: what the topic checks and the store say at start
+    # must be ERROR lines with a time, like the rest of the log.
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin client
     ensure_topics()
     open_state(send_dead_letters, announce)
     registry.register(LedgerCollector(ledger))

@@ -34,13 +34,15 @@ class PartitionKeeper:
 
     `send_dead_letters` runs before a batch is saved (a crash in between re-sends them on
     the next read: the one at-least-once window left); `announce` runs after (status
-    messages for what is stored).
+    messages for what is stored). `stop` ends the worker when its store fails: counting on
+    without it would serve numbers that a restart cannot give back.
     """
 
     state: WorkerState
     reader: LogReader
     send_dead_letters: Sender
     announce: Sender
+    stop: Callable[[str], None]
     accept_truncated_log: bool = False
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,6 +72,12 @@ class PartitionKeeper:
             len(self._tasks),
         )
         self._assigned.set()
+
+    async def close(self) -> None:
+        """Stop catching up and close the log reader (the worker is shutting down)."""
+        self.on_revoked()
+        await self.reader.stop()
+        self.state.store.close()
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         """Until every assigned partition is caught up or given up (for tools and tests)."""
@@ -122,11 +130,19 @@ class PartitionKeeper:
                 meta = state.meta(partition)
                 meta.applied, meta.start = earliest - 1, earliest
                 state.store.write({}, {partition: meta})
-            # History: what the group already handled (dead letters sent, statuses told).
+            # History: what the group already handled (dead letters sent, statuses told) —
+            # unless this partition starts over after its log lost its beginning: a worker
+            # that refused to count it may have let faust commit offsets it never handled,
+            # so their dead letters are sent now (at least once: consumers dedupe on
+            # motcua-offset).
             target = committed if committed is not None else first
+            dead_letters = meta.start > 0 and meta.applied < meta.start
             read = 0
             async for chunk in self.reader.read(partition, first, target):
-                state.save(state.apply(chunk, live=False))
+                batch = state.apply(chunk, live=False, dead_letters=dead_letters)
+                if batch.rejected:
+                    await self.send_dead_letters(batch)
+                state.save(batch)
                 read += len(chunk)
                 await asyncio.sleep(0)
             state.advance(partition, target - 1)
@@ -158,8 +174,9 @@ class PartitionKeeper:
             return True
         except asyncio.CancelledError:
             raise
-        except StoreError:
-            raise  # the worker stops (agents/lifecycle.py): it cannot count without a store
+        except StoreError as exc:
+            self.stop(str(exc))
+            return True
         except Exception as exc:  # never serve a partition whose catch-up failed
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.error("partition %d: catch-up failed, trying again: %s", partition, why)

@@ -81,9 +81,19 @@ class DossierStore:
         self.topic = topic
         self._db = self._open()
 
+    @property
+    def _unreadable_mark(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.unreadable")
+
+    def mark_unreadable(self, why: str) -> None:
+        """Found corrupt while running: the next start sets it aside and rebuilds."""
+        self._unreadable_mark.write_text(why + "\n", encoding="utf-8")
+
     def _open(self) -> Rdict:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self._unreadable_mark.exists():
+                raise StoreError(self._unreadable_mark.read_text(encoding="utf-8").strip())
             db = Rdict(str(self.path), _options())
         except Exception as exc:  # rocksdict raises plain Exceptions for corruption
             # A store that cannot be opened is only a cache of the log: set it aside (for a
@@ -96,7 +106,9 @@ class DossierStore:
                 aside,
             )
             try:
-                shutil.move(str(self.path), str(aside))
+                if self.path.exists():
+                    shutil.move(str(self.path), str(aside))
+                self._unreadable_mark.unlink(missing_ok=True)
                 db = Rdict(str(self.path), _options())
             except Exception as again:
                 raise StoreError(f"local store {self.path}: {str(again)[:200]}") from None
@@ -119,16 +131,39 @@ class DossierStore:
         return PartitionMeta.decode(raw) if raw is not None else PartitionMeta()
 
     def get(self, partition: int, dossier_id: bytes) -> bytes | None:
-        return self._db.get(_partition_prefix(partition) + dossier_id)
+        try:
+            return self._db.get(_partition_prefix(partition) + dossier_id)
+        except Exception as exc:  # a corrupt block
+            raise self._unreadable(f"read failed: {str(exc)[:200]}") from None
 
     def dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        """(dossier id, record) for every dossier stored for `partition`."""
+        """(dossier id, record) for every dossier stored for `partition`.
+
+        Raises StoreError if the scan stopped early: RocksDB ends an iteration at a corrupt
+        block as if the data ended there, and a partial rebuild would look exact.
+        """
         prefix = _partition_prefix(partition)
         skip = len(prefix)
-        for key, value in self._db.items(from_key=prefix):
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid():
+            key = it.key()
             if not key.startswith(prefix):
-                break
-            yield key[skip:], value
+                return
+            yield key[skip:], it.value()
+            it.next()
+        try:
+            it.status()
+        except Exception as exc:
+            raise self._unreadable(
+                f"partition {partition} cannot be read whole: {str(exc)[:200]}"
+            ) from None
+
+    def _unreadable(self, why: str) -> StoreError:
+        """A read found corruption: marked, so that the next start rebuilds from the log."""
+        error = StoreError(f"local store {self.path}: {why}")
+        self.mark_unreadable(str(error))
+        return error
 
     def write(
         self,

@@ -90,12 +90,16 @@ class WorkerState:
             meta.applied = offset
             self.store.write({}, {partition: meta})
 
-    def apply(self, messages: list[Incoming], *, live: bool) -> Batch:
+    def apply(
+        self, messages: list[Incoming], *, live: bool, dead_letters: bool | None = None
+    ) -> Batch:
         """Fold `messages` (in offset order per partition) into pending records.
 
         `live`: also update the sums and collect status changes and dead letters; a
         catch-up of history does neither (its messages were handled when first read).
+        `dead_letters` overrides whether rejected messages are collected for sending.
         """
+        send_rejected = live if dead_letters is None else dead_letters
         batch = Batch()
         # Dossiers touched by this batch, unpacked once and packed once at the end.
         touched: dict[tuple[int, bytes], DossierProgress] = {}
@@ -131,7 +135,7 @@ class WorkerState:
                 step = progress.advance(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
-                if live:
+                if send_rejected:
                     batch.rejected.append((message, exc))
                 continue
             if step is Step.DUPLICATE:

@@ -185,3 +185,36 @@ def test_an_unreadable_stored_dossier_is_found_by_the_rebuild(tmp_path: Path) ->
         raise AssertionError("a corrupt record must not be rebuilt into the sums")
     state.forget(0)
     assert list(state.store.dossiers(0)) == [] and state.meta(0).applied == -1
+
+
+def test_a_corrupt_block_in_the_store_is_never_a_partial_rebuild(tmp_path: Path) -> None:
+    """RocksDB ends an iteration at a corrupt block as if the data ended there: the store
+    must say so (and mark itself for a rebuild from the log at the next start)."""
+    from service.state.store import StoreError
+
+    path = tmp_path / "store"
+    store = DossierStore(path, TOPIC)
+    filler = bytes(range(256)) * 4
+    for chunk in range(6):
+        store.write({(0, f"HS-{chunk}-{n:05d}".encode()): filler for n in range(1000)}, {})
+    store.close()
+    # Reopening flushes the write-ahead log into table files; then damage their middles.
+    DossierStore(path, TOPIC).close()
+    tables = sorted(path.glob("*.sst"))
+    assert tables, "no table file to damage"
+    for table in tables:
+        size = table.stat().st_size
+        with table.open("r+b") as f:
+            f.seek(size // 2)
+            f.write(b"\xff" * 4096)
+    store = DossierStore(path, TOPIC)
+    try:
+        count = sum(1 for _ in store.dossiers(0))
+    except StoreError:
+        pass
+    else:
+        raise AssertionError(f"read {count} of 6000 dossiers and called it whole")
+    store.close()
+    reopened = DossierStore(path, TOPIC)  # set aside, empty: the partition is read again
+    assert list(reopened.dossiers(0)) == []
+    assert any(p.name.startswith("store.unreadable-") for p in tmp_path.iterdir())
