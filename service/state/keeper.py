@@ -32,9 +32,8 @@ Sender = Callable[[Batch], Awaitable[None]]
 class PartitionKeeper:
     """Partition assignment, catch-up from the log and live batches, over a WorkerState.
 
-    `send_dead_letters` runs before a batch is saved (a crash in between re-sends them on
-    the next read: the one at-least-once window left); `announce` runs after (status
-    messages for what is stored). `stop` ends the worker when its store fails: counting on
+    `send_dead_letters` and `announce` (status messages) run before a batch is saved: a
+    crash in between sends them again on the next read (at least once, never lost). `stop` ends the worker when its store fails: counting on
     without it would serve numbers that a restart cannot give back.
     """
 
@@ -209,9 +208,9 @@ class PartitionKeeper:
         batch = self.state.apply(wanted, live=True)
         if batch.rejected:
             await self.send_dead_letters(batch)
-        self.state.save(batch)
         if batch.changes:
             await self.announce(batch)
+        self.state.save(batch)
 
     async def _fill_gaps(self, messages: list[Incoming]) -> None:
         """Read from the log whatever lies between the store and what faust delivered."""
@@ -236,7 +235,7 @@ class PartitionKeeper:
                 batch = self.state.apply(chunk, live=True)
                 if batch.rejected:
                     await self.send_dead_letters(batch)
-                self.state.save(batch)
                 if batch.changes:
                     await self.announce(batch)
+                self.state.save(batch)
             self.state.advance(partition, stop - 1)
