@@ -162,8 +162,8 @@ def test_dockerfile() -> None:
         "readme"
     ]
     assert re.search(rf"^COPY .*\b{re.escape(readme)}\b", text, re.MULTILINE)
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
         "setuptools"
-    ]["packages"]
-    for top in {p.split(".")[0] for p in packages}:
+    ]["packages"]["find"]["include"]
+    for top in {p.rstrip("*").split(".")[0] for p in found}:
         assert re.search(rf"^COPY {top} ", text, re.MULTILINE), f"Dockerfile does not copy {top}/"
