@@ -33,8 +33,9 @@ class PartitionKeeper:
     """Partition assignment, catch-up from the log and live batches, over a WorkerState.
 
     `send_dead_letters` and `announce` (status messages) run before a batch is saved: a
-    crash in between sends them again on the next read (at least once, never lost). `stop` ends the worker when its store fails: counting on
-    without it would serve numbers that a restart cannot give back.
+    crash in between sends them again on the next read (at least once, never lost). `stop`
+    ends the worker when its store fails: counting on without it would serve numbers that a
+    restart cannot give back.
     """
 
     state: WorkerState
@@ -46,6 +47,9 @@ class PartitionKeeper:
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     _blocked: set[int] = field(default_factory=set)
+    # One partition at a time: the work is CPU-bound on one thread, so interleaving them
+    # only delays the first; readiness needs them all anyway.
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def ledger(self) -> Ledger:
@@ -88,9 +92,13 @@ class PartitionKeeper:
         """Catch up until it works: a broker that does not answer now may answer later, and
         the partition stays not counted (with the reason) meanwhile."""
         attempt = 0
-        while not await self._catch_up_once(partition):
+        while not await self._caught_up_in_turn(partition):
             attempt += 1
             await asyncio.sleep(min(30.0, 2.0 * attempt))
+
+    async def _caught_up_in_turn(self, partition: int) -> bool:
+        async with self._one_at_a_time:
+            return await self._catch_up_once(partition)
 
     async def _catch_up_once(self, partition: int) -> bool:
         """One attempt; False when it should be tried again."""

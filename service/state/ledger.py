@@ -60,9 +60,12 @@ class PartitionLedger:
     # Compact per-dossier history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
 
-    def apply(self, dossier: Dossier, now: datetime, notify: bool = True) -> StatusChange | None:
+    def apply(
+        self, dossier: Dossier, now: datetime, notify: bool = True, index: bool = True
+    ) -> StatusChange | None:
         """Replace the dossier's contribution with the one its state gives at `now`; the
-        status change, if any and if `notify` (a rebuild announces nothing)."""
+        status change, if any and if `notify` (a rebuild announces nothing). `index`: keep
+        the due index up to date (a rebuild builds it at once at the end)."""
         dossier_id = dossier.dossier_id
         new = contribution(dossier, now, self.calendar)
         # Dossiers share a few thousand distinct contributions (agency × channel × state ×
@@ -76,7 +79,8 @@ class PartitionLedger:
                 self.contributions[dossier_id] = new
             else:
                 self.contributions.pop(dossier_id, None)
-        self.due_index.update(dossier, self.open.get(dossier_id))
+        if index:
+            self.due_index.update(dossier, self.open.get(dossier_id))
         if dossier.is_open:
             self.open[dossier_id] = dossier
         else:
@@ -106,7 +110,8 @@ class PartitionLedger:
         for dossier, dossier_facts in dossiers:
             if dossier_facts is not None:
                 facts[dossier.dossier_id] = dossier_facts
-            ledger.apply(dossier, now, notify=False)
+            ledger.apply(dossier, now, notify=False, index=False)
+        ledger.due_index = DueIndex.of(ledger.open.values())
         return ledger
 
     def tick(self, now: datetime) -> list[StatusChange]:

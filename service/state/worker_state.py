@@ -21,6 +21,7 @@ from schemas import InvalidEvent
 from service.domain import Dossier, WorkingCalendar
 from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
+from service.state.due_index import DueIndex
 from service.state.intake import parse
 from service.state.ledger import Ledger, PartitionLedger, StatusChange
 from service.state.log_reader import Incoming
@@ -179,9 +180,10 @@ class WorkerState:
             for count, (dossier, facts) in enumerate(self.stored(partition), 1):
                 if facts is not None:
                     ledger.facts[dossier.dossier_id] = facts
-                ledger.apply(dossier, now, notify=False)
+                ledger.apply(dossier, now, notify=False, index=False)
                 if count % REBUILD_SLICE == 0:
                     await asyncio.sleep(0)
+            ledger.due_index = DueIndex.of(ledger.open.values())
         finally:
             gc.enable()
         gc.freeze()

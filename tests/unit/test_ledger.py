@@ -110,3 +110,21 @@ def test_dossiers_in_the_same_state_share_one_contribution() -> None:
     contributions = list(ledger.iter_contributions())
     distinct = {id(c) for c in contributions}
     assert len(distinct) == len(set(contributions)) < len(contributions)
+
+
+def test_a_rebuilt_due_index_equals_the_one_kept_event_by_event() -> None:
+    events = simulated(300, seed=12)
+    random.Random(12).shuffle(events)
+    seen: dict[str, list[DossierEvent]] = defaultdict(list)
+    live = Ledger(CAL)
+    for event in events:
+        seen[event.dossier_id].append(event)
+        live.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)
+    stored = [fold_with_facts(d, history, CAL) for d, history in seen.items()]
+    rebuilt = PartitionLedger.rebuilt(CAL, PartitionMeta(), iter(stored), NOW)
+    kept = live.partitions[0].due_index
+    assert {place: list(cell) for place, cell in rebuilt.due_index.cells.items()} == {
+        place: list(cell) for place, cell in kept.cells.items()
+    }
+    assert rebuilt.due_index.by_procedure == kept.by_procedure
+    assert len(rebuilt.due_index) == len(rebuilt.open) > 0
