@@ -11,7 +11,7 @@ from service.tools.bench.run import Run
 
 
 def measure(run: Run) -> None:
-    from service.tools.bench_domain import measure_domain, simulated_messages
+    from service.tools.bench.domain_path import measure_domain, simulated_messages
 
     n = run.plan.throughput_events
     progress(f"domain path: {n:,} simulated events in memory (seed 11), before and after")

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.tools import bench_gateway
 from service.tools.bench import domain, latency, peers, replay, scale, takeover, throughput
+from service.tools.bench import gateway as bench_gateway
 from service.tools.bench.plan import Plan
 from service.tools.bench.report import Row, RowsOf
 from service.tools.bench.run import Run
@@ -57,13 +57,13 @@ def _with_peers(plan: Plan) -> bool:
 
 
 def _queue_pages(run: Run) -> None:
-    from service.tools.bench_queue import measure
+    from service.tools.bench.queue_pages import measure
 
     measure(run)
 
 
 def _queue_rows(results: dict[str, Any]) -> list[Row]:
-    from service.tools.bench_queue import rows
+    from service.tools.bench.queue_pages import rows
 
     return rows(results)
 

@@ -280,7 +280,7 @@ def measure_domain(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.tools.bench_domain",
+        prog="python -m service.tools.bench.domain_path",
         description="The domain path per event, in memory (before/after DossierProgress).",
     )
     parser.add_argument("--events", type=int, default=240_000)
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="also bytes per open dossier")
     args = parser.parse_args(argv)
     if args.events < 1:
-        print("bench_domain: --events must be at least 1", file=sys.stderr)
+        print("domain_path: --events must be at least 1", file=sys.stderr)
         return 2
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
     messages = simulated_messages(args.events, args.seed)
