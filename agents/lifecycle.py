@@ -9,6 +9,7 @@ that, so committed offsets never pass what the store holds (at-least-once).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -34,6 +35,11 @@ async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
             await worker.keeper.deliver(messages)
         except StoreError as exc:
             worker.stop_worker(str(exc))
+        except Exception as exc:
+            # A batch half applied in memory and not saved: the store still holds the last
+            # saved prefix, so a restart is exact where carrying on might not be.
+            logging.getLogger(__name__).exception("batch failed")
+            worker.stop_worker(f"a batch failed ({type(exc).__name__}): restarting from the store")
         if worker.pipeline.batch_seconds is not None:
             worker.pipeline.batch_seconds.observe(time.perf_counter() - started)
 
