@@ -97,9 +97,23 @@ def test_sums_equal_the_domain_core(tmp_path: Path) -> None:
     for start in range(0, len(log), 97):
         state.save(state.apply(log[start : start + 97], live=True))
     got = +state.ledger.partitions[0].totals.copy()
-    assert {k: v for k, v in got.items() if k[0] != "open"} == {
-        k: v for k, v in truth(events).items() if k[0] != "open"
-    }
+    want = truth(events)
+
+    # Open states move with the clock (the ledger judged them at its own `now`): compare what
+    # does not, and the number of open dossiers per agency, whatever their state.
+    def settled(counts: Counter) -> dict:
+        return {k: v for k, v in counts.items() if k[0] in ("received", "completed", "withdrawn")}
+
+    assert settled(got) == settled(want) and settled(got)
+    opened: Counter = Counter()
+    for k, v in got.items():
+        if k[0] == "open":
+            opened[k[1]] += v
+    expected: Counter = Counter()
+    for k, v in want.items():
+        if k[0] == "open":
+            expected[k[1]] += v
+    assert opened == expected
 
 
 def test_history_is_applied_silently_and_only_fresh_events_are_announced(
