@@ -475,7 +475,9 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
             "agency": agency,
             "procedure": procedure,
             "channel": "direct",
-            "processing_days": 1,
+            # Printed appointments a week apart: with a computed one-day limit, receipts on a
+            # Friday and a Saturday share Monday's due and the order falls to the id.
+            "due_at": (at - timedelta(days=30 + 7 * n)).isoformat(),
         }
         for n in range(2)
     ]
