@@ -1,14 +1,20 @@
 """Outputs of a batch: dead letters with their reason, and status changes for notification
-systems (became due soon or overdue, result ready, closed)."""
+systems (became due soon or overdue, result ready, closed). Both are side effects of a
+transaction: each must be acknowledged by the broker before the batch is saved, so a send
+that fails raises `SideEffectFailed` and the batch is not saved (it is read again)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 import orjson
 
+from schemas import MAX_MESSAGE_BYTES
 from service.app import dead_letter_topic, pipeline, settings, status_topic
+from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
 from service.state.worker_state import SOURCE_HEADER, Batch, source_of
 
@@ -27,47 +33,68 @@ def _status_value(change: StatusChange) -> bytes:
     )
 
 
+async def _acknowledged(what: str, sends: list[Awaitable[Any]]) -> int:
+    """Wait for every send's acknowledgement; raise if any was refused or never came."""
+    pending = []
+    try:
+        for send in sends:
+            pending.append(await send)
+    except Exception as exc:
+        raise SideEffectFailed(f"{what} not sent: {type(exc).__name__}: {exc}") from exc
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        first = failed[0]
+        raise SideEffectFailed(
+            f"{len(failed)} of {len(results)} {what} not acknowledged: "
+            f"{type(first).__name__}: {first}"
+        )
+    return len(results)
+
+
 async def publish_status(changes: list[StatusChange]) -> None:
-    """Hand all changes to the producer, then wait for them together (not one by one)."""
-    pending = [
-        await status_topic.send(key=change.dossier_id.encode(), value=_status_value(change))
+    """Hand all changes to the producer, then wait for their acknowledgements together."""
+    sends = [
+        status_topic.send(key=change.dossier_id.encode(), value=_status_value(change))
         for change in changes
     ]
-    pipeline.status_sent += len(pending)
-    if pending:
-        await asyncio.gather(*pending, return_exceptions=True)
+    pipeline.status_sent += await _acknowledged("status messages", sends)
 
 
 async def announce(batch: Batch) -> None:
     await publish_status(batch.changes)
 
 
+def dead_letter_value(value: bytes | None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The rejected message's bytes, cut to the contract's limit when larger (the original
+    stays in the input topic, which keeps everything: motcua-offset points at it), so a dead
+    letter always fits a dead-letter topic that passed the start-up check."""
+    raw = value if value is not None else b""
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return raw, []
+    return raw[:MAX_MESSAGE_BYTES], [("motcua-truncated", str(len(raw)).encode())]
+
+
 async def send_dead_letters(batch: Batch) -> None:
-    """Every rejected message, untouched, with its reason in headers; acknowledged by the
-    broker before the batch is saved."""
-    pending = []
+    """Every rejected message with its reason in headers, acknowledged by the broker."""
+    sends = []
     for message, error in batch.rejected:
         where = f"{settings.topic}/{message.partition}/{message.offset}"
         # Offsets, not payloads, in logs: a message may carry what it should not.
         log.info("rejected %s: %s", where, error.reason.value)
-        try:
-            pending.append(
-                await dead_letter_topic.send(
-                    key=message.key,
-                    value=message.value if message.value is not None else b"",
-                    headers=[
-                        ("motcua-reason", error.reason.value.encode()),
-                        ("motcua-detail", error.detail[:300].encode("utf-8", "replace")),
-                        ("motcua-offset", where.encode()),
-                        # The center system that sent it (gateway token name), if known.
-                        (SOURCE_HEADER, source_of(message.headers).encode()),
-                    ],
-                )
+        value, extra = dead_letter_value(message.value)
+        sends.append(
+            dead_letter_topic.send(
+                key=message.key,
+                value=value,
+                headers=[
+                    ("motcua-reason", error.reason.value.encode()),
+                    ("motcua-detail", error.detail[:300].encode("utf-8", "replace")),
+                    ("motcua-offset", where.encode()),
+                    # The center system that sent it (gateway token name), if known.
+                    (SOURCE_HEADER, source_of(message.headers).encode()),
+                    *extra,
+                ],
             )
-        except Exception as exc:  # a bad message must never stop the agent
-            log.error("dead letter for %s not sent (%s): %s", where, error.reason.value, exc)
-    results = await asyncio.gather(*pending, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            log.error("a dead letter was not acknowledged: %s", type(result).__name__)
-
+        )
+    await _acknowledged("dead letters", sends)

@@ -122,3 +122,24 @@ def keep_flow_waiters() -> None:
 def new_waiters_per_message() -> None:
     """Undo `keep_flow_waiters` (for measuring)."""
     faust_consumer.Consumer.wait_first = _service_wait_first  # type: ignore[method-assign]
+
+
+# Stream.take_events acknowledges a batch in a `finally`, so a batch the agent failed on, or
+# was cancelled in, is acknowledged all the same and faust commits past it. Marking its
+# messages as already acknowledged makes that `finally` skip them: their offsets stay out of
+# the consumer's acked list, and faust commits nothing at or beyond them until
+# `release_acks` hands them over once the batch is saved.
+def withhold_acks(events: Any, consumer: Any) -> None:
+    """Keep a failed batch's offsets from being committed (see above)."""
+    for event in events:
+        message = event.message
+        message.acked = True
+        consumer._unacked_messages.discard(message)
+
+
+def release_acks(events: Any, consumer: Any) -> None:
+    """Acknowledge a withheld batch, now saved, to faust."""
+    for event in events:
+        message = event.message
+        message.acked = False
+        consumer.ack(message)

@@ -11,6 +11,7 @@ import agents.deadlines
 import agents.lifecycle
 import service.outputs.web
 from agents.status import announce, send_dead_letters
+from schemas import MAX_MESSAGE_BYTES
 from service.app import DLQ_MAX_BYTES, app, ledger, open_state, pipeline, registry, settings
 from service.outputs.metrics import LedgerCollector
 from service.outputs.pipeline_metrics import PipelineCollector
@@ -58,6 +59,10 @@ def ensure_topics() -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 admin.create_topics(missing)
+        problem = check_dead_letter_topic(admin)
+        if problem is not None:
+            log.error("%s", problem)
+            raise SystemExit(f"motcua worker: {problem}")
         return check_input_topic(admin)
     finally:
         admin.close()
@@ -90,6 +95,31 @@ def check_input_topic(admin: Any) -> list[str]:
     for warning in warnings:
         log.error("%s", warning)
     return warnings
+
+
+# A dead letter is at most the contract's 64 KiB (larger messages are cut, see
+# agents/status.py) plus our headers and Kafka's record overhead.
+DEAD_LETTER_NEEDS = MAX_MESSAGE_BYTES + 4 * 1024
+
+
+def check_dead_letter_topic(admin: Any) -> str | None:
+    """Why an existing dead-letter topic cannot take every dead letter, or None. A dead
+    letter the broker refuses fails its batch, so the worker would stall on it."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    topic = settings.dlq_topic
+    configs = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+    )
+    value = _config_values(configs, topic).get("max.message.bytes")
+    if value is None or not value.isdigit() or int(value) >= DEAD_LETTER_NEEDS:
+        return None
+    return (
+        f"topic {topic} has max.message.bytes={value}, below the {DEAD_LETTER_NEEDS} bytes a "
+        "dead letter may need (a 64 KiB event plus headers): raise it, e.g. kafka-configs.sh "
+        f"--alter --entity-type topics --entity-name {topic} --add-config "
+        f"max.message.bytes={DLQ_MAX_BYTES}"
+    )
 
 
 def _config_values(configs: Any, topic: str) -> dict[str, str]:

@@ -11,9 +11,7 @@ from harness import Gateway, WorkerProcess, produce_events, unique
 
 
 @pytest.fixture
-def worker_factory(
-    kafka_broker: Any, tmp_path: Path
-) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_factory(kafka_broker: Any, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start workers on a fresh topic and consumer group; all are stopped at the end.
 
     Calling it again with `like=` gives another worker of the same group (same topic),
@@ -21,9 +19,7 @@ def worker_factory(
     """
     started: list[WorkerProcess] = []
 
-    def start(
-        like: WorkerProcess | None = None, wait: bool = True, **kwargs: Any
-    ) -> WorkerProcess:
+    def start(like: WorkerProcess | None = None, wait: bool = True, **kwargs: Any) -> WorkerProcess:
         name = unique("t")
         worker = WorkerProcess(
             bootstrap=kafka_broker.bootstrap,

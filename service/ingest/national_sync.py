@@ -234,9 +234,7 @@ class _Builder:
         return tuple(out)
 
 
-def map_dossier(
-    snapshot: Any, units: UnitDirectory, now: datetime | None = None
-) -> MappedDossier:
+def map_dossier(snapshot: Any, units: UnitDirectory, now: datetime | None = None) -> MappedDossier:
     """The contract events a DongBoHoSoMC dossier object implies (docs/national-sync-mapping.md).
 
     `now` is the receipt time the future-timestamp rule is checked against (default: the

@@ -20,12 +20,18 @@ from dataclasses import dataclass, field
 
 from service.state.ledger import Ledger
 from service.state.log_reader import Incoming, LogReader
-from service.state.store import StoreError
+from service.state.store import PartitionMeta, StoreError
 from service.state.worker_state import Batch, WorkerState
 
 log = logging.getLogger(__name__)
 
 Sender = Callable[[Batch], Awaitable[None]]
+# Seconds before trying a failed catch-up or repair again (times the attempt, up to 30 s).
+RETRY_S = 2.0
+
+
+class SideEffectFailed(RuntimeError):
+    """A dead letter or status message the broker did not acknowledge: the batch fails."""
 
 
 @dataclass
@@ -47,6 +53,7 @@ class PartitionKeeper:
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     _blocked: set[int] = field(default_factory=set)
+    _releases: set[asyncio.Future[None]] = field(default_factory=set)
     # One partition at a time: the work is CPU-bound on one thread, so interleaving them
     # only delays the first; readiness needs them all anyway.
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -94,20 +101,24 @@ class PartitionKeeper:
         attempt = 0
         while not await self._caught_up_in_turn(partition):
             attempt += 1
-            await asyncio.sleep(min(30.0, 2.0 * attempt))
+            await asyncio.sleep(min(30.0, RETRY_S * attempt))
 
     async def _caught_up_in_turn(self, partition: int) -> bool:
         async with self._one_at_a_time:
             return await self._catch_up_once(partition)
 
     async def _catch_up_once(self, partition: int) -> bool:
-        """One attempt; False when it should be tried again."""
+        """One attempt; False when it should be tried again. Every batch is a transaction, so
+        a failed attempt leaves the saved store and meta as they were: the next attempt
+        starts from them."""
         started = time.monotonic()
         state = self.state
         try:
             await self.reader.start()
             (earliest, end) = (await self.reader.bounds([partition]))[partition]
             committed = await self.reader.committed(partition)
+            if not self._still_assigned(partition):
+                return True  # revoked while asking the broker: the next owner catches up
             meta = state.meta(partition)
             if meta.applied >= end:
                 # The store goes further than the log: the topic was deleted and made anew.
@@ -134,9 +145,8 @@ class PartitionKeeper:
                     earliest,
                 )
                 state.forget(partition)
+                state.set_meta(partition, PartitionMeta(applied=earliest - 1, start=earliest))
                 meta = state.meta(partition)
-                meta.applied, meta.start = earliest - 1, earliest
-                state.store.write({}, {partition: meta})
             # History: what the group already handled (dead letters sent, statuses told) —
             # unless this partition starts over after its log lost its beginning: a worker
             # that refused to count it may have let faust commit offsets it never handled,
@@ -144,15 +154,11 @@ class PartitionKeeper:
             # motcua-offset).
             target = committed if committed is not None else first
             dead_letters = meta.start > 0 and meta.applied < meta.start
-            read = 0
-            async for chunk in self.reader.read(partition, first, target):
-                batch = state.apply(chunk, live=False, dead_letters=dead_letters)
-                if batch.rejected:
-                    await self.send_dead_letters(batch)
-                state.save(batch)
-                read += len(chunk)
-                await asyncio.sleep(0)
-            state.advance(partition, target - 1)
+            read = await self._read_range(
+                partition, meta.applied + 1, target, live=False, dead_letters=dead_letters
+            )
+            if read is None:
+                return True  # revoked meanwhile
             caught_up = time.monotonic() - started
             try:
                 ledger = await state.rebuild(partition)
@@ -167,6 +173,8 @@ class PartitionKeeper:
                 )
                 state.forget(partition)
                 return False
+            if not self._still_assigned(partition):
+                return True
             self.ledger.install(partition, ledger)
             log.info(
                 "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
@@ -190,6 +198,48 @@ class PartitionKeeper:
             self.ledger.wait(partition, f"catch-up failed, trying again: {why}")
             return False
 
+    def _still_assigned(self, partition: int) -> bool:
+        assignment = self.ledger.assignment
+        return assignment is not None and partition in assignment
+
+    async def _read_range(
+        self,
+        partition: int,
+        first: int,
+        stop: int,
+        *,
+        live: bool,
+        dead_letters: bool | None = None,
+    ) -> int | None:
+        """Apply the log's records first <= offset < stop, one transaction a chunk; the
+        number read, or None if the partition was revoked meanwhile (checked after every
+        await). Raises on any failure: what was committed stays, the rest is not applied."""
+        state = self.state
+        read = 0
+        await self.reader.start()
+        async for chunk in self.reader.read(partition, first, stop):
+            if not self._still_assigned(partition):
+                return None
+            batch = state.apply(chunk, live=live, dead_letters=dead_letters)
+            await self._side_effects(batch)
+            if not self._still_assigned(partition):
+                return None
+            state.commit(batch)
+            read += len(chunk)
+            await asyncio.sleep(0)
+        if not self._still_assigned(partition):
+            return None
+        state.advance(partition, stop - 1)
+        return read
+
+    async def _side_effects(self, batch: Batch) -> None:
+        """Dead letters, then status messages, each acknowledged by the broker, before the
+        batch is saved: a failure raises (SideEffectFailed) and nothing is saved."""
+        if batch.rejected:
+            await self.send_dead_letters(batch)
+        if batch.changes:
+            await self.announce(batch)
+
     def _give_up(self, partition: int, first: int, earliest: int) -> None:
         reason = (
             f"the log's offsets {first}..{earliest - 1} of partition {partition} were deleted "
@@ -201,27 +251,55 @@ class PartitionKeeper:
         self._blocked.add(partition)
 
     async def deliver(self, messages: list[Incoming]) -> None:
-        """A live batch from the agent: wait for catch-ups, fill gaps, apply, send, save."""
-        await self._assigned.wait()
-        partitions = {m.partition for m in messages}
-        for partition in partitions:
-            task = self._tasks.get(partition)
-            if task is not None and not task.done():
-                await asyncio.shield(task)
-        assignment = self.ledger.assignment or frozenset()
-        wanted = [
-            m for m in messages if m.partition in assignment and m.partition not in self._blocked
-        ]
-        await self._fill_gaps(wanted)
-        batch = self.state.apply(wanted, live=True)
-        if batch.rejected:
-            await self.send_dead_letters(batch)
-        if batch.changes:
-            await self.announce(batch)
-        self.state.save(batch)
+        """A live batch from the agent: wait for catch-ups, fill gaps, apply, send, save.
 
-    async def _fill_gaps(self, messages: list[Incoming]) -> None:
-        """Read from the log whatever lies between the store and what faust delivered."""
+        Ownership is checked again after every await: a partition revoked meanwhile is left
+        to its next owner (its messages are not applied here). Raises on any failure, with
+        nothing of the batch saved; the caller then `abandon`s it.
+        """
+        await self._assigned.wait()
+        await self._wait_for_tasks({m.partition for m in messages})
+        wanted = self._owned(messages)
+        gaps = self._gaps(wanted)
+        for partition, (first, stop) in gaps.items():
+            log.warning(
+                "partition %d: offsets %d..%d were not delivered; reading them from the log",
+                partition,
+                first,
+                stop - 1,
+            )
+            await self._read_range(partition, first, stop, live=True)
+        if gaps:
+            wanted = self._owned(wanted)
+        batch = self.state.apply(wanted, live=True)
+        await self._side_effects(batch)
+        # Revoked while sending: the store may still save the batch (it stays a prefix of
+        # the log), but the sums of a partition this worker no longer counts are not touched
+        # (WorkerState.commit asks the ledger what it owns now).
+        self.state.commit(batch)
+
+    async def _wait_for_tasks(self, partitions: set[int]) -> None:
+        """Until no catch-up or repair of `partitions` is running. A task cancelled by a
+        revocation ends the wait without raising: the partition is then either not assigned
+        any more (its messages are dropped) or assigned again with a new task, awaited in
+        turn."""
+        while True:
+            await self._assigned.wait()
+            running = [
+                task
+                for p in partitions
+                if (task := self._tasks.get(p)) is not None and not task.done()
+            ]
+            if not running:
+                return
+            await asyncio.wait(running)
+
+    def _owned(self, messages: list[Incoming]) -> list[Incoming]:
+        owned = self.ledger.owned() - self._blocked
+        return [m for m in messages if m.partition in owned]
+
+    def _gaps(self, messages: list[Incoming]) -> dict[int, tuple[int, int]]:
+        """Per partition, the first range between the store and what faust delivered."""
         expected: dict[int, int] = {}
         gaps: dict[int, tuple[int, int]] = {}
         for message in messages:
@@ -231,19 +309,62 @@ class PartitionKeeper:
             if message.offset > expected[partition] and partition not in gaps:
                 gaps[partition] = (expected[partition], message.offset)
             expected[partition] = max(expected[partition], message.offset + 1)
-        for partition, (first, stop) in gaps.items():
-            log.warning(
-                "partition %d: offsets %d..%d were not delivered; reading them from the log",
-                partition,
-                first,
-                stop - 1,
-            )
-            await self.reader.start()
-            async for chunk in self.reader.read(partition, first, stop):
-                batch = self.state.apply(chunk, live=True)
-                if batch.rejected:
-                    await self.send_dead_letters(batch)
-                if batch.changes:
-                    await self.announce(batch)
-                self.state.save(batch)
-            self.state.advance(partition, stop - 1)
+        return gaps
+
+    def abandon(
+        self, messages: list[Incoming], why: str, release: Callable[[], None] | None = None
+    ) -> None:
+        """A live batch that was not applied (a send not acknowledged, a bug, the agent
+        cancelled): its partitions stop counting and read it again from the log, with the
+        same transactions, retrying until it works. `release` (acknowledge the batch to
+        faust) runs once every partition of the batch has it saved."""
+        stops: dict[int, int] = {}
+        for message in messages:
+            stops[message.partition] = max(stops.get(message.partition, 0), message.offset + 1)
+        repairs = []
+        for partition, stop in stops.items():
+            if not self._still_assigned(partition) or partition in self._blocked:
+                continue
+            self.ledger.hold(partition, f"a batch was not applied ({why}): reading it again")
+            previous = self._tasks.get(partition)
+            task = asyncio.ensure_future(self._repair(partition, stop, previous))
+            self._tasks[partition] = task
+            repairs.append(task)
+        if release is not None:
+            self._releases.add(asyncio.ensure_future(self._release_after(repairs, stops, release)))
+
+    async def _repair(self, partition: int, stop: int, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        attempt = 0
+        while self._still_assigned(partition):
+            try:
+                first = self.state.meta(partition).applied + 1
+                if await self._read_range(partition, first, stop, live=True) is not None:
+                    self.ledger.release(partition)
+                return
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                self.stop(str(exc))
+                return
+            except Exception as exc:
+                attempt += 1
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.error("partition %d: re-reading a batch failed, retrying: %s", partition, why)
+                self.ledger.hold(partition, f"re-reading a batch failed, trying again: {why}")
+                await asyncio.sleep(min(30.0, RETRY_S * attempt))
+
+    async def _release_after(
+        self, repairs: list[asyncio.Task[None]], stops: dict[int, int], release: Callable[[], None]
+    ) -> None:
+        if repairs:
+            await asyncio.wait(repairs)
+        try:
+            if all(
+                self._still_assigned(p) and self.state.meta(p).applied >= stop - 1
+                for p, stop in stops.items()
+            ):
+                release()
+        finally:
+            self._releases.discard(asyncio.current_task())  # type: ignore[arg-type]

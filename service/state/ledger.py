@@ -93,8 +93,19 @@ class PartitionLedger:
         else:
             self.running.pop(dossier_id, None)
         if notify and new != old:  # the same contribution: the same state, nothing to tell
-            return _status_change(dossier, old, new, now, self.calendar)
+            return status_change(dossier, old, new, now, self.calendar)
         return None
+
+    def apply_batch(
+        self, dossiers: Iterable[tuple[Dossier, DossierFacts | None]], now: datetime
+    ) -> None:
+        """A committed batch's dossiers, in their new states (status changes were told
+        before the batch was saved)."""
+        facts = self.facts
+        for dossier, dossier_facts in dossiers:
+            if dossier_facts is not None:
+                facts[dossier.dossier_id] = dossier_facts
+            self.apply(dossier, now, notify=False)
 
     @classmethod
     def rebuilt(
@@ -141,13 +152,14 @@ class PartitionLedger:
         self.due_heap = heap
 
 
-def _status_change(
+def status_change(
     dossier: Dossier,
     old: tuple[Key, ...],
     new: tuple[Key, ...],
     now: datetime,
     calendar: WorkingCalendar,
 ) -> StatusChange | None:
+    """What a move from contribution `old` to `new` tells notification systems, if anything."""
     if not new:
         return None
     old_state = next((k[2] for k in old if k[0] == "open"), None)
@@ -166,6 +178,14 @@ def _status_change(
         if state is OpenState.OVERDUE and dossier.due is not None:
             at = dossier.due
     return StatusChange(dossier.dossier_id, dossier.agency or "", status, at, dossier.due)
+
+
+class NotAssigned(RuntimeError):
+    """A write to the sums of a partition this worker does not count now."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition} is not assigned to this worker now")
+        self.partition = partition
 
 
 @dataclass
@@ -204,18 +224,30 @@ class Ledger:
         self.partitions.pop(partition, None)
         self.waiting[partition] = reason
 
+    def hold(self, partition: int, reason: str) -> None:
+        """`partition` is not exact for now, for `reason`, but its sums stay in step with
+        the store (a batch being read again): nothing is served until `release`."""
+        self.waiting[partition] = reason
+
+    def release(self, partition: int) -> None:
+        """A held partition is exact again."""
+        if partition in self.partitions:
+            self.waiting.pop(partition, None)
+
     def install(self, partition: int, ledger: PartitionLedger) -> None:
         """The sums of `partition`, rebuilt: it counts from now on."""
-        if self.assignment is not None and partition not in self.assignment:
+        if self.assignment is None or partition not in self.assignment:
             return  # revoked meanwhile
         self.partitions[partition] = ledger
         self.waiting.pop(partition, None)
 
-    def partition(self, partition: int) -> PartitionLedger:
-        ledger = self.partitions.get(partition)
-        if ledger is None:
-            ledger = self.partitions[partition] = PartitionLedger(self.calendar)
-        return ledger
+    def owned(self) -> frozenset[int]:
+        """Partitions whose sums a write may touch: installed, and assigned now. Between a
+        revocation and the next assignment the installed sums stay in step with the store
+        (nothing is served then, and the next assignment keeps or drops them)."""
+        if self.assignment is None:
+            return frozenset(self.partitions)
+        return self.assignment & self.partitions.keys()
 
     def accept(
         self,
@@ -224,11 +256,23 @@ class Ledger:
         now: datetime,
         facts: DossierFacts | None = None,
     ) -> StatusChange | None:
-        """A new valid event was stored for `dossier`."""
-        ledger = self.partition(partition)
+        """A new valid event was stored for `dossier` (tools and tests; the worker commits
+        whole batches). Refuses a partition this worker does not count now."""
+        if partition not in self.owned():
+            raise NotAssigned(partition)
+        ledger = self.partitions[partition]
         if facts is not None:
             ledger.facts[dossier.dossier_id] = facts
         return ledger.apply(dossier, now)
+
+    @classmethod
+    def counting(cls, calendar: WorkingCalendar, partitions: Iterable[int]) -> Ledger:
+        """A ledger that counts `partitions` from empty (tools and tests without a store)."""
+        ledger = cls(calendar)
+        ledger.assign(partitions)
+        for partition in ledger.assignment or ():
+            ledger.install(partition, PartitionLedger(calendar))
+        return ledger
 
     def keep_only(self, partitions: Iterable[int]) -> None:
         """Drop the sums of partitions this worker no longer holds (no stale series)."""

@@ -110,9 +110,7 @@ class LogReader:
                 fetched = await consumer.getmany(tp, timeout_ms=500, max_records=CHUNK)
                 records = fetched.get(tp, [])
                 chunk = [
-                    Incoming(
-                        r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0, r.headers
-                    )
+                    Incoming(r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0, r.headers)
                     for r in records
                     if r.offset < stop
                 ]

@@ -50,6 +50,16 @@ class PartitionMeta:
     rejected: Counter[str] = field(default_factory=Counter)
     duplicates: Counter[str] = field(default_factory=Counter)
 
+    def copy(self) -> PartitionMeta:
+        """A copy a transaction can change without touching the saved one."""
+        return PartitionMeta(
+            self.applied,
+            self.start,
+            Counter(self.events),
+            Counter(self.rejected),
+            Counter(self.duplicates),
+        )
+
     def encode(self) -> bytes:
         return orjson.dumps(
             {

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import InvalidEvent
-from service.domain import Dossier, WorkingCalendar
+from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex
 from service.state.intake import parse
-from service.state.ledger import Ledger, PartitionLedger, StatusChange
+from service.state.ledger import Ledger, PartitionLedger, StatusChange, status_change
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore, PartitionMeta
 
@@ -45,13 +45,28 @@ Rejected = tuple[Incoming, InvalidEvent]
 
 @dataclass
 class Batch:
-    """What applying messages leaves to save and to send."""
+    """One transaction: what applying messages leaves to save, to send and to swap in.
 
+    Nothing the worker serves is touched while a batch is built: `metas` are copies of the
+    partitions' saved metas, `records` the write buffer, `dossiers` the touched dossiers'
+    new states. `WorkerState.commit` writes the buffer and the metas atomically, and only
+    then swaps the metas in and brings the sums up to date; a batch that fails before that
+    is simply dropped, and the worker's state is the saved one.
+    """
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     records: dict[tuple[int, bytes], bytes] = field(default_factory=dict)
     metas: dict[int, PartitionMeta] = field(default_factory=dict)
+    dossiers: dict[tuple[int, str], DossierProgress] = field(default_factory=dict)
     changes: list[StatusChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     applied: int = 0  # messages applied (not skipped)
+    last_timestamp: float = 0.0
+    live: bool = True
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self.metas)
 
 
 def source_of(headers: object) -> str:
@@ -64,7 +79,7 @@ def source_of(headers: object) -> str:
 
 
 class WorkerState:
-    """The store, the partition metas and the ledger, kept in step."""
+    """The store, the saved partition metas and the ledger, kept in step."""
 
     def __init__(self, store: DossierStore, ledger: Ledger, calendar: WorkingCalendar) -> None:
         self.store = store
@@ -73,6 +88,7 @@ class WorkerState:
         self._metas: dict[int, PartitionMeta] = {}
 
     def meta(self, partition: int) -> PartitionMeta:
+        """The partition's meta as saved in the store (never an unsaved count)."""
         meta = self._metas.get(partition)
         if meta is None:
             meta = self._metas[partition] = self.store.meta(partition)
@@ -83,37 +99,52 @@ class WorkerState:
         self.store.drop(partition)
         self._metas[partition] = PartitionMeta()
 
+    def reload(self, partition: int) -> PartitionMeta:
+        """Read the partition's meta from the store again (after a failed attempt)."""
+        self._metas.pop(partition, None)
+        return self.meta(partition)
+
+    def set_meta(self, partition: int, meta: PartitionMeta) -> None:
+        """Save `meta` alone (a fresh start, offsets with no record), then swap it in."""
+        self.store.write({}, {partition: meta})
+        self._metas[partition] = meta
+        counted = self.ledger.partitions.get(partition)
+        if counted is not None:
+            counted.meta = meta
+
     def advance(self, partition: int, offset: int) -> None:
         """The store covers `partition` up to `offset` even where the log has no record
         (offsets taken by transaction markers or compaction)."""
-        meta = self.meta(partition)
-        if offset > meta.applied:
+        saved = self.meta(partition)
+        if offset > saved.applied:
+            meta = saved.copy()
             meta.applied = offset
-            self.store.write({}, {partition: meta})
+            self.set_meta(partition, meta)
 
     def apply(
         self, messages: list[Incoming], *, live: bool, dead_letters: bool | None = None
     ) -> Batch:
-        """Fold `messages` (in offset order per partition) into pending records.
+        """Fold `messages` (in offset order per partition) into a new transaction.
 
-        `live`: also update the sums and collect status changes and dead letters; a
-        catch-up of history does neither (its messages were handled when first read).
+        `live`: also compute status changes and dead letters, and bring the sums up to date
+        at commit; a catch-up of history does none of that (its messages were handled when
+        first read, and the sums are rebuilt from the store once it is caught up).
         `dead_letters` overrides whether rejected messages are collected for sending.
         """
         send_rejected = live if dead_letters is None else dead_letters
-        batch = Batch()
-        # Dossiers touched by this batch, unpacked once and packed once at the end.
-        touched: dict[tuple[int, bytes], DossierProgress] = {}
-        ledger = self.ledger
+        batch = Batch(live=live)
+        touched = batch.dossiers
+        # The contribution each touched dossier has reached in this batch, for status changes.
+        reached: dict[tuple[int, str], tuple[Key, ...]] = {}
         calendar = self.calendar
         store = self.store
-        wall = datetime.now(UTC)
+        wall = batch.now
         fresh_from = wall.timestamp() - FRESH_FOR_S
         for message in messages:
             partition = message.partition
             meta = batch.metas.get(partition)
             if meta is None:
-                meta = batch.metas[partition] = self.meta(partition)
+                meta = batch.metas[partition] = self.meta(partition).copy()
             if message.offset <= meta.applied:
                 continue  # already in the store
             meta.applied = message.offset
@@ -124,10 +155,10 @@ class WorkerState:
                 event = parse(
                     message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
                 )
-                where = (partition, event.dossier_id.encode())
+                where = (partition, event.dossier_id)
                 progress = touched.get(where)
                 if progress is None:
-                    raw = store.get(*where)
+                    raw = store.get(partition, event.dossier_id.encode())
                     progress = touched[where] = (
                         DossierProgress.unpack(event.dossier_id, raw)
                         if raw is not None
@@ -144,24 +175,66 @@ class WorkerState:
                 continue
             meta.events[event.type.value] += 1
             if live:
-                change = ledger.accept(partition, progress.dossier, wall, progress.facts)
+                change = self._change(partition, progress.dossier, wall, reached)
                 if (
                     change is not None
                     and message.timestamp >= fresh_from
                     and event.occurred_at.timestamp() >= fresh_from
                 ):
                     batch.changes.append(change)
-        batch.records = {where: progress.pack() for where, progress in touched.items()}
-        if live and messages:
-            ledger.last_event_timestamp = max(
-                ledger.last_event_timestamp or 0.0, _last_timestamp(messages)
-            )
+        batch.records = {
+            (partition, dossier_id.encode()): progress.pack()
+            for (partition, dossier_id), progress in touched.items()
+        }
+        batch.last_timestamp = _last_timestamp(messages)
         return batch
 
-    def save(self, batch: Batch) -> None:
-        """Write the batch's records and metas atomically (raises StoreError)."""
+    def _change(
+        self,
+        partition: int,
+        dossier: Dossier,
+        now: datetime,
+        reached: dict[tuple[int, str], tuple[Key, ...]],
+    ) -> StatusChange | None:
+        """The status change this event makes, judged against the state before it (the sums
+        themselves change only at commit)."""
+        where = (partition, dossier.dossier_id)
+        old = reached.get(where)
+        if old is None:
+            counted = self.ledger.partitions.get(partition)
+            old = counted.contributions.get(dossier.dossier_id, ()) if counted else ()
+        new = contribution(dossier, now, self.calendar)
+        reached[where] = new
+        if new == old:
+            return None
+        return status_change(dossier, old, new, now, self.calendar)
+
+    def commit(self, batch: Batch) -> None:
+        """Write the batch's records and metas atomically (raises StoreError); only then
+        swap the metas in and, for a live batch, bring the sums of the partitions this
+        worker counts now up to date. A partition revoked meanwhile keeps its saved store (a
+        valid prefix of the log) but gets no sums here."""
         if batch.records or batch.metas:
             self.store.write(batch.records, batch.metas)
+        self._metas.update(batch.metas)
+        ledger = self.ledger
+        for partition, meta in batch.metas.items():
+            counted = ledger.partitions.get(partition)
+            if counted is not None:
+                counted.meta = meta
+        if not batch.live:
+            return
+        owned = ledger.owned()
+        by_partition: dict[int, list[tuple[Dossier, DossierFacts | None]]] = {}
+        for (partition, _), progress in batch.dossiers.items():
+            if partition in owned:
+                by_partition.setdefault(partition, []).append((progress.dossier, progress.facts))
+        for partition, dossiers in by_partition.items():
+            ledger.partitions[partition].apply_batch(dossiers, batch.now)
+        if batch.last_timestamp and owned & batch.partitions:
+            ledger.last_event_timestamp = max(
+                ledger.last_event_timestamp or 0.0, batch.last_timestamp
+            )
 
     def stored(self, partition: int) -> Iterator[tuple[Dossier, DossierFacts | None]]:
         """Every stored dossier of `partition`, with its report facts."""

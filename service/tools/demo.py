@@ -140,7 +140,6 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         print(f"  readiness:            http://{host}:{port}/readyz   (log: {log_path})")
         gateway = _start_gateway(settings, data)
 
-
         def simulate() -> None:
             try:
                 summary = run_simulation(

@@ -398,6 +398,7 @@ def test_the_running_gateway_agrees_with_its_openapi_document(gateway: Gateway) 
 
     status, served = gateway.get("/openapi.json")
     assert status == 200 and orjson.loads(served) == orjson.loads(orjson.dumps(openapi_document()))
+
     @schemathesis.serializer("application/x-ndjson")
     def ndjson_body(ctx: Any, value: Any) -> bytes:
         # The document describes JSON Lines as a string: send it as it was generated.

@@ -40,7 +40,7 @@ def test_event_by_event_and_rebuilt_sums_agree_with_the_domain_core() -> None:
     events = simulated(400, seed=8)
     random.Random(8).shuffle(events)  # late events reach stored dossiers out of order
     seen: dict[str, list[DossierEvent]] = defaultdict(list)
-    live = Ledger(CAL)
+    live = Ledger.counting(CAL, range(4))
     for event in events:
         seen[event.dossier_id].append(event)
         dossier, facts = fold_with_facts(event.dossier_id, seen[event.dossier_id], CAL)
@@ -85,7 +85,7 @@ def test_a_new_assignment_drops_sums_of_partitions_no_longer_held() -> None:
 
 def test_only_actionable_status_changes_are_announced() -> None:
     events = simulated(300, seed=10)
-    ledger = Ledger(CAL)
+    ledger = Ledger.counting(CAL, [0])
     seen: dict[str, list[DossierEvent]] = defaultdict(list)
     statuses: Counter[str] = Counter()
     for event in events:
@@ -104,7 +104,7 @@ def test_dossiers_in_the_same_state_share_one_contribution() -> None:
     by_dossier: dict[str, list[DossierEvent]] = defaultdict(list)
     for event in events:
         by_dossier[event.dossier_id].append(event)
-    ledger = Ledger(CAL)
+    ledger = Ledger.counting(CAL, [0])
     for dossier_id, history in by_dossier.items():
         ledger.accept(0, fold(dossier_id, history, CAL), NOW)
     contributions = list(ledger.iter_contributions())
@@ -116,7 +116,7 @@ def test_a_rebuilt_due_index_equals_the_one_kept_event_by_event() -> None:
     events = simulated(300, seed=12)
     random.Random(12).shuffle(events)
     seen: dict[str, list[DossierEvent]] = defaultdict(list)
-    live = Ledger(CAL)
+    live = Ledger.counting(CAL, [0])
     for event in events:
         seen[event.dossier_id].append(event)
         live.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)

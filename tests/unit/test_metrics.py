@@ -59,9 +59,8 @@ def expected_handled(ledger: Ledger) -> dict[tuple[str, str], float]:
 
 @pytest.fixture
 def ledger() -> Ledger:
-    ledger = Ledger(CAL)
+    ledger = Ledger.counting(CAL, range(PARTITIONS))
     load(ledger, simulated_dossiers(300, seed=3))
-    ledger.assign(set(ledger.partitions))
     return ledger
 
 
@@ -139,8 +138,7 @@ def test_a_failing_scan_keeps_the_previous_figures(
 
 
 def test_no_dossier_gives_no_timeliness_series() -> None:
-    ledger = Ledger(CAL)
-    ledger.assign(set(ledger.partitions))
+    ledger = Ledger.counting(CAL, [])
     collector = LedgerCollector(ledger)
     assert gauges(collector, "motcua_timeliness_handled") == {}
     assert gauges(collector, "motcua_timeliness_rate") == {}

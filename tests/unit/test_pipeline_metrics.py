@@ -36,9 +36,10 @@ def test_lag_messages_read_and_counters_from_the_state() -> None:
     counters.batch_seconds.observe(0.02)  # type: ignore[union-attr]
     got = samples(registry)
     part = (("partition", "0"), ("topic", "ev"))
-    assert got[("motcua_partition_end_offset", part)] - got[
-        ("motcua_partition_offset_applied", part)
-    ] == 30
+    assert (
+        got[("motcua_partition_end_offset", part)] - got[("motcua_partition_offset_applied", part)]
+        == 30
+    )
     # No end offset seen yet for partition 3: no end series rather than a wrong lag.
     assert ("motcua_partition_end_offset", (("partition", "3"), ("topic", "ev"))) not in got
     assert got[("motcua_messages_read_total", ())] == 100 + 10

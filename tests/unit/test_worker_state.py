@@ -69,9 +69,9 @@ def test_a_re_read_batch_counts_nothing_twice(tmp_path: Path) -> None:
     log = log_of([*events[:200], bad, *events[200:]])
     state = new_state(tmp_path)
     first = state.apply(log[:120], live=True)
-    state.save(first)
+    state.commit(first)
     again = state.apply(log, live=True)  # at-least-once: the first 120 come again
-    state.save(again)
+    state.commit(again)
     assert first.applied == 120 and again.applied == len(log) - 120
     meta = state.meta(0)
     assert meta.applied == len(log) - 1
@@ -95,7 +95,7 @@ def test_sums_equal_the_domain_core(tmp_path: Path) -> None:
     state = new_state(tmp_path)
     log = log_of(events)
     for start in range(0, len(log), 97):
-        state.save(state.apply(log[start : start + 97], live=True))
+        state.commit(state.apply(log[start : start + 97], live=True))
     got = +state.ledger.partitions[0].totals.copy()
     want = truth(events)
 
@@ -151,7 +151,7 @@ def test_history_is_applied_silently_and_only_fresh_events_are_announced(
     fresh = new_state(tmp_path / "fresh")
     batch = fresh.apply(log_of(live_events[:2]), live=True)
     assert [c.status for c in batch.changes] == ["ready"]  # a receipt in time is not news
-    fresh.save(batch)
+    fresh.commit(batch)
     batch = fresh.apply(log_of(live_events)[2:], live=True)
     assert [c.status for c in batch.changes] == ["closed"]
 
@@ -160,6 +160,8 @@ def test_history_is_applied_silently_and_only_fresh_events_are_announced(
     bad = Incoming(0, len(events), b"k", b"not json", time.time(), None)
     quiet = caught.apply([*log_of(events), bad], live=False)
     assert quiet.changes == [] and quiet.rejected == []
+    assert caught.meta(0).rejected == Counter()  # nothing shown before it is saved
+    caught.commit(quiet)
     assert caught.meta(0).rejected == Counter({"not_json": 1})
 
 
@@ -182,14 +184,14 @@ def test_duplicates_are_counted_by_the_source_that_re_sent_them(tmp_path: Path) 
         Incoming(0, 2, b"HS-1", value, time.time(), headers),
     ]
     state = new_state(tmp_path)
-    state.save(state.apply(log, live=True))
+    state.commit(state.apply(log, live=True))
     assert state.meta(0).duplicates == Counter({"opencps-bg": 2})
     assert state.meta(0).events == Counter({"received": 1})
 
 
 def test_an_unreadable_stored_dossier_is_found_by_the_rebuild(tmp_path: Path) -> None:
     state = new_state(tmp_path)
-    state.save(state.apply(log_of(simulated(20, seed=7)), live=True))
+    state.commit(state.apply(log_of(simulated(20, seed=7)), live=True))
     state.store.write({(0, b"SIM-broken"): b"\x07garbage"}, {})
     try:
         asyncio.run(state.rebuild(0))

@@ -79,14 +79,14 @@ def _partition(key: bytes | None, value: bytes) -> int:
 
 
 def _metas(ledger: Ledger, partitions: int) -> list[PartitionMeta]:
-    return [ledger.partition(p).meta for p in range(partitions)]
+    return [ledger.partitions[p].meta for p in range(partitions)]
 
 
 def run_before(
     messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
 ) -> dict[str, Any]:
     """Today's path: a stored record per dossier, merged and replayed for every event."""
-    ledger = Ledger(calendar)
+    ledger = Ledger.counting(calendar, range(partitions))
     metas = _metas(ledger, partitions)
     store: dict[tuple[int, bytes], bytes] = {}
     started = time.process_time()
@@ -126,7 +126,7 @@ def run_after(
 ) -> dict[str, Any]:
     """The resumable replay: unpack, advance, pack once per batch. Without the ledger, the
     contribution is still derived (what is left is `Ledger.accept`'s own bookkeeping)."""
-    ledger = Ledger(calendar)
+    ledger = Ledger.counting(calendar, range(partitions))
     metas = _metas(ledger, partitions)
     stores: list[dict[str, bytes]] = [{} for _ in range(partitions)]
     started = time.process_time()
