@@ -270,7 +270,11 @@ class PartitionKeeper:
             )
             await self._read_range(partition, first, stop, live=True)
         if gaps:
+            # A gap left unfilled (revoked while reading it) keeps its partition out: the
+            # store must stay a prefix of the log.
             wanted = self._owned(wanted)
+            unfilled = self._gaps(wanted)
+            wanted = [m for m in wanted if m.partition not in unfilled]
         batch = self.state.apply(wanted, live=True)
         await self._side_effects(batch)
         # Revoked while sending: the store may still save the batch (it stays a prefix of

@@ -1,0 +1,369 @@
+"""PartitionKeeper's failure paths, without Kafka: a log in memory, a store that fails on cue.
+
+After every path the keeper's store, its saved metas and the sums it serves (what /metrics
+renders) must equal a full replay of the log's prefix that the store says it holds. A
+failure may delay a partition (not ready, with the reason), never skip or double an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import service.state.keeper as keeper_module
+import service.state.worker_state as worker_state_module
+from service.domain import WorkingCalendar
+from service.outputs.metrics import LedgerCollector
+from service.state.keeper import PartitionKeeper, SideEffectFailed
+from service.state.ledger import Ledger, PartitionLedger
+from service.state.log_reader import Incoming
+from service.state.store import DossierStore, StoreError
+from service.state.worker_state import Batch, WorkerState
+from service.tools.simulate import SimulationConfig, generate
+
+CAL = WorkingCalendar()
+TOPIC = "dossier-events"
+CHUNK = 7  # small chunks, so that a failure lands mid-catch-up
+NOW = datetime.now(UTC)
+
+
+def messages_of(partition: int, events: list[dict[str, Any]]) -> list[Incoming]:
+    stamp = time.time()
+    return [
+        Incoming(partition, offset, e.get("dossier_id", "?").encode(), orjson.dumps(e), stamp, None)
+        for offset, e in enumerate(events)
+    ]
+
+
+def simulated(dossiers: int, seed: int, bad_every: int = 0) -> list[dict[str, Any]]:
+    config = SimulationConfig(dossiers=dossiers, seed=seed, now=NOW, duplicate_ratio=0.05)
+    events = list(generate(config))
+    if bad_every:
+        for index in range(bad_every, len(events), bad_every):
+            events[index] = {"event_id": f"bad-{index}", "type": "received"}  # no dossier
+    return events
+
+
+class MemoryLog:
+    """The input topic in memory, read in chunks like LogReader; `before_chunk` runs before
+    each chunk is handed over (to revoke, fail or block there)."""
+
+    def __init__(self, partitions: dict[int, list[Incoming]]) -> None:
+        self.partitions = partitions
+        self.committed_offsets: dict[int, int | None] = {p: None for p in partitions}
+        self.before_chunk: Callable[[int, int], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def bounds(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        return {p: (0, len(self.partitions[p])) for p in partitions}
+
+    async def committed(self, partition: int) -> int | None:
+        return self.committed_offsets[partition]
+
+    async def read(self, partition: int, start: int, stop: int) -> AsyncIterator[list[Incoming]]:
+        records = [m for m in self.partitions[partition] if start <= m.offset < stop]
+        for first in range(0, len(records), CHUNK):
+            if self.before_chunk is not None:
+                await self.before_chunk(partition, records[first].offset)
+            yield records[first : first + CHUNK]
+
+
+class FlakyStore(DossierStore):
+    """A real RocksDB store whose next writes fail when told to (a full disk)."""
+
+    failing_writes = 0
+
+    def write(self, records: Any, metas: Any) -> None:
+        if self.failing_writes:
+            self.failing_writes -= 1
+            raise StoreError("write failed: No space left on device")
+        super().write(records, metas)
+
+
+class Outputs:
+    """Dead letters and status messages as the broker would acknowledge them, or not."""
+
+    def __init__(self) -> None:
+        self.dead_letters: list[tuple[int, int]] = []
+        self.refuse = 0
+        self.stopped: list[str] = []
+
+    async def send_dead_letters(self, batch: Batch) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise SideEffectFailed("1 of 1 dead letters not acknowledged: KafkaTimeoutError")
+        self.dead_letters.extend((m.partition, m.offset) for m, _ in batch.rejected)
+
+    async def announce(self, batch: Batch) -> None:
+        return None
+
+    def stop(self, why: str) -> None:
+        self.stopped.append(why)
+
+
+def keeper_over(
+    path: Path, log: MemoryLog, outputs: Outputs
+) -> tuple[PartitionKeeper, FlakyStore]:
+    store = FlakyStore(path, TOPIC)
+    state = WorkerState(store, Ledger(CAL), CAL)
+    keeper = PartitionKeeper(
+        state, log, outputs.send_dead_letters, outputs.announce, outputs.stop  # type: ignore[arg-type]
+    )
+    return keeper, store
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keeper_module, "RETRY_S", 0.001)
+
+
+def samples(ledger: Ledger) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What /metrics shows of the sums (the collector over the ledger)."""
+    out = {}
+    for family in LedgerCollector(ledger).collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_seconds"):  # how long the rendering took
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def assert_equals_replay(keeper: PartitionKeeper, log: MemoryLog, tmp_path: Path) -> None:
+    """The keeper's store, metas and served sums equal a fresh replay of the same prefix."""
+    state = keeper.state
+    replay_ledger = Ledger(CAL)
+    replay_ledger.assign(state.ledger.assignment or ())
+    replay = WorkerState(DossierStore(tmp_path / "replay", TOPIC), replay_ledger, CAL)
+    for partition, messages in log.partitions.items():
+        applied = state.meta(partition).applied
+        prefix = [m for m in messages if m.offset <= applied]
+        replay.commit(replay.apply(prefix, live=False))
+        assert dict(state.store.dossiers(partition)) == dict(replay.store.dossiers(partition))
+        assert state.meta(partition) == replay.meta(partition)
+        if partition in (state.ledger.assignment or ()):
+            replay_ledger.install(partition, asyncio.run(replay.rebuild(partition)))
+    live = state.ledger
+    live.tick(datetime.now(UTC))
+    replay_ledger.tick(datetime.now(UTC))
+    assert live.ready and replay_ledger.ready
+    assert samples(live) == samples(replay_ledger)
+    replay.store.close()
+
+
+def test_an_exception_mid_chunk_is_retried_from_the_saved_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(60, seed=1, bad_every=25))})
+    log.committed_offsets[0] = len(log.partitions[0])
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+    real_parse = worker_state_module.parse
+    failures = iter([True])
+
+    def flaky_parse(value: Any, key: Any, now: datetime) -> Any:
+        event = real_parse(value, key, now)
+        if event.dossier_id and next(failures, False):
+            raise RuntimeError("a passing failure")
+        return event
+
+    async def scenario() -> None:
+        monkeypatch.setattr(worker_state_module, "parse", flaky_parse)
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == len(log.partitions[0]) - 1
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_failed_store_write_stops_the_worker_and_a_restart_is_exact(tmp_path: Path) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(40, seed=2))})
+    log.committed_offsets[0] = len(log.partitions[0])
+    outputs = Outputs()
+    keeper, store = keeper_over(tmp_path / "store", log, outputs)
+    chunks = 0
+
+    async def fill_disk_on_third_chunk(partition: int, offset: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 3:
+            store.failing_writes = 1
+
+    log.before_chunk = fill_disk_on_third_chunk
+
+    async def first_run() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+
+    asyncio.run(first_run())
+    assert outputs.stopped and "No space left" in outputs.stopped[0]
+    assert not keeper.ledger.ready
+    saved = keeper.state.meta(0)
+    assert saved.applied == 2 * CHUNK - 1  # two chunks saved, the third thrown away
+    assert sum(saved.events.values()) + sum(saved.duplicates.values()) == 2 * CHUNK
+    store.close()
+
+    restarted, _ = keeper_over(tmp_path / "store", log, Outputs())
+    log.before_chunk = None
+
+    async def second_run() -> None:
+        restarted.on_assigned([0])
+        await restarted.wait_caught_up(timeout=10)
+
+    asyncio.run(second_run())
+    assert restarted.state.meta(0).applied == len(log.partitions[0]) - 1
+    assert_equals_replay(restarted, log, tmp_path)
+
+
+def test_a_dead_letter_not_acknowledged_fails_the_batch_and_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(30, seed=3, bad_every=9))})
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+    rejected = {m.offset for m in log.partitions[0] if b'"bad-' in (m.value or b"")}
+    assert rejected
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        outputs.refuse = 1
+        with pytest.raises(SideEffectFailed):
+            await keeper.deliver(log.partitions[0])
+        # Nothing of the batch was saved or counted, and the partition is not served.
+        assert keeper.state.meta(0).applied == -1
+        assert keeper.state.meta(0).events == {}
+        released: list[bool] = []
+        keeper.abandon(log.partitions[0], "SideEffectFailed", release=lambda: released.append(True))
+        assert not keeper.ledger.ready
+        await keeper.wait_caught_up(timeout=10)
+        await asyncio.sleep(0.01)
+        assert released == [True]
+
+    asyncio.run(scenario())
+    assert {offset for _, offset in outputs.dead_letters} == rejected
+    assert keeper.ledger.ready
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_revoke_while_filling_a_gap_applies_nothing_of_the_revoked_partition(
+    tmp_path: Path,
+) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(40, seed=4))})
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+    messages = log.partitions[0]
+
+    async def revoke_in_the_gap(partition: int, offset: int) -> None:
+        if offset >= CHUNK:
+            keeper.on_revoked()
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        log.before_chunk = revoke_in_the_gap
+        # faust delivers from offset 30: offsets 0..29 are a gap, read from the log.
+        delivering = asyncio.ensure_future(keeper.deliver(messages[30:]))
+        await asyncio.sleep(0.05)
+        assert keeper.ledger.assignment is None
+        keeper.on_assigned([1])  # the partition went elsewhere
+        await delivering
+        assert keeper.state.meta(0).applied == CHUNK - 1  # the first gap chunk only
+        assert 0 not in keeper.ledger.partitions
+        # It comes back later: caught up from its store, then from the log.
+        log.before_chunk = None
+        log.committed_offsets[0] = len(messages)
+        keeper.on_revoked()
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+
+    log.partitions[1] = []
+    log.committed_offsets[1] = None
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == len(messages) - 1
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_revoke_while_the_agent_waits_on_a_catch_up_never_acknowledges_unapplied_events(
+    tmp_path: Path,
+) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(30, seed=5))})
+    messages = log.partitions[0]
+    log.committed_offsets[0] = 20
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+    gate = asyncio.Event
+
+    async def scenario() -> None:
+        held = gate()
+
+        async def hold_catch_up(partition: int, offset: int) -> None:
+            await held.wait()
+
+        log.before_chunk = hold_catch_up
+        keeper.on_assigned([0])
+        # The agent's batch (offsets 20..) waits for the catch-up (offsets 0..19).
+        delivering = asyncio.ensure_future(keeper.deliver(messages[20:]))
+        await asyncio.sleep(0.02)
+        keeper.on_revoked()  # cancels the catch-up task the agent waits on
+        await asyncio.sleep(0.02)
+        keeper.on_assigned([0])  # the same partition comes back
+        held.set()
+        await delivering  # no CancelledError: the agent carries on
+        await keeper.wait_caught_up(timeout=10)
+
+    asyncio.run(scenario())
+    # The agent's batch was applied after the catch-up, not dropped and acknowledged.
+    assert keeper.state.meta(0).applied == len(messages) - 1
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_partition_reassigned_to_the_same_worker_keeps_counting_exactly(tmp_path: Path) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(50, seed=6)), 1: []})
+    messages = log.partitions[0]
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+
+    async def scenario() -> None:
+        keeper.on_assigned([0, 1])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:40])
+        kept = keeper.ledger.partitions[0]
+        keeper.on_revoked()
+        # A batch committed between revocation and assignment keeps sums and store in step.
+        await_later = asyncio.ensure_future(keeper.deliver(messages[40:60]))
+        await asyncio.sleep(0.01)
+        keeper.on_assigned([0, 1])
+        await await_later
+        assert keeper.ledger.partitions[0] is kept  # kept counted, not rebuilt
+        await keeper.deliver(messages[60:])
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == len(messages) - 1
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_the_ledger_refuses_sums_for_a_partition_not_assigned_now() -> None:
+    from service.state.ledger import NotAssigned
+
+    ledger = Ledger.counting(CAL, [0])
+    from service.domain import fold
+
+    with pytest.raises(NotAssigned):
+        ledger.accept(3, fold("HS-1", [], CAL), NOW)
+    ledger.assign([1])
+    with pytest.raises(NotAssigned):
+        ledger.accept(0, fold("HS-1", [], CAL), NOW)
+    ledger.install(0, PartitionLedger(CAL))  # a catch-up finishing after its revocation
+    assert 0 not in ledger.partitions
