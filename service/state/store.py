@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 _DOSSIER = b"d"
 _META = b"m"
+# Public for tools that read a store beside a running worker (tests/reliability).
+DOSSIER_PREFIXES = (_DOSSIER,)
+META_PREFIX = _META
 _IDENTITY = b"i"  # which topic this store folds; another topic's store is not reused
 
 

@@ -27,8 +27,9 @@ from harness import WorkerProcess, dossier_counts, expected_counts
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rocksdict import AccessType, Options, Rdict
 
+from service.domain.progress import DossierProgress
 from service.ingest.publisher import DossierPublisher, PublishReport
-from service.state.records import decode
+from service.state.store import DOSSIER_PREFIXES, META_PREFIX
 from service.tools.broker import HOST, LocalBroker, SslListener, free_port
 from service.tools.simulate import SimulationConfig, generate
 
@@ -496,6 +497,7 @@ class StoredPartition:
     applied: int = -1
     meta: dict[str, Any] = field(default_factory=dict)
     event_ids: set[tuple[str, str]] = field(default_factory=set)
+    unreadable: dict[str, str] = field(default_factory=dict)  # dossier id → why
 
 
 def store_path(worker: WorkerProcess) -> Path:
@@ -503,28 +505,52 @@ def store_path(worker: WorkerProcess) -> Path:
 
 
 def read_store(worker: WorkerProcess) -> dict[int, StoredPartition]:
-    """The worker's local store by partition, opened read-only (RocksDB readers take no lock,
-    so the worker may be running). Keys: b'm' + partition for metas, b'd' + partition +
-    dossier id for records (service/state/store.py)."""
-    path = store_path(worker)
+    return read_store_at(store_path(worker))
+
+
+def read_store_at(path: Path) -> dict[int, StoredPartition]:
+    """A local store by partition, opened read-only (RocksDB readers take no lock, so the
+    worker may be running), decoded as the worker decodes it (service/state/store.py keys,
+    DossierProgress records). A record that does not decode is named, not fatal."""
     if not (path / "CURRENT").exists():
         return {}
     db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
     out: dict[int, StoredPartition] = {}
     try:
         for key, value in db.items():
-            if key[:1] not in (b"m", b"d") or len(key) < 3:
+            kind = key[:1]
+            if kind not in (META_PREFIX, *DOSSIER_PREFIXES) or len(key) < 3:
                 continue
             part = out.setdefault(int.from_bytes(key[1:3], "big"), StoredPartition())
-            if key[:1] == b"m":
+            if kind == META_PREFIX:
                 part.meta = orjson.loads(value)
                 part.applied = part.meta["applied"]
-            else:
-                dossier = key[3:].decode()
-                part.event_ids.update((dossier, e.event_id) for e in decode(dossier, value).events)
+                continue
+            dossier = key[3:].decode(errors="replace")
+            try:
+                events = DossierProgress.unpack(dossier, value).events()
+            except Exception as exc:  # the diagnosis names it instead of giving up
+                part.unreadable[dossier] = f"{type(exc).__name__}: {str(exc)[:120]}"
+                continue
+            part.event_ids.update((dossier, e.event_id) for e in events)
     finally:
         db.close()
     return out
+
+
+def describe_store(store: dict[int, StoredPartition]) -> str:
+    """Per partition: applied offset, rejected, duplicates, and any dossier not readable."""
+    parts = []
+    for p, s in sorted(store.items()):
+        text = (
+            f"{p}:{s.applied},{sum(s.meta.get('rejected', {}).values())},"
+            f"{sum(s.meta.get('duplicates', {}).values())}"
+        )
+        if s.unreadable:
+            named = "; ".join(f"{d} ({why})" for d, why in sorted(s.unreadable.items())[:8])
+            text += f" unreadable dossiers: {named}"
+        parts.append(text)
+    return " ".join(parts)
 
 
 def holders(workers: list[WorkerProcess]) -> dict[int, int]:
@@ -569,8 +595,15 @@ def lost_events(workers: list[WorkerProcess]) -> list[str]:
             )
         stored = stores[owner].get(partition, StoredPartition())
         lost = [
-            f"{e[1]}@{o}" for o, e in records if o <= stored.applied and e not in stored.event_ids
+            f"{e[1]}@{o}"
+            for o, e in records
+            if o <= stored.applied and e not in stored.event_ids and e[0] not in stored.unreadable
         ]
+        if stored.unreadable:
+            lines.append(
+                f"partition {partition} (worker {owner}): dossiers not readable in the store: "
+                f"{sorted(stored.unreadable)[:8]}"
+            )
         if lost:
             lines.append(
                 f"partition {partition} (worker {owner}, applied {stored.applied}): "
@@ -588,14 +621,7 @@ def diagnose(workers: list[WorkerProcess], events: list[dict[str, Any]] | None =
         except Exception as exc:
             lines.append(f"worker {n} store unreadable: {exc}")
             continue
-        lines.append(
-            f"worker {n} store (applied, rejected, duplicates): "
-            + " ".join(
-                f"{p}:{s.applied},{sum(s.meta.get('rejected', {}).values())},"
-                f"{sum(s.meta.get('duplicates', {}).values())}"
-                for p, s in sorted(store.items())
-            )
-        )
+        lines.append(f"worker {n} store (applied, rejected, duplicates): {describe_store(store)}")
     if events is not None:
         lost = lost_events(workers)
         lines.append(f"lost (in no stored dossier, at or below applied): {lost or 'none'}")

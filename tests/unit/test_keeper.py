@@ -113,13 +113,15 @@ class Outputs:
         self.stopped.append(why)
 
 
-def keeper_over(
-    path: Path, log: MemoryLog, outputs: Outputs
-) -> tuple[PartitionKeeper, FlakyStore]:
+def keeper_over(path: Path, log: MemoryLog, outputs: Outputs) -> tuple[PartitionKeeper, FlakyStore]:
     store = FlakyStore(path, TOPIC)
     state = WorkerState(store, Ledger(CAL), CAL)
     keeper = PartitionKeeper(
-        state, log, outputs.send_dead_letters, outputs.announce, outputs.stop  # type: ignore[arg-type]
+        state,
+        log,
+        outputs.send_dead_letters,
+        outputs.announce,
+        outputs.stop,  # type: ignore[arg-type]
     )
     return keeper, store
 
