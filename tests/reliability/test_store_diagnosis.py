@@ -50,7 +50,7 @@ def test_the_diagnosis_reads_the_current_store_and_names_a_corrupt_dossier(
     assert healthy[0].unreadable == {}
 
     db = Rdict(str(path), Options(raw_mode=True))
-    key = next(k for k in db if k.endswith(b"HS-2") and k[:1] != b"m")
+    key = next(k for k in db.keys() if k.endswith(b"HS-2") and k[:1] != b"m")  # noqa: SIM118
     db[key] = b"\x07garbage"
     db.close()
 
