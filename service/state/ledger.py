@@ -49,15 +49,18 @@ class PartitionLedger:
 
     calendar: WorkingCalendar
     meta: PartitionMeta = field(default_factory=PartitionMeta)
+    # Open dossiers' contributions and their sum; closed dossiers' sum in `closed` (set by
+    # the state layer from the store, where it is saved with every batch).
     contributions: dict[str, tuple[Key, ...]] = field(default_factory=dict)
     totals: Counter[Key] = field(default_factory=Counter)
+    closed: Counter[Key] = field(default_factory=Counter)
     # Running dossiers (clock ticking) and when each can next change state by itself.
     running: dict[str, Dossier] = field(default_factory=dict)
     # Every open dossier (running, paused or ready), for the per-dossier queues.
     open: dict[str, Dossier] = field(default_factory=dict)
     due_index: DueIndex = field(default_factory=DueIndex)  # `open` in due order, for pages
     due_heap: list[tuple[float, str]] = field(default_factory=list)
-    # Compact per-dossier history for period reports (service/domain/report.py).
+    # Open dossiers' compact history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
 
     def apply(
@@ -72,7 +75,13 @@ class PartitionLedger:
         # procedure …): one copy of each instead of ~260 bytes per dossier.
         new = _CONTRIBUTIONS.setdefault(new, new)
         old = self.contributions.get(dossier_id, ())
-        if new != old:
+        if dossier.closed_by is not None:
+            # Closed: it leaves memory. Its contribution is in `closed`, kept with the store.
+            if old:
+                self.totals.subtract(old)
+                del self.contributions[dossier_id]
+            self.facts.pop(dossier_id, None)
+        elif new != old:
             self.totals.subtract(old)
             self.totals.update(new)
             if new:
@@ -103,7 +112,7 @@ class PartitionLedger:
         before the batch was saved)."""
         facts = self.facts
         for dossier, dossier_facts in dossiers:
-            if dossier_facts is not None:
+            if dossier_facts is not None and dossier.closed_by is None:
                 facts[dossier.dossier_id] = dossier_facts
             self.apply(dossier, now, notify=False)
 
@@ -115,10 +124,14 @@ class PartitionLedger:
         dossiers: Iterable[tuple[Dossier, DossierFacts | None]],
         now: datetime,
     ) -> PartitionLedger:
-        """The sums of a partition from its stored dossiers; a rebuild announces nothing."""
+        """The sums of a partition from all its dossiers, open and closed, in hand (tools and
+        tests; a worker reads the closed sums from its store instead). Announces nothing."""
         ledger = cls(calendar, meta)
         facts = ledger.facts
         for dossier, dossier_facts in dossiers:
+            if dossier.closed_by is not None:
+                ledger.closed.update(contribution(dossier, now, calendar))
+                continue
             if dossier_facts is not None:
                 facts[dossier.dossier_id] = dossier_facts
             ledger.apply(dossier, now, notify=False, index=False)
@@ -255,15 +268,24 @@ class Ledger:
         dossier: Dossier,
         now: datetime,
         facts: DossierFacts | None = None,
+        before: Dossier | None = None,
     ) -> StatusChange | None:
-        """A new valid event was stored for `dossier` (tools and tests; the worker commits
-        whole batches). Refuses a partition this worker does not count now."""
+        """`dossier` changed from `before` (tools and tests; the worker commits whole
+        batches). Refuses a partition this worker does not count now."""
         if partition not in self.owned():
             raise NotAssigned(partition)
         ledger = self.partitions[partition]
-        if facts is not None:
+        if facts is not None and dossier.closed_by is None:
             ledger.facts[dossier.dossier_id] = facts
-        return ledger.apply(dossier, now)
+        was_closed = before is not None and before.closed_by is not None
+        if was_closed:
+            old = contribution(before, now, self.calendar)  # type: ignore[arg-type]
+            ledger.closed.subtract(old)
+        change = ledger.apply(dossier, now)
+        if dossier.closed_by is not None:
+            ledger.closed.update(contribution(dossier, now, self.calendar))
+            ledger.closed = +ledger.closed
+        return None if was_closed else change
 
     @classmethod
     def counting(cls, calendar: WorkingCalendar, partitions: Iterable[int]) -> Ledger:
@@ -292,6 +314,7 @@ class Ledger:
         out: Counter[Key] = Counter()
         for ledger in self.partitions.values():
             out.update(ledger.totals)
+            out.update(ledger.closed)
         return +out  # drop zeros and (never expected) negatives
 
     def events_by_type(self) -> Counter[str]:

@@ -1,11 +1,17 @@
 """The worker's local dossier store: RocksDB, one per worker, rebuilt from the log when lost.
 
-Keys are the input partition (two bytes, big-endian) then the dossier id, so a partition is
-one contiguous range: it can be read, or dropped, on its own. Beside the dossiers, each
-partition has one meta record: the highest input offset applied and the operational counters
-(events by type, rejections by reason, duplicates by source). A batch of work is one atomic
-RocksDB write holding both, so after any crash the store is the fold of a prefix of the log:
-offsets 0..applied of each partition, nothing more, nothing less.
+Every key is a kind byte, the input partition (two bytes, big-endian), then the rest, so each
+kind of a partition is one contiguous range that can be read, or dropped, on its own:
+- `o` + dossier id: an open dossier (or one not received yet) — what a restart loads;
+- `c` + dossier id: a closed dossier (returned, rejected, withdrawn) — read only when a late
+  event reaches it, never at a restart;
+- `m`: the meta: the highest input offset applied and the operational counters (events by
+  type, rejections by reason, duplicates by source);
+- `t`: the closed dossiers' summed contributions to the live counters;
+- `a` + agency + day: the closed dossiers' per-day aggregates for period reports.
+A batch of work is one atomic RocksDB write of all of these, so after any crash the store is
+the fold of a prefix of the log: offsets 0..applied of each partition, nothing more, nothing
+less. A restart's cost follows the open dossiers and the days, not the closed history.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,20 +29,47 @@ from rocksdict import Options, Rdict, WriteBatch
 
 log = logging.getLogger(__name__)
 
-_DOSSIER = b"d"
+_OPEN = b"o"
+_CLOSED = b"c"
 _META = b"m"
+_CLOSED_TOTALS = b"t"
+_DAYS = b"a"
 # Public for tools that read a store beside a running worker (tests/reliability).
-DOSSIER_PREFIXES = (_DOSSIER,)
+DOSSIER_PREFIXES = (_OPEN, _CLOSED)
 META_PREFIX = _META
 _IDENTITY = b"i"  # which topic this store folds; another topic's store is not reused
+_FORMAT = b"f"  # the key layout's version: a store of another layout is rebuilt from the log
+FORMAT = b"2"
+_KINDS = (_OPEN, _CLOSED, _META, _CLOSED_TOTALS, _DAYS)
 
 
 class StoreError(RuntimeError):
     """The local store cannot be opened, read or written (disk full, corruption)."""
 
 
-def _partition_prefix(partition: int) -> bytes:
-    return _DOSSIER + partition.to_bytes(2, "big")
+def _prefix(kind: bytes, partition: int) -> bytes:
+    return kind + partition.to_bytes(2, "big")
+
+
+def open_key(partition: int, dossier_id: bytes) -> bytes:
+    return _OPEN + partition.to_bytes(2, "big") + dossier_id
+
+
+def closed_key(partition: int, dossier_id: bytes) -> bytes:
+    return _CLOSED + partition.to_bytes(2, "big") + dossier_id
+
+
+def meta_key(partition: int) -> bytes:
+    return _META + partition.to_bytes(2, "big")
+
+
+def closed_totals_key(partition: int) -> bytes:
+    return _CLOSED_TOTALS + partition.to_bytes(2, "big")
+
+
+def day_key(partition: int, name: bytes) -> bytes:
+    """An aggregate record of `partition` named `name` (agency and day, see history)."""
+    return _DAYS + partition.to_bytes(2, "big") + name
 
 
 @dataclass
@@ -86,6 +119,17 @@ class PartitionMeta:
         )
 
 
+def encode_totals(totals: Counter[tuple[str, ...]]) -> bytes:
+    """Summed counter keys (tuples of labels) as JSON pairs."""
+    return orjson.dumps([[list(key), count] for key, count in totals.items() if count])
+
+
+def decode_totals(raw: bytes | None) -> Counter[tuple[str, ...]]:
+    if raw is None:
+        return Counter()
+    return Counter({tuple(key): count for key, count in orjson.loads(raw)})
+
+
 class DossierStore:
     """Dossier records and partition metas in one RocksDB at `path`."""
 
@@ -125,6 +169,26 @@ class DossierStore:
                 db = Rdict(str(self.path), _options())
             except Exception as again:
                 raise StoreError(f"local store {self.path}: {str(again)[:200]}") from None
+        layout = db.get(_FORMAT)
+        if layout != FORMAT and db.get(_IDENTITY) is not None:
+            # Written by an older release (another key layout): a cache of the log like any
+            # other, so it is set aside and rebuilt rather than misread.
+            db.close()
+            aside = self.path.with_name(f"{self.path.name}.format-{(layout or b'1').decode()}")
+            log.warning(
+                "local store %s has key layout %s, this release writes %s: moved to %s, "
+                "rebuilding from the log",
+                self.path,
+                (layout or b"1").decode(),
+                FORMAT.decode(),
+                aside,
+            )
+            if aside.exists():
+                shutil.rmtree(aside)
+            shutil.move(str(self.path), str(aside))
+            db = Rdict(str(self.path), _options())
+        if db.get(_FORMAT) != FORMAT:
+            db[_FORMAT] = FORMAT
         identity = db.get(_IDENTITY)
         if identity is None:
             db[_IDENTITY] = self.topic.encode()
@@ -140,22 +204,46 @@ class DossierStore:
         self._db.close()
 
     def meta(self, partition: int) -> PartitionMeta:
-        raw = self._db.get(_META + partition.to_bytes(2, "big"))
+        raw = self._read(meta_key(partition))
         return PartitionMeta.decode(raw) if raw is not None else PartitionMeta()
 
+    def closed_totals(self, partition: int) -> bytes | None:
+        """The encoded sums of the closed dossiers' contributions, if any."""
+        return self._read(closed_totals_key(partition))
+
     def get(self, partition: int, dossier_id: bytes) -> bytes | None:
+        """A dossier's record, open or closed (open first: live events mostly reach those)."""
+        raw = self._read(open_key(partition, dossier_id))
+        if raw is None:
+            raw = self._read(closed_key(partition, dossier_id))
+        return raw
+
+    def _read(self, key: bytes) -> bytes | None:
         try:
-            return self._db.get(_partition_prefix(partition) + dossier_id)
+            return self._db.get(key)
         except Exception as exc:  # a corrupt block
             raise self._unreadable(f"read failed: {str(exc)[:200]}") from None
 
-    def dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        """(dossier id, record) for every dossier stored for `partition`.
+    def open_dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """(dossier id, record) of every open (or not yet received) dossier of `partition`."""
+        return self._scan(_OPEN, partition)
 
-        Raises StoreError if the scan stopped early: RocksDB ends an iteration at a corrupt
-        block as if the data ended there, and a partial rebuild would look exact.
-        """
-        prefix = _partition_prefix(partition)
+    def closed_dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        return self._scan(_CLOSED, partition)
+
+    def dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored dossier of `partition`, open then closed (tools and tests)."""
+        yield from self._scan(_OPEN, partition)
+        yield from self._scan(_CLOSED, partition)
+
+    def days(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """(name, record) of every aggregate record of `partition`."""
+        return self._scan(_DAYS, partition)
+
+    def _scan(self, kind: bytes, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Raises StoreError if the scan stopped early: RocksDB ends an iteration at a corrupt
+        block as if the data ended there, and a partial rebuild would look exact."""
+        prefix = _prefix(kind, partition)
         skip = len(prefix)
         it = self._db.iter()
         it.seek(prefix)
@@ -180,25 +268,28 @@ class DossierStore:
 
     def write(
         self,
-        records: dict[tuple[int, bytes], bytes],
-        metas: dict[int, PartitionMeta],
+        puts: dict[bytes, bytes],
+        deletes: Iterable[bytes] = (),
+        metas: dict[int, PartitionMeta] | None = None,
     ) -> None:
-        """Write dossier records and partition metas atomically."""
+        """Put and delete records, and write partition metas, in one atomic write."""
         batch = WriteBatch(raw_mode=True)
-        for (partition, dossier_id), value in records.items():
-            batch.put(_partition_prefix(partition) + dossier_id, value)
-        for partition, meta in metas.items():
-            batch.put(_META + partition.to_bytes(2, "big"), meta.encode())
+        for key in deletes:
+            batch.delete(key)
+        for key, value in puts.items():
+            batch.put(key, value)
+        for partition, meta in (metas or {}).items():
+            batch.put(meta_key(partition), meta.encode())
         try:
             self._db.write(batch)
         except Exception as exc:
             raise StoreError(f"local store {self.path}: write failed: {str(exc)[:200]}") from None
 
     def drop(self, partition: int) -> None:
-        """Forget a partition (its dossiers and meta): it is read again from the log."""
+        """Forget a partition (every kind of record): it is read again from the log."""
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(_partition_prefix(partition), _partition_prefix(partition + 1))
-        batch.delete(_META + partition.to_bytes(2, "big"))
+        for kind in _KINDS:
+            batch.delete_range(_prefix(kind, partition), _prefix(kind, partition + 1))
         try:
             self._db.write(batch)
         except Exception as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,15 @@ from service.state.due_index import DueIndex
 from service.state.intake import parse
 from service.state.ledger import Ledger, PartitionLedger, StatusChange, status_change
 from service.state.log_reader import Incoming
-from service.state.store import DossierStore, PartitionMeta
+from service.state.store import (
+    DossierStore,
+    PartitionMeta,
+    closed_key,
+    closed_totals_key,
+    decode_totals,
+    encode_totals,
+    open_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +64,12 @@ class Batch:
     """
 
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    records: dict[tuple[int, bytes], bytes] = field(default_factory=dict)
+    puts: dict[bytes, bytes] = field(default_factory=dict)
+    deletes: list[bytes] = field(default_factory=list)
     metas: dict[int, PartitionMeta] = field(default_factory=dict)
     dossiers: dict[tuple[int, str], DossierProgress] = field(default_factory=dict)
+    # Per partition, what the closed dossiers' summed contributions change by.
+    closed: dict[int, Counter[Key]] = field(default_factory=dict)
     changes: list[StatusChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     applied: int = 0  # messages applied (not skipped)
@@ -86,6 +98,7 @@ class WorkerState:
         self.ledger = ledger
         self.calendar = calendar
         self._metas: dict[int, PartitionMeta] = {}
+        self._closed: dict[int, Counter[Key]] = {}
 
     def meta(self, partition: int) -> PartitionMeta:
         """The partition's meta as saved in the store (never an unsaved count)."""
@@ -98,6 +111,7 @@ class WorkerState:
         """Drop a partition's store: it will be read again from the log's beginning."""
         self.store.drop(partition)
         self._metas[partition] = PartitionMeta()
+        self._closed[partition] = Counter()
 
     def reload(self, partition: int) -> PartitionMeta:
         """Read the partition's meta from the store again (after a failed attempt)."""
@@ -106,7 +120,7 @@ class WorkerState:
 
     def set_meta(self, partition: int, meta: PartitionMeta) -> None:
         """Save `meta` alone (a fresh start, offsets with no record), then swap it in."""
-        self.store.write({}, {partition: meta})
+        self.store.write({}, (), {partition: meta})
         self._metas[partition] = meta
         counted = self.ledger.partitions.get(partition)
         if counted is not None:
@@ -134,6 +148,10 @@ class WorkerState:
         send_rejected = live if dead_letters is None else dead_letters
         batch = Batch(live=live)
         touched = batch.dossiers
+        # Stored before this batch: open ones (their open record is replaced or deleted) and
+        # closed ones with the contribution their closed state made (taken back if changed).
+        stored_open: set[tuple[int, str]] = set()
+        closed_before: dict[tuple[int, str], tuple[Key, ...]] = {}
         # The contribution each touched dossier has reached in this batch, for status changes.
         reached: dict[tuple[int, str], tuple[Key, ...]] = {}
         calendar = self.calendar
@@ -159,11 +177,16 @@ class WorkerState:
                 progress = touched.get(where)
                 if progress is None:
                     raw = store.get(partition, event.dossier_id.encode())
-                    progress = touched[where] = (
-                        DossierProgress.unpack(event.dossier_id, raw)
-                        if raw is not None
-                        else DossierProgress.start(event.dossier_id)
-                    )
+                    if raw is None:
+                        progress = touched[where] = DossierProgress.start(event.dossier_id)
+                    else:
+                        progress = touched[where] = DossierProgress.unpack(event.dossier_id, raw)
+                        if progress.closed_by is None:
+                            stored_open.add(where)
+                        else:
+                            closed_before[where] = reached[where] = contribution(
+                                progress.dossier, wall, calendar
+                            )
                 step = progress.advance(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
@@ -182,12 +205,44 @@ class WorkerState:
                     and event.occurred_at.timestamp() >= fresh_from
                 ):
                     batch.changes.append(change)
-        batch.records = {
-            (partition, dossier_id.encode()): progress.pack()
-            for (partition, dossier_id), progress in touched.items()
-        }
+        self._write_buffer(batch, stored_open, closed_before)
         batch.last_timestamp = _last_timestamp(messages)
         return batch
+
+    def _write_buffer(
+        self,
+        batch: Batch,
+        stored_open: set[tuple[int, str]],
+        closed_before: dict[tuple[int, str], tuple[Key, ...]],
+    ) -> None:
+        """The touched dossiers' records in their range (open or closed), and what the closed
+        dossiers' sums change by: a dossier that closed adds its contribution, one that
+        was closed already takes its old one back first (a late event may change it)."""
+        puts, deletes, closed = batch.puts, batch.deletes, batch.closed
+        wall, calendar = batch.now, self.calendar
+        for where, progress in batch.dossiers.items():
+            partition, dossier_id = where
+            key = dossier_id.encode()
+            if progress.closed_by is None:
+                puts[open_key(partition, key)] = progress.pack()
+                continue
+            puts[closed_key(partition, key)] = progress.pack()
+            if where in stored_open:
+                deletes.append(open_key(partition, key))
+            delta = closed.get(partition)
+            if delta is None:
+                delta = closed[partition] = Counter()
+            old = closed_before.get(where)
+            if old is not None:
+                delta.subtract(old)
+            delta.update(contribution(progress.dossier, wall, calendar))
+
+    def closed_totals(self, partition: int) -> Counter[Key]:
+        """The closed dossiers' summed contributions, as saved."""
+        totals = self._closed.get(partition)
+        if totals is None:
+            totals = self._closed[partition] = decode_totals(self.store.closed_totals(partition))
+        return totals
 
     def _change(
         self,
@@ -210,18 +265,27 @@ class WorkerState:
         return status_change(dossier, old, new, now, self.calendar)
 
     def commit(self, batch: Batch) -> None:
-        """Write the batch's records and metas atomically (raises StoreError); only then
-        swap the metas in and, for a live batch, bring the sums of the partitions this
+        """Write the batch's records, metas and closed sums atomically (raises StoreError);
+        only then swap them in and, for a live batch, bring the sums of the partitions this
         worker counts now up to date. A partition revoked meanwhile keeps its saved store (a
         valid prefix of the log) but gets no sums here."""
-        if batch.records or batch.metas:
-            self.store.write(batch.records, batch.metas)
+        puts = batch.puts
+        closed: dict[int, Counter[Key]] = {}
+        for partition, delta in batch.closed.items():
+            totals = self.closed_totals(partition).copy()
+            totals.update(delta)
+            closed[partition] = +totals
+            puts[closed_totals_key(partition)] = encode_totals(closed[partition])
+        if puts or batch.deletes or batch.metas:
+            self.store.write(puts, batch.deletes, batch.metas)
         self._metas.update(batch.metas)
+        self._closed.update(closed)
         ledger = self.ledger
         for partition, meta in batch.metas.items():
             counted = ledger.partitions.get(partition)
             if counted is not None:
                 counted.meta = meta
+                counted.closed = self.closed_totals(partition)
         if not batch.live:
             return
         owned = ledger.owned()
@@ -237,8 +301,9 @@ class WorkerState:
             )
 
     def stored(self, partition: int) -> Iterator[tuple[Dossier, DossierFacts | None]]:
-        """Every stored dossier of `partition`, with its report facts."""
-        for key, raw in self.store.dossiers(partition):
+        """Every open (or not yet received) dossier of `partition`, with its report facts:
+        a restart never reads the closed ones."""
+        for key, raw in self.store.open_dossiers(partition):
             progress = DossierProgress.unpack(key.decode(), raw)  # no replay
             yield progress.dossier, progress.facts
 
@@ -246,6 +311,8 @@ class WorkerState:
         """The partition's sums from its store, yielding the event loop now and then."""
         now = datetime.now(UTC)
         ledger = PartitionLedger(self.calendar, self.meta(partition))
+        self._closed.pop(partition, None)  # read again: the store is the truth
+        ledger.closed = self.closed_totals(partition)
         # A rebuild creates objects that all stay: the cyclic collector would scan them
         # again and again for nothing. Off while rebuilding, then frozen out of its sight.
         gc.disable()

@@ -85,11 +85,11 @@ class FlakyStore(DossierStore):
 
     failing_writes = 0
 
-    def write(self, records: Any, metas: Any) -> None:
+    def write(self, puts: Any, deletes: Any = (), metas: Any = None) -> None:
         if self.failing_writes:
             self.failing_writes -= 1
             raise StoreError("write failed: No space left on device")
-        super().write(records, metas)
+        super().write(puts, deletes, metas)
 
 
 class Outputs:

@@ -42,9 +42,10 @@ def test_event_by_event_and_rebuilt_sums_agree_with_the_domain_core() -> None:
     seen: dict[str, list[DossierEvent]] = defaultdict(list)
     live = Ledger.counting(CAL, range(4))
     for event in events:
+        before = fold(event.dossier_id, seen[event.dossier_id], CAL)
         seen[event.dossier_id].append(event)
         dossier, facts = fold_with_facts(event.dossier_id, seen[event.dossier_id], CAL)
-        live.accept(hash(event.dossier_id) % 4, dossier, NOW, facts)
+        live.accept(hash(event.dossier_id) % 4, dossier, NOW, facts, before=before)
     later = NOW + timedelta(seconds=5)  # past the live dues: the timer must turn them
     changes = live.tick(later)
     assert any(change.status == "overdue" for change in changes)
@@ -118,8 +119,9 @@ def test_a_rebuilt_due_index_equals_the_one_kept_event_by_event() -> None:
     seen: dict[str, list[DossierEvent]] = defaultdict(list)
     live = Ledger.counting(CAL, [0])
     for event in events:
+        before = fold(event.dossier_id, seen[event.dossier_id], CAL)
         seen[event.dossier_id].append(event)
-        live.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)
+        live.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW, before=before)
     stored = [fold_with_facts(d, history, CAL) for d, history in seen.items()]
     rebuilt = PartitionLedger.rebuilt(CAL, PartitionMeta(), iter(stored), NOW)
     kept = live.partitions[0].due_index

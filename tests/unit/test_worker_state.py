@@ -20,7 +20,7 @@ import orjson
 from service.domain import WorkingCalendar, contribution, fold
 from service.state.ledger import Ledger
 from service.state.log_reader import Incoming
-from service.state.store import DossierStore
+from service.state.store import DossierStore, open_key
 from service.state.worker_state import FRESH_FOR_S, SOURCE_HEADER, WorkerState
 from service.tools.simulate import SimulationConfig, generate
 
@@ -83,10 +83,10 @@ def test_a_re_read_batch_counts_nothing_twice(tmp_path: Path) -> None:
     assert state.apply(log, live=True).applied == 0  # a third read changes nothing
 
     # Nothing is in memory only: a new process rebuilds the same sums from the store.
-    live_totals = +state.ledger.partitions[0].totals.copy()
+    live_totals = state.ledger.totals()
     state.store.close()
     reopened = new_state(tmp_path)
-    assert +reopened.ledger.partitions[0].totals.copy() == live_totals
+    assert reopened.ledger.totals() == live_totals
     assert reopened.meta(0) == meta
 
 
@@ -96,7 +96,7 @@ def test_sums_equal_the_domain_core(tmp_path: Path) -> None:
     log = log_of(events)
     for start in range(0, len(log), 97):
         state.commit(state.apply(log[start : start + 97], live=True))
-    got = +state.ledger.partitions[0].totals.copy()
+    got = state.ledger.totals()
     want = truth(events)
 
     # Open states move with the clock (the ledger judged them at its own `now`): compare what
@@ -192,7 +192,7 @@ def test_duplicates_are_counted_by_the_source_that_re_sent_them(tmp_path: Path) 
 def test_an_unreadable_stored_dossier_is_found_by_the_rebuild(tmp_path: Path) -> None:
     state = new_state(tmp_path)
     state.commit(state.apply(log_of(simulated(20, seed=7)), live=True))
-    state.store.write({(0, b"SIM-broken"): b"\x07garbage"}, {})
+    state.store.write({open_key(0, b"SIM-broken"): b"\x07garbage"})
     try:
         asyncio.run(state.rebuild(0))
     except (ValueError, struct.error):
@@ -212,7 +212,7 @@ def test_a_corrupt_block_in_the_store_is_never_a_partial_rebuild(tmp_path: Path)
     store = DossierStore(path, TOPIC)
     filler = bytes(range(256)) * 4
     for chunk in range(6):
-        store.write({(0, f"HS-{chunk}-{n:05d}".encode()): filler for n in range(1000)}, {})
+        store.write({open_key(0, f"HS-{chunk}-{n:05d}".encode()): filler for n in range(1000)})
     store.close()
     # Reopening flushes the write-ahead log into table files; then damage their middles.
     DossierStore(path, TOPIC).close()
@@ -234,3 +234,80 @@ def test_a_corrupt_block_in_the_store_is_never_a_partial_rebuild(tmp_path: Path)
     reopened = DossierStore(path, TOPIC)  # set aside, empty: the partition is read again
     assert list(reopened.dossiers(0)) == []
     assert any(p.name.startswith("store.unreadable-") for p in tmp_path.iterdir())
+
+
+def test_closed_dossiers_leave_memory_and_a_restart_reads_only_open_ones(tmp_path: Path) -> None:
+    events = simulated(200, seed=21)
+    state = new_state(tmp_path)
+    log = log_of(events)
+    for start in range(0, len(log), 113):
+        state.commit(state.apply(log[start : start + 113], live=True))
+    held = state.ledger.partitions[0]
+    open_ids = {k.decode() for k, _ in state.store.open_dossiers(0)}
+    closed_ids = {k.decode() for k, _ in state.store.closed_dossiers(0)}
+    assert open_ids and closed_ids and not open_ids & closed_ids
+    # In memory: open dossiers only; the closed ones are in the saved sums.
+    assert set(held.facts) <= open_ids and set(held.contributions) <= open_ids
+    assert _settled(state.ledger.totals()) == _settled(truth(events))
+    live = _settled(state.ledger.totals())
+    state.store.close()
+
+    reopened = new_state(tmp_path)
+    assert _settled(reopened.ledger.totals()) == live
+    assert set(reopened.ledger.partitions[0].facts) <= open_ids
+
+
+def _settled(counts: Counter) -> dict:
+    """What the clock does not move: receipts, outcomes, withdrawals, open dossiers."""
+    out: Counter = Counter()
+    for key, n in counts.items():
+        if key[0] in ("received", "completed", "withdrawn"):
+            out[key] += n
+        elif key[0] == "open":
+            out[("open", key[1])] += n
+    return dict(+out)
+
+
+def _event(kind: str, at: str, **fields: object) -> dict:
+    return {
+        "event_id": f"HS-9-{kind}-{at}",
+        "dossier_id": "HS-9",
+        "type": kind,
+        "occurred_at": at,
+        **fields,
+    }
+
+
+def test_a_late_event_on_a_closed_dossier_moves_its_saved_contribution(tmp_path: Path) -> None:
+    received = _event(
+        "received",
+        "2026-10-05T08:00:00+07:00",
+        agency="SXD",
+        procedure="1.000948",
+        channel="direct",
+        processing_days=2,
+    )
+    returned = _event("returned", "2026-10-09T15:00:00+07:00")  # past the due (10-07): late
+    state = new_state(tmp_path)
+    state.commit(state.apply(log_of([received, returned]), live=True))
+    assert state.closed_totals(0)[("completed", "SXD", "late")] == 1
+    assert "HS-9" not in state.ledger.partitions[0].contributions
+
+    # The center's system sends the supplement pause it forgot: three working days paused
+    # before the due, so the result came on time.
+    pause = [
+        _event("supplement_requested", "2026-10-06T09:00:00+07:00"),
+        _event("supplement_received", "2026-10-09T09:00:00+07:00"),
+    ]
+    late = [
+        Incoming(0, 2 + n, b"HS-9", orjson.dumps(e), time.time(), None) for n, e in enumerate(pause)
+    ]
+    batch = state.apply(late, live=True)
+    assert batch.changes == []  # closed before, closed after: nothing new to announce
+    state.commit(batch)
+    saved = state.closed_totals(0)
+    assert saved[("completed", "SXD", "late")] == 0
+    assert saved[("completed", "SXD", "on_time")] + saved[("completed", "SXD", "early")] == 1
+    assert state.ledger.totals()[("received", "SXD", "direct")] == 1
+    state.store.close()
+    assert new_state(tmp_path).closed_totals(0) == saved
