@@ -26,6 +26,9 @@ from service.state.worker_state import Batch, WorkerState
 log = logging.getLogger(__name__)
 
 Sender = Callable[[Batch], Awaitable[None]]
+# Events read from the log per transaction: a dossier whose events span the log reader's
+# chunks is then read and written once, not once a chunk.
+TRANSACTION_EVENTS = 20_000
 # Seconds before trying a failed catch-up or repair again (times the attempt, up to 30 s).
 RETRY_S = 2.0
 
@@ -216,21 +219,32 @@ class PartitionKeeper:
         await). Raises on any failure: what was committed stays, the rest is not applied."""
         state = self.state
         read = 0
+        batch: Batch | None = None
         await self.reader.start()
         async for chunk in self.reader.read(partition, first, stop):
             if not self._still_assigned(partition):
                 return None
-            batch = state.apply(chunk, live=live, dead_letters=dead_letters)
-            await self._side_effects(batch)
-            if not self._still_assigned(partition):
-                return None
-            state.commit(batch)
+            batch = state.apply(chunk, live=live, dead_letters=dead_letters, into=batch)
             read += len(chunk)
+            if batch.applied >= TRANSACTION_EVENTS:
+                if not await self._commit(partition, batch):
+                    return None
+                batch = None
             await asyncio.sleep(0)
+        if batch is not None and not await self._commit(partition, batch):
+            return None
         if not self._still_assigned(partition):
             return None
         state.advance(partition, stop - 1)
         return read
+
+    async def _commit(self, partition: int, batch: Batch) -> bool:
+        """Side effects, then save; False if the partition was revoked meanwhile."""
+        await self._side_effects(batch)
+        if not self._still_assigned(partition):
+            return False
+        self.state.commit(batch)
+        return True
 
     async def _side_effects(self, batch: Batch) -> None:
         """Dead letters, then status messages, each acknowledged by the broker, before the

@@ -70,6 +70,12 @@ class Batch:
     dossiers: dict[tuple[int, str], DossierProgress] = field(default_factory=dict)
     # Per partition, what the closed dossiers' summed contributions change by.
     closed: dict[int, Counter[Key]] = field(default_factory=dict)
+    # Stored before this batch: open ones (their open record is replaced or deleted) and
+    # closed ones with the contribution their closed state made (taken back if changed).
+    stored_open: set[tuple[int, str]] = field(default_factory=set)
+    closed_before: dict[tuple[int, str], tuple[Key, ...]] = field(default_factory=dict)
+    # The contribution each touched dossier has reached in this batch, for status changes.
+    reached: dict[tuple[int, str], tuple[Key, ...]] = field(default_factory=dict)
     changes: list[StatusChange] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     applied: int = 0  # messages applied (not skipped)
@@ -136,9 +142,16 @@ class WorkerState:
             self.set_meta(partition, meta)
 
     def apply(
-        self, messages: list[Incoming], *, live: bool, dead_letters: bool | None = None
+        self,
+        messages: list[Incoming],
+        *,
+        live: bool,
+        dead_letters: bool | None = None,
+        into: Batch | None = None,
     ) -> Batch:
-        """Fold `messages` (in offset order per partition) into a new transaction.
+        """Fold `messages` (in offset order per partition) into a new transaction, or on
+        into the uncommitted one `into` (a catch-up saves every few chunks: a dossier whose
+        events span chunks is then read and written once, not once a chunk).
 
         `live`: also compute status changes and dead letters, and bring the sums up to date
         at commit; a catch-up of history does none of that (its messages were handled when
@@ -146,14 +159,13 @@ class WorkerState:
         `dead_letters` overrides whether rejected messages are collected for sending.
         """
         send_rejected = live if dead_letters is None else dead_letters
-        batch = Batch(live=live)
+        batch = Batch(live=live) if into is None else into
         touched = batch.dossiers
-        # Stored before this batch: open ones (their open record is replaced or deleted) and
-        # closed ones with the contribution their closed state made (taken back if changed).
-        stored_open: set[tuple[int, str]] = set()
-        closed_before: dict[tuple[int, str], tuple[Key, ...]] = {}
-        # The contribution each touched dossier has reached in this batch, for status changes.
-        reached: dict[tuple[int, str], tuple[Key, ...]] = {}
+        stored_open, closed_before, reached = (
+            batch.stored_open,
+            batch.closed_before,
+            batch.reached,
+        )
         calendar = self.calendar
         store = self.store
         wall = batch.now
@@ -205,20 +217,15 @@ class WorkerState:
                     and event.occurred_at.timestamp() >= fresh_from
                 ):
                     batch.changes.append(change)
-        self._write_buffer(batch, stored_open, closed_before)
-        batch.last_timestamp = _last_timestamp(messages)
+        batch.last_timestamp = max(batch.last_timestamp, _last_timestamp(messages))
         return batch
 
-    def _write_buffer(
-        self,
-        batch: Batch,
-        stored_open: set[tuple[int, str]],
-        closed_before: dict[tuple[int, str], tuple[Key, ...]],
-    ) -> None:
+    def _write_buffer(self, batch: Batch) -> None:
         """The touched dossiers' records in their range (open or closed), and what the closed
         dossiers' sums change by: a dossier that closed adds its contribution, one that
         was closed already takes its old one back first (a late event may change it)."""
         puts, deletes, closed = batch.puts, batch.deletes, batch.closed
+        stored_open, closed_before = batch.stored_open, batch.closed_before
         wall, calendar = batch.now, self.calendar
         for where, progress in batch.dossiers.items():
             partition, dossier_id = where
@@ -269,6 +276,7 @@ class WorkerState:
         only then swap them in and, for a live batch, bring the sums of the partitions this
         worker counts now up to date. A partition revoked meanwhile keeps its saved store (a
         valid prefix of the log) but gets no sums here."""
+        self._write_buffer(batch)
         puts = batch.puts
         closed: dict[int, Counter[Key]] = {}
         for partition, delta in batch.closed.items():

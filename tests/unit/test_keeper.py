@@ -189,7 +189,10 @@ def test_an_exception_mid_chunk_is_retried_from_the_saved_state(
     assert_equals_replay(keeper, log, tmp_path)
 
 
-def test_a_failed_store_write_stops_the_worker_and_a_restart_is_exact(tmp_path: Path) -> None:
+def test_a_failed_store_write_stops_the_worker_and_a_restart_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keeper_module, "TRANSACTION_EVENTS", CHUNK)  # one chunk a transaction
     log = MemoryLog({0: messages_of(0, simulated(40, seed=2))})
     log.committed_offsets[0] = len(log.partitions[0])
     outputs = Outputs()
