@@ -13,12 +13,16 @@ from typing import Any
 import orjson
 
 from schemas import MAX_MESSAGE_BYTES
+from service import app as worker
 from service.app import dead_letter_topic, pipeline, settings, status_topic
 from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
 from service.state.worker_state import SOURCE_HEADER, Batch, source_of
 
 log = logging.getLogger(__name__)
+
+# Headers and Kafka's record overhead beside a dead letter's value.
+DEAD_LETTER_OVERHEAD = 4 * 1024
 
 
 def _status_value(change: StatusChange) -> bytes:
@@ -65,12 +69,14 @@ async def announce(batch: Batch) -> None:
     await publish_status(batch.changes)
 
 
-def dead_letter_value(value: bytes | None) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The rejected message's bytes, cut to the contract's limit when larger (the original
-    stays in the input topic, which keeps everything: motcua-offset points at it), so a dead
-    letter always fits a dead-letter topic that passed the start-up check."""
+def dead_letter_value(value: bytes | None, limit: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The rejected message's bytes untouched when they fit the dead-letter topic's
+    max.message.bytes (`limit`, read at start); else cut to the contract's 64 KiB, with the
+    original size in a header (the original stays in the input topic, which keeps
+    everything: motcua-offset points at it). A dead letter the broker refused would fail
+    its batch again and again."""
     raw = value if value is not None else b""
-    if len(raw) <= MAX_MESSAGE_BYTES:
+    if len(raw) + DEAD_LETTER_OVERHEAD <= limit or len(raw) <= MAX_MESSAGE_BYTES:
         return raw, []
     return raw[:MAX_MESSAGE_BYTES], [("motcua-truncated", str(len(raw)).encode())]
 
@@ -82,7 +88,7 @@ async def send_dead_letters(batch: Batch) -> None:
         where = f"{settings.topic}/{message.partition}/{message.offset}"
         # Offsets, not payloads, in logs: a message may carry what it should not.
         log.info("rejected %s: %s", where, error.reason.value)
-        value, extra = dead_letter_value(message.value)
+        value, extra = dead_letter_value(message.value, worker.dead_letter_limit)
         sends.append(
             dead_letter_topic.send(
                 key=message.key,

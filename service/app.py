@@ -37,6 +37,8 @@ calendar: WorkingCalendar = (
 # A dead letter is the rejected message untouched plus headers: it must fit even when the
 # message was as large as the broker allows (1 MiB by default).
 DLQ_MAX_BYTES = 2 * 1024 * 1024
+# The dead-letter topic's max.message.bytes as found at start (service/worker.py).
+dead_letter_limit = DLQ_MAX_BYTES
 
 app = faust.App(
     settings.app_id,

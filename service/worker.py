@@ -12,6 +12,7 @@ import agents.lifecycle
 import service.outputs.web
 from agents.status import announce, send_dead_letters
 from schemas import MAX_MESSAGE_BYTES
+from service import app as worker_app
 from service.app import DLQ_MAX_BYTES, app, ledger, open_state, pipeline, registry, settings
 from service.outputs.metrics import LedgerCollector
 from service.outputs.pipeline_metrics import PipelineCollector
@@ -97,8 +98,8 @@ def check_input_topic(admin: Any) -> list[str]:
     return warnings
 
 
-# A dead letter is at most the contract's 64 KiB (larger messages are cut, see
-# agents/status.py) plus our headers and Kafka's record overhead.
+# A dead letter of an event within the contract's 64 KiB, plus our headers and Kafka's record
+# overhead (a larger message is cut when the topic's limit is below it: agents/status.py).
 DEAD_LETTER_NEEDS = MAX_MESSAGE_BYTES + 4 * 1024
 
 
@@ -112,7 +113,10 @@ def check_dead_letter_topic(admin: Any) -> str | None:
         [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
     )
     value = _config_values(configs, topic).get("max.message.bytes")
-    if value is None or not value.isdigit() or int(value) >= DEAD_LETTER_NEEDS:
+    if value is None or not value.isdigit():
+        return None
+    worker_app.dead_letter_limit = int(value)
+    if int(value) >= DEAD_LETTER_NEEDS:
         return None
     return (
         f"topic {topic} has max.message.bytes={value}, below the {DEAD_LETTER_NEEDS} bytes a "

@@ -28,7 +28,7 @@ from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier
 from service.domain.report import PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
-# store's limit (service/state/records.MAX_EVENTS_PER_DOSSIER) is the same number.
+# reference records limit (tests/reference_records.py) is the same number.
 MAX_EVENTS_PER_DOSSIER = 200
 
 

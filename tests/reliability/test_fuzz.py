@@ -31,8 +31,8 @@ from kafka.errors import KafkaError
 from reliability_tools import as_message, scenario, wait_settled_exact
 
 from schemas import SCHEMA_PATH, EventType, InvalidEvent, Reason
+from service.domain.progress import MAX_EVENTS_PER_DOSSIER
 from service.state.intake import parse
-from service.state.records import MAX_EVENTS_PER_DOSSIER
 
 pytestmark = pytest.mark.reliability
 

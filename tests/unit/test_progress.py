@@ -3,7 +3,8 @@ event sets, arrival orders, duplicates and late arrivals (hypothesis).
 
 After every event, `DossierProgress` must say exactly what `fold` and `fold_with_facts` say
 of the events held so far; its packed form must give back an equal progress that goes on
-the same way; duplicates and the per-dossier limit behave as `intake.merge`.
+the same way; duplicates and the per-dossier limit behave as the reference `merge`
+(tests/reference_records.py).
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
+import reference_records as records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_records import merge
 from test_properties import CAL, DID, event_sets
 
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
 from service.domain import LOCAL_TZ, Dossier, fold
 from service.domain.progress import MAX_EVENTS_PER_DOSSIER, DossierProgress, Step
 from service.domain.report import fold_with_facts
-from service.state import records
-from service.state.intake import merge
 
 QUICK = settings(
     deadline=None,

@@ -1,13 +1,12 @@
-"""The domain path per event in a plain loop, in memory: no Kafka, no faust, no I/O.
+"""The domain path per event, in one process: no Kafka, no faust, no network.
 
-Parse, validate, merge into the dossier, derive its contribution, update the ledger: what
-the worker does for every message once it has the bytes. Two paths run side by side on the
-same messages, each with fresh state:
-- `before`: `intake.parse`, `intake.merge` on the stored record (decode, replay of all its
-  events, encode) and `Ledger.accept`, as `WorkerState.apply` does today;
-- `after`: the same parse, then `DossierProgress` (service/domain/progress.py): unpacked
-  from the store, advanced by the event, packed back once per batch of BATCH events (the
-  worker's write batch), and `Ledger.accept` with its cached dossier and facts.
+What the worker does for every message once it has the bytes, timed on the code that runs
+in production: `WorkerState.apply` then `WorkerState.commit` (parse, validate, advance the
+dossier, the write buffer, the atomic RocksDB write, the sums) over a temporary store, one
+transaction per BATCH messages as the agent's batches. Beside it, `parse` alone (the part
+every path shares). The variants are warmed on a slice first, then run alternately, each
+with fresh state, and the median of the rounds is reported: on a shared, noisy machine a
+single run of one then the other measures the machine as much as the code.
 CPU time is `time.process_time`; the messages are built before the clock starts.
 """
 
@@ -17,33 +16,38 @@ import argparse
 import contextlib
 import gc
 import itertools
+import shutil
+import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from schemas import InvalidEvent
-from service.domain import DEFAULT_CALENDAR, WorkingCalendar, contribution
-from service.domain.progress import DossierProgress, Step
-from service.state.intake import merge, parse
+from service.domain import DEFAULT_CALENDAR, WorkingCalendar
+from service.domain.progress import DossierProgress
+from service.state.intake import parse
 from service.state.ledger import Ledger
-from service.state.records import encode
-from service.state.store import PartitionMeta
+from service.state.log_reader import Incoming
+from service.state.store import DossierStore
+from service.state.worker_state import WorkerState
 from service.tools.simulate import SimulationConfig, generate
 
 PARTITIONS = 8
-BATCH = 1000  # events per store write, as the worker's batches
-SOURCE = "direct"
+BATCH = 1000  # events per transaction, as the agent's batches
+WARM_EVENTS = 5_000
 
 # (key, value, timestamp in epoch seconds) as a consumer hands them over; a bare value is
 # read as (None, value, None): no key check, the clock at the start as its timestamp.
 Message = tuple[bytes | None, bytes, float | None]
-Path = Callable[[Sequence[Message], int, int, WorkingCalendar], dict[str, Any]]
+Variant = Callable[[Sequence[Message], int, int, WorkingCalendar], dict[str, Any]]
 
 
 def simulated_messages(events: int, seed: int = 11, now: datetime | None = None) -> list[Message]:
@@ -78,143 +82,55 @@ def _partition(key: bytes | None, value: bytes) -> int:
     return zlib.crc32(key if key is not None else value) % PARTITIONS
 
 
-def _metas(ledger: Ledger, partitions: int) -> list[PartitionMeta]:
-    return [ledger.partitions[p].meta for p in range(partitions)]
-
-
-def run_before(
-    messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
-) -> dict[str, Any]:
-    """Today's path: a stored record per dossier, merged and replayed for every event."""
-    ledger = Ledger.counting(calendar, range(partitions))
-    metas = _metas(ledger, partitions)
-    store: dict[tuple[int, bytes], bytes] = {}
-    started = time.process_time()
-    for first in range(0, len(messages), batch):
-        wall = datetime.now(UTC)
-        pending: dict[tuple[int, bytes], bytes] = {}
-        for key, value, stamp in messages[first : first + batch]:
-            partition = _partition(key, value) % partitions
-            meta = metas[partition]
-            try:
-                event = parse(value, key, datetime.fromtimestamp(stamp, UTC))  # type: ignore[arg-type]
-                where = (partition, event.dossier_id.encode())
-                stored = pending.get(where)
-                if stored is None:
-                    stored = store.get(where)
-                merged = merge(event, stored, partition, calendar)
-            except InvalidEvent as exc:
-                meta.rejected[exc.reason.value] += 1
-                continue
-            pending[where] = encode(merged.record)
-            if merged.duplicate:
-                meta.duplicates[SOURCE] += 1
-                continue
-            meta.events[event.type.value] += 1
-            ledger.accept(partition, merged.dossier, wall, merged.facts)
-        store.update(pending)
-    cpu = time.process_time() - started
-    return _figures(len(messages), cpu, ledger, [len(v) for v in store.values()])
-
-
-def run_after(
-    messages: Sequence[Message],
-    partitions: int,
-    batch: int,
-    calendar: WorkingCalendar,
-    with_ledger: bool = True,
-) -> dict[str, Any]:
-    """The resumable replay: unpack, advance, pack once per batch. Without the ledger, the
-    contribution is still derived (what is left is `Ledger.accept`'s own bookkeeping)."""
-    ledger = Ledger.counting(calendar, range(partitions))
-    metas = _metas(ledger, partitions)
-    stores: list[dict[str, bytes]] = [{} for _ in range(partitions)]
-    started = time.process_time()
-    for first in range(0, len(messages), batch):
-        wall = datetime.now(UTC)
-        live: dict[tuple[int, str], DossierProgress] = {}
-        for key, value, stamp in messages[first : first + batch]:
-            partition = _partition(key, value) % partitions
-            meta = metas[partition]
-            try:
-                event = parse(value, key, datetime.fromtimestamp(stamp, UTC))  # type: ignore[arg-type]
-                dossier_id = event.dossier_id
-                progress = live.get((partition, dossier_id))
-                if progress is None:
-                    raw = stores[partition].get(dossier_id)
-                    progress = (
-                        DossierProgress.unpack(dossier_id, raw)
-                        if raw is not None
-                        else DossierProgress.start(dossier_id)
-                    )
-                    live[(partition, dossier_id)] = progress
-                step = progress.advance(event, calendar)
-            except InvalidEvent as exc:
-                meta.rejected[exc.reason.value] += 1
-                continue
-            if step is Step.DUPLICATE:
-                meta.duplicates[SOURCE] += 1
-                continue
-            meta.events[event.type.value] += 1
-            if with_ledger:
-                ledger.accept(partition, progress.dossier, wall, progress.facts)
-            else:
-                contribution(progress.dossier, wall, calendar)
-                progress.facts  # noqa: B018 (the report facts the ledger would keep)
-        for (partition, dossier_id), progress in live.items():
-            stores[partition][dossier_id] = progress.pack()
-    cpu = time.process_time() - started
-    sizes = [len(raw) for store in stores for raw in store.values()]
-    out = _figures(len(messages), cpu, ledger, sizes)
-    if with_ledger:
-        out["restart_cpu_us_per_dossier"] = _restart_cost(stores, calendar)
+def _incoming(messages: Sequence[Message], partitions: int) -> list[Incoming]:
+    """Messages as the consumer hands them to the state layer: spread over partitions by
+    key (as Kafka's partitioner would, stably), offsets in order within each."""
+    offsets = [0] * partitions
+    out: list[Incoming] = []
+    for key, value, stamp in messages:
+        partition = _partition(key, value) % partitions
+        out.append(Incoming(partition, offsets[partition], key, value, stamp or 0.0, None))
+        offsets[partition] += 1
     return out
 
 
-def run_after_without_ledger(
+def run_apply(
     messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
 ) -> dict[str, Any]:
-    """`run_after` up to the contribution, without `Ledger.accept`."""
-    return run_after(messages, partitions, batch, calendar, with_ledger=False)
+    """`WorkerState.apply` + `commit`, live, over a fresh temporary RocksDB store."""
+    incoming = _incoming(messages, partitions)
+    folder = Path(tempfile.mkdtemp(prefix="motcua-bench-domain-"))
+    try:
+        ledger = Ledger.counting(calendar, range(partitions))
+        state = WorkerState(DossierStore(folder / "store", "bench"), ledger, calendar)
+        started = time.process_time()
+        for first in range(0, len(incoming), batch):
+            state.commit(state.apply(incoming[first : first + batch], live=True))
+        cpu = time.process_time() - started
+        open_dossiers = sum(len(p.open) for p in ledger.partitions.values())
+        state.store.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "events": len(messages),
+        "cpu_seconds": round(cpu, 3),
+        "events_per_s": round(len(messages) / cpu) if cpu else None,
+        "cpu_us_per_event": round(1e6 * cpu / len(messages), 2) if messages else None,
+        "open_dossiers": open_dossiers,
+        "totals": sum(ledger.totals().values()),
+    }
 
 
 def run_parse(
     messages: Sequence[Message], partitions: int, batch: int, calendar: WorkingCalendar
 ) -> dict[str, Any]:
-    """Parsing and validating alone (the part both paths share)."""
+    """Parsing and validating alone (the part every path shares)."""
     started = time.process_time()
     for key, value, stamp in messages:
         with contextlib.suppress(InvalidEvent):
             parse(value, key, datetime.fromtimestamp(stamp, UTC))  # type: ignore[arg-type]
     cpu = time.process_time() - started
     return {"cpu_us_per_event": round(1e6 * cpu / max(len(messages), 1), 2)}
-
-
-def _restart_cost(stores: list[dict[str, bytes]], calendar: WorkingCalendar) -> float:
-    """CPU µs per stored dossier to unpack it and give its dossier, facts and contribution,
-    as a worker rebuilding its sums after a restart does."""
-    now = datetime.now(UTC)
-    count = 0
-    started = time.process_time()
-    for store in stores:
-        for dossier_id, raw in store.items():
-            progress = DossierProgress.unpack(dossier_id, raw)
-            contribution(progress.dossier, now, calendar)
-            progress.facts  # noqa: B018 (computed for the report facts)
-            count += 1
-    return round(1e6 * (time.process_time() - started) / max(count, 1), 2)
-
-
-def _figures(events: int, cpu: float, ledger: Ledger, sizes: list[int]) -> dict[str, Any]:
-    return {
-        "events": events,
-        "cpu_seconds": round(cpu, 3),
-        "events_per_s": round(events / cpu) if cpu else None,
-        "cpu_us_per_event": round(1e6 * cpu / events, 2) if events else None,
-        "dossiers": len(sizes),
-        "stored_bytes_per_dossier": round(sum(sizes) / len(sizes), 1) if sizes else None,
-        "totals": sum(ledger.totals().values()),
-    }
 
 
 def progress_memory(messages: Sequence[Message], calendar: WorkingCalendar) -> dict[str, Any]:
@@ -249,12 +165,7 @@ def progress_memory(messages: Sequence[Message], calendar: WorkingCalendar) -> d
     }
 
 
-PATHS: dict[str, Path] = {
-    "before": run_before,
-    "after": run_after,
-    "after_without_ledger": run_after_without_ledger,
-    "parse": run_parse,
-}
+VARIANTS: dict[str, Variant] = {"apply": run_apply, "parse": run_parse}
 
 
 def measure_domain(
@@ -263,16 +174,30 @@ def measure_domain(
     partitions: int = PARTITIONS,
     batch: int = BATCH,
     calendar: WorkingCalendar = DEFAULT_CALENDAR,
-    paths: Sequence[str] = ("before", "after", "after_without_ledger", "parse"),
+    variants: Sequence[str] = ("apply", "parse"),
+    rounds: int = 3,
     memory: bool = False,
 ) -> dict[str, Any]:
-    """Run the domain path over `messages` in memory, once per path in `paths`, each with
-    fresh state; CPU µs per event and events/s for each (see the module doc)."""
+    """Each variant over `messages`, warmed, then `rounds` times alternately with fresh
+    state; per variant the round with the median CPU µs per event (see the module doc)."""
     prepared = _normalised(messages)
-    out: dict[str, Any] = {"events": len(prepared), "partitions": partitions, "batch": batch}
-    for name in paths:
-        gc.collect()
-        out[name] = PATHS[name](prepared, partitions, batch, calendar)
+    out: dict[str, Any] = {
+        "events": len(prepared),
+        "partitions": partitions,
+        "batch": batch,
+        "rounds": rounds,
+    }
+    for name in variants:  # warm: imports, caches, the allocator, the calendar's years
+        VARIANTS[name](prepared[:WARM_EVENTS], partitions, batch, calendar)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name in variants:
+            gc.collect()
+            runs[name].append(VARIANTS[name](prepared, partitions, batch, calendar))
+    for name, results in runs.items():
+        median = statistics.median_low(r["cpu_us_per_event"] for r in results)
+        out[name] = next(r for r in results if r["cpu_us_per_event"] == median)
+        out[name]["rounds_cpu_us_per_event"] = [r["cpu_us_per_event"] for r in results]
     if memory:
         out["memory"] = progress_memory(prepared, calendar)
     return out
@@ -281,27 +206,26 @@ def measure_domain(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m service.tools.bench.domain_path",
-        description="The domain path per event, in memory (before/after DossierProgress).",
+        description="The domain path per event: WorkerState.apply + commit, and parse alone.",
     )
     parser.add_argument("--events", type=int, default=240_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also bytes per open dossier")
     args = parser.parse_args(argv)
-    if args.events < 1:
-        print("domain_path: --events must be at least 1", file=sys.stderr)
+    if args.events < 1 or args.rounds < 1:
+        print("domain_path: --events and --rounds must be at least 1", file=sys.stderr)
         return 2
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
     messages = simulated_messages(args.events, args.seed)
-    result = measure_domain(messages, memory=args.memory)
-    for name in ("before", "after", "after_without_ledger"):
-        if name in result:
-            part = result[name]
-            print(
-                f"{name:>20}: {part['events_per_s']:>9,} events/s  "
-                f"{part['cpu_us_per_event']:>7.2f} CPU µs/event  "
-                f"{part['stored_bytes_per_dossier']} B stored per dossier",
-                file=sys.stderr,
-            )
+    result = measure_domain(messages, rounds=args.rounds, memory=args.memory)
+    for name in ("apply", "parse"):
+        part = result[name]
+        print(
+            f"{name:>6}: {part['cpu_us_per_event']:>7.2f} CPU µs/event "
+            f"(rounds {part['rounds_cpu_us_per_event']})",
+            file=sys.stderr,
+        )
     print(orjson.dumps(result).decode())
     return 0
 

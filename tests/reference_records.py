@@ -1,9 +1,9 @@
-"""The reference record: a dossier as its plain list of validated events.
+"""The reference record, kept only for comparison: a dossier as its plain list of events.
 
 The worker stores `DossierProgress.pack()` (service/domain/progress.py), which resumes a
-replay. This simpler form, with `intake.merge` (a full replay per event), is kept as the
-reference the property tests and `motcua bench` (the "full replay" figure) compare the
-incremental path with: both must give the same state for the same events.
+replay. This simpler form, with `merge` (a full replay per event), is the reference the
+property tests compare the incremental path with: both must give the same state for the
+same events.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
-from schemas import Channel, DossierEvent, EventType
+from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
+from service.domain import Dossier, WorkingCalendar, fold
+from service.domain.report import DossierFacts, fold_with_facts
 
 # A dossier has a handful of events; more than this is a producer bug or an attack.
 MAX_EVENTS_PER_DOSSIER = 200
@@ -128,3 +130,34 @@ def _event(dossier_id: str, row: list[Any]) -> DossierEvent:
         days,
         time(new_due_at) if new_due_at is not None else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """The outcome of adding one valid event to its dossier."""
+
+    record: DossierRecord
+    dossier: Dossier
+    duplicate: bool
+    facts: DossierFacts | None = None  # for period reports; None for orphans and duplicates
+
+
+def merge(
+    event: DossierEvent,
+    stored: bytes | None,
+    partition: int,
+    calendar: WorkingCalendar,
+) -> Merged:
+    """R7: a seen event_id is a duplicate; otherwise the event joins the dossier's set."""
+    record = decode(event.dossier_id, stored) if stored else DossierRecord(partition)
+    if record.has(event.event_id):
+        record = record.with_duplicate()
+        return Merged(record, fold(event.dossier_id, record.events, calendar), duplicate=True)
+    if len(record.events) >= MAX_EVENTS_PER_DOSSIER:
+        raise InvalidEvent(
+            Reason.TOO_MANY_EVENTS,
+            f"dossier already has {MAX_EVENTS_PER_DOSSIER} events; no more are accepted",
+        )
+    record = record.with_event(event)
+    dossier, facts = fold_with_facts(event.dossier_id, record.events, calendar)
+    return Merged(record, dossier, duplicate=False, facts=facts)
