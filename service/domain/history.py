@@ -217,6 +217,8 @@ class History:
         """
         out: dict[tuple[str, int], dict[str, int]] = {}
         for (agency, day, key), value in delta.changes.items():
+            if not value:
+                continue
             row = out.get((agency, day))
             if row is None:
                 row = out[agency, day] = self.row(agency, day)
@@ -391,17 +393,22 @@ class HistoryDecodeError(ValueError):
     """Stored history bytes that this version cannot read."""
 
 
-def _put_varint(out: bytearray, value: int) -> None:
-    zigzag = value * 2 if value >= 0 else -value * 2 - 1
-    while zigzag >= 0x80:
-        out.append(zigzag & 0x7F | 0x80)
-        zigzag >>= 7
-    out.append(zigzag)
+def _put_unsigned(out: bytearray, value: int) -> None:
+    """LEB128, as protobuf's varints: 7 bits a byte, low first."""
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_signed(out: bytearray, value: int) -> None:
+    """Zigzag (0, -1, 1, -2 … → 0, 1, 2, 3 …), then LEB128: a state total may be negative."""
+    _put_unsigned(out, value * 2 if value >= 0 else -value * 2 - 1)
 
 
 def _put_text(out: bytearray, text: str) -> None:
     raw = text.encode()
-    _put_varint(out, len(raw))
+    _put_unsigned(out, len(raw))
     out += raw
 
 
@@ -411,25 +418,32 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
 
-    def varint(self) -> int:
-        zigzag, shift = 0, 0
+    def unsigned(self) -> int:
+        value, shift = 0, 0
         while True:
             if self.pos >= len(self.data):
                 raise HistoryDecodeError("truncated")
             byte = self.data[self.pos]
             self.pos += 1
-            zigzag |= (byte & 0x7F) << shift
+            value |= (byte & 0x7F) << shift
             if byte < 0x80:
-                return zigzag >> 1 if not zigzag & 1 else -(zigzag >> 1) - 1
+                return value
             shift += 7
 
+    def signed(self) -> int:
+        zigzag = self.unsigned()
+        return -(zigzag >> 1) - 1 if zigzag & 1 else zigzag >> 1
+
     def text(self) -> str:
-        size = self.varint()
-        if size < 0 or self.pos + size > len(self.data):
+        size = self.unsigned()
+        if self.pos + size > len(self.data):
             raise HistoryDecodeError("truncated")
         raw = self.data[self.pos : self.pos + size]
         self.pos += size
-        return raw.decode()
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise HistoryDecodeError("a key is not UTF-8") from None
 
     def version(self, expected: int) -> None:
         if not self.data or self.data[0] != expected:
@@ -442,13 +456,13 @@ class _Reader:
 
 
 def encode_row(totals: dict[str, int]) -> bytes:
-    """One agency-day: version 1, then (key, zigzag varint) pairs sorted by key."""
+    """One agency-day: version 1, a count, then (key, signed total) pairs sorted by key."""
     out = bytearray((_ROW_VERSION,))
     items = sorted((key, value) for key, value in totals.items() if value)
-    _put_varint(out, len(items))
+    _put_unsigned(out, len(items))
     for key, value in items:
         _put_text(out, key)
-        _put_varint(out, value)
+        _put_signed(out, value)
     return bytes(out)
 
 
@@ -456,9 +470,9 @@ def decode_row(data: bytes) -> dict[str, int]:
     reader = _Reader(data)
     reader.version(_ROW_VERSION)
     totals = {}
-    for _ in range(reader.varint()):
+    for _ in range(reader.unsigned()):
         key = reader.text()
-        totals[key] = reader.varint()
+        totals[key] = reader.signed()
     reader.done()
     return totals
 
@@ -482,15 +496,15 @@ def decode_row_key(key: bytes) -> tuple[str, int]:
 
 
 def encode_closed_totals(totals: Counter[Key]) -> bytes:
-    """Version 1, then (key parts, zigzag varint) sorted by key."""
+    """Version 1, a count, then (number of parts, parts, signed total) sorted by key."""
     out = bytearray((_TOTALS_VERSION,))
     items = sorted((key, value) for key, value in totals.items() if value)
-    _put_varint(out, len(items))
+    _put_unsigned(out, len(items))
     for key, value in items:
-        _put_varint(out, len(key))
+        _put_unsigned(out, len(key))
         for part in key:
             _put_text(out, part)
-        _put_varint(out, value)
+        _put_signed(out, value)
     return bytes(out)
 
 
@@ -498,8 +512,8 @@ def decode_closed_totals(data: bytes) -> Counter[Key]:
     reader = _Reader(data)
     reader.version(_TOTALS_VERSION)
     totals: Counter[Key] = Counter()
-    for _ in range(reader.varint()):
-        key = tuple(reader.text() for _ in range(reader.varint()))
-        totals[key] = reader.varint()
+    for _ in range(reader.unsigned()):
+        key = tuple(reader.text() for _ in range(reader.unsigned()))
+        totals[key] = reader.signed()
     reader.done()
     return totals
