@@ -1,0 +1,519 @@
+"""What a closed dossier leaves behind once its events leave memory: bounded history.
+
+A closed dossier (returned, rejected, withdrawn) no longer changes with time, so what period
+reports and live counters need from it can be summed and the dossier forgotten:
+
+- `History`: per agency, per local day, totals of *marks*. A mark is `(day, key, delta)`,
+  the day a local date's ordinal (`date.toordinal()`, Asia/Ho_Chi_Minh). Two kinds of key:
+  *flow* keys count what happened on that day (received by channel, resolved early / on
+  time / late, withdrawn); *state* keys are +1/−1 as a dossier enters or leaves a state, so
+  that their sum over days ≤ d is the state at the end of day d (in progress within /
+  overdue, judged at the next local midnight exactly as `period_report` judges a period
+  end). Memory is agency × day × a few int32, nothing per dossier.
+- `history_report`: `period_report`'s figures for any period from a `History` of closed
+  dossiers plus the `DossierFacts` of the others; equal to `period_report` over all facts
+  when every dossier in the history was `settled` at the query's `now` (see there).
+- `closed_delta`: the change to the per-partition sums of closed dossiers' live-counter
+  keys (`contribution`, time-invariant once closed) when one dossier changes.
+- Stable, versioned binary forms: `encode_row` / `decode_row` (one agency-day),
+  `encode_row_key` / `decode_row_key`, `encode_closed_totals` / `decode_closed_totals`.
+
+Adding a mark kind (issue 18's index indicators, issue 20's step outcomes): write a
+`Marker`, a function `DossierFacts -> Iterable[Mark]` (use `local_day` for an instant's day;
+a flow key's delta is the count, a state key's deltas sum to 0 over the dossier's life), and
+append it to `MARKERS`. Stored rows carry key names, so old rows stay readable; a new key
+is absent (zero) in rows written before it, so rebuild the history from the store's
+dossiers before trusting it for days before the change. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime
+from functools import lru_cache
+
+from schemas import Channel
+from service.domain.calendar import WorkingCalendar, start_of_local_day
+from service.domain.clock import Outcome
+from service.domain.dossier import Dossier, Key, contribution
+from service.domain.report import DossierFacts, PeriodFigures, period_report
+
+Mark = tuple[int, str, int]  # (local day ordinal, key, delta)
+Marker = Callable[[DossierFacts], Iterable[Mark]]
+
+RECEIVED = {c: f"received.{c.value}" for c in Channel}  # flow, on the receipt's day
+RESOLVED = {o: f"resolved.{o.value}" for o in Outcome}  # flow, on the clock's end day
+WITHDRAWN = "withdrawn"  # flow, on the withdrawal's day (R4: before the clock ended)
+IN_PROGRESS_WITHIN = "in_progress.within"  # state at the end of the day
+IN_PROGRESS_OVERDUE = "in_progress.overdue"  # state at the end of the day
+
+
+@lru_cache(maxsize=16384)
+def _day_start(day: int) -> float:
+    """Local midnight opening the day with this ordinal, as `period_bounds` computes it."""
+    return start_of_local_day(date.fromordinal(day)).timestamp()
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_UTC7 = 7 * 3600  # a first guess only: the loop below follows the zone's real offsets
+
+
+def local_day(instant: float) -> int:
+    """The ordinal of the local date holding `instant` (epoch seconds).
+
+    Exact against `period_bounds`: `local_day(t) < d` iff `t < ` the start of day `d`, with
+    the same float comparison `period_report` makes.
+    """
+    day = int((instant + _UTC7) // 86400) + _EPOCH_DAY
+    while instant < _day_start(day):
+        day -= 1
+    while instant >= _day_start(day + 1):
+        day += 1
+    return day
+
+
+def _ended(facts: DossierFacts) -> float | None:
+    return facts.clock_end if facts.clock_end is not None else facts.withdrawn_at
+
+
+def receipt_marks(facts: DossierFacts) -> Iterable[Mark]:
+    return ((local_day(facts.received_at), RECEIVED[facts.channel], 1),)
+
+
+def end_marks(facts: DossierFacts) -> Iterable[Mark]:
+    """Resolved (by outcome) on the clock's end day, or withdrawn on its day."""
+    if facts.clock_end is not None:
+        assert facts.outcome is not None
+        return ((local_day(facts.clock_end), RESOLVED[facts.outcome], 1),)
+    if facts.withdrawn_at is not None:
+        return ((local_day(facts.withdrawn_at), WITHDRAWN, 1),)
+    return ()
+
+
+def in_progress_marks(facts: DossierFacts) -> Iterable[Mark]:
+    """±1 on the days whose end changes the dossier's in-progress verdict.
+
+    `period_report` counts a dossier in progress at a period's end instant E (a local
+    midnight) when received < E ≤ ended, overdue iff `overdue_at(E)`. That verdict is
+    constant between the instants where it can change (receipt, end, a segment's start, a
+    finite due), so it is evaluated only at the first midnight after each of them.
+    """
+    ended = _ended(facts)
+    if ended is None:
+        return ()  # open: judged from its facts at query time, never aggregated
+    received = facts.received_at
+    critical = [received, ended]
+    for start, due in facts.segments():
+        critical.append(start)
+        if math.isfinite(due) and received <= due <= ended:
+            critical.append(due)
+    out: list[Mark] = []
+    verdict: str | None = None
+    for boundary_day in sorted({local_day(c) + 1 for c in critical}):
+        boundary = _day_start(boundary_day)
+        now: str | None = None
+        if received < boundary <= ended:
+            now = IN_PROGRESS_OVERDUE if facts.overdue_at(boundary) else IN_PROGRESS_WITHIN
+        if now != verdict:
+            # The midnight opening `boundary_day` is the end of the day before it.
+            if verdict is not None:
+                out.append((boundary_day - 1, verdict, -1))
+            if now is not None:
+                out.append((boundary_day - 1, now, 1))
+            verdict = now
+    return out
+
+
+MARKERS: tuple[Marker, ...] = (receipt_marks, end_marks, in_progress_marks)
+
+
+def marks(facts: DossierFacts) -> list[Mark]:
+    """Every mark a closed dossier leaves (see `MARKERS`)."""
+    return [mark for marker in MARKERS for mark in marker(facts)]
+
+
+def settled(facts: DossierFacts, now: float) -> bool:
+    """Closed no later than `now`: safe to fold into a `History` queried at `now` or after.
+
+    A period that has not ended is judged at `now`; a dossier that closes after `now`
+    (events may be up to 5 minutes in the future) could be in progress at `now` with a
+    verdict no day total records. Keep it with the open facts until it is settled.
+    """
+    ended = _ended(facts)
+    return ended is not None and ended <= now
+
+
+class HistoryDelta:
+    """The marks of one batch, applied to a `History` only once the batch is saved."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self) -> None:
+        self.changes: Counter[tuple[str, int, str]] = Counter()  # (agency, day, key): delta
+
+    def add(self, facts: DossierFacts, sign: int = 1) -> None:
+        """Add (+1) or remove (−1) a closed dossier; a changed one is −old then +new."""
+        if _ended(facts) is None:
+            raise ValueError("only a dossier whose clock ended or that was withdrawn")
+        agency = facts.agency
+        for day, key, delta in marks(facts):
+            self.changes[agency, day, key] += sign * delta
+
+
+class _AgencyDays:
+    """One agency's day rows, by column: `days` sorted, `columns[k][i]` the key k's total."""
+
+    __slots__ = ("columns", "days")
+
+    def __init__(self) -> None:
+        self.days = array("i")
+        self.columns: list[array[int]] = []
+
+    def through(self, day: int, width: int) -> list[int]:
+        """Each column's sum over the rows of days ≤ `day`."""
+        stop = bisect_right(self.days, day)
+        out = [sum(column[:stop]) for column in self.columns]
+        return out + [0] * (width - len(out))
+
+
+class History:
+    """Per agency, per local day, the totals of closed dossiers' marks."""
+
+    __slots__ = ("_agencies", "_keys")
+
+    def __init__(self) -> None:
+        self._keys: dict[str, int] = {}  # key -> column, shared by every agency
+        self._agencies: dict[str, _AgencyDays] = {}
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, int, dict[str, int]]]) -> History:
+        """Load the rows the store holds (`rows` gives them back)."""
+        history = cls()
+        for agency, day, totals in rows:
+            for key, value in totals.items():
+                history._bump(agency, day, key, value)
+        return history
+
+    def add(self, facts: DossierFacts, sign: int = 1) -> None:
+        """Add (+1) or remove (−1) one closed dossier at once (see `HistoryDelta`)."""
+        delta = HistoryDelta()
+        delta.add(facts, sign)
+        self.apply(delta)
+
+    def apply(self, delta: HistoryDelta) -> None:
+        for (agency, day, key), value in delta.changes.items():
+            if value:
+                self._bump(agency, day, key, value)
+
+    def rows_after(self, delta: HistoryDelta) -> dict[tuple[str, int], dict[str, int]]:
+        """The rows `delta` touches as they will be once applied ({} = delete the row).
+
+        For the store's write batch, before `apply`: nothing here changes.
+        """
+        out: dict[tuple[str, int], dict[str, int]] = {}
+        for (agency, day, key), value in delta.changes.items():
+            if not value:
+                continue
+            row = out.get((agency, day))
+            if row is None:
+                row = out[agency, day] = self.row(agency, day)
+            total = row.get(key, 0) + value
+            if total:
+                row[key] = total
+            else:
+                row.pop(key, None)
+        return out
+
+    def row(self, agency: str, day: int) -> dict[str, int]:
+        """One agency-day's non-zero totals."""
+        found = self._agencies.get(agency)
+        if found is None:
+            return {}
+        i = bisect_left(found.days, day)
+        if i == len(found.days) or found.days[i] != day:
+            return {}
+        return self._row_at(found, i)
+
+    def rows(self) -> Iterator[tuple[str, int, dict[str, int]]]:
+        """Every non-empty agency-day row, by agency then day."""
+        for agency in sorted(self._agencies):
+            found = self._agencies[agency]
+            for i, day in enumerate(found.days):
+                yield agency, day, self._row_at(found, i)
+
+    def agencies(self) -> list[str]:
+        return sorted(self._agencies)
+
+    def through(self, agency: str, day: int) -> dict[str, int]:
+        """The agency's totals over days ≤ `day`: flows so far, and states at its end."""
+        found = self._agencies.get(agency)
+        if found is None:
+            return {}
+        sums = found.through(day, len(self._keys))
+        return {key: sums[k] for key, k in self._keys.items() if sums[k]}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, History):
+            return NotImplemented
+        return list(self.rows()) == list(other.rows())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def _row_at(self, found: _AgencyDays, i: int) -> dict[str, int]:
+        columns = found.columns
+        return {
+            key: columns[k][i]
+            for key, k in self._keys.items()
+            if k < len(columns) and columns[k][i]
+        }
+
+    def _bump(self, agency: str, day: int, key: str, delta: int) -> None:
+        found = self._agencies.get(agency)
+        if found is None:
+            found = self._agencies[agency] = _AgencyDays()
+        days, columns = found.days, found.columns
+        i = bisect_left(days, day)
+        if i == len(days) or days[i] != day:
+            days.insert(i, day)
+            for column in columns:
+                column.insert(i, 0)
+        k = self._keys.setdefault(key, len(self._keys))
+        while len(columns) <= k:
+            columns.append(array("i", [0]) * len(days))
+        columns[k][i] += delta
+        if not any(column[i] for column in columns):
+            # An empty row is no row: a remove-then-add leaves what building afresh leaves.
+            del days[i]
+            for column in columns:
+                del column[i]
+            if not days:
+                del self._agencies[agency]
+
+
+def _closed_figures(before: dict[str, int], through: dict[str, int]) -> PeriodFigures | None:
+    """The closed dossiers' figures from the totals through the day before the period and
+    through its last day; None when none of them belongs to the period."""
+
+    def during(key: str) -> int:
+        return through.get(key, 0) - before.get(key, 0)
+
+    ended_before = sum(before.get(RESOLVED[o], 0) for o in Outcome) + before.get(WITHDRAWN, 0)
+    # A dossier ends on or after its receipt day, so those received before the period and
+    # not ended before it are exactly the ones in progress when it starts.
+    carried = sum(before.get(RECEIVED[c], 0) for c in Channel) - ended_before
+    new = sum(during(RECEIVED[c]) for c in Channel)
+    if carried + new == 0:
+        return None
+    return PeriodFigures(
+        carried_over=carried,
+        new=new,
+        resolved_early=during(RESOLVED[Outcome.EARLY]),
+        resolved_on_time=during(RESOLVED[Outcome.ON_TIME]),
+        resolved_late=during(RESOLVED[Outcome.LATE]),
+        withdrawn=during(WITHDRAWN),
+        in_progress_within=through.get(IN_PROGRESS_WITHIN, 0),
+        in_progress_overdue=through.get(IN_PROGRESS_OVERDUE, 0),
+        received_direct=during(RECEIVED[Channel.DIRECT]),
+        received_online=during(RECEIVED[Channel.ONLINE]),
+        received_postal=during(RECEIVED[Channel.POSTAL]),
+    )
+
+
+def history_report(
+    history: History,
+    open_facts: Iterable[DossierFacts],
+    start: date,
+    end_inclusive: date,
+    agency: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, PeriodFigures]:
+    """`period_report` over the history's dossiers and `open_facts` together.
+
+    Exactly equal to it when every dossier in `history` is `settled` at `now` (any, if
+    `now` is None): the period's bounds are local midnights, so membership and every flow
+    is a sum of day totals, and the in-progress figures at the end are the state totals
+    through its last day. When the period has not ended at `now`, no settled dossier is in
+    progress at its end, and the open facts are judged at `now` by `period_report` itself.
+    """
+    if end_inclusive < start:
+        raise ValueError("the period ends before it starts")
+    out = period_report(open_facts, start, end_inclusive, agency, now=now)
+    first, last = start.toordinal(), end_inclusive.toordinal()
+    for code in [agency] if agency is not None else history.agencies():
+        figures = _closed_figures(history.through(code, first - 1), history.through(code, last))
+        if figures is None:
+            continue
+        found = out.get(code)
+        out[code] = figures if found is None else found.add(figures)
+    return out
+
+
+# -- the closed dossiers' share of the live counters ------------------------------------------
+
+
+def closed_delta(
+    old: Dossier | None, new: Dossier | None, calendar: WorkingCalendar
+) -> Counter[Key]:
+    """What one dossier's change does to the sums of closed dossiers' counter keys.
+
+    `contribution` of a closed dossier does not depend on `now`, so the sums are kept as
+    they are and persisted; an open dossier (or None) adds nothing here.
+    """
+    out: Counter[Key] = Counter()
+    for sign, dossier in ((-1, old), (1, new)):
+        if dossier is not None and dossier.closed_at is not None:  # closed_by is set too
+            for key in contribution(dossier, dossier.closed_at, calendar):
+                out[key] += sign
+    return out
+
+
+def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
+    """`totals += delta` in place, dropping keys that fall to zero."""
+    for key, value in delta.items():
+        total = totals[key] + value
+        if total:
+            totals[key] = total
+        else:
+            del totals[key]
+
+
+# -- stored forms ----------------------------------------------------------------------------
+
+_ROW_VERSION = 1
+_TOTALS_VERSION = 1
+
+
+class HistoryDecodeError(ValueError):
+    """Stored history bytes that this version cannot read."""
+
+
+def _put_unsigned(out: bytearray, value: int) -> None:
+    """LEB128, as protobuf's varints: 7 bits a byte, low first."""
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_signed(out: bytearray, value: int) -> None:
+    """Zigzag (0, -1, 1, -2 … → 0, 1, 2, 3 …), then LEB128: a state total may be negative."""
+    _put_unsigned(out, value * 2 if value >= 0 else -value * 2 - 1)
+
+
+def _put_text(out: bytearray, text: str) -> None:
+    raw = text.encode()
+    _put_unsigned(out, len(raw))
+    out += raw
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def unsigned(self) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data):
+                raise HistoryDecodeError("truncated")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    def signed(self) -> int:
+        zigzag = self.unsigned()
+        return -(zigzag >> 1) - 1 if zigzag & 1 else zigzag >> 1
+
+    def text(self) -> str:
+        size = self.unsigned()
+        if self.pos + size > len(self.data):
+            raise HistoryDecodeError("truncated")
+        raw = self.data[self.pos : self.pos + size]
+        self.pos += size
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise HistoryDecodeError("a key is not UTF-8") from None
+
+    def version(self, expected: int) -> None:
+        if not self.data or self.data[0] != expected:
+            raise HistoryDecodeError(f"version {self.data[:1].hex() or 'missing'}")
+        self.pos = 1
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise HistoryDecodeError("trailing bytes")
+
+
+def encode_row(totals: dict[str, int]) -> bytes:
+    """One agency-day: version 1, a count, then (key, signed total) pairs sorted by key."""
+    out = bytearray((_ROW_VERSION,))
+    items = sorted((key, value) for key, value in totals.items() if value)
+    _put_unsigned(out, len(items))
+    for key, value in items:
+        _put_text(out, key)
+        _put_signed(out, value)
+    return bytes(out)
+
+
+def decode_row(data: bytes) -> dict[str, int]:
+    reader = _Reader(data)
+    reader.version(_ROW_VERSION)
+    totals = {}
+    for _ in range(reader.unsigned()):
+        key = reader.text()
+        totals[key] = reader.signed()
+    reader.done()
+    return totals
+
+
+_DAY = struct.Struct(">I")  # big-endian: one agency's rows sort by day in the store
+
+
+def encode_row_key(agency: str, day: int) -> bytes:
+    """The row's key within the history's key range: the agency's length and code, the day."""
+    raw = agency.encode()
+    if len(raw) > 255:
+        raise ValueError("agency code longer than 255 bytes")
+    return bytes((len(raw),)) + raw + _DAY.pack(day)
+
+
+def decode_row_key(key: bytes) -> tuple[str, int]:
+    size = key[0] if key else -1
+    if size < 0 or len(key) != 1 + size + _DAY.size:
+        raise HistoryDecodeError("malformed row key")
+    return key[1 : 1 + size].decode(), _DAY.unpack_from(key, 1 + size)[0]
+
+
+def encode_closed_totals(totals: Counter[Key]) -> bytes:
+    """Version 1, a count, then (number of parts, parts, signed total) sorted by key."""
+    out = bytearray((_TOTALS_VERSION,))
+    items = sorted((key, value) for key, value in totals.items() if value)
+    _put_unsigned(out, len(items))
+    for key, value in items:
+        _put_unsigned(out, len(key))
+        for part in key:
+            _put_text(out, part)
+        _put_signed(out, value)
+    return bytes(out)
+
+
+def decode_closed_totals(data: bytes) -> Counter[Key]:
+    reader = _Reader(data)
+    reader.version(_TOTALS_VERSION)
+    totals: Counter[Key] = Counter()
+    for _ in range(reader.unsigned()):
+        key = tuple(reader.text() for _ in range(reader.unsigned()))
+        totals[key] = reader.signed()
+    reader.done()
+    return totals

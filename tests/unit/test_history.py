@@ -1,0 +1,553 @@
+"""Bounded history: closed dossiers as day totals, and period reports from them plus the open
+dossiers' facts, equal to `period_report` over every dossier's facts.
+
+The hand-worked dossiers live in March–April 2026, local time (no holidays until Hùng
+Kings' day on 27 Apr). A mark's day is the local date it falls on; an in-progress mark on
+day d is the verdict at the midnight that ends d.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from schemas import Channel, DossierEvent, EventType
+from service.domain import Dossier, WorkingCalendar, contribution, fold
+from service.domain.calendar import LOCAL_TZ
+from service.domain.history import (
+    History,
+    HistoryDecodeError,
+    HistoryDelta,
+    add_counts,
+    closed_delta,
+    decode_closed_totals,
+    decode_row,
+    decode_row_key,
+    encode_closed_totals,
+    encode_row,
+    encode_row_key,
+    history_report,
+    local_day,
+    marks,
+    settled,
+)
+from service.domain.report import DossierFacts, PeriodFigures, fold_with_facts, period_report
+
+CAL = WorkingCalendar()
+AG = "SXD"
+SETTINGS = settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_ids = itertools.count()
+
+
+def T(text: str) -> datetime:
+    return datetime.fromisoformat(f"{text}+07:00")
+
+
+def D(month: int, day: int) -> int:
+    """The ordinal of a local date in 2026."""
+    return date(2026, month, day).toordinal()
+
+
+def ev(did: str, kind: str, at: str, **fields: Any) -> DossierEvent:
+    for name in ("due_at", "new_due_at"):
+        if isinstance(fields.get(name), str):
+            fields[name] = T(fields[name])
+    return DossierEvent(f"ev-{next(_ids)}", did, EventType(kind), T(at), **fields)
+
+
+def rec(
+    did: str, at: str, due: str, channel: Channel = Channel.DIRECT, agency: str = AG
+) -> DossierEvent:
+    return ev(did, "received", at, agency=agency, procedure="1.000948", channel=channel, due_at=due)
+
+
+def folded(*events: DossierEvent) -> tuple[Dossier, DossierFacts]:
+    dossier, facts = fold_with_facts(events[0].dossier_id, events, CAL)
+    assert facts is not None
+    return dossier, facts
+
+
+# Approved Wed 4 Mar before its due Thu 5 Mar: early; the result handed back Fri 6 Mar.
+EARLY = (
+    rec("A", "2026-03-02T09:00:00", "2026-03-05T23:59:59"),
+    ev("A", "approved", "2026-03-04T10:00:00"),
+    ev("A", "returned", "2026-03-06T10:00:00"),
+)
+# Due Thu 5 Mar; overdue from the midnight ending 5 Mar; returned Tue 10 Mar: late.
+LATE = (
+    rec("B", "2026-03-02T09:00:00", "2026-03-05T23:59:59"),
+    ev("B", "returned", "2026-03-10T15:00:00"),
+)
+# Online, withdrawn by the citizen Thu 12 Mar before any verdict (R4).
+WITHDRAWN = (
+    rec("C", "2026-03-09T08:00:00", "2026-03-20T23:59:59", Channel.ONLINE),
+    ev("C", "withdrawn", "2026-03-12T11:00:00"),
+)
+# Paused from Mon 30 Mar (before its due of Fri 3 Apr: within while paused) across the end
+# of March; the supplement's new appointment is Wed 8 Apr; returned that day: on time.
+PAUSED = (
+    rec("D", "2026-03-25T09:00:00", "2026-04-03T23:59:59"),
+    ev("D", "supplement_requested", "2026-03-30T10:00:00"),
+    ev("D", "supplement_received", "2026-04-06T09:00:00", due_at="2026-04-08T23:59:59"),
+    ev("D", "returned", "2026-04-08T16:00:00"),
+)
+# Received in February, returned Thu 5 Mar before its due of Tue 10 Mar: early.
+CARRIED = (
+    rec("E", "2026-02-20T09:00:00", "2026-03-10T23:59:59"),
+    ev("E", "returned", "2026-03-05T10:00:00"),
+)
+ALL = (EARLY, LATE, WITHDRAWN, PAUSED, CARRIED)
+
+
+def history_of(*dossiers: tuple[DossierEvent, ...]) -> History:
+    history = History()
+    for events in dossiers:
+        history.add(folded(*events)[1])
+    return history
+
+
+def figures(**counts: int) -> dict[str, PeriodFigures]:
+    return {AG: PeriodFigures(**counts)}
+
+
+# -- marks, by hand ---------------------------------------------------------------------------
+
+
+def test_marks_of_a_dossier_resolved_early() -> None:
+    # In progress (within) at the ends of 2 and 3 Mar; the clock ended on 4 Mar.
+    assert sorted(marks(folded(*EARLY)[1])) == [
+        (D(3, 2), "in_progress.within", 1),
+        (D(3, 2), "received.direct", 1),
+        (D(3, 4), "in_progress.within", -1),
+        (D(3, 4), "resolved.early", 1),
+    ]
+
+
+def test_marks_of_a_dossier_that_became_overdue_then_was_resolved_late() -> None:
+    assert sorted(marks(folded(*LATE)[1])) == [
+        (D(3, 2), "in_progress.within", 1),
+        (D(3, 2), "received.direct", 1),
+        (D(3, 5), "in_progress.overdue", 1),  # the midnight ending 5 Mar is past 23:59:59
+        (D(3, 5), "in_progress.within", -1),
+        (D(3, 10), "in_progress.overdue", -1),
+        (D(3, 10), "resolved.late", 1),
+    ]
+
+
+def test_marks_of_a_withdrawn_dossier() -> None:
+    assert sorted(marks(folded(*WITHDRAWN)[1])) == [
+        (D(3, 9), "in_progress.within", 1),
+        (D(3, 9), "received.online", 1),
+        (D(3, 12), "in_progress.within", -1),
+        (D(3, 12), "withdrawn", 1),
+    ]
+
+
+def test_marks_of_a_dossier_paused_within_its_due() -> None:
+    # Within from its receipt to its return: the pause and the new appointment change
+    # nothing at any midnight.
+    assert sorted(marks(folded(*PAUSED)[1])) == [
+        (D(3, 25), "in_progress.within", 1),
+        (D(3, 25), "received.direct", 1),
+        (D(4, 8), "in_progress.within", -1),
+        (D(4, 8), "resolved.on_time", 1),
+    ]
+
+
+def test_a_dossier_paused_after_its_due_is_overdue_at_the_midnights_it_waits() -> None:
+    # Due Thu 5 Mar; supplement requested Mon 9 Mar (already late), received Thu 12 Mar with
+    # a new appointment of Fri 20 Mar; returned Wed 18 Mar: early against that appointment.
+    _, facts = folded(
+        rec("F", "2026-03-02T09:00:00", "2026-03-05T23:59:59"),
+        ev("F", "supplement_requested", "2026-03-09T10:00:00"),
+        ev("F", "supplement_received", "2026-03-12T09:00:00", due_at="2026-03-20T23:59:59"),
+        ev("F", "returned", "2026-03-18T10:00:00"),
+    )
+    assert sorted(marks(facts)) == [
+        (D(3, 2), "in_progress.within", 1),
+        (D(3, 2), "received.direct", 1),
+        (D(3, 5), "in_progress.overdue", 1),
+        (D(3, 5), "in_progress.within", -1),
+        (D(3, 12), "in_progress.overdue", -1),  # the new appointment is in force at 13 Mar
+        (D(3, 12), "in_progress.within", 1),
+        (D(3, 18), "in_progress.within", -1),
+        (D(3, 18), "resolved.early", 1),
+    ]
+
+
+def test_a_dossier_closed_at_its_receipt_instant_has_no_in_progress_marks() -> None:
+    _, facts = folded(
+        rec("G", "2026-03-02T09:00:00", "2026-03-05T23:59:59"),
+        ev("G", "rejected", "2026-03-02T09:00:00"),
+    )
+    assert sorted(marks(facts)) == [
+        (D(3, 2), "received.direct", 1),
+        (D(3, 2), "resolved.early", 1),
+    ]
+
+
+def test_local_day_turns_at_local_midnight() -> None:
+    assert local_day(T("2026-03-01T00:00:00").timestamp()) == D(3, 1)
+    assert local_day(T("2026-02-28T23:59:59.999999").timestamp()) == D(2, 28)
+    # 17:00 UTC on 28 Feb is already 1 Mar at the center.
+    assert local_day(datetime.fromisoformat("2026-02-28T17:00:00+00:00").timestamp()) == D(3, 1)
+
+
+# -- period reports from the history, by hand -------------------------------------------------
+
+
+def test_march_from_the_history() -> None:
+    history = history_of(*ALL)
+    assert history_report(history, [], date(2026, 3, 1), date(2026, 3, 31)) == figures(
+        carried_over=1,  # E
+        new=4,  # A, B, C, D
+        resolved_early=2,  # A, E
+        resolved_late=1,  # B
+        withdrawn=1,  # C
+        in_progress_within=1,  # D, paused within at 1 Apr 00:00
+        received_direct=3,
+        received_online=1,
+    )
+
+
+def test_the_first_days_of_march_from_the_history() -> None:
+    history = history_of(*ALL)
+    # Up to Wed 4 Mar: B is still within its due of Thu 5 Mar at the end.
+    assert history_report(history, [], date(2026, 3, 1), date(2026, 3, 4)) == figures(
+        carried_over=1, new=2, resolved_early=1, in_progress_within=2, received_direct=2
+    )
+    # Up to Thu 5 Mar: E resolved early that day, B overdue at the midnight ending it.
+    assert history_report(history, [], date(2026, 3, 1), date(2026, 3, 5)) == figures(
+        carried_over=1, new=2, resolved_early=2, in_progress_overdue=1, received_direct=2
+    )
+    # 6–10 Mar: B carried over and resolved late; C new and within on 10 Mar's end.
+    assert history_report(history, [], date(2026, 3, 6), date(2026, 3, 10)) == figures(
+        carried_over=1, new=1, resolved_late=1, in_progress_within=1, received_online=1
+    )
+
+
+def test_february_and_april_from_the_history() -> None:
+    history = history_of(*ALL)
+    assert history_report(history, [], date(2026, 2, 1), date(2026, 2, 28)) == figures(
+        new=1, in_progress_within=1, received_direct=1
+    )
+    assert history_report(history, [], date(2026, 4, 1), date(2026, 4, 30)) == figures(
+        carried_over=1, resolved_on_time=1
+    )
+    assert history_report(history, [], date(2026, 5, 1), date(2026, 5, 31)) == {}
+
+
+def test_open_dossiers_are_judged_at_now_and_added_to_the_history() -> None:
+    history = history_of(EARLY, CARRIED)
+    # Open: due Fri 20 Mar, asked on Tue 10 Mar at noon, then after March.
+    _, running = folded(rec("H", "2026-03-02T09:00:00", "2026-03-20T23:59:59"))
+    now = T("2026-03-10T12:00:00")
+    assert history_report(history, [running], date(2026, 3, 1), date(2026, 3, 31), now=now) == (
+        figures(
+            carried_over=1,
+            new=2,
+            resolved_early=2,
+            in_progress_within=1,
+            received_direct=2,
+        )
+    )
+    assert history_report(history, [running], date(2026, 3, 1), date(2026, 3, 31)) == figures(
+        carried_over=1, new=2, resolved_early=2, in_progress_overdue=1, received_direct=2
+    )
+
+
+def test_the_agency_filter_and_other_agencies() -> None:
+    # STP's dossier, by post, rejected the day after its receipt: early.
+    other = rec("K", "2026-03-03T09:00:00", "2026-03-06T23:59:59", Channel.POSTAL, "STP")
+    history = history_of(EARLY, (other, ev("K", "rejected", "2026-03-04T09:00:00")))
+    march = (date(2026, 3, 1), date(2026, 3, 31))
+    assert history_report(history, [], *march, agency="STP") == {
+        "STP": PeriodFigures(new=1, resolved_early=1, received_postal=1)
+    }
+    assert set(history_report(history, [], *march)) == {AG, "STP"}
+    assert history_report(history, [], *march, agency="SKHDT") == {}
+
+
+def test_a_period_that_ends_before_it_starts_is_refused() -> None:
+    with pytest.raises(ValueError, match="ends before it starts"):
+        history_report(History(), [], date(2026, 3, 2), date(2026, 3, 1))
+
+
+def test_settled_means_closed_by_now() -> None:
+    _, facts = folded(*LATE)
+    assert not settled(facts, T("2026-03-10T14:59:59").timestamp())
+    assert settled(facts, T("2026-03-10T15:00:00").timestamp())
+    _, running = folded(rec("H", "2026-03-02T09:00:00", "2026-03-20T23:59:59"))
+    assert not settled(running, T("2027-01-01T00:00:00").timestamp())
+
+
+def test_only_ended_dossiers_enter_the_history() -> None:
+    _, running = folded(rec("H", "2026-03-02T09:00:00", "2026-03-20T23:59:59"))
+    with pytest.raises(ValueError, match="clock ended or that was withdrawn"):
+        HistoryDelta().add(running)
+
+
+# -- changes, rows and stored forms -----------------------------------------------------------
+
+
+def test_a_late_event_is_applied_as_remove_old_then_add_new() -> None:
+    # An approval dated Wed 4 Mar arrives after B was closed: B becomes early, never overdue.
+    _, old = folded(*LATE)
+    _, new = folded(*LATE, ev("B", "approved", "2026-03-04T10:00:00"))
+    history = history_of(EARLY, LATE)
+    delta = HistoryDelta()
+    delta.add(old, -1)
+    delta.add(new)
+    # The store's batch gets the rows as they will be; 5 and 10 Mar empty out.
+    assert history.rows_after(delta) == {
+        (AG, D(3, 4)): {"in_progress.within": -2, "resolved.early": 2},
+        (AG, D(3, 5)): {},
+        (AG, D(3, 10)): {},
+    }
+    history.apply(delta)
+    assert history == history_of(EARLY, (*LATE, ev("B", "approved", "2026-03-04T10:00:00")))
+    assert list(history.rows()) == [
+        (AG, D(3, 2), {"in_progress.within": 2, "received.direct": 2}),
+        (AG, D(3, 4), {"in_progress.within": -2, "resolved.early": 2}),
+    ]
+
+
+def test_removing_every_dossier_leaves_an_empty_history() -> None:
+    history = history_of(*ALL)
+    for events in ALL:
+        history.add(folded(*events)[1], -1)
+    assert list(history.rows()) == []
+    assert history.agencies() == []
+
+
+def test_a_row_encodes_to_sorted_keys_and_signed_totals() -> None:
+    raw = encode_row({"withdrawn": 1, "in_progress.within": -2, "resolved.late": 0})
+    # version 1, two entries, then each key's length, its bytes and its zigzag total.
+    assert raw == b"\x01\x02\x12in_progress.within\x03\x09withdrawn\x02"
+    assert decode_row(raw) == {"in_progress.within": -2, "withdrawn": 1}
+
+
+def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
+    day = D(3, 2)
+    key = encode_row_key(AG, day)
+    assert key == b"\x03SXD" + day.to_bytes(4, "big")
+    assert decode_row_key(key) == (AG, day)
+    assert encode_row_key(AG, day) < encode_row_key(AG, day + 1)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x02\x00",
+        b"\x01\x01\x05abc",
+        b"\x01\x01\x01a",
+        b"\x01\x00\x00",
+        b"\x01\x01\x01\xff\x02",
+    ],
+)
+def test_bad_row_bytes_are_refused(raw: bytes) -> None:
+    with pytest.raises(HistoryDecodeError):
+        decode_row(raw)
+
+
+def test_a_history_reloads_from_its_encoded_rows() -> None:
+    history = history_of(*ALL)
+    stored = {encode_row_key(a, d): encode_row(t) for a, d, t in history.rows()}
+    loaded = History.from_rows(
+        (*decode_row_key(key), decode_row(value)) for key, value in sorted(stored.items())
+    )
+    assert loaded == history
+    march = (date(2026, 3, 1), date(2026, 3, 31))
+    assert history_report(loaded, [], *march) == history_report(history, [], *march)
+
+
+# -- the closed dossiers' share of the live counters -----------------------------------------
+
+
+def test_closed_delta_of_a_closing_then_changed_dossier() -> None:
+    running = fold("B", LATE[:1], CAL)
+    late = fold("B", LATE, CAL)
+    early = fold("B", (*LATE, ev("B", "approved", "2026-03-04T10:00:00")), CAL)
+    assert closed_delta(None, running, CAL) == Counter()  # open: counted live, not here
+    assert closed_delta(running, late, CAL) == Counter(
+        {
+            ("received", AG, "direct"): 1,
+            ("completed", AG, "late"): 1,
+            ("became_overdue", AG): 1,
+        }
+    )
+    change = closed_delta(late, early, CAL)
+    assert +change == Counter({("completed", AG, "early"): 1})
+    assert -change == Counter({("completed", AG, "late"): 1, ("became_overdue", AG): 1})
+
+    totals: Counter[tuple[str, ...]] = Counter()
+    add_counts(totals, closed_delta(running, late, CAL))
+    add_counts(totals, change)
+    assert totals == Counter({("received", AG, "direct"): 1, ("completed", AG, "early"): 1})
+
+
+def test_closed_totals_encode_to_sorted_keys() -> None:
+    totals = Counter({("withdrawn", AG): 2, ("completed", AG, "late"): 1})
+    raw = encode_closed_totals(totals)
+    assert raw == (
+        b"\x01\x02"  # version 1, two keys
+        b"\x03\x09completed\x03SXD\x04late\x02"  # 3 parts, total 1 (zigzag 2)
+        b"\x02\x09withdrawn\x03SXD\x04"  # 2 parts, total 2 (zigzag 4)
+    )
+    assert decode_closed_totals(raw) == totals
+    with pytest.raises(HistoryDecodeError):
+        decode_closed_totals(raw[:-1])
+
+
+# -- properties over random dossiers ---------------------------------------------------------
+
+WINDOW_START = datetime(2026, 2, 1, tzinfo=LOCAL_TZ)
+WINDOW_DAYS = 90
+KINDS = [t for t in EventType if t is not EventType.RECEIVED]
+
+
+@st.composite
+def instants(draw: st.DrawFn, after: datetime, max_days: int) -> datetime:
+    """An instant after `after`, often exactly a local midnight or a due-like 23:59:59."""
+    moment = after + timedelta(seconds=draw(st.integers(0, max_days * 86400)))
+    snap = draw(st.sampled_from(["as is", "midnight", "23:59:59", "same"]))
+    if snap == "midnight":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if snap == "23:59:59":
+        return moment.replace(hour=23, minute=59, second=59, microsecond=0)
+    if snap == "same":
+        return after
+    return moment
+
+
+@st.composite
+def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
+    received_at = draw(instants(WINDOW_START, WINDOW_DAYS))
+    fields: dict[str, Any] = {
+        "agency": draw(st.sampled_from(["SXD", "STP", "SKHDT"])),
+        "procedure": "1.000948",
+        "channel": draw(st.sampled_from(list(Channel))),
+    }
+    if draw(st.booleans()):
+        fields["processing_days"] = draw(st.integers(1, 12))
+    else:
+        fields["due_at"] = draw(instants(received_at, 15))
+    events = [DossierEvent(f"{did}-r", did, EventType.RECEIVED, received_at, **fields)]
+    at = received_at
+    for i in range(draw(st.integers(0, 5))):
+        at = draw(instants(at, 9))
+        kind = draw(st.sampled_from(KINDS))
+        extra: dict[str, Any] = {}
+        if kind is EventType.EXTENDED:
+            extra["new_due_at"] = at + timedelta(days=5)
+        elif kind is EventType.SUPPLEMENT_RECEIVED and draw(st.booleans()):
+            extra["due_at"] = draw(instants(at, 6))
+        events.append(DossierEvent(f"{did}-{i}", did, kind, at, **extra))
+    return events
+
+
+@st.composite
+def periods(draw: st.DrawFn) -> tuple[date, date]:
+    """Before, across and after the window (so before, around and after any `now`)."""
+    first = WINDOW_START.date() + timedelta(days=draw(st.integers(-40, WINDOW_DAYS + 40)))
+    return first, first + timedelta(days=draw(st.integers(0, 70)))
+
+
+def _split(
+    event_sets: list[list[DossierEvent]], as_of: datetime
+) -> tuple[list[DossierFacts], History, list[DossierFacts]]:
+    """Every dossier's facts; the closed ones settled at `as_of` in a history; the others."""
+    every, history, others = [], History(), []
+    for events in event_sets:
+        dossier, facts = fold_with_facts(events[0].dossier_id, events, CAL)
+        assert facts is not None
+        every.append(facts)
+        if dossier.closed_by is not None and settled(facts, as_of.timestamp()):
+            history.add(facts)
+        else:
+            others.append(facts)
+    return every, history, others
+
+
+@SETTINGS
+@given(st.data())
+def test_the_report_from_the_history_equals_the_report_over_all_facts(
+    data: st.DataObject,
+) -> None:
+    count = data.draw(st.integers(1, 25))
+    event_sets = [data.draw(dossiers(f"HS-{i}")) for i in range(count)]
+    as_of = data.draw(instants(WINDOW_START, WINDOW_DAYS + 20))
+    every, history, others = _split(event_sets, as_of)
+    later = as_of + timedelta(seconds=data.draw(st.integers(0, 40 * 86400)))
+    for _ in range(3):
+        first, last = data.draw(periods())
+        agency = data.draw(st.sampled_from([None, "SXD", "STP"]))
+        for now in (as_of, later, None):
+            expected = period_report(every, first, last, agency, now=now)
+            assert history_report(history, others, first, last, agency, now=now) == expected
+
+
+@SETTINGS
+@given(st.data())
+def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
+    data: st.DataObject,
+) -> None:
+    event_sets = [data.draw(dossiers(f"HS-{i}")) for i in range(data.draw(st.integers(0, 8)))]
+    changed = data.draw(dossiers("HS-X"))
+    # The late event: any one of the changed dossier's events other than its receipt.
+    assume(len(changed) > 1)
+    late = data.draw(st.sampled_from(changed[1:]))
+    before = [e for e in changed if e is not late]
+    old_dossier, old = fold_with_facts("HS-X", before, CAL)
+    new_dossier, new = fold_with_facts("HS-X", changed, CAL)
+    assert old is not None and new is not None
+    assume(old_dossier.closed_by is not None)
+    assert new_dossier.closed_by is not None  # closed stays closed: R4
+    closed = [
+        facts
+        for events in event_sets
+        for dossier, facts in [fold_with_facts(events[0].dossier_id, events, CAL)]
+        if dossier.closed_by is not None and facts is not None
+    ]
+
+    history = History()
+    for facts in [*closed, old]:
+        history.add(facts)
+    delta = HistoryDelta()
+    delta.add(old, -1)
+    delta.add(new)
+    written = history.rows_after(delta)
+    history.apply(delta)
+
+    afresh = History()
+    for facts in [*closed, new]:
+        afresh.add(facts)
+    assert history == afresh
+    for (agency, day), totals in written.items():
+        assert afresh.row(agency, day) == totals
+    stored = [(a, d, decode_row(encode_row(t))) for a, d, t in afresh.rows()]
+    assert History.from_rows(stored) == afresh
+
+    # The live counters' closed sums follow the same change.
+    sums: Counter[tuple[str, ...]] = Counter()
+    for events in [*event_sets, before]:
+        add_counts(sums, closed_delta(None, fold(events[0].dossier_id, events, CAL), CAL))
+    add_counts(sums, closed_delta(old_dossier, new_dossier, CAL))
+    expected: Counter[tuple[str, ...]] = Counter()
+    for events in [*event_sets, changed]:
+        dossier = fold(events[0].dossier_id, events, CAL)
+        if dossier.closed_by is not None:
+            expected.update(contribution(dossier, WINDOW_START + timedelta(days=400), CAL))
+    assert sums == +expected
+    assert decode_closed_totals(encode_closed_totals(sums)) == sums
