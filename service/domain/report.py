@@ -181,6 +181,12 @@ class PeriodFigures:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
+    def subtract(self, other: PeriodFigures) -> PeriodFigures:
+        """Take `other`'s counts out of these (in place) and return self."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) - getattr(other, name))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Counts, then the derived figures (rates are None when undefined)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in _COUNTS}

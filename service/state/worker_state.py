@@ -20,6 +20,14 @@ from datetime import UTC, datetime
 
 from schemas import InvalidEvent
 from service.domain import Dossier, Key, WorkingCalendar, contribution
+from service.domain.history import (
+    History,
+    HistoryDelta,
+    decode_row,
+    decode_row_key,
+    encode_row,
+    encode_row_key,
+)
 from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex
@@ -31,6 +39,7 @@ from service.state.store import (
     PartitionMeta,
     closed_key,
     closed_totals_key,
+    day_key,
     decode_totals,
     encode_totals,
     open_key,
@@ -73,7 +82,11 @@ class Batch:
     # Stored before this batch: open ones (their open record is replaced or deleted) and
     # closed ones with the contribution their closed state made (taken back if changed).
     stored_open: set[tuple[int, str]] = field(default_factory=set)
-    closed_before: dict[tuple[int, str], tuple[Key, ...]] = field(default_factory=dict)
+    closed_before: dict[tuple[int, str], tuple[tuple[Key, ...], DossierFacts | None]] = field(
+        default_factory=dict
+    )
+    # Per partition, the closed dossiers' per-day marks this batch adds and takes back.
+    history: dict[int, HistoryDelta] = field(default_factory=dict)
     # The contribution each touched dossier has reached in this batch, for status changes.
     reached: dict[tuple[int, str], tuple[Key, ...]] = field(default_factory=dict)
     changes: list[StatusChange] = field(default_factory=list)
@@ -105,6 +118,7 @@ class WorkerState:
         self.calendar = calendar
         self._metas: dict[int, PartitionMeta] = {}
         self._closed: dict[int, Counter[Key]] = {}
+        self._history: dict[int, History] = {}
 
     def meta(self, partition: int) -> PartitionMeta:
         """The partition's meta as saved in the store (never an unsaved count)."""
@@ -118,6 +132,7 @@ class WorkerState:
         self.store.drop(partition)
         self._metas[partition] = PartitionMeta()
         self._closed[partition] = Counter()
+        self._history[partition] = History()
 
     def reload(self, partition: int) -> PartitionMeta:
         """Read the partition's meta from the store again (after a failed attempt)."""
@@ -196,9 +211,9 @@ class WorkerState:
                         if progress.closed_by is None:
                             stored_open.add(where)
                         else:
-                            closed_before[where] = reached[where] = contribution(
-                                progress.dossier, wall, calendar
-                            )
+                            was = contribution(progress.dossier, wall, calendar)
+                            closed_before[where] = (was, progress.facts)
+                            reached[where] = was
                 step = progress.advance(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
@@ -239,10 +254,29 @@ class WorkerState:
             delta = closed.get(partition)
             if delta is None:
                 delta = closed[partition] = Counter()
-            old = closed_before.get(where)
-            if old is not None:
-                delta.subtract(old)
+            marks = batch.history.get(partition)
+            if marks is None:
+                marks = batch.history[partition] = HistoryDelta()
+            before = closed_before.get(where)
+            if before is not None:
+                old_contribution, old_facts = before
+                delta.subtract(old_contribution)
+                if old_facts is not None:
+                    marks.add(old_facts, -1)
             delta.update(contribution(progress.dossier, wall, calendar))
+            facts = progress.facts
+            if facts is not None:
+                marks.add(facts, 1)
+
+    def history(self, partition: int) -> History:
+        """The closed dossiers' per-day totals, as saved."""
+        history = self._history.get(partition)
+        if history is None:
+            rows = (
+                (*decode_row_key(name), decode_row(raw)) for name, raw in self.store.days(partition)
+            )
+            history = self._history[partition] = History.from_rows(rows)
+        return history
 
     def closed_totals(self, partition: int) -> Counter[Key]:
         """The closed dossiers' summed contributions, as saved."""
@@ -284,16 +318,29 @@ class WorkerState:
             totals.update(delta)
             closed[partition] = +totals
             puts[closed_totals_key(partition)] = encode_totals(closed[partition])
-        if puts or batch.deletes or batch.metas:
-            self.store.write(puts, batch.deletes, batch.metas)
+        deletes = batch.deletes
+        for partition, marks in batch.history.items():
+            rows = self.history(partition).rows_after(marks)
+            for (agency, day), row in rows.items():
+                key = day_key(partition, encode_row_key(agency, day))
+                if row:
+                    puts[key] = encode_row(row)
+                else:
+                    deletes.append(key)
+        if puts or deletes or batch.metas:
+            self.store.write(puts, deletes, batch.metas)
+        # Saved: now, and only now, the saved state moves.
         self._metas.update(batch.metas)
         self._closed.update(closed)
+        for partition, marks in batch.history.items():
+            self.history(partition).apply(marks)
         ledger = self.ledger
         for partition, meta in batch.metas.items():
             counted = ledger.partitions.get(partition)
             if counted is not None:
                 counted.meta = meta
                 counted.closed = self.closed_totals(partition)
+                counted.history = self.history(partition)
         if not batch.live:
             return
         owned = ledger.owned()
@@ -319,8 +366,11 @@ class WorkerState:
         """The partition's sums from its store, yielding the event loop now and then."""
         now = datetime.now(UTC)
         ledger = PartitionLedger(self.calendar, self.meta(partition))
-        self._closed.pop(partition, None)  # read again: the store is the truth
+        # Read again: the store is the truth.
+        self._closed.pop(partition, None)
+        self._history.pop(partition, None)
         ledger.closed = self.closed_totals(partition)
+        ledger.history = self.history(partition)
         # A rebuild creates objects that all stay: the cyclic collector would scan them
         # again and again for nothing. Off while rebuilding, then frozen out of its sight.
         gc.disable()

@@ -1,0 +1,167 @@
+"""Property: whatever the interleaving of batches, failures, revocations and restarts, the
+state layer ends where a replay of the log from scratch ends: the same store (open and
+closed dossiers), the same closed sums and day totals, the same live counters, and every
+period report equal to `period_report` over every dossier's facts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_keeper import (
+    CAL,
+    TOPIC,
+    MemoryLog,
+    Outputs,
+    keeper_over,
+    messages_of,
+    samples,
+    simulated,
+)
+
+import service.state.keeper as keeper_module
+import service.state.worker_state as worker_state_module
+from schemas import InvalidEvent
+from service.domain.report import fold_with_facts, period_report
+from service.state.intake import parse
+from service.state.ledger import Ledger, add_figures
+from service.state.store import DossierStore
+from service.state.worker_state import WorkerState
+
+Op = tuple[str, int]
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("deliver"), st.integers(1, 25)),
+        st.tuples(st.just("deliver_failing"), st.integers(1, 25)),
+        st.tuples(st.just("deliver_refused"), st.integers(1, 25)),
+        st.tuples(st.just("rebalance"), st.just(0)),
+        st.tuples(st.just("restart"), st.just(0)),
+    ),
+    max_size=12,
+)
+
+
+class Failures:
+    """A parse that fails once on cue, as a passing bug would."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def parse(self, value: Any, key: Any, now: datetime) -> Any:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("a passing failure")
+        return parse(value, key, now)
+
+
+def truth_facts(log: MemoryLog) -> list[Any]:
+    by_dossier: dict[str, list[Any]] = defaultdict(list)
+    for message in log.partitions[0]:
+        try:
+            event = parse(
+                message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
+            )
+        except InvalidEvent:
+            continue
+        by_dossier[event.dossier_id].append(event)
+    out = []
+    for dossier_id, events in by_dossier.items():
+        facts = fold_with_facts(dossier_id, events, CAL)[1]
+        if facts is not None:
+            out.append(facts)
+    return out
+
+
+async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> Any:
+    outputs = Outputs()
+    keeper, store = keeper_over(path, log, outputs)
+    messages = log.partitions[0]
+    position = 0  # what faust has handed over (and acknowledged) so far
+    keeper.on_assigned([0])
+    await keeper.wait_caught_up(timeout=10)
+    for op, size in ops:
+        batch = messages[position : position + size]
+        if op.startswith("deliver") and batch:
+            failures.armed = op == "deliver_failing"
+            outputs.refuse = 1 if op == "deliver_refused" else 0
+            try:
+                await keeper.deliver(batch)
+            except Exception as exc:
+                keeper.abandon(batch, type(exc).__name__)
+                await keeper.wait_caught_up(timeout=10)
+            failures.armed, outputs.refuse = False, 0
+            position += len(batch)
+            log.committed_offsets[0] = position
+        elif op == "rebalance":
+            keeper.on_revoked()
+            keeper.on_assigned([0])
+            await keeper.wait_caught_up(timeout=10)
+        elif op == "restart":
+            await keeper.close()
+            keeper, store = keeper_over(path, log, outputs)
+            keeper.on_assigned([0])
+            await keeper.wait_caught_up(timeout=10)
+    await keeper.deliver(messages[position:])
+    return keeper
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keeper_module, "RETRY_S", 0.001)
+    monkeypatch.setattr(keeper_module, "TRANSACTION_EVENTS", 11)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=OPS, seed=st.integers(0, 10_000))
+def test_any_interleaving_ends_where_a_replay_ends(
+    ops: list[Op], seed: int, tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any
+) -> None:
+    path = tmp_path_factory.mktemp("state")
+    log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13))})
+    failures = Failures()
+    monkeypatch.setattr(worker_state_module, "parse", failures.parse)
+    keeper = asyncio.run(run(ops, log, path / "store", failures))
+    state = keeper.state
+    assert keeper.ledger.ready
+    assert state.meta(0).applied == len(log.partitions[0]) - 1
+
+    replay_ledger = Ledger(CAL)
+    replay_ledger.assign([0])
+    replay = WorkerState(DossierStore(path / "replay", TOPIC), replay_ledger, CAL)
+    replay.commit(replay.apply(log.partitions[0], live=False))
+    replay_ledger.install(0, asyncio.run(replay.rebuild(0)))
+    assert dict(state.store.open_dossiers(0)) == dict(replay.store.open_dossiers(0))
+    assert dict(state.store.closed_dossiers(0)) == dict(replay.store.closed_dossiers(0))
+    assert state.meta(0) == replay.meta(0)
+    assert state.closed_totals(0) == replay.closed_totals(0)
+    assert state.history(0) == replay.history(0)
+    now = datetime.now(UTC)
+    keeper.ledger.tick(now)
+    replay_ledger.tick(now)
+    assert samples(keeper.ledger) == samples(replay_ledger)
+
+    everything = truth_facts(log)
+    today = now.astimezone(UTC).date()
+    for start, end in [
+        (today - timedelta(days=400), today),
+        (today.replace(day=1), today),
+        (today - timedelta(days=30), today - timedelta(days=10)),
+        (date(today.year, 1, 1), date(today.year, 12, 31)),
+    ]:
+        [closed], facts = keeper.ledger.report_parts([(start, end)], None, now)
+        got = period_report(facts, start, end, now=now)
+        add_figures(got, closed)
+        want = period_report(everything, start, end, now=now)
+        assert {k: v.to_dict() for k, v in got.items()} == {k: v.to_dict() for k, v in want.items()}
+    state.store.close()
+    replay.store.close()
