@@ -80,7 +80,7 @@ def truth_facts(log: MemoryLog) -> list[Any]:
 
 async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> Any:
     outputs = Outputs()
-    keeper, store = keeper_over(path, log, outputs)
+    keeper, _ = keeper_over(path, log, outputs)
     messages = log.partitions[0]
     position = 0  # what faust has handed over (and acknowledged) so far
     keeper.on_assigned([0])
@@ -104,7 +104,7 @@ async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> 
             await keeper.wait_caught_up(timeout=10)
         elif op == "restart":
             await keeper.close()
-            keeper, store = keeper_over(path, log, outputs)
+            keeper, _ = keeper_over(path, log, outputs)
             keeper.on_assigned([0])
             await keeper.wait_caught_up(timeout=10)
     await keeper.deliver(messages[position:])
