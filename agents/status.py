@@ -38,7 +38,17 @@ def _status_value(change: StatusChange) -> bytes:
 
 
 async def _acknowledged(what: str, sends: list[Awaitable[Any]]) -> int:
-    """Wait for every send's acknowledgement; raise if any was refused or never came."""
+    """Wait for every send's acknowledgement (MOTCUA_SEND_TIMEOUT at most); raise
+    SideEffectFailed if any was refused or did not come in time."""
+    try:
+        return await asyncio.wait_for(_all_acknowledged(what, sends), settings.send_timeout)
+    except TimeoutError:
+        raise SideEffectFailed(
+            f"{what} not acknowledged within {settings.send_timeout} s (MOTCUA_SEND_TIMEOUT)"
+        ) from None
+
+
+async def _all_acknowledged(what: str, sends: list[Awaitable[Any]]) -> int:
     pending = []
     try:
         for send in sends:

@@ -72,6 +72,9 @@ class Settings:
     min_insync_replicas: int = 1
     # Count a partition whose log lost its beginning to retention from what is left.
     accept_truncated_log: bool = False
+    # Seconds the worker waits for the broker to acknowledge a batch's dead letters and status
+    # messages; past it the batch fails and is read again from the log (never carried on).
+    send_timeout: int = 30
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # `motcua gateway` (docs/gateway.md): reference data, access and limits.
     units_file: Path | None = None
@@ -117,6 +120,7 @@ class Settings:
                 "MOTCUA_MIN_INSYNC_REPLICAS", min(2, replication), 1, replication
             ),
             accept_truncated_log=_flag("MOTCUA_ACCEPT_TRUNCATED_LOG"),
+            send_timeout=_int("MOTCUA_SEND_TIMEOUT", cls.send_timeout, 1, 3600),
             security=_security(),
             units_file=_path("MOTCUA_UNITS_FILE"),
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),

@@ -192,11 +192,33 @@ class History:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, int, dict[str, int]]]) -> History:
-        """Load the rows the store holds (`rows` gives them back)."""
+        """Load the rows the store holds (`rows` gives them back), column by column: a
+        restart loads agency × day rows, and one `_bump` a value cost most of it."""
         history = cls()
+        keys = history._keys
+        by_agency: dict[str, dict[int, dict[str, int]]] = {}
         for agency, day, totals in rows:
-            for key, value in totals.items():
-                history._bump(agency, day, key, value)
+            days = by_agency.setdefault(agency, {})
+            if day in days:  # never from a store; merged all the same
+                merged = dict(days[day])
+                for key, value in totals.items():
+                    merged[key] = merged.get(key, 0) + value
+                days[day] = merged
+            else:
+                days[day] = totals
+            for key in totals:
+                if key not in keys:
+                    keys[key] = len(keys)
+        for agency, days in by_agency.items():
+            ordered = sorted(day for day, totals in days.items() if any(totals.values()))
+            if not ordered:
+                continue
+            found = history._agencies[agency] = _AgencyDays()
+            found.days = array("i", ordered)
+            rows_in_order = [days[day] for day in ordered]
+            found.columns = [
+                array("i", [totals.get(key, 0) for totals in rows_in_order]) for key in keys
+            ]
         return history
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
@@ -464,6 +486,13 @@ def encode_row(totals: dict[str, int]) -> bytes:
         _put_text(out, key)
         _put_signed(out, value)
     return bytes(out)
+
+
+@lru_cache(maxsize=1 << 16)
+def decode_row_shared(data: bytes) -> dict[str, int]:
+    """`decode_row`, shared between equal rows (most are alike: a restart decodes each kind
+    once). The dict must not be changed."""
+    return decode_row(data)
 
 
 def decode_row(data: bytes) -> dict[str, int]:

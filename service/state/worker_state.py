@@ -23,8 +23,8 @@ from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.history import (
     History,
     HistoryDelta,
-    decode_row,
     decode_row_key,
+    decode_row_shared,
     encode_row,
     encode_row_key,
 )
@@ -273,7 +273,8 @@ class WorkerState:
         history = self._history.get(partition)
         if history is None:
             rows = (
-                (*decode_row_key(name), decode_row(raw)) for name, raw in self.store.days(partition)
+                (*decode_row_key(name), decode_row_shared(raw))
+                for name, raw in self.store.days(partition)
             )
             history = self._history[partition] = History.from_rows(rows)
         return history

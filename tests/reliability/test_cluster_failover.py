@@ -155,3 +155,64 @@ def test_leader_killed_mid_stream_loses_nothing_and_counts_once(
         f"{len(events) - distinct(events)} re-sent, {BAD} bad: lost 0, counted twice 0; "
         f"DLQ copies beyond the first: {sum(copies.values())}"
     )
+
+
+def test_dead_letters_refused_while_their_broker_is_down_are_sent_when_it_returns(
+    cluster_workers: tuple[LocalCluster, list[WorkerProcess]], tmp_path: Path
+) -> None:
+    """The dead-letter topic's only replica is on one broker; it is stopped while bad messages
+    arrive (the input topic, on three, carries on). The batches holding them fail, nothing of
+    them is saved or acknowledged, and they are read again until the broker is back: then
+    every bad offset is in the dead-letter topic and the counts are exact."""
+    cluster, workers = cluster_workers
+    seed = random.randrange(1_000_000)
+    name = unique("d")
+    topic = f"events-{name}"
+    create_input_topic(cluster, topic)
+    victim = 3
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap, client_id="motcua-test")
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    f"{topic}-dlq",
+                    replica_assignments={0: [victim]},
+                    topic_configs={"max.message.bytes": str(2 * 1024 * 1024)},
+                )
+            ]
+        )
+    finally:
+        admin.close()
+    worker = WorkerProcess(
+        bootstrap=cluster.bootstrap,
+        app_id=f"app-{name}",
+        topic=topic,
+        data_dir=tmp_path / "worker",
+        extra_env={**REPLICATED, "MOTCUA_SEND_TIMEOUT": "3"},
+    )
+    workers.append(worker)
+    worker.start(wait_ready=True, timeout=180)
+
+    cluster.kill(victim)
+    events = scenario(300, seed=seed)
+    bad, rejected = with_bad_messages([], 12, seed)
+    publishing = PublisherStream(cluster.bootstrap, topic, events, rate=100.0)
+    misbehaving = ChunkStream(cluster.bootstrap, topic, bad, pieces=4, pause=1.0)
+    publishing.start()
+    misbehaving.start()
+    report = publishing.finish()
+    misbehaving.finish()
+    assert report.ok and report.acknowledged == len(events), report.summary()
+    time.sleep(8.0)  # the batches with bad messages fail (3 s each) and are retried
+    assert "batch not applied" in worker.log_text() or "re-reading a batch failed" in (
+        worker.log_text()
+    ), "the dead-letter path never failed: the test did not test it"
+    cluster.restart(victim)
+
+    group = wait_settled_exact(workers, events, PARTITIONS, 240, rejected)
+    assert group.rejected() == rejected
+    copies = check_dead_letters(cluster.bootstrap, topic, rejected)
+    print(
+        f"dead letters through a broker outage: seed {seed}; {sum(rejected.values())} bad, "
+        f"all in the DLQ; copies beyond the first: {sum(copies.values())}"
+    )

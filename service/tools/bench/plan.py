@@ -18,7 +18,19 @@ class Plan:
     replay_dossiers_per_day: int | None  # None: the throughput run stands in for the replay
     replay_dossiers: int = 0
     peers: bool = False  # --peers: also measure the peer stream processors (peers.py)
+    # Closed dossiers behind 20,000 open ones at which restart and memory are taken.
+    history_closed: tuple[int, ...] = (0, 1_000_000)
 
 
 QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)
-FULL = Plan("full", 200_000, 500, 60, (100_000, 1_000_000), 8.0, 1_000, 260_000)
+FULL = Plan(
+    "full",
+    200_000,
+    500,
+    60,
+    (100_000, 1_000_000),
+    8.0,
+    1_000,
+    260_000,
+    history_closed=(0, 1_000_000, 5_000_000),
+)

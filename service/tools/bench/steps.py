@@ -10,7 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.tools.bench import domain, latency, peers, replay, scale, takeover, throughput
+from service.tools.bench import (
+    domain,
+    history,
+    latency,
+    peers,
+    replay,
+    scale,
+    takeover,
+    throughput,
+)
 from service.tools.bench import gateway as bench_gateway
 from service.tools.bench.plan import Plan
 from service.tools.bench.report import Row, RowsOf
@@ -76,4 +85,5 @@ STEPS: list[Step] = [
     Step("replay", replay.measure_replay, replay.rows, runs_in=_full_replay),
     Step("queue", _queue_pages, _queue_rows),
     Step("gateway", bench_gateway.measure, bench_gateway.rows),
+    Step("history", history.measure, history.rows),
 ]
