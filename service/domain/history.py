@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -221,6 +222,65 @@ class History:
             ]
         return history
 
+    @classmethod
+    def from_blocks(
+        cls, blocks: Iterable[tuple[str, array[int], dict[str, array[int]]]]
+    ) -> History:
+        """Load stored months (agency, days, columns by key), each agency's in day order,
+        as the store's key order gives them: arrays joined, no per-value step."""
+        history = cls()
+        keys = history._keys
+        gathered: dict[str, list[tuple[array[int], dict[str, array[int]]]]] = {}
+        for agency, days, columns in blocks:
+            if len(days):
+                gathered.setdefault(agency, []).append((days, columns))
+            for key in columns:
+                if key not in keys:
+                    keys[key] = len(keys)
+        for agency, months in gathered.items():
+            found = history._agencies[agency] = _AgencyDays()
+            for days, _ in months:
+                found.days.extend(days)
+            if any(a >= b for a, b in zip(found.days, found.days[1:], strict=False)):
+                raise HistoryDecodeError(f"stored months of {agency} are not in day order")
+            found.columns = []
+            for key in keys:
+                column = array("i")
+                for days, columns in months:
+                    part = columns.get(key)
+                    column.extend(part if part is not None else array("i", bytes(4 * len(days))))
+                found.columns.append(column)
+        return history
+
+    def month_rows(self, agency: str, month: int, delta: HistoryDelta) -> dict[int, dict[str, int]]:
+        """The rows of `agency`'s month starting on day `month` as they will be once `delta`
+        is applied (for the store's write batch, before `apply`)."""
+        end = date.fromordinal(month)
+        following = (end.replace(year=end.year + 1, month=1) if end.month == 12 else end.replace(
+            month=end.month + 1)).toordinal()  # fmt: skip
+        rows: dict[int, dict[str, int]] = {}
+        found = self._agencies.get(agency)
+        if found is not None:
+            first, stop = bisect_left(found.days, month), bisect_left(found.days, following)
+            for i in range(first, stop):
+                rows[found.days[i]] = self._row_at(found, i)
+        for (code, day, key), value in delta.changes.items():
+            if code != agency or not month <= day < following or not value:
+                continue
+            row = rows.setdefault(day, {})
+            total = row.get(key, 0) + value
+            if total:
+                row[key] = total
+            else:
+                row.pop(key, None)
+        return {day: row for day, row in rows.items() if row}
+
+    def touched_months(self, delta: HistoryDelta) -> set[tuple[str, int]]:
+        """(agency, month) of every stored month `delta` changes."""
+        return {
+            (agency, month_of(day)) for (agency, day, _), value in delta.changes.items() if value
+        }
+
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) one closed dossier at once (see `HistoryDelta`)."""
         delta = HistoryDelta()
@@ -407,7 +467,6 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
 
 # -- stored forms ----------------------------------------------------------------------------
 
-_ROW_VERSION = 1
 _TOTALS_VERSION = 1
 
 
@@ -477,40 +536,61 @@ class _Reader:
             raise HistoryDecodeError("trailing bytes")
 
 
-def encode_row(totals: dict[str, int]) -> bytes:
-    """One agency-day: version 1, a count, then (key, signed total) pairs sorted by key."""
-    out = bytearray((_ROW_VERSION,))
-    items = sorted((key, value) for key, value in totals.items() if value)
-    _put_unsigned(out, len(items))
-    for key, value in items:
+_BLOCK_VERSION = 2
+_BLOCK_HEAD = struct.Struct("<BHH")  # version, days, keys
+
+
+def month_of(day: int) -> int:
+    """The ordinal of the first day of `day`'s month: rows are stored a month a record."""
+    return date.fromordinal(day).replace(day=1).toordinal()
+
+
+def encode_block(rows: dict[int, dict[str, int]]) -> bytes:
+    """One agency's rows of one month (day ordinal → non-zero totals): version 2, the
+    number of days and of keys, the keys (length-prefixed UTF-8, sorted), the days, then
+    each key's column, as little-endian int32. Read back at a restart without a per-value
+    Python step (`decode_block`)."""
+    days = sorted(day for day, totals in rows.items() if any(totals.values()))
+    keys = sorted({key for day in days for key, value in rows[day].items() if value})
+    out = bytearray(_BLOCK_HEAD.pack(_BLOCK_VERSION, len(days), len(keys)))
+    for key in keys:
         _put_text(out, key)
-        _put_signed(out, value)
+    columns = array("i", days)
+    for key in keys:
+        columns.extend(rows[day].get(key, 0) for day in days)
+    if sys.byteorder != "little":
+        columns.byteswap()
+    out += columns.tobytes()
     return bytes(out)
 
 
-@lru_cache(maxsize=1 << 16)
-def decode_row_shared(data: bytes) -> dict[str, int]:
-    """`decode_row`, shared between equal rows (most are alike: a restart decodes each kind
-    once). The dict must not be changed."""
-    return decode_row(data)
-
-
-def decode_row(data: bytes) -> dict[str, int]:
+def decode_block(data: bytes) -> tuple[array[int], dict[str, array[int]]]:
+    """The days and each key's column of one stored month (see `encode_block`)."""
+    if len(data) < _BLOCK_HEAD.size:
+        raise HistoryDecodeError("truncated")
+    version, count, width = _BLOCK_HEAD.unpack_from(data)
+    if version != _BLOCK_VERSION:
+        raise HistoryDecodeError(f"version {version}")
     reader = _Reader(data)
-    reader.version(_ROW_VERSION)
-    totals = {}
-    for _ in range(reader.unsigned()):
-        key = reader.text()
-        totals[key] = reader.signed()
-    reader.done()
-    return totals
+    reader.pos = _BLOCK_HEAD.size
+    keys = [reader.text() for _ in range(width)]
+    values = array("i")
+    body = data[reader.pos :]
+    if len(body) != 4 * count * (width + 1):
+        raise HistoryDecodeError("the columns do not match the days and keys")
+    values.frombytes(body)
+    if sys.byteorder != "little":
+        values.byteswap()
+    days = values[:count]
+    return days, {key: values[count * (k + 1) : count * (k + 2)] for k, key in enumerate(keys)}
 
 
-_DAY = struct.Struct(">I")  # big-endian: one agency's rows sort by day in the store
+_DAY = struct.Struct(">I")  # big-endian: one agency's months sort by day in the store
 
 
 def encode_row_key(agency: str, day: int) -> bytes:
-    """The row's key within the history's key range: the agency's length and code, the day."""
+    """A stored month's key within the history's key range: the agency's length and code,
+    the month's first day."""
     raw = agency.encode()
     if len(raw) > 255:
         raise ValueError("agency code longer than 255 bytes")

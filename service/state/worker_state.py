@@ -23,9 +23,9 @@ from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.history import (
     History,
     HistoryDelta,
+    decode_block,
     decode_row_key,
-    decode_row_shared,
-    encode_row,
+    encode_block,
     encode_row_key,
 )
 from service.domain.progress import DossierProgress, Step
@@ -272,11 +272,11 @@ class WorkerState:
         """The closed dossiers' per-day totals, as saved."""
         history = self._history.get(partition)
         if history is None:
-            rows = (
-                (*decode_row_key(name), decode_row_shared(raw))
+            months = (
+                (decode_row_key(name)[0], *decode_block(raw))
                 for name, raw in self.store.days(partition)
             )
-            history = self._history[partition] = History.from_rows(rows)
+            history = self._history[partition] = History.from_blocks(months)
         return history
 
     def closed_totals(self, partition: int) -> Counter[Key]:
@@ -321,11 +321,12 @@ class WorkerState:
             puts[closed_totals_key(partition)] = encode_totals(closed[partition])
         deletes = batch.deletes
         for partition, marks in batch.history.items():
-            rows = self.history(partition).rows_after(marks)
-            for (agency, day), row in rows.items():
-                key = day_key(partition, encode_row_key(agency, day))
-                if row:
-                    puts[key] = encode_row(row)
+            history = self.history(partition)
+            for agency, month in history.touched_months(marks):
+                key = day_key(partition, encode_row_key(agency, month))
+                rows = history.month_rows(agency, month, marks)
+                if rows:
+                    puts[key] = encode_block(rows)
                 else:
                     deletes.append(key)
         if puts or deletes or batch.metas:

@@ -26,15 +26,16 @@ from service.domain.history import (
     HistoryDelta,
     add_counts,
     closed_delta,
+    decode_block,
     decode_closed_totals,
-    decode_row,
     decode_row_key,
+    encode_block,
     encode_closed_totals,
-    encode_row,
     encode_row_key,
     history_report,
     local_day,
     marks,
+    month_of,
     settled,
 )
 from service.domain.report import DossierFacts, PeriodFigures, fold_with_facts, period_report
@@ -330,11 +331,18 @@ def test_removing_every_dossier_leaves_an_empty_history() -> None:
     assert history.agencies() == []
 
 
-def test_a_row_encodes_to_sorted_keys_and_signed_totals() -> None:
-    raw = encode_row({"withdrawn": 1, "in_progress.within": -2, "resolved.late": 0})
-    # version 1, two entries, then each key's length, its bytes and its zigzag total.
-    assert raw == b"\x01\x02\x12in_progress.within\x03\x09withdrawn\x02"
-    assert decode_row(raw) == {"in_progress.within": -2, "withdrawn": 1}
+def test_a_month_encodes_to_sorted_keys_then_int32_columns() -> None:
+    day = D(3, 2)
+    raw = encode_block(
+        {day: {"withdrawn": 1, "in_progress.within": -2}, day + 1: {"resolved.late": 0}}
+    )
+    # version 2, one day (the other is empty), two keys; the keys; the day; each column.
+    head = b"\x02\x01\x00\x02\x00" + b"\x12in_progress.within" + b"\x09withdrawn"
+    columns = day.to_bytes(4, "little") + (-2).to_bytes(4, "little", signed=True)
+    assert raw == head + columns + (1).to_bytes(4, "little")
+    days, by_key = decode_block(raw)
+    assert list(days) == [day]
+    assert {k: list(v) for k, v in by_key.items()} == {"in_progress.within": [-2], "withdrawn": [1]}
 
 
 def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
@@ -349,24 +357,36 @@ def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
     "raw",
     [
         b"",
-        b"\x02\x00",
-        b"\x01\x01\x05abc",
-        b"\x01\x01\x01a",
-        b"\x01\x00\x00",
-        b"\x01\x01\x01\xff\x02",
+        b"\x01\x00\x00\x00\x00",  # another version
+        b"\x02\x01\x00\x01\x00\x05abc",  # a key cut short
+        b"\x02\x01\x00\x01\x00\x01a" + b"\x00" * 4,  # a day without its column
+        b"\x02\x00\x00\x00\x00\x00",  # trailing bytes
     ],
 )
-def test_bad_row_bytes_are_refused(raw: bytes) -> None:
+def test_bad_month_bytes_are_refused(raw: bytes) -> None:
     with pytest.raises(HistoryDecodeError):
-        decode_row(raw)
+        decode_block(raw)
 
 
-def test_a_history_reloads_from_its_encoded_rows() -> None:
-    history = history_of(*ALL)
-    stored = {encode_row_key(a, d): encode_row(t) for a, d, t in history.rows()}
-    loaded = History.from_rows(
-        (*decode_row_key(key), decode_row(value)) for key, value in sorted(stored.items())
+def stored_months(history: History) -> dict[bytes, bytes]:
+    """The history as the store keeps it: one record an agency and month."""
+    empty = HistoryDelta()
+    return {
+        encode_row_key(agency, month): encode_block(history.month_rows(agency, month, empty))
+        for agency, day, _ in history.rows()
+        for month in [month_of(day)]
+    }
+
+
+def loaded_months(stored: dict[bytes, bytes]) -> History:
+    return History.from_blocks(
+        (decode_row_key(key)[0], *decode_block(value)) for key, value in sorted(stored.items())
     )
+
+
+def test_a_history_reloads_from_its_stored_months() -> None:
+    history = history_of(*ALL)
+    loaded = loaded_months(stored_months(history))
     assert loaded == history
     march = (date(2026, 3, 1), date(2026, 3, 31))
     assert history_report(loaded, [], *march) == history_report(history, [], *march)
@@ -528,6 +548,10 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     delta.add(old, -1)
     delta.add(new)
     written = history.rows_after(delta)
+    months = {
+        (agency, month): history.month_rows(agency, month, delta)
+        for agency, month in history.touched_months(delta)
+    }
     history.apply(delta)
 
     afresh = History()
@@ -536,8 +560,9 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     assert history == afresh
     for (agency, day), totals in written.items():
         assert afresh.row(agency, day) == totals
-    stored = [(a, d, decode_row(encode_row(t))) for a, d, t in afresh.rows()]
-    assert History.from_rows(stored) == afresh
+    for (agency, month), rows in months.items():
+        assert rows == afresh.month_rows(agency, month, HistoryDelta())
+    assert loaded_months(stored_months(afresh)) == afresh
 
     # The live counters' closed sums follow the same change.
     sums: Counter[tuple[str, ...]] = Counter()
