@@ -32,6 +32,11 @@ _CONTRIBUTIONS: dict[tuple[Key, ...], tuple[Key, ...]] = {}
 NOTIFIED = frozenset({"due_soon", "overdue", "ready", "closed", "withdrawn"})
 
 
+# A committed dossier: its state, its report facts, its contribution at the batch's instant
+# when already computed (else None).
+Touched = tuple[Dossier, "DossierFacts | None", "tuple[Key, ...] | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     """A change a notification system cares about (topic dossier-status)."""
@@ -71,13 +76,19 @@ class PartitionLedger:
     facts: dict[str, DossierFacts] = field(default_factory=dict)
 
     def apply(
-        self, dossier: Dossier, now: datetime, notify: bool = True, index: bool = True
+        self,
+        dossier: Dossier,
+        now: datetime,
+        notify: bool = True,
+        index: bool = True,
+        new: tuple[Key, ...] | None = None,
     ) -> StatusChange | None:
         """Replace the dossier's contribution with the one its state gives at `now`; the
         status change, if any and if `notify` (a rebuild announces nothing). `index`: keep
         the due index up to date (a rebuild builds it at once at the end)."""
         dossier_id = dossier.dossier_id
-        new = contribution(dossier, now, self.calendar)
+        if new is None:  # else computed at `now` by the caller already
+            new = contribution(dossier, now, self.calendar)
         # Dossiers share a few thousand distinct contributions (agency × channel × state ×
         # procedure …): one copy of each instead of ~260 bytes per dossier.
         new = _CONTRIBUTIONS.setdefault(new, new)
@@ -112,19 +123,17 @@ class PartitionLedger:
             return status_change(dossier, old, new, now, self.calendar)
         return None
 
-    def apply_batch(
-        self, dossiers: Iterable[tuple[Dossier, DossierFacts | None]], now: datetime
-    ) -> None:
+    def apply_batch(self, dossiers: Iterable[Touched], now: datetime) -> None:
         """A committed batch's dossiers, in their new states (status changes were told
         before the batch was saved)."""
         facts, closing, instant = self.facts, self.closing, now.timestamp()
-        for dossier, dossier_facts in dossiers:
+        for dossier, dossier_facts, new in dossiers:
             if dossier_facts is not None:
                 if dossier.closed_by is None:
                     facts[dossier.dossier_id] = dossier_facts
                 elif _ended(dossier_facts) > instant:
                     closing[dossier.dossier_id] = dossier_facts
-            self.apply(dossier, now, notify=False)
+            self.apply(dossier, now, notify=False, new=new)
 
     @classmethod
     def rebuilt(

@@ -32,7 +32,13 @@ from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex
 from service.state.intake import parse
-from service.state.ledger import Ledger, PartitionLedger, StatusChange, status_change
+from service.state.ledger import (
+    Ledger,
+    PartitionLedger,
+    StatusChange,
+    Touched,
+    status_change,
+)
 from service.state.log_reader import Incoming
 from service.state.store import (
     DossierStore,
@@ -185,6 +191,8 @@ class WorkerState:
         store = self.store
         wall = batch.now
         fresh_from = wall.timestamp() - FRESH_FOR_S
+        # Per dossier with an event applied here: whether its last one is fresh news.
+        fresh: dict[tuple[int, str], bool] = {}
         for message in messages:
             partition = message.partition
             meta = batch.metas.get(partition)
@@ -225,13 +233,17 @@ class WorkerState:
                 continue
             meta.events[event.type.value] += 1
             if live:
-                change = self._change(partition, progress.dossier, wall, reached)
-                if (
-                    change is not None
-                    and message.timestamp >= fresh_from
+                fresh[where] = (
+                    message.timestamp >= fresh_from
                     and event.occurred_at.timestamp() >= fresh_from
-                ):
-                    batch.changes.append(change)
+                )
+        for where, is_fresh in fresh.items():
+            # Once a dossier a batch, from its state before the batch to its state after:
+            # a notification system acts on where a dossier is now, not on the steps a
+            # batch of a few milliseconds went through.
+            change = self._change(where, touched[where].dossier, wall, reached)
+            if change is not None and is_fresh:
+                batch.changes.append(change)
         batch.last_timestamp = max(batch.last_timestamp, _last_timestamp(messages))
         return batch
 
@@ -288,14 +300,14 @@ class WorkerState:
 
     def _change(
         self,
-        partition: int,
+        where: tuple[int, str],
         dossier: Dossier,
         now: datetime,
         reached: dict[tuple[int, str], tuple[Key, ...]],
     ) -> StatusChange | None:
-        """The status change this event makes, judged against the state before it (the sums
-        themselves change only at commit)."""
-        where = (partition, dossier.dossier_id)
+        """The status change the dossier made, judged against its state before (the sums
+        themselves change only at commit); its new contribution is kept in `reached`."""
+        partition = where[0]
         old = reached.get(where)
         if old is None:
             counted = self.ledger.partitions.get(partition)
@@ -346,10 +358,13 @@ class WorkerState:
         if not batch.live:
             return
         owned = ledger.owned()
-        by_partition: dict[int, list[tuple[Dossier, DossierFacts | None]]] = {}
-        for (partition, _), progress in batch.dossiers.items():
-            if partition in owned:
-                by_partition.setdefault(partition, []).append((progress.dossier, progress.facts))
+        by_partition: dict[int, list[Touched]] = {}
+        reached = batch.reached
+        for where, progress in batch.dossiers.items():
+            if where[0] in owned:
+                by_partition.setdefault(where[0], []).append(
+                    (progress.dossier, progress.facts, reached.get(where))
+                )
         for partition, dossiers in by_partition.items():
             ledger.partitions[partition].apply_batch(dossiers, batch.now)
         if batch.last_timestamp and owned & batch.partitions:
