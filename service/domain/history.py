@@ -154,15 +154,18 @@ class HistoryDelta:
     __slots__ = ("changes",)
 
     def __init__(self) -> None:
-        self.changes: Counter[tuple[str, int, str]] = Counter()  # (agency, day, key): delta
+        self.changes: dict[tuple[str, int], Counter[str]] = {}  # (agency, day): key deltas
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) a closed dossier; a changed one is −old then +new."""
         if _ended(facts) is None:
             raise ValueError("only a dossier whose clock ended or that was withdrawn")
-        agency = facts.agency
+        agency, changes = facts.agency, self.changes
         for day, key, delta in marks(facts):
-            self.changes[agency, day, key] += sign * delta
+            row = changes.get((agency, day))
+            if row is None:
+                row = changes[agency, day] = Counter()
+            row[key] += sign * delta
 
 
 class _AgencyDays:
@@ -192,11 +195,24 @@ class History:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, int, dict[str, int]]]) -> History:
-        """Load the rows the store holds (`rows` gives them back)."""
+        """Load the rows the store holds (`rows` gives them back), fastest by agency then day."""
         history = cls()
+        keys, agencies = history._keys, history._agencies
         for agency, day, totals in rows:
+            found = agencies.get(agency)
+            days = found.days if found is not None else None
+            if found is None or (days and day <= days[-1]) or not any(totals.values()):
+                history._add_to_row(agency, day, totals)  # first or out of order
+                continue
+            columns = found.columns
+            days.append(day)
+            for column in columns:
+                column.append(0)
             for key, value in totals.items():
-                history._bump(agency, day, key, value)
+                k = keys.setdefault(key, len(keys))
+                while len(columns) <= k:
+                    columns.append(array("i", [0]) * len(days))
+                columns[k][-1] = value
         return history
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
@@ -206,9 +222,8 @@ class History:
         self.apply(delta)
 
     def apply(self, delta: HistoryDelta) -> None:
-        for (agency, day, key), value in delta.changes.items():
-            if value:
-                self._bump(agency, day, key, value)
+        for (agency, day), changes in delta.changes.items():
+            self._add_to_row(agency, day, changes)
 
     def rows_after(self, delta: HistoryDelta) -> dict[tuple[str, int], dict[str, int]]:
         """The rows `delta` touches as they will be once applied ({} = delete the row).
@@ -216,17 +231,17 @@ class History:
         For the store's write batch, before `apply`: nothing here changes.
         """
         out: dict[tuple[str, int], dict[str, int]] = {}
-        for (agency, day, key), value in delta.changes.items():
-            if not value:
+        for (agency, day), changes in delta.changes.items():
+            if not any(changes.values()):
                 continue
-            row = out.get((agency, day))
-            if row is None:
-                row = out[agency, day] = self.row(agency, day)
-            total = row.get(key, 0) + value
-            if total:
-                row[key] = total
-            else:
-                row.pop(key, None)
+            row = self.row(agency, day)
+            for key, value in changes.items():
+                total = row.get(key, 0) + value
+                if total:
+                    row[key] = total
+                else:
+                    row.pop(key, None)
+            out[agency, day] = row
         return out
 
     def row(self, agency: str, day: int) -> dict[str, int]:
@@ -272,20 +287,23 @@ class History:
             if k < len(columns) and columns[k][i]
         }
 
-    def _bump(self, agency: str, day: int, key: str, delta: int) -> None:
+    def _add_to_row(self, agency: str, day: int, changes: dict[str, int]) -> None:
+        if not any(changes.values()):
+            return
         found = self._agencies.get(agency)
         if found is None:
             found = self._agencies[agency] = _AgencyDays()
-        days, columns = found.days, found.columns
+        days, columns, keys = found.days, found.columns, self._keys
         i = bisect_left(days, day)
         if i == len(days) or days[i] != day:
             days.insert(i, day)
             for column in columns:
                 column.insert(i, 0)
-        k = self._keys.setdefault(key, len(self._keys))
-        while len(columns) <= k:
-            columns.append(array("i", [0]) * len(days))
-        columns[k][i] += delta
+        for key, value in changes.items():
+            k = keys.setdefault(key, len(keys))
+            while len(columns) <= k:
+                columns.append(array("i", [0]) * len(days))
+            columns[k][i] += value
         if not any(column[i] for column in columns):
             # An empty row is no row: a remove-then-add leaves what building afresh leaves.
             del days[i]
@@ -455,26 +473,43 @@ class _Reader:
             raise HistoryDecodeError("trailing bytes")
 
 
+_ROW_KEYS_SEPARATOR = "\n"
+
+
+@lru_cache(maxsize=64)
+def _totals_struct(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}i")
+
+
 def encode_row(totals: dict[str, int]) -> bytes:
-    """One agency-day: version 1, a count, then (key, signed total) pairs sorted by key."""
-    out = bytearray((_ROW_VERSION,))
+    """One agency-day: version 1, the number of keys (one byte), their totals as
+    little-endian int32, then the keys in UTF-8 joined by newlines, sorted.
+
+    Fixed-width totals and one split decode a row in about a microsecond: a restart reads
+    every row of the partition's history.
+    """
     items = sorted((key, value) for key, value in totals.items() if value)
-    _put_unsigned(out, len(items))
-    for key, value in items:
-        _put_text(out, key)
-        _put_signed(out, value)
-    return bytes(out)
+    if len(items) > 255 or any(not key or _ROW_KEYS_SEPARATOR in key for key, _ in items):
+        raise ValueError("a row holds at most 255 keys, none empty or with a newline")
+    head = bytes((_ROW_VERSION, len(items)))
+    values = _totals_struct(len(items)).pack(*(value for _, value in items))
+    return head + values + _ROW_KEYS_SEPARATOR.join(key for key, _ in items).encode()
 
 
 def decode_row(data: bytes) -> dict[str, int]:
-    reader = _Reader(data)
-    reader.version(_ROW_VERSION)
-    totals = {}
-    for _ in range(reader.unsigned()):
-        key = reader.text()
-        totals[key] = reader.signed()
-    reader.done()
-    return totals
+    if len(data) < 2 or data[0] != _ROW_VERSION:
+        raise HistoryDecodeError(f"row version {data[:1].hex() or 'missing'}")
+    count = data[1]
+    values = _totals_struct(count)
+    if len(data) < 2 + values.size:
+        raise HistoryDecodeError("truncated row")
+    try:
+        keys = data[2 + values.size :].decode().split(_ROW_KEYS_SEPARATOR) if count else []
+    except UnicodeDecodeError:
+        raise HistoryDecodeError("a key is not UTF-8") from None
+    if len(keys) != count or "" in keys:
+        raise HistoryDecodeError(f"{len(keys)} keys for {count} totals")
+    return dict(zip(keys, values.unpack_from(data, 2), strict=True))
 
 
 _DAY = struct.Struct(">I")  # big-endian: one agency's rows sort by day in the store

@@ -332,8 +332,8 @@ def test_removing_every_dossier_leaves_an_empty_history() -> None:
 
 def test_a_row_encodes_to_sorted_keys_and_signed_totals() -> None:
     raw = encode_row({"withdrawn": 1, "in_progress.within": -2, "resolved.late": 0})
-    # version 1, two entries, then each key's length, its bytes and its zigzag total.
-    assert raw == b"\x01\x02\x12in_progress.within\x03\x09withdrawn\x02"
+    # version 1, two keys, their totals as little-endian int32, the keys joined by newlines.
+    assert raw == b"\x01\x02\xfe\xff\xff\xff\x01\x00\x00\x00in_progress.within\nwithdrawn"
     assert decode_row(raw) == {"in_progress.within": -2, "withdrawn": 1}
 
 
@@ -348,12 +348,12 @@ def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        b"",
-        b"\x02\x00",
-        b"\x01\x01\x05abc",
-        b"\x01\x01\x01a",
-        b"\x01\x00\x00",
-        b"\x01\x01\x01\xff\x02",
+        b"",  # no version
+        b"\x02\x00",  # a version this code does not know
+        b"\x01\x02\x01\x00\x00\x00",  # two totals announced, one there
+        b"\x01\x01\x01\x00\x00\x00a\nb",  # two keys for one total
+        b"\x01\x01\x01\x00\x00\x00",  # an empty key
+        b"\x01\x01\x01\x00\x00\x00\xff",  # not UTF-8
     ],
 )
 def test_bad_row_bytes_are_refused(raw: bytes) -> None:
