@@ -15,8 +15,9 @@ reports and live counters need from it can be summed and the dossier forgotten:
   when every dossier in the history was `settled` at the query's `now` (see there).
 - `closed_delta`: the change to the per-partition sums of closed dossiers' live-counter
   keys (`contribution`, time-invariant once closed) when one dossier changes.
-- Stable, versioned binary forms: `encode_row` / `decode_row` (one agency-day),
-  `encode_row_key` / `decode_row_key`, `encode_closed_totals` / `decode_closed_totals`.
+- Stable, versioned binary forms: `encode_page` / `decode_page` (one agency's days in a
+  page of `PAGE_DAYS`), `encode_page_key` / `decode_page_key`, `encode_closed_totals` /
+  `decode_closed_totals`. `History.pages_after(delta)` gives the pages a batch writes.
 
 Adding a mark kind (issue 18's index indicators, issue 20's step outcomes): write a
 `Marker`, a function `DossierFacts -> Iterable[Mark]` (use `local_day` for an instant's day;
@@ -28,8 +29,10 @@ dossiers before trusting it for days before the change. No I/O.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -194,25 +197,34 @@ class History:
         self._agencies: dict[str, _AgencyDays] = {}
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, int, dict[str, int]]]) -> History:
-        """Load the rows the store holds (`rows` gives them back), fastest by agency then day."""
+    def from_pages(cls, pages: Iterable[tuple[str, int, bytes]]) -> History:
+        """Load the stored pages (agency, page number, `encode_page` bytes).
+
+        Fastest in store order (by agency, then page): each page's columns are appended
+        whole, with no per-day work.
+        """
         history = cls()
         keys, agencies = history._keys, history._agencies
-        for agency, day, totals in rows:
+        for agency, page, data in pages:
+            days, incoming = _decode_columns(page, data)
             found = agencies.get(agency)
-            days = found.days if found is not None else None
-            if found is None or (days and day <= days[-1]) or not any(totals.values()):
-                history._add_to_row(agency, day, totals)  # first or out of order
+            if found is not None and found.days and days[0] <= found.days[-1]:
+                for i, day in enumerate(days):  # out of order: insert day by day
+                    history._add_to_row(agency, day, {k: v[i] for k, v in incoming.items()})
                 continue
-            columns = found.columns
-            days.append(day)
-            for column in columns:
-                column.append(0)
-            for key, value in totals.items():
+            if found is None:
+                found = agencies[agency] = _AgencyDays()
+            columns, before = found.columns, len(found.days)
+            found.days.extend(days)
+            by_column: dict[int, array[int]] = {}
+            for key, values in incoming.items():
                 k = keys.setdefault(key, len(keys))
                 while len(columns) <= k:
-                    columns.append(array("i", [0]) * len(days))
-                columns[k][-1] = value
+                    columns.append(array("i", [0]) * before)
+                by_column[k] = values
+            zeros = array("i", [0]) * len(days)
+            for k, column in enumerate(columns):
+                column.extend(by_column.get(k, zeros))
         return history
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
@@ -225,24 +237,40 @@ class History:
         for (agency, day), changes in delta.changes.items():
             self._add_to_row(agency, day, changes)
 
-    def rows_after(self, delta: HistoryDelta) -> dict[tuple[str, int], dict[str, int]]:
-        """The rows `delta` touches as they will be once applied ({} = delete the row).
+    def pages_after(self, delta: HistoryDelta) -> dict[tuple[str, int], bytes | None]:
+        """The pages `delta` changes, encoded as they will be once applied (None: delete).
 
         For the store's write batch, before `apply`: nothing here changes.
         """
-        out: dict[tuple[str, int], dict[str, int]] = {}
+        touched: dict[tuple[str, int], dict[int, dict[str, int]]] = {}
         for (agency, day), changes in delta.changes.items():
             if not any(changes.values()):
                 continue
-            row = self.row(agency, day)
+            page = day // PAGE_DAYS
+            rows = touched.get((agency, page))
+            if rows is None:
+                rows = touched[agency, page] = self.page_rows(agency, page)
+            row = rows.setdefault(day, {})
             for key, value in changes.items():
                 total = row.get(key, 0) + value
                 if total:
                     row[key] = total
                 else:
                     row.pop(key, None)
-            out[agency, day] = row
-        return out
+        return {
+            where: encode_page(rows) if any(rows.values()) else None
+            for where, rows in touched.items()
+        }
+
+    def page_rows(self, agency: str, page: int) -> dict[int, dict[str, int]]:
+        """The non-empty rows of one agency's page, by day."""
+        found = self._agencies.get(agency)
+        if found is None:
+            return {}
+        first = page * PAGE_DAYS
+        start = bisect_left(found.days, first)
+        stop = bisect_left(found.days, first + PAGE_DAYS)
+        return {found.days[i]: self._row_at(found, i) for i in range(start, stop)}
 
     def row(self, agency: str, day: int) -> dict[str, int]:
         """One agency-day's non-zero totals."""
@@ -403,7 +431,7 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
 
 # -- stored forms ----------------------------------------------------------------------------
 
-_ROW_VERSION = 1
+_PAGE_VERSION = 1
 _TOTALS_VERSION = 1
 
 
@@ -473,61 +501,89 @@ class _Reader:
             raise HistoryDecodeError("trailing bytes")
 
 
-_ROW_KEYS_SEPARATOR = "\n"
+PAGE_DAYS = 32  # days per stored page: a restart reads ~12 pages an agency-year
+_KEYS_SEPARATOR = "\n"
+_PAGE_HEAD = struct.Struct("<BBB")  # version, days, keys
 
 
-@lru_cache(maxsize=64)
-def _totals_struct(count: int) -> struct.Struct:
-    return struct.Struct(f"<{count}i")
+def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
+    """One agency's non-empty day rows within one page (days `p * PAGE_DAYS` onwards).
 
-
-def encode_row(totals: dict[str, int]) -> bytes:
-    """One agency-day: version 1, the number of keys (one byte), their totals as
-    little-endian int32, then the keys in UTF-8 joined by newlines, sorted.
-
-    Fixed-width totals and one split decode a row in about a microsecond: a restart reads
-    every row of the partition's history.
+    Version 1: version, number of days, number of keys (one byte each); each day's offset
+    in the page (one byte each, ascending); the totals as little-endian int32, all days of
+    the first key, then of the next; the keys in UTF-8, sorted, joined by newlines.
+    Fixed-width columns decode at C speed: a restart reads every page.
     """
-    items = sorted((key, value) for key, value in totals.items() if value)
-    if len(items) > 255 or any(not key or _ROW_KEYS_SEPARATOR in key for key, _ in items):
-        raise ValueError("a row holds at most 255 keys, none empty or with a newline")
-    head = bytes((_ROW_VERSION, len(items)))
-    values = _totals_struct(len(items)).pack(*(value for _, value in items))
-    return head + values + _ROW_KEYS_SEPARATOR.join(key for key, _ in items).encode()
+    days = sorted(day for day, row in rows.items() if any(row.values()))
+    if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
+        raise ValueError("a page holds one or more days of one page")
+    keys = sorted({key for day in days for key, value in rows[day].items() if value})
+    if len(keys) > 255 or any(not key or _KEYS_SEPARATOR in key for key in keys):
+        raise ValueError("a page holds at most 255 keys, none empty or with a newline")
+    first = days[0] // PAGE_DAYS * PAGE_DAYS
+    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
+    if sys.byteorder == "big":
+        values.byteswap()
+    return b"".join(
+        (
+            _PAGE_HEAD.pack(_PAGE_VERSION, len(days), len(keys)),
+            bytes(day - first for day in days),
+            values.tobytes(),
+            _KEYS_SEPARATOR.join(keys).encode(),
+        )
+    )
 
 
-def decode_row(data: bytes) -> dict[str, int]:
-    if len(data) < 2 or data[0] != _ROW_VERSION:
-        raise HistoryDecodeError(f"row version {data[:1].hex() or 'missing'}")
-    count = data[1]
-    values = _totals_struct(count)
-    if len(data) < 2 + values.size:
-        raise HistoryDecodeError("truncated row")
+def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
+    """`encode_page`'s rows back, by day ordinal."""
+    days, columns = _decode_columns(page, data)
+    return {
+        day: {key: values[i] for key, values in columns.items() if values[i]}
+        for i, day in enumerate(days)
+    }
+
+
+def _decode_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
+    if len(data) < _PAGE_HEAD.size or data[0] != _PAGE_VERSION:
+        raise HistoryDecodeError(f"page version {data[:1].hex() or 'missing'}")
+    _, count, width = _PAGE_HEAD.unpack_from(data)
+    offsets = data[_PAGE_HEAD.size : _PAGE_HEAD.size + count]
+    start = _PAGE_HEAD.size + count
+    stop = start + 4 * count * width
+    if count == 0 or len(data) < stop:
+        raise HistoryDecodeError("truncated page")
+    if any(b <= a for a, b in itertools.pairwise(offsets)) or offsets[-1] >= PAGE_DAYS:
+        raise HistoryDecodeError("page days out of order")
     try:
-        keys = data[2 + values.size :].decode().split(_ROW_KEYS_SEPARATOR) if count else []
+        keys = data[stop:].decode().split(_KEYS_SEPARATOR) if width else []
     except UnicodeDecodeError:
         raise HistoryDecodeError("a key is not UTF-8") from None
-    if len(keys) != count or "" in keys:
-        raise HistoryDecodeError(f"{len(keys)} keys for {count} totals")
-    return dict(zip(keys, values.unpack_from(data, 2), strict=True))
+    if len(keys) != width or "" in keys:
+        raise HistoryDecodeError(f"{len(keys)} keys for {width} columns")
+    values = array("i", data[start:stop])
+    if sys.byteorder == "big":
+        values.byteswap()
+    first = page * PAGE_DAYS
+    columns = {key: values[k * count : (k + 1) * count] for k, key in enumerate(keys)}
+    return [first + offset for offset in offsets], columns
 
 
-_DAY = struct.Struct(">I")  # big-endian: one agency's rows sort by day in the store
+_PAGE_KEY_NUMBER = struct.Struct(">I")  # big-endian: one agency's pages sort in order
 
 
-def encode_row_key(agency: str, day: int) -> bytes:
-    """The row's key within the history's key range: the agency's length and code, the day."""
+def encode_page_key(agency: str, page: int) -> bytes:
+    """A page's key within the history's key range: the agency's length and code, the page."""
     raw = agency.encode()
     if len(raw) > 255:
         raise ValueError("agency code longer than 255 bytes")
-    return bytes((len(raw),)) + raw + _DAY.pack(day)
+    return bytes((len(raw),)) + raw + _PAGE_KEY_NUMBER.pack(page)
 
 
-def decode_row_key(key: bytes) -> tuple[str, int]:
+def decode_page_key(key: bytes) -> tuple[str, int]:
     size = key[0] if key else -1
-    if size < 0 or len(key) != 1 + size + _DAY.size:
-        raise HistoryDecodeError("malformed row key")
-    return key[1 : 1 + size].decode(), _DAY.unpack_from(key, 1 + size)[0]
+    if size < 0 or len(key) != 1 + size + _PAGE_KEY_NUMBER.size:
+        raise HistoryDecodeError("malformed page key")
+    return key[1 : 1 + size].decode(), _PAGE_KEY_NUMBER.unpack_from(key, 1 + size)[0]
 
 
 def encode_closed_totals(totals: Counter[Key]) -> bytes:

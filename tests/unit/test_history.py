@@ -21,17 +21,18 @@ from schemas import Channel, DossierEvent, EventType
 from service.domain import Dossier, WorkingCalendar, contribution, fold
 from service.domain.calendar import LOCAL_TZ
 from service.domain.history import (
+    PAGE_DAYS,
     History,
     HistoryDecodeError,
     HistoryDelta,
     add_counts,
     closed_delta,
     decode_closed_totals,
-    decode_row,
-    decode_row_key,
+    decode_page,
+    decode_page_key,
     encode_closed_totals,
-    encode_row,
-    encode_row_key,
+    encode_page,
+    encode_page_key,
     history_report,
     local_day,
     marks,
@@ -308,11 +309,14 @@ def test_a_late_event_is_applied_as_remove_old_then_add_new() -> None:
     delta = HistoryDelta()
     delta.add(old, -1)
     delta.add(new)
-    # The store's batch gets the rows as they will be; 5 and 10 Mar empty out.
-    assert history.rows_after(delta) == {
-        (AG, D(3, 4)): {"in_progress.within": -2, "resolved.early": 2},
-        (AG, D(3, 5)): {},
-        (AG, D(3, 10)): {},
+    # The store's batch gets the pages as they will be: 2–4 Mar fall in one page (days
+    # 739,648–739,679); 5 and 10 Mar in the next, which empties out.
+    pages = history.pages_after(delta)
+    assert set(pages) == {(AG, D(3, 4) // PAGE_DAYS), (AG, D(3, 5) // PAGE_DAYS)}
+    assert pages[AG, D(3, 5) // PAGE_DAYS] is None
+    assert decode_page(D(3, 4) // PAGE_DAYS, pages[AG, D(3, 4) // PAGE_DAYS] or b"") == {
+        D(3, 2): {"in_progress.within": 2, "received.direct": 2},
+        D(3, 4): {"in_progress.within": -2, "resolved.early": 2},
     }
     history.apply(delta)
     assert history == history_of(EARLY, (*LATE, ev("B", "approved", "2026-03-04T10:00:00")))
@@ -330,42 +334,73 @@ def test_removing_every_dossier_leaves_an_empty_history() -> None:
     assert history.agencies() == []
 
 
-def test_a_row_encodes_to_sorted_keys_and_signed_totals() -> None:
-    raw = encode_row({"withdrawn": 1, "in_progress.within": -2, "resolved.late": 0})
-    # version 1, two keys, their totals as little-endian int32, the keys joined by newlines.
-    assert raw == b"\x01\x02\xfe\xff\xff\xff\x01\x00\x00\x00in_progress.within\nwithdrawn"
-    assert decode_row(raw) == {"in_progress.within": -2, "withdrawn": 1}
+def test_a_page_encodes_columns_of_int32_then_sorted_keys() -> None:
+    page = 23114  # days 739,648 to 739,679
+    raw = encode_page(
+        {
+            739649: {"received.direct": 2, "in_progress.within": 2},
+            739651: {"in_progress.within": -2, "resolved.early": 2, "withdrawn": 0},
+            739660: {"resolved.late": 0},  # an empty row is not stored
+        }
+    )
+    assert raw == (
+        b"\x01\x02\x03"  # version 1, two days, three keys
+        b"\x01\x03"  # the days' offsets in the page
+        b"\x02\x00\x00\x00\xfe\xff\xff\xff"  # in_progress.within: 2, -2
+        b"\x02\x00\x00\x00\x00\x00\x00\x00"  # received.direct: 2, 0
+        b"\x00\x00\x00\x00\x02\x00\x00\x00"  # resolved.early: 0, 2
+        b"in_progress.within\nreceived.direct\nresolved.early"
+    )
+    assert decode_page(page, raw) == {
+        739649: {"received.direct": 2, "in_progress.within": 2},
+        739651: {"in_progress.within": -2, "resolved.early": 2},
+    }
 
 
-def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
-    day = D(3, 2)
-    key = encode_row_key(AG, day)
-    assert key == b"\x03SXD" + day.to_bytes(4, "big")
-    assert decode_row_key(key) == (AG, day)
-    assert encode_row_key(AG, day) < encode_row_key(AG, day + 1)
+def test_a_page_holds_the_days_of_one_page() -> None:
+    with pytest.raises(ValueError, match="one page"):
+        encode_page({739679: {"withdrawn": 1}, 739680: {"withdrawn": 1}})
+    with pytest.raises(ValueError, match="one page"):
+        encode_page({739679: {"withdrawn": 0}})
+
+
+def test_a_page_key_sorts_one_agencys_pages_in_order() -> None:
+    key = encode_page_key(AG, 23114)
+    assert key == b"\x03SXD\x00\x00\x5a\x4a"  # 23114 = 0x5A4A, big-endian
+    assert decode_page_key(key) == (AG, 23114)
+    assert encode_page_key(AG, 23114) < encode_page_key(AG, 23115)
+    with pytest.raises(HistoryDecodeError):
+        decode_page_key(key[:-1])
 
 
 @pytest.mark.parametrize(
     "raw",
     [
         b"",  # no version
-        b"\x02\x00",  # a version this code does not know
-        b"\x01\x02\x01\x00\x00\x00",  # two totals announced, one there
-        b"\x01\x01\x01\x00\x00\x00a\nb",  # two keys for one total
-        b"\x01\x01\x01\x00\x00\x00",  # an empty key
-        b"\x01\x01\x01\x00\x00\x00\xff",  # not UTF-8
+        b"\x02\x01\x01\x00\x01\x00\x00\x00a",  # a version this code does not know
+        b"\x01\x01\x01\x00\x01\x00",  # one total announced, half of it there
+        b"\x01\x01\x01\x00\x01\x00\x00\x00a\nb",  # two keys for one column
+        b"\x01\x01\x01\x00\x01\x00\x00\x00",  # an empty key
+        b"\x01\x01\x01\x00\x01\x00\x00\x00\xff",  # not UTF-8
+        b"\x01\x02\x01\x03\x01\x01\x00\x00\x00\x01\x00\x00\x00a",  # days out of order
+        b"\x01\x01\x01\x20\x01\x00\x00\x00a",  # offset 32: beyond the page
+        b"\x01\x00\x00",  # no day
     ],
 )
-def test_bad_row_bytes_are_refused(raw: bytes) -> None:
+def test_bad_page_bytes_are_refused(raw: bytes) -> None:
     with pytest.raises(HistoryDecodeError):
-        decode_row(raw)
+        decode_page(23114, raw)
 
 
-def test_a_history_reloads_from_its_encoded_rows() -> None:
+def test_a_history_reloads_from_its_pages() -> None:
     history = history_of(*ALL)
-    stored = {encode_row_key(a, d): encode_row(t) for a, d, t in history.rows()}
-    loaded = History.from_rows(
-        (*decode_row_key(key), decode_row(value)) for key, value in sorted(stored.items())
+    delta = HistoryDelta()
+    for events in ALL:
+        delta.add(folded(*events)[1])
+    # What a batch adding them to an empty history writes, read back in key order.
+    stored = {encode_page_key(*where): raw for where, raw in History().pages_after(delta).items()}
+    loaded = History.from_pages(
+        (*decode_page_key(key), raw) for key, raw in sorted(stored.items()) if raw is not None
     )
     assert loaded == history
     march = (date(2026, 3, 1), date(2026, 3, 31))
@@ -531,17 +566,19 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     delta = HistoryDelta()
     delta.add(old, -1)
     delta.add(new)
-    written = history.rows_after(delta)
+    written = history.pages_after(delta)
     history.apply(delta)
 
     afresh = History()
     for facts in [*closed, new]:
         afresh.add(facts)
     assert history == afresh
-    for (agency, day), totals in written.items():
-        assert afresh.row(agency, day) == totals
-    stored = [(a, d, decode_row(encode_row(t))) for a, d, t in afresh.rows()]
-    assert History.from_rows(stored) == afresh
+    for (agency, page), raw in written.items():
+        assert (decode_page(page, raw) if raw else {}) == afresh.page_rows(agency, page)
+    # Every page of it, loaded in any order, gives it back.
+    pages = {(a, d // PAGE_DAYS) for a, d, _ in afresh.rows()}
+    stored = [(a, p, encode_page(afresh.page_rows(a, p))) for a, p in pages]
+    assert History.from_pages(data.draw(st.permutations(stored))) == afresh
 
     # The live counters' closed sums follow the same change.
     sums: Counter[tuple[str, ...]] = Counter()
