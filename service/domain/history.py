@@ -22,9 +22,9 @@ reports and live counters need from it can be summed and the dossier forgotten:
 Adding a mark kind (issue 18's index indicators, issue 20's step outcomes): write a
 `Marker`, a function `DossierFacts -> Iterable[Mark]` (use `local_day` for an instant's day;
 a flow key's delta is the count, a state key's deltas sum to 0 over the dossier's life), and
-append it to `MARKERS`. Stored rows carry key names, so old rows stay readable; a new key
-is absent (zero) in rows written before it, so rebuild the history from the store's
-dossiers before trusting it for days before the change. No I/O.
+append it to `MARKERS`. Stored pages name their keys, so old pages stay readable; a new key
+is absent (zero) from pages written before it, so rebuild the history from the store's
+dossiers before trusting the new key for days before the change. No I/O.
 """
 
 from __future__ import annotations
@@ -272,16 +272,6 @@ class History:
         stop = bisect_left(found.days, first + PAGE_DAYS)
         return {found.days[i]: self._row_at(found, i) for i in range(start, stop)}
 
-    def row(self, agency: str, day: int) -> dict[str, int]:
-        """One agency-day's non-zero totals."""
-        found = self._agencies.get(agency)
-        if found is None:
-            return {}
-        i = bisect_left(found.days, day)
-        if i == len(found.days) or found.days[i] != day:
-            return {}
-        return self._row_at(found, i)
-
     def rows(self) -> Iterator[tuple[str, int, dict[str, int]]]:
         """Every non-empty agency-day row, by agency then day."""
         for agency in sorted(self._agencies):
@@ -416,7 +406,7 @@ def closed_delta(
         if dossier is not None and dossier.closed_at is not None:  # closed_by is set too
             for key in contribution(dossier, dossier.closed_at, calendar):
                 out[key] += sign
-    return out
+    return Counter({key: value for key, value in out.items() if value})
 
 
 def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
@@ -426,7 +416,7 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
         if total:
             totals[key] = total
         else:
-            del totals[key]
+            totals.pop(key, None)
 
 
 # -- stored forms ----------------------------------------------------------------------------
