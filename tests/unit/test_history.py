@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -449,7 +449,8 @@ def test_closed_totals_encode_to_sorted_keys() -> None:
 
 WINDOW_START = datetime(2026, 2, 1, tzinfo=LOCAL_TZ)
 WINDOW_DAYS = 90
-KINDS = [t for t in EventType if t is not EventType.RECEIVED]
+KINDS = [*(t for t in EventType if t is not EventType.RECEIVED), EventType.RECEIVED]
+ZONES = [LOCAL_TZ, UTC, timezone(timedelta(hours=-5))]
 
 
 @st.composite
@@ -468,8 +469,7 @@ def instants(draw: st.DrawFn, after: datetime, max_days: int) -> datetime:
 
 
 @st.composite
-def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
-    received_at = draw(instants(WINDOW_START, WINDOW_DAYS))
+def receipts(draw: st.DrawFn, did: str, eid: str, at: datetime) -> DossierEvent:
     fields: dict[str, Any] = {
         "agency": draw(st.sampled_from(["SXD", "STP", "SKHDT"])),
         "procedure": "1.000948",
@@ -477,19 +477,33 @@ def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
     }
     if draw(st.booleans()):
         fields["processing_days"] = draw(st.integers(1, 12))
-    else:
-        fields["due_at"] = draw(instants(received_at, 15))
-    events = [DossierEvent(f"{did}-r", did, EventType.RECEIVED, received_at, **fields)]
+    else:  # an appointment, now and then (bad data) before the receipt
+        fields["due_at"] = draw(instants(at - timedelta(days=1), 15))
+    return DossierEvent(eid, did, EventType.RECEIVED, at, **fields)
+
+
+@st.composite
+def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
+    """A receipt and events after it in any zone; now and then one dated before the receipt
+    (ignored, R6) or a second receipt (ignored)."""
+    received_at = draw(instants(WINDOW_START, WINDOW_DAYS))
+    events = [draw(receipts(did, f"{did}-r", received_at))]
     at = received_at
     for i in range(draw(st.integers(0, 5))):
         at = draw(instants(at, 9))
+        when = at.astimezone(draw(st.sampled_from(ZONES)))
+        if draw(st.integers(0, 9)) == 0:
+            when = received_at - timedelta(hours=draw(st.integers(1, 48)))
         kind = draw(st.sampled_from(KINDS))
         extra: dict[str, Any] = {}
+        if kind is EventType.RECEIVED:
+            events.append(draw(receipts(did, f"{did}-{i}", when)))
+            continue
         if kind is EventType.EXTENDED:
-            extra["new_due_at"] = at + timedelta(days=5)
+            extra["new_due_at"] = when + timedelta(days=5)
         elif kind is EventType.SUPPLEMENT_RECEIVED and draw(st.booleans()):
-            extra["due_at"] = draw(instants(at, 6))
-        events.append(DossierEvent(f"{did}-{i}", did, kind, at, **extra))
+            extra["due_at"] = draw(instants(when, 6))
+        events.append(DossierEvent(f"{did}-{i}", did, kind, when, **extra))
     return events
 
 
