@@ -292,6 +292,26 @@ def test_settled_means_closed_by_now() -> None:
     assert not settled(running, T("2027-01-01T00:00:00").timestamp())
 
 
+def test_a_dossier_closed_after_now_is_judged_at_now_with_the_open_ones() -> None:
+    # Asked at 23:58 on 31 Mar; returned at 00:01 on 1 Apr (a clock a few minutes ahead):
+    # at 23:58 it is in progress and within its due of 23:59:59.
+    events = (
+        rec("L", "2026-03-30T09:00:00", "2026-03-31T23:59:59"),
+        ev("L", "returned", "2026-04-01T00:01:00"),
+    )
+    dossier, facts = folded(*events)
+    now = T("2026-03-31T23:58:00")
+    assert dossier.closed_by is EventType.RETURNED and not settled(facts, now.timestamp())
+    march = (date(2026, 3, 1), date(2026, 3, 31))
+    expected = figures(new=1, in_progress_within=1, received_direct=1)
+    assert period_report([facts], *march, now=now) == expected
+    assert history_report(History(), [facts], *march, now=now) == expected
+    # Folded too early, the day totals would judge it at the month's end: overdue.
+    assert history_report(history_of(events), [], *march, now=now) == figures(
+        new=1, in_progress_overdue=1, received_direct=1
+    )
+
+
 def test_only_ended_dossiers_enter_the_history() -> None:
     _, running = folded(rec("H", "2026-03-02T09:00:00", "2026-03-20T23:59:59"))
     with pytest.raises(ValueError, match="clock ended or that was withdrawn"):
