@@ -15,19 +15,21 @@ reports and live counters need from it can be summed and the dossier forgotten:
   when every dossier in the history was `settled` at the query's `now` (see there).
 - `closed_delta`: the change to the per-partition sums of closed dossiers' live-counter
   keys (`contribution`, time-invariant once closed) when one dossier changes.
-- Stable, versioned binary forms: `encode_row` / `decode_row` (one agency-day),
-  `encode_row_key` / `decode_row_key`, `encode_closed_totals` / `decode_closed_totals`.
+- Stable, versioned binary forms: `encode_page` / `decode_page` (one agency's days in a
+  page of `PAGE_DAYS`), `encode_page_key` / `decode_page_key`, `encode_closed_totals` /
+  `decode_closed_totals`. `History.pages_after(delta)` gives the pages a batch writes.
 
 Adding a mark kind (issue 18's index indicators, issue 20's step outcomes): write a
 `Marker`, a function `DossierFacts -> Iterable[Mark]` (use `local_day` for an instant's day;
 a flow key's delta is the count, a state key's deltas sum to 0 over the dossier's life), and
-append it to `MARKERS`. Stored rows carry key names, so old rows stay readable; a new key
-is absent (zero) in rows written before it, so rebuild the history from the store's
-dossiers before trusting it for days before the change. No I/O.
+append it to `MARKERS`. Stored pages name their keys, so old pages stay readable; a new key
+is absent (zero) from pages written before it, so rebuild the history from the store's
+dossiers before trusting the new key for days before the change. No I/O.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import sys
@@ -155,15 +157,18 @@ class HistoryDelta:
     __slots__ = ("changes",)
 
     def __init__(self) -> None:
-        self.changes: Counter[tuple[str, int, str]] = Counter()  # (agency, day, key): delta
+        self.changes: dict[tuple[str, int], Counter[str]] = {}  # (agency, day): key deltas
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) a closed dossier; a changed one is −old then +new."""
         if _ended(facts) is None:
             raise ValueError("only a dossier whose clock ended or that was withdrawn")
-        agency = facts.agency
+        agency, changes = facts.agency, self.changes
         for day, key, delta in marks(facts):
-            self.changes[agency, day, key] += sign * delta
+            row = changes.get((agency, day))
+            if row is None:
+                row = changes[agency, day] = Counter()
+            row[key] += sign * delta
 
 
 class _AgencyDays:
@@ -192,94 +197,35 @@ class History:
         self._agencies: dict[str, _AgencyDays] = {}
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, int, dict[str, int]]]) -> History:
-        """Load the rows the store holds (`rows` gives them back), column by column: a
-        restart loads agency × day rows, and one `_bump` a value cost most of it."""
+    def from_pages(cls, pages: Iterable[tuple[str, int, bytes]]) -> History:
+        """Load the stored pages (agency, page number, `encode_page` bytes).
+
+        Fastest in store order (by agency, then page): each page's columns are appended
+        whole, with no per-day work.
+        """
         history = cls()
-        keys = history._keys
-        by_agency: dict[str, dict[int, dict[str, int]]] = {}
-        for agency, day, totals in rows:
-            days = by_agency.setdefault(agency, {})
-            if day in days:  # never from a store; merged all the same
-                merged = dict(days[day])
-                for key, value in totals.items():
-                    merged[key] = merged.get(key, 0) + value
-                days[day] = merged
-            else:
-                days[day] = totals
-            for key in totals:
-                if key not in keys:
-                    keys[key] = len(keys)
-        for agency, days in by_agency.items():
-            ordered = sorted(day for day, totals in days.items() if any(totals.values()))
-            if not ordered:
+        keys, agencies = history._keys, history._agencies
+        for agency, page, data in pages:
+            days, incoming = _decode_columns(page, data)
+            found = agencies.get(agency)
+            if found is not None and found.days and days[0] <= found.days[-1]:
+                for i, day in enumerate(days):  # out of order: insert day by day
+                    history._add_to_row(agency, day, {k: v[i] for k, v in incoming.items()})
                 continue
-            found = history._agencies[agency] = _AgencyDays()
-            found.days = array("i", ordered)
-            rows_in_order = [days[day] for day in ordered]
-            found.columns = [
-                array("i", [totals.get(key, 0) for totals in rows_in_order]) for key in keys
-            ]
+            if found is None:
+                found = agencies[agency] = _AgencyDays()
+            columns, before = found.columns, len(found.days)
+            found.days.extend(days)
+            by_column: dict[int, array[int]] = {}
+            for key, values in incoming.items():
+                k = keys.setdefault(key, len(keys))
+                while len(columns) <= k:
+                    columns.append(array("i", [0]) * before)
+                by_column[k] = values
+            zeros = array("i", [0]) * len(days)
+            for k, column in enumerate(columns):
+                column.extend(by_column.get(k, zeros))
         return history
-
-    @classmethod
-    def from_blocks(
-        cls, blocks: Iterable[tuple[str, array[int], dict[str, array[int]]]]
-    ) -> History:
-        """Load stored months (agency, days, columns by key), each agency's in day order,
-        as the store's key order gives them: arrays joined, no per-value step."""
-        history = cls()
-        keys = history._keys
-        gathered: dict[str, list[tuple[array[int], dict[str, array[int]]]]] = {}
-        for agency, days, columns in blocks:
-            if len(days):
-                gathered.setdefault(agency, []).append((days, columns))
-            for key in columns:
-                if key not in keys:
-                    keys[key] = len(keys)
-        for agency, months in gathered.items():
-            found = history._agencies[agency] = _AgencyDays()
-            for days, _ in months:
-                found.days.extend(days)
-            if any(a >= b for a, b in zip(found.days, found.days[1:], strict=False)):
-                raise HistoryDecodeError(f"stored months of {agency} are not in day order")
-            found.columns = []
-            for key in keys:
-                column = array("i")
-                for days, columns in months:
-                    part = columns.get(key)
-                    column.extend(part if part is not None else array("i", bytes(4 * len(days))))
-                found.columns.append(column)
-        return history
-
-    def month_rows(self, agency: str, month: int, delta: HistoryDelta) -> dict[int, dict[str, int]]:
-        """The rows of `agency`'s month starting on day `month` as they will be once `delta`
-        is applied (for the store's write batch, before `apply`)."""
-        end = date.fromordinal(month)
-        following = (end.replace(year=end.year + 1, month=1) if end.month == 12 else end.replace(
-            month=end.month + 1)).toordinal()  # fmt: skip
-        rows: dict[int, dict[str, int]] = {}
-        found = self._agencies.get(agency)
-        if found is not None:
-            first, stop = bisect_left(found.days, month), bisect_left(found.days, following)
-            for i in range(first, stop):
-                rows[found.days[i]] = self._row_at(found, i)
-        for (code, day, key), value in delta.changes.items():
-            if code != agency or not month <= day < following or not value:
-                continue
-            row = rows.setdefault(day, {})
-            total = row.get(key, 0) + value
-            if total:
-                row[key] = total
-            else:
-                row.pop(key, None)
-        return {day: row for day, row in rows.items() if row}
-
-    def touched_months(self, delta: HistoryDelta) -> set[tuple[str, int]]:
-        """(agency, month) of every stored month `delta` changes."""
-        return {
-            (agency, month_of(day)) for (agency, day, _), value in delta.changes.items() if value
-        }
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) one closed dossier at once (see `HistoryDelta`)."""
@@ -288,38 +234,43 @@ class History:
         self.apply(delta)
 
     def apply(self, delta: HistoryDelta) -> None:
-        for (agency, day, key), value in delta.changes.items():
-            if value:
-                self._bump(agency, day, key, value)
+        for (agency, day), changes in delta.changes.items():
+            self._add_to_row(agency, day, changes)
 
-    def rows_after(self, delta: HistoryDelta) -> dict[tuple[str, int], dict[str, int]]:
-        """The rows `delta` touches as they will be once applied ({} = delete the row).
+    def pages_after(self, delta: HistoryDelta) -> dict[tuple[str, int], bytes | None]:
+        """The pages `delta` changes, encoded as they will be once applied (None: delete).
 
         For the store's write batch, before `apply`: nothing here changes.
         """
-        out: dict[tuple[str, int], dict[str, int]] = {}
-        for (agency, day, key), value in delta.changes.items():
-            if not value:
+        touched: dict[tuple[str, int], dict[int, dict[str, int]]] = {}
+        for (agency, day), changes in delta.changes.items():
+            if not any(changes.values()):
                 continue
-            row = out.get((agency, day))
-            if row is None:
-                row = out[agency, day] = self.row(agency, day)
-            total = row.get(key, 0) + value
-            if total:
-                row[key] = total
-            else:
-                row.pop(key, None)
-        return out
+            page = day // PAGE_DAYS
+            rows = touched.get((agency, page))
+            if rows is None:
+                rows = touched[agency, page] = self.page_rows(agency, page)
+            row = rows.setdefault(day, {})
+            for key, value in changes.items():
+                total = row.get(key, 0) + value
+                if total:
+                    row[key] = total
+                else:
+                    row.pop(key, None)
+        return {
+            where: encode_page(rows) if any(rows.values()) else None
+            for where, rows in touched.items()
+        }
 
-    def row(self, agency: str, day: int) -> dict[str, int]:
-        """One agency-day's non-zero totals."""
+    def page_rows(self, agency: str, page: int) -> dict[int, dict[str, int]]:
+        """The non-empty rows of one agency's page, by day."""
         found = self._agencies.get(agency)
         if found is None:
             return {}
-        i = bisect_left(found.days, day)
-        if i == len(found.days) or found.days[i] != day:
-            return {}
-        return self._row_at(found, i)
+        first = page * PAGE_DAYS
+        start = bisect_left(found.days, first)
+        stop = bisect_left(found.days, first + PAGE_DAYS)
+        return {found.days[i]: self._row_at(found, i) for i in range(start, stop)}
 
     def rows(self) -> Iterator[tuple[str, int, dict[str, int]]]:
         """Every non-empty agency-day row, by agency then day."""
@@ -354,20 +305,23 @@ class History:
             if k < len(columns) and columns[k][i]
         }
 
-    def _bump(self, agency: str, day: int, key: str, delta: int) -> None:
+    def _add_to_row(self, agency: str, day: int, changes: dict[str, int]) -> None:
+        if not any(changes.values()):
+            return
         found = self._agencies.get(agency)
         if found is None:
             found = self._agencies[agency] = _AgencyDays()
-        days, columns = found.days, found.columns
+        days, columns, keys = found.days, found.columns, self._keys
         i = bisect_left(days, day)
         if i == len(days) or days[i] != day:
             days.insert(i, day)
             for column in columns:
                 column.insert(i, 0)
-        k = self._keys.setdefault(key, len(self._keys))
-        while len(columns) <= k:
-            columns.append(array("i", [0]) * len(days))
-        columns[k][i] += delta
+        for key, value in changes.items():
+            k = keys.setdefault(key, len(keys))
+            while len(columns) <= k:
+                columns.append(array("i", [0]) * len(days))
+            columns[k][i] += value
         if not any(column[i] for column in columns):
             # An empty row is no row: a remove-then-add leaves what building afresh leaves.
             del days[i]
@@ -452,7 +406,7 @@ def closed_delta(
         if dossier is not None and dossier.closed_at is not None:  # closed_by is set too
             for key in contribution(dossier, dossier.closed_at, calendar):
                 out[key] += sign
-    return out
+    return Counter({key: value for key, value in out.items() if value})
 
 
 def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
@@ -462,11 +416,12 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
         if total:
             totals[key] = total
         else:
-            del totals[key]
+            totals.pop(key, None)
 
 
 # -- stored forms ----------------------------------------------------------------------------
 
+_PAGE_VERSION = 1
 _TOTALS_VERSION = 1
 
 
@@ -536,72 +491,89 @@ class _Reader:
             raise HistoryDecodeError("trailing bytes")
 
 
-_BLOCK_VERSION = 2
-_BLOCK_HEAD = struct.Struct("<BHH")  # version, days, keys
+PAGE_DAYS = 32  # days per stored page: a restart reads ~12 pages an agency-year
+_KEYS_SEPARATOR = "\n"
+_PAGE_HEAD = struct.Struct("<BBB")  # version, days, keys
 
 
-def month_of(day: int) -> int:
-    """The ordinal of the first day of `day`'s month: rows are stored a month a record."""
-    return date.fromordinal(day).replace(day=1).toordinal()
+def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
+    """One agency's non-empty day rows within one page (days `p * PAGE_DAYS` onwards).
 
-
-def encode_block(rows: dict[int, dict[str, int]]) -> bytes:
-    """One agency's rows of one month (day ordinal → non-zero totals): version 2, the
-    number of days and of keys, the keys (length-prefixed UTF-8, sorted), the days, then
-    each key's column, as little-endian int32. Read back at a restart without a per-value
-    Python step (`decode_block`)."""
-    days = sorted(day for day, totals in rows.items() if any(totals.values()))
+    Version 1: version, number of days, number of keys (one byte each); each day's offset
+    in the page (one byte each, ascending); the totals as little-endian int32, all days of
+    the first key, then of the next; the keys in UTF-8, sorted, joined by newlines.
+    Fixed-width columns decode at C speed: a restart reads every page.
+    """
+    days = sorted(day for day, row in rows.items() if any(row.values()))
+    if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
+        raise ValueError("a page holds one or more days of one page")
     keys = sorted({key for day in days for key, value in rows[day].items() if value})
-    out = bytearray(_BLOCK_HEAD.pack(_BLOCK_VERSION, len(days), len(keys)))
-    for key in keys:
-        _put_text(out, key)
-    columns = array("i", days)
-    for key in keys:
-        columns.extend(rows[day].get(key, 0) for day in days)
-    if sys.byteorder != "little":
-        columns.byteswap()
-    out += columns.tobytes()
-    return bytes(out)
-
-
-def decode_block(data: bytes) -> tuple[array[int], dict[str, array[int]]]:
-    """The days and each key's column of one stored month (see `encode_block`)."""
-    if len(data) < _BLOCK_HEAD.size:
-        raise HistoryDecodeError("truncated")
-    version, count, width = _BLOCK_HEAD.unpack_from(data)
-    if version != _BLOCK_VERSION:
-        raise HistoryDecodeError(f"version {version}")
-    reader = _Reader(data)
-    reader.pos = _BLOCK_HEAD.size
-    keys = [reader.text() for _ in range(width)]
-    values = array("i")
-    body = data[reader.pos :]
-    if len(body) != 4 * count * (width + 1):
-        raise HistoryDecodeError("the columns do not match the days and keys")
-    values.frombytes(body)
-    if sys.byteorder != "little":
+    if len(keys) > 255 or any(not key or _KEYS_SEPARATOR in key for key in keys):
+        raise ValueError("a page holds at most 255 keys, none empty or with a newline")
+    first = days[0] // PAGE_DAYS * PAGE_DAYS
+    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
+    if sys.byteorder == "big":
         values.byteswap()
-    days = values[:count]
-    return days, {key: values[count * (k + 1) : count * (k + 2)] for k, key in enumerate(keys)}
+    return b"".join(
+        (
+            _PAGE_HEAD.pack(_PAGE_VERSION, len(days), len(keys)),
+            bytes(day - first for day in days),
+            values.tobytes(),
+            _KEYS_SEPARATOR.join(keys).encode(),
+        )
+    )
 
 
-_DAY = struct.Struct(">I")  # big-endian: one agency's months sort by day in the store
+def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
+    """`encode_page`'s rows back, by day ordinal."""
+    days, columns = _decode_columns(page, data)
+    return {
+        day: {key: values[i] for key, values in columns.items() if values[i]}
+        for i, day in enumerate(days)
+    }
 
 
-def encode_row_key(agency: str, day: int) -> bytes:
-    """A stored month's key within the history's key range: the agency's length and code,
-    the month's first day."""
+def _decode_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
+    if len(data) < _PAGE_HEAD.size or data[0] != _PAGE_VERSION:
+        raise HistoryDecodeError(f"page version {data[:1].hex() or 'missing'}")
+    _, count, width = _PAGE_HEAD.unpack_from(data)
+    offsets = data[_PAGE_HEAD.size : _PAGE_HEAD.size + count]
+    start = _PAGE_HEAD.size + count
+    stop = start + 4 * count * width
+    if count == 0 or len(data) < stop:
+        raise HistoryDecodeError("truncated page")
+    if any(b <= a for a, b in itertools.pairwise(offsets)) or offsets[-1] >= PAGE_DAYS:
+        raise HistoryDecodeError("page days out of order")
+    try:
+        keys = data[stop:].decode().split(_KEYS_SEPARATOR) if width else []
+    except UnicodeDecodeError:
+        raise HistoryDecodeError("a key is not UTF-8") from None
+    if len(keys) != width or "" in keys:
+        raise HistoryDecodeError(f"{len(keys)} keys for {width} columns")
+    values = array("i", data[start:stop])
+    if sys.byteorder == "big":
+        values.byteswap()
+    first = page * PAGE_DAYS
+    columns = {key: values[k * count : (k + 1) * count] for k, key in enumerate(keys)}
+    return [first + offset for offset in offsets], columns
+
+
+_PAGE_KEY_NUMBER = struct.Struct(">I")  # big-endian: one agency's pages sort in order
+
+
+def encode_page_key(agency: str, page: int) -> bytes:
+    """A page's key within the history's key range: the agency's length and code, the page."""
     raw = agency.encode()
     if len(raw) > 255:
         raise ValueError("agency code longer than 255 bytes")
-    return bytes((len(raw),)) + raw + _DAY.pack(day)
+    return bytes((len(raw),)) + raw + _PAGE_KEY_NUMBER.pack(page)
 
 
-def decode_row_key(key: bytes) -> tuple[str, int]:
+def decode_page_key(key: bytes) -> tuple[str, int]:
     size = key[0] if key else -1
-    if size < 0 or len(key) != 1 + size + _DAY.size:
-        raise HistoryDecodeError("malformed row key")
-    return key[1 : 1 + size].decode(), _DAY.unpack_from(key, 1 + size)[0]
+    if size < 0 or len(key) != 1 + size + _PAGE_KEY_NUMBER.size:
+        raise HistoryDecodeError("malformed page key")
+    return key[1 : 1 + size].decode(), _PAGE_KEY_NUMBER.unpack_from(key, 1 + size)[0]
 
 
 def encode_closed_totals(totals: Counter[Key]) -> bytes:

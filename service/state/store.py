@@ -119,17 +119,6 @@ class PartitionMeta:
         )
 
 
-def encode_totals(totals: Counter[tuple[str, ...]]) -> bytes:
-    """Summed counter keys (tuples of labels) as JSON pairs."""
-    return orjson.dumps([[list(key), count] for key, count in totals.items() if count])
-
-
-def decode_totals(raw: bytes | None) -> Counter[tuple[str, ...]]:
-    if raw is None:
-        return Counter()
-    return Counter({tuple(key): count for key, count in orjson.loads(raw)})
-
-
 class DossierStore:
     """Dossier records and partition metas in one RocksDB at `path`."""
 

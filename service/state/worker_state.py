@@ -23,10 +23,12 @@ from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.history import (
     History,
     HistoryDelta,
-    decode_block,
-    decode_row_key,
-    encode_block,
-    encode_row_key,
+    add_counts,
+    closed_delta,
+    decode_closed_totals,
+    decode_page_key,
+    encode_closed_totals,
+    encode_page_key,
 )
 from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
@@ -46,8 +48,6 @@ from service.state.store import (
     closed_key,
     closed_totals_key,
     day_key,
-    decode_totals,
-    encode_totals,
     open_key,
 )
 
@@ -88,7 +88,7 @@ class Batch:
     # Stored before this batch: open ones (their open record is replaced or deleted) and
     # closed ones with the contribution their closed state made (taken back if changed).
     stored_open: set[tuple[int, str]] = field(default_factory=set)
-    closed_before: dict[tuple[int, str], tuple[tuple[Key, ...], DossierFacts | None]] = field(
+    closed_before: dict[tuple[int, str], tuple[Dossier, DossierFacts | None]] = field(
         default_factory=dict
     )
     # Per partition, the closed dossiers' per-day marks this batch adds and takes back.
@@ -219,9 +219,8 @@ class WorkerState:
                         if progress.closed_by is None:
                             stored_open.add(where)
                         else:
-                            was = contribution(progress.dossier, wall, calendar)
-                            closed_before[where] = (was, progress.facts)
-                            reached[where] = was
+                            closed_before[where] = (progress.dossier, progress.facts)
+                            reached[where] = contribution(progress.dossier, wall, calendar)
                 step = progress.advance(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
@@ -234,8 +233,7 @@ class WorkerState:
             meta.events[event.type.value] += 1
             if live:
                 fresh[where] = (
-                    message.timestamp >= fresh_from
-                    and event.occurred_at.timestamp() >= fresh_from
+                    message.timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
                 )
         for where, is_fresh in fresh.items():
             # Once a dossier a batch, from its state before the batch to its state after:
@@ -253,7 +251,7 @@ class WorkerState:
         was closed already takes its old one back first (a late event may change it)."""
         puts, deletes, closed = batch.puts, batch.deletes, batch.closed
         stored_open, closed_before = batch.stored_open, batch.closed_before
-        wall, calendar = batch.now, self.calendar
+        calendar = self.calendar
         for where, progress in batch.dossiers.items():
             partition, dossier_id = where
             key = dossier_id.encode()
@@ -269,13 +267,10 @@ class WorkerState:
             marks = batch.history.get(partition)
             if marks is None:
                 marks = batch.history[partition] = HistoryDelta()
-            before = closed_before.get(where)
-            if before is not None:
-                old_contribution, old_facts = before
-                delta.subtract(old_contribution)
-                if old_facts is not None:
-                    marks.add(old_facts, -1)
-            delta.update(contribution(progress.dossier, wall, calendar))
+            old_dossier, old_facts = closed_before.get(where, (None, None))
+            add_counts(delta, closed_delta(old_dossier, progress.dossier, calendar))
+            if old_facts is not None:
+                marks.add(old_facts, -1)
             facts = progress.facts
             if facts is not None:
                 marks.add(facts, 1)
@@ -284,18 +279,18 @@ class WorkerState:
         """The closed dossiers' per-day totals, as saved."""
         history = self._history.get(partition)
         if history is None:
-            months = (
-                (decode_row_key(name)[0], *decode_block(raw))
-                for name, raw in self.store.days(partition)
-            )
-            history = self._history[partition] = History.from_blocks(months)
+            pages = ((*decode_page_key(name), raw) for name, raw in self.store.days(partition))
+            history = self._history[partition] = History.from_pages(pages)
         return history
 
     def closed_totals(self, partition: int) -> Counter[Key]:
         """The closed dossiers' summed contributions, as saved."""
         totals = self._closed.get(partition)
         if totals is None:
-            totals = self._closed[partition] = decode_totals(self.store.closed_totals(partition))
+            raw = self.store.closed_totals(partition)
+            totals = self._closed[partition] = (
+                decode_closed_totals(raw) if raw is not None else Counter()
+            )
         return totals
 
     def _change(
@@ -328,17 +323,15 @@ class WorkerState:
         closed: dict[int, Counter[Key]] = {}
         for partition, delta in batch.closed.items():
             totals = self.closed_totals(partition).copy()
-            totals.update(delta)
-            closed[partition] = +totals
-            puts[closed_totals_key(partition)] = encode_totals(closed[partition])
+            add_counts(totals, delta)
+            closed[partition] = totals
+            puts[closed_totals_key(partition)] = encode_closed_totals(totals)
         deletes = batch.deletes
         for partition, marks in batch.history.items():
-            history = self.history(partition)
-            for agency, month in history.touched_months(marks):
-                key = day_key(partition, encode_row_key(agency, month))
-                rows = history.month_rows(agency, month, marks)
-                if rows:
-                    puts[key] = encode_block(rows)
+            for (agency, page), raw in self.history(partition).pages_after(marks).items():
+                key = day_key(partition, encode_page_key(agency, page))
+                if raw is not None:
+                    puts[key] = raw
                 else:
                     deletes.append(key)
         if puts or deletes or batch.metas:

@@ -10,32 +10,32 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import Channel, DossierEvent, EventType
 from service.domain import Dossier, WorkingCalendar, contribution, fold
 from service.domain.calendar import LOCAL_TZ
 from service.domain.history import (
+    PAGE_DAYS,
     History,
     HistoryDecodeError,
     HistoryDelta,
     add_counts,
     closed_delta,
-    decode_block,
     decode_closed_totals,
-    decode_row_key,
-    encode_block,
+    decode_page,
+    decode_page_key,
     encode_closed_totals,
-    encode_row_key,
+    encode_page,
+    encode_page_key,
     history_report,
     local_day,
     marks,
-    month_of,
     settled,
 )
 from service.domain.report import DossierFacts, PeriodFigures, fold_with_facts, period_report
@@ -292,6 +292,26 @@ def test_settled_means_closed_by_now() -> None:
     assert not settled(running, T("2027-01-01T00:00:00").timestamp())
 
 
+def test_a_dossier_closed_after_now_is_judged_at_now_with_the_open_ones() -> None:
+    # Asked at 23:58 on 31 Mar; returned at 00:01 on 1 Apr (a clock a few minutes ahead):
+    # at 23:58 it is in progress and within its due of 23:59:59.
+    events = (
+        rec("L", "2026-03-30T09:00:00", "2026-03-31T23:59:59"),
+        ev("L", "returned", "2026-04-01T00:01:00"),
+    )
+    dossier, facts = folded(*events)
+    now = T("2026-03-31T23:58:00")
+    assert dossier.closed_by is EventType.RETURNED and not settled(facts, now.timestamp())
+    march = (date(2026, 3, 1), date(2026, 3, 31))
+    expected = figures(new=1, in_progress_within=1, received_direct=1)
+    assert period_report([facts], *march, now=now) == expected
+    assert history_report(History(), [facts], *march, now=now) == expected
+    # Folded too early, the day totals would judge it at the month's end: overdue.
+    assert history_report(history_of(events), [], *march, now=now) == figures(
+        new=1, in_progress_overdue=1, received_direct=1
+    )
+
+
 def test_only_ended_dossiers_enter_the_history() -> None:
     _, running = folded(rec("H", "2026-03-02T09:00:00", "2026-03-20T23:59:59"))
     with pytest.raises(ValueError, match="clock ended or that was withdrawn"):
@@ -309,11 +329,14 @@ def test_a_late_event_is_applied_as_remove_old_then_add_new() -> None:
     delta = HistoryDelta()
     delta.add(old, -1)
     delta.add(new)
-    # The store's batch gets the rows as they will be; 5 and 10 Mar empty out.
-    assert history.rows_after(delta) == {
-        (AG, D(3, 4)): {"in_progress.within": -2, "resolved.early": 2},
-        (AG, D(3, 5)): {},
-        (AG, D(3, 10)): {},
+    # The store's batch gets the pages as they will be: 2–4 Mar fall in one page (days
+    # 739,648–739,679); 5 and 10 Mar in the next, which empties out.
+    pages = history.pages_after(delta)
+    assert set(pages) == {(AG, D(3, 4) // PAGE_DAYS), (AG, D(3, 5) // PAGE_DAYS)}
+    assert pages[AG, D(3, 5) // PAGE_DAYS] is None
+    assert decode_page(D(3, 4) // PAGE_DAYS, pages[AG, D(3, 4) // PAGE_DAYS] or b"") == {
+        D(3, 2): {"in_progress.within": 2, "received.direct": 2},
+        D(3, 4): {"in_progress.within": -2, "resolved.early": 2},
     }
     history.apply(delta)
     assert history == history_of(EARLY, (*LATE, ev("B", "approved", "2026-03-04T10:00:00")))
@@ -331,62 +354,74 @@ def test_removing_every_dossier_leaves_an_empty_history() -> None:
     assert history.agencies() == []
 
 
-def test_a_month_encodes_to_sorted_keys_then_int32_columns() -> None:
-    day = D(3, 2)
-    raw = encode_block(
-        {day: {"withdrawn": 1, "in_progress.within": -2}, day + 1: {"resolved.late": 0}}
+def test_a_page_encodes_columns_of_int32_then_sorted_keys() -> None:
+    page = 23114  # days 739,648 to 739,679
+    raw = encode_page(
+        {
+            739649: {"received.direct": 2, "in_progress.within": 2},
+            739651: {"in_progress.within": -2, "resolved.early": 2, "withdrawn": 0},
+            739660: {"resolved.late": 0},  # an empty row is not stored
+        }
     )
-    # version 2, one day (the other is empty), two keys; the keys; the day; each column.
-    head = b"\x02\x01\x00\x02\x00" + b"\x12in_progress.within" + b"\x09withdrawn"
-    columns = day.to_bytes(4, "little") + (-2).to_bytes(4, "little", signed=True)
-    assert raw == head + columns + (1).to_bytes(4, "little")
-    days, by_key = decode_block(raw)
-    assert list(days) == [day]
-    assert {k: list(v) for k, v in by_key.items()} == {"in_progress.within": [-2], "withdrawn": [1]}
+    assert raw == (
+        b"\x01\x02\x03"  # version 1, two days, three keys
+        b"\x01\x03"  # the days' offsets in the page
+        b"\x02\x00\x00\x00\xfe\xff\xff\xff"  # in_progress.within: 2, -2
+        b"\x02\x00\x00\x00\x00\x00\x00\x00"  # received.direct: 2, 0
+        b"\x00\x00\x00\x00\x02\x00\x00\x00"  # resolved.early: 0, 2
+        b"in_progress.within\nreceived.direct\nresolved.early"
+    )
+    assert decode_page(page, raw) == {
+        739649: {"received.direct": 2, "in_progress.within": 2},
+        739651: {"in_progress.within": -2, "resolved.early": 2},
+    }
 
 
-def test_a_row_key_sorts_one_agencys_days_in_order() -> None:
-    day = D(3, 2)
-    key = encode_row_key(AG, day)
-    assert key == b"\x03SXD" + day.to_bytes(4, "big")
-    assert decode_row_key(key) == (AG, day)
-    assert encode_row_key(AG, day) < encode_row_key(AG, day + 1)
+def test_a_page_holds_the_days_of_one_page() -> None:
+    with pytest.raises(ValueError, match="one page"):
+        encode_page({739679: {"withdrawn": 1}, 739680: {"withdrawn": 1}})
+    with pytest.raises(ValueError, match="one page"):
+        encode_page({739679: {"withdrawn": 0}})
+
+
+def test_a_page_key_sorts_one_agencys_pages_in_order() -> None:
+    key = encode_page_key(AG, 23114)
+    assert key == b"\x03SXD\x00\x00\x5a\x4a"  # 23114 = 0x5A4A, big-endian
+    assert decode_page_key(key) == (AG, 23114)
+    assert encode_page_key(AG, 23114) < encode_page_key(AG, 23115)
+    with pytest.raises(HistoryDecodeError):
+        decode_page_key(key[:-1])
 
 
 @pytest.mark.parametrize(
     "raw",
     [
-        b"",
-        b"\x01\x00\x00\x00\x00",  # another version
-        b"\x02\x01\x00\x01\x00\x05abc",  # a key cut short
-        b"\x02\x01\x00\x01\x00\x01a" + b"\x00" * 4,  # a day without its column
-        b"\x02\x00\x00\x00\x00\x00",  # trailing bytes
+        b"",  # no version
+        b"\x02\x01\x01\x00\x01\x00\x00\x00a",  # a version this code does not know
+        b"\x01\x01\x01\x00\x01\x00",  # one total announced, half of it there
+        b"\x01\x01\x01\x00\x01\x00\x00\x00a\nb",  # two keys for one column
+        b"\x01\x01\x01\x00\x01\x00\x00\x00",  # an empty key
+        b"\x01\x01\x01\x00\x01\x00\x00\x00\xff",  # not UTF-8
+        b"\x01\x02\x01\x03\x01\x01\x00\x00\x00\x01\x00\x00\x00a",  # days out of order
+        b"\x01\x01\x01\x20\x01\x00\x00\x00a",  # offset 32: beyond the page
+        b"\x01\x00\x00",  # no day
     ],
 )
-def test_bad_month_bytes_are_refused(raw: bytes) -> None:
+def test_bad_page_bytes_are_refused(raw: bytes) -> None:
     with pytest.raises(HistoryDecodeError):
-        decode_block(raw)
+        decode_page(23114, raw)
 
 
-def stored_months(history: History) -> dict[bytes, bytes]:
-    """The history as the store keeps it: one record an agency and month."""
-    empty = HistoryDelta()
-    return {
-        encode_row_key(agency, month): encode_block(history.month_rows(agency, month, empty))
-        for agency, day, _ in history.rows()
-        for month in [month_of(day)]
-    }
-
-
-def loaded_months(stored: dict[bytes, bytes]) -> History:
-    return History.from_blocks(
-        (decode_row_key(key)[0], *decode_block(value)) for key, value in sorted(stored.items())
-    )
-
-
-def test_a_history_reloads_from_its_stored_months() -> None:
+def test_a_history_reloads_from_its_pages() -> None:
     history = history_of(*ALL)
-    loaded = loaded_months(stored_months(history))
+    delta = HistoryDelta()
+    for events in ALL:
+        delta.add(folded(*events)[1])
+    # What a batch adding them to an empty history writes, read back in key order.
+    stored = {encode_page_key(*where): raw for where, raw in History().pages_after(delta).items()}
+    loaded = History.from_pages(
+        (*decode_page_key(key), raw) for key, raw in sorted(stored.items()) if raw is not None
+    )
     assert loaded == history
     march = (date(2026, 3, 1), date(2026, 3, 31))
     assert history_report(loaded, [], *march) == history_report(history, [], *march)
@@ -434,13 +469,15 @@ def test_closed_totals_encode_to_sorted_keys() -> None:
 
 WINDOW_START = datetime(2026, 2, 1, tzinfo=LOCAL_TZ)
 WINDOW_DAYS = 90
-KINDS = [t for t in EventType if t is not EventType.RECEIVED]
+KINDS = [*(t for t in EventType if t is not EventType.RECEIVED), EventType.RECEIVED]
+ZONES = [LOCAL_TZ, UTC, timezone(timedelta(hours=-5))]
 
 
 @st.composite
 def instants(draw: st.DrawFn, after: datetime, max_days: int) -> datetime:
     """An instant after `after`, often exactly a local midnight or a due-like 23:59:59."""
-    moment = after + timedelta(seconds=draw(st.integers(0, max_days * 86400)))
+    days, seconds = draw(st.integers(0, max_days)), draw(st.integers(0, 86399))
+    moment = after + timedelta(days=days, seconds=seconds)
     snap = draw(st.sampled_from(["as is", "midnight", "23:59:59", "same"]))
     if snap == "midnight":
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -452,8 +489,7 @@ def instants(draw: st.DrawFn, after: datetime, max_days: int) -> datetime:
 
 
 @st.composite
-def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
-    received_at = draw(instants(WINDOW_START, WINDOW_DAYS))
+def receipts(draw: st.DrawFn, did: str, eid: str, at: datetime) -> DossierEvent:
     fields: dict[str, Any] = {
         "agency": draw(st.sampled_from(["SXD", "STP", "SKHDT"])),
         "procedure": "1.000948",
@@ -461,27 +497,42 @@ def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
     }
     if draw(st.booleans()):
         fields["processing_days"] = draw(st.integers(1, 12))
-    else:
-        fields["due_at"] = draw(instants(received_at, 15))
-    events = [DossierEvent(f"{did}-r", did, EventType.RECEIVED, received_at, **fields)]
+    else:  # an appointment, now and then (bad data) before the receipt
+        fields["due_at"] = draw(instants(at - timedelta(days=1), 15))
+    return DossierEvent(eid, did, EventType.RECEIVED, at, **fields)
+
+
+@st.composite
+def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
+    """A receipt and events after it in any zone; now and then one dated before the receipt
+    (ignored, R6) or a second receipt (ignored)."""
+    received_at = draw(instants(WINDOW_START, WINDOW_DAYS))
+    events = [draw(receipts(did, f"{did}-r", received_at))]
     at = received_at
     for i in range(draw(st.integers(0, 5))):
         at = draw(instants(at, 9))
+        when = at.astimezone(draw(st.sampled_from(ZONES)))
+        if draw(st.integers(0, 9)) == 0:
+            when = received_at - timedelta(hours=draw(st.integers(1, 48)))
         kind = draw(st.sampled_from(KINDS))
         extra: dict[str, Any] = {}
+        if kind is EventType.RECEIVED:
+            events.append(draw(receipts(did, f"{did}-{i}", when)))
+            continue
         if kind is EventType.EXTENDED:
-            extra["new_due_at"] = at + timedelta(days=5)
+            extra["new_due_at"] = when + timedelta(days=5)
         elif kind is EventType.SUPPLEMENT_RECEIVED and draw(st.booleans()):
-            extra["due_at"] = draw(instants(at, 6))
-        events.append(DossierEvent(f"{did}-{i}", did, kind, at, **extra))
+            extra["due_at"] = draw(instants(when, 6))
+        events.append(DossierEvent(f"{did}-{i}", did, kind, when, **extra))
     return events
 
 
 @st.composite
 def periods(draw: st.DrawFn) -> tuple[date, date]:
-    """Before, across and after the window (so before, around and after any `now`)."""
-    first = WINDOW_START.date() + timedelta(days=draw(st.integers(-40, WINDOW_DAYS + 40)))
-    return first, first + timedelta(days=draw(st.integers(0, 70)))
+    """Before, across and after the window (so before, around and after any `now`); most
+    end inside it, where dossiers are in progress at the end."""
+    last = WINDOW_START.date() + timedelta(days=draw(st.integers(-20, WINDOW_DAYS + 20)))
+    return last - timedelta(days=draw(st.integers(0, 70))), last
 
 
 def _split(
@@ -507,7 +558,7 @@ def test_the_report_from_the_history_equals_the_report_over_all_facts(
 ) -> None:
     count = data.draw(st.integers(1, 25))
     event_sets = [data.draw(dossiers(f"HS-{i}")) for i in range(count)]
-    as_of = data.draw(instants(WINDOW_START, WINDOW_DAYS + 20))
+    as_of = data.draw(instants(WINDOW_START + timedelta(days=20), WINDOW_DAYS))
     every, history, others = _split(event_sets, as_of)
     later = as_of + timedelta(seconds=data.draw(st.integers(0, 40 * 86400)))
     for _ in range(3):
@@ -524,16 +575,18 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     data: st.DataObject,
 ) -> None:
     event_sets = [data.draw(dossiers(f"HS-{i}")) for i in range(data.draw(st.integers(0, 8)))]
-    changed = data.draw(dossiers("HS-X"))
-    # The late event: any one of the changed dossier's events other than its receipt.
-    assume(len(changed) > 1)
-    late = data.draw(st.sampled_from(changed[1:]))
-    before = [e for e in changed if e is not late]
+    # A dossier returned after all its other events; the late event is any one of those
+    # other events but the receipt, arriving after the return.
+    drawn = data.draw(dossiers("HS-X"))
+    last = max(e.occurred_at for e in drawn)
+    returned_at = max(last, data.draw(instants(last, 9)))  # a snap may fall before `last`
+    changed = [*drawn, DossierEvent("HS-X-end", "HS-X", EventType.RETURNED, returned_at)]
+    late = data.draw(st.sampled_from(changed[1:-1] or changed[-1:]))
+    before = [e for e in changed if e is not late] if late is not changed[-1] else changed
     old_dossier, old = fold_with_facts("HS-X", before, CAL)
     new_dossier, new = fold_with_facts("HS-X", changed, CAL)
     assert old is not None and new is not None
-    assume(old_dossier.closed_by is not None)
-    assert new_dossier.closed_by is not None  # closed stays closed: R4
+    assert old_dossier.closed_by is not None and new_dossier.closed_by is not None
     closed = [
         facts
         for events in event_sets
@@ -547,22 +600,19 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     delta = HistoryDelta()
     delta.add(old, -1)
     delta.add(new)
-    written = history.rows_after(delta)
-    months = {
-        (agency, month): history.month_rows(agency, month, delta)
-        for agency, month in history.touched_months(delta)
-    }
+    written = history.pages_after(delta)
     history.apply(delta)
 
     afresh = History()
     for facts in [*closed, new]:
         afresh.add(facts)
     assert history == afresh
-    for (agency, day), totals in written.items():
-        assert afresh.row(agency, day) == totals
-    for (agency, month), rows in months.items():
-        assert rows == afresh.month_rows(agency, month, HistoryDelta())
-    assert loaded_months(stored_months(afresh)) == afresh
+    for (agency, page), raw in written.items():
+        assert (decode_page(page, raw) if raw else {}) == afresh.page_rows(agency, page)
+    # Every page of it, loaded in any order, gives it back.
+    pages = {(a, d // PAGE_DAYS) for a, d, _ in afresh.rows()}
+    stored = [(a, p, encode_page(afresh.page_rows(a, p))) for a, p in pages]
+    assert History.from_pages(data.draw(st.permutations(stored))) == afresh
 
     # The live counters' closed sums follow the same change.
     sums: Counter[tuple[str, ...]] = Counter()
