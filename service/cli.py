@@ -212,10 +212,23 @@ def cmd_board(args: argparse.Namespace) -> int:
     )
 
 
+def _steps(text: str) -> list[str]:
+    from service.tools.bench.steps import STEPS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = [step.name for step in STEPS]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown step {', '.join(unknown) or '(none)'}; the steps are {', '.join(known)}"
+        )
+    return names
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from service.tools.bench import run_bench
 
-    return run_bench(quick=args.quick, markdown=args.markdown, peers=args.peers)
+    return run_bench(quick=args.quick, markdown=args.markdown, peers=args.peers, only=args.only)
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -305,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
     p.add_argument(
         "--peers", action="store_true", help="also measure Quix Streams on the same events"
+    )
+    p.add_argument(
+        "--only",
+        type=_steps,
+        help="run these steps only, comma-separated (e.g. domain,history; see docs/benchmarks.md)",
     )
     return parser
 

@@ -20,6 +20,8 @@ class Plan:
     peers: bool = False  # --peers: also measure the peer stream processors (peers.py)
     # Closed dossiers behind 20,000 open ones at which restart and memory are taken.
     history_closed: tuple[int, ...] = (0, 1_000_000)
+    # Events a worker with an empty store catches up in the takeover-at-scale step.
+    takeover_events: int = 200_000
 
 
 QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)
@@ -33,4 +35,5 @@ FULL = Plan(
     1_000,
     260_000,
     history_closed=(0, 1_000_000, 5_000_000),
+    takeover_events=1_000_000,
 )

@@ -47,10 +47,17 @@ def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 def run_bench(
-    quick: bool, markdown: Path | None, steps: Sequence[Step] = STEPS, peers: bool = False
+    quick: bool,
+    markdown: Path | None,
+    steps: Sequence[Step] = STEPS,
+    peers: bool = False,
+    only: Sequence[str] | None = None,
 ) -> int:
-    """`motcua bench [--quick] [--markdown FILE] [--peers]`: the table, then one line of JSON."""
+    """`motcua bench [--quick] [--markdown FILE] [--peers] [--only STEPS]`: the table, then
+    one line of JSON."""
     plan = dataclasses.replace(QUICK if quick else FULL, peers=peers)
+    if only:
+        steps = [step for step in steps if step.name in only]
     if peers:
         # Before any broker or worker starts: a missing optional package is one line.
         try:

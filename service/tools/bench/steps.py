@@ -85,5 +85,6 @@ STEPS: list[Step] = [
     Step("replay", replay.measure_replay, replay.rows, runs_in=_full_replay),
     Step("queue", _queue_pages, _queue_rows),
     Step("gateway", bench_gateway.measure, bench_gateway.rows),
+    Step("takeover", takeover.measure_takeover_at_scale, takeover.scale_rows),
     Step("history", history.measure, history.rows),
 ]
