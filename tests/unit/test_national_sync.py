@@ -175,7 +175,6 @@ def test_unit_matches_code_first_then_name() -> None:
         ({"NgayTiepNhan": "2026-13-45"}, SyncReason.BAD_DATE),
         ({"NgayTiepNhan": "20261340091500"}, SyncReason.BAD_DATE),
         ({"NgayTiepNhan": ""}, SyncReason.MISSING_DATE),
-        ({"NgayHenTra": ""}, Reason.MISSING_DUE),
         ({"MaTTHC": ""}, Reason.MISSING_PROCEDURE),
         ({"KenhThucHien": "4"}, Reason.BAD_CHANNEL),
         ({"KenhThucHien": None}, Reason.BAD_CHANNEL),
