@@ -166,6 +166,7 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 DOSSIER_FAMILIES = {
     "received": ("motcua_dossiers_received_total", ("agency", "channel")),
     "completed": ("motcua_dossiers_completed_total", ("agency", "outcome")),
+    "completed_without_due": ("motcua_dossiers_completed_without_due_total", ("agency",)),
     "withdrawn": ("motcua_dossiers_withdrawn_total", ("agency",)),
     "became_overdue": ("motcua_dossiers_became_overdue_total", ("agency",)),
     "open": ("motcua_dossiers_open", ("agency", "state")),

@@ -68,7 +68,7 @@ def kinds(mapped: Any) -> list[tuple[EventType, datetime]]:
 
 def test_received_dossier_gives_one_received_event_with_every_contract_field() -> None:
     mapped = map_dossier(snapshot(), Units(), NOW)
-    (event,) = mapped.events
+    event = mapped.events[0]
     assert event.type is EventType.RECEIVED
     assert event.dossier_id == "000.00.07.H19-261120-0001"
     assert event.occurred_at == local("20261120091500")
@@ -77,9 +77,46 @@ def test_received_dossier_gives_one_received_event_with_every_contract_field() -
     assert event.event_id == "000.00.07.H19-261120-0001:received:20261120091500"
 
 
-@pytest.mark.parametrize("status", ["1", "3", 1, 3])
+DID = "000.00.07.H19-261120-0001"
+
+
+def test_a_running_snapshot_resumes_now_and_states_its_appointment() -> None:
+    # Status 2 and 4: the clock runs. The resume ends any pause inferred before; the
+    # appointment event moves the due to NgayHenTra (a no-op while it is unchanged).
+    mapped = map_dossier(snapshot(TrangThaiHoSo="2"), Units(), NOW)
+    assert [(e.event_id, e.type, e.occurred_at, e.due_at) for e in mapped.events[1:]] == [
+        (f"{DID}:supplement_received:day-20261201", EventType.SUPPLEMENT_RECEIVED, NOW, None),
+        (
+            f"{DID}:supplement_received:due-20261127170000",
+            EventType.SUPPLEMENT_RECEIVED,
+            NOW,
+            local("20261127170000"),
+        ),
+    ]
+    # A later snapshot with a new appointment: the same day's resume, a new appointment id.
+    later = map_dossier(snapshot(NgayHenTra="20261204170000"), Units(), NOW)
+    assert [e.event_id for e in later.events[1:]] == [
+        f"{DID}:supplement_received:day-20261201",
+        f"{DID}:supplement_received:due-20261204170000",
+    ]
+
+
+@pytest.mark.parametrize("status", ["1", 1, "3", 3])
 def test_dossiers_never_received_give_no_events(status: Any) -> None:
-    assert map_dossier(snapshot(TrangThaiHoSo=status), Units(), NOW).events == ()
+    # 1, and 3 without a receipt: refused at the counter, no clock started.
+    mapped = map_dossier(snapshot(TrangThaiHoSo=status, NgayTiepNhan=""), Units(), NOW)
+    assert mapped.events == ()
+    if str(status) == "1":
+        assert map_dossier(snapshot(TrangThaiHoSo=status), Units(), NOW).events == ()
+
+
+def test_status_3_after_a_receipt_is_a_refusal_dated_at_the_snapshot() -> None:
+    mapped = map_dossier(snapshot(TrangThaiHoSo="3"), Units(), NOW)
+    assert [(e.type, e.event_id) for e in mapped.events] == [
+        (EventType.RECEIVED, f"{DID}:received:20261120091500"),
+        (EventType.REJECTED, f"{DID}:rejected:day-20261201"),
+    ]
+    assert mapped.events[1].occurred_at == NOW
 
 
 def test_returned_dossier_gives_received_approved_returned() -> None:
@@ -125,9 +162,11 @@ def test_status_5_without_cycles_uses_the_request_time_of_the_dotnet_query() -> 
         snapshot(TrangThaiHoSo="5", NgayYeuCauBoSung="20261121100000"), Units(), NOW
     )
     assert kinds(mapped)[-1] == (EventType.SUPPLEMENT_REQUESTED, local("20261121100000"))
-    with pytest.raises(UnmappableDossier) as caught:
-        map_dossier(snapshot(TrangThaiHoSo="5"), Units(), NOW)
-    assert caught.value.reason == SyncReason.MISSING_DATE
+    # Without it (OpenCPS, and the .NET DTO loses it): the pause starts at the snapshot.
+    mapped = map_dossier(snapshot(TrangThaiHoSo="5"), Units(), NOW)
+    assert [(e.type, e.event_id, e.occurred_at) for e in mapped.events[1:]] == [
+        (EventType.SUPPLEMENT_REQUESTED, f"{DID}:supplement_requested:day-20261201", NOW)
+    ]
 
 
 def test_withdrawn_at_end_of_processing_else_the_latest_time_carried() -> None:
@@ -182,7 +221,6 @@ def test_unit_matches_code_first_then_name() -> None:
         ({"MaHoSo": "X" * 65}, Reason.BAD_DOSSIER_ID),
         ({"TrangThaiHoSo": "9"}, SyncReason.MISSING_DATE),
         ({"TrangThaiHoSo": "10", "NgayKetThucXuLy": "20261125100000"}, SyncReason.MISSING_DATE),
-        ({"TrangThaiHoSo": "8"}, SyncReason.MISSING_DATE),
         (
             {"DanhSachHoSoBoSung": [{"NgayTiepNhanBoSung": "20261123090000"}]},
             SyncReason.MISSING_DATE,
