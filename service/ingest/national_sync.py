@@ -389,7 +389,7 @@ def map_dossier(
         EventType.RECEIVED, received_at, agency=agency, procedure=procedure, channel=channel, **due
     )
 
-    latest = received_at  # the last time the snapshot carries (a withdrawal's fallback)
+    latest = received_at  # the last time the snapshot carries
     cycles = _supplement_cycles(snapshot.get("DanhSachHoSoBoSung"))
     for number, cycle in enumerate(cycles, 1):
         times = {name: cycle.get(name) for name in _SUPPLEMENT_FIELDS}
@@ -463,6 +463,12 @@ def map_dossier(
             )
         build.add(EventType.RETURNED, returned_at)
     if meaning is Meaning.WITHDRAWN:
-        moments = [t for t in (finished_at, returned_at) if t is not None]
-        build.add(EventType.WITHDRAWN, moments[0] if moments else latest)
+        withdrawn_at = finished_at or returned_at
+        if withdrawn_at is not None:
+            build.add(EventType.WITHDRAWN, withdrawn_at)
+        else:  # no date sent: withdrawn by the snapshot, and after every time it carries
+            when = max(latest, snapshot_at)
+            build.add(
+                EventType.WITHDRAWN, when, inferred_id(dossier_id, EventType.WITHDRAWN, when)
+            )
     return MappedDossier(dossier_id, status, build.validated(now))

@@ -169,16 +169,14 @@ def test_status_5_without_cycles_uses_the_request_time_of_the_dotnet_query() -> 
     ]
 
 
-def test_withdrawn_at_end_of_processing_else_the_latest_time_carried() -> None:
+def test_withdrawn_at_end_of_processing_else_at_the_snapshot() -> None:
     mapped = map_dossier(
         snapshot(TrangThaiHoSo="7", NgayKetThucXuLy="20261122080000"), Units(), NOW
     )
     assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261122080000"))
-    cycles = [{"NgayBoSung": "20261121100000"}]
-    mapped = map_dossier(snapshot(TrangThaiHoSo="7", DanhSachHoSoBoSung=cycles), Units(), NOW)
-    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261121100000"))
     mapped = map_dossier(snapshot(TrangThaiHoSo="7"), Units(), NOW)
-    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261120091500"))
+    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, NOW)
+    assert mapped.events[-1].event_id == f"{DID}:withdrawn:day-20261201"
 
 
 def test_stopped_or_refused_is_rejected_at_the_refusal_else_the_end() -> None:
