@@ -468,7 +468,5 @@ def map_dossier(
             build.add(EventType.WITHDRAWN, withdrawn_at)
         else:  # no date sent: withdrawn by the snapshot, and after every time it carries
             when = max(latest, snapshot_at)
-            build.add(
-                EventType.WITHDRAWN, when, inferred_id(dossier_id, EventType.WITHDRAWN, when)
-            )
+            build.add(EventType.WITHDRAWN, when, inferred_id(dossier_id, EventType.WITHDRAWN, when))
     return MappedDossier(dossier_id, status, build.validated(now))

@@ -125,7 +125,7 @@ def test_without_the_profile_the_dotnet_rewrite_and_opencps_channel_are_refused(
     reference: tuple[UnitsFile, ProceduresFile, SourcesFile],
 ) -> None:
     # What a source without a profile gets: the national meaning of every code.
-    units, procedures, _ = reference
+    units = reference[0]
     paused = DOTNET[4]  # local 8 sent as "9" without an end
     body = orjson.dumps(dotnet_body(paused.number, paused.posts[1][1], paused.unit, False, "x"))
     (outcome,) = intake.map_snapshots(
