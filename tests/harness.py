@@ -338,8 +338,9 @@ class Gateway:
         body: bytes | None = None,
         content_type: str = "application/json",
         token: str | None = TOKEN,
+        extra_headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **(extra_headers or {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)

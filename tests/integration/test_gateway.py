@@ -507,9 +507,26 @@ def test_nothing_personal_reaches_kafka_logs_metrics_or_responses(gateway: Gatew
 # -- the published OpenAPI document, property-tested against the running gateway ---------------
 
 
-def test_the_running_gateway_agrees_with_its_openapi_document(gateway: Gateway) -> None:
+@pytest.mark.parametrize("answer", ["motcua", "portal"])
+def test_the_running_gateway_agrees_with_its_openapi_document(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path, answer: str
+) -> None:
+    import jsonschema
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+
+    env: dict[str, str] = {}
+    if answer == "portal":  # the test system answered as the portal, and allowed OpenCPS's form
+        sources = tmp_path / "sources.toml"
+        sources.write_text(
+            f"[sources.{SYSTEM}]\n"
+            'auth = "opencps_session"\n'
+            f'dstcode_sha256 = "{token_hash("DST-TEST")}"\n'
+            'answer = "portal"\n'
+            'default_channel = "direct"\n'
+        )
+        env["MOTCUA_GATEWAY_SOURCES_FILE"] = str(sources)
+    gateway = gateway_factory(**env)
 
     status, served = gateway.get("/openapi.json")
     assert status == 200 and orjson.loads(served) == orjson.loads(orjson.dumps(openapi_document()))
@@ -546,3 +563,26 @@ def test_the_running_gateway_agrees_with_its_openapi_document(gateway: Gateway) 
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{op.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+    if answer == "portal":
+        # OpenCPS's own form (session in the body, dstcode header), answered as documented.
+        envelope = {
+            "session": TOKEN,
+            "madonvi": "000.00.00.H19",
+            "isUpdating": "False",
+            "data": [_dossier(1, KenhThucHien=None)],
+            "service": "DongBoHoSoMC",
+        }
+        path = "/v1/national-sync/dossiers"
+        status, _, body = gateway.post(
+            path, envelope, token=None, extra_headers={"dstcode": "DST-TEST"}
+        )
+        assert status == 200 and body["error_code"] == "0", body
+        document = openapi_document()
+        portal_schema = {**document["components"]["schemas"]["PortalAnswer"]}
+        portal_schema["$defs"] = document["components"]["schemas"]
+        text = orjson.dumps(portal_schema).replace(b"#/components/schemas/", b"#/$defs/")
+        jsonschema.validate(body, orjson.loads(text))
+        status, _, body = gateway.post(
+            path, envelope, token=None, extra_headers={"dstcode": "WRONG"}
+        )
+        assert status == 401, body
