@@ -295,11 +295,11 @@ class _Builder:
         self.items: list[dict[str, Any]] = []
 
     def add(
-        self, kind: EventType, moment: datetime, the_id: str | None = None, **fields: Any
+        self, kind: EventType, moment: datetime, given_id: str | None = None, **fields: Any
     ) -> None:
         self.items.append(
             {
-                "event_id": the_id or event_id(self.dossier_id, kind, moment),
+                "event_id": given_id or event_id(self.dossier_id, kind, moment),
                 "dossier_id": self.dossier_id,
                 "type": kind.value,
                 "occurred_at": moment.isoformat(),
