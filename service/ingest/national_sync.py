@@ -9,9 +9,10 @@ appointment, a refusal without a date) is dated at the snapshot's receipt and gi
 derived from values, so the mapping stays stateless and the worker's fold decides. A source's
 `SyncProfile` says what its codes mean where senders differ. Only the fields named in
 `_READ_FIELDS` are ever read: the snapshot's personal data (ChuHoSo, SoGiayToChuHoSo,
-DinhDanhCHS, SoDienThoai, Email, file links, …) is never touched, so it cannot leak into an
-event or a sentence (MaDoiTuong is only tested for presence). docs/national-sync-mapping.md
-is the mapping table and its sources.
+DinhDanhCHS, SoDienThoai, Email, …) is never touched, so it cannot leak into an event or a
+sentence (MaDoiTuong is only tested for presence; of the file, fee and result lists only
+flags and amounts are read, and links compared).
+docs/national-sync-mapping.md is the mapping table and its sources.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ _READ_FIELDS = (
 )
 # Of each supplement cycle (DanhSachHoSoBoSung entry), only these.
 _SUPPLEMENT_FIELDS = ("NgayBoSung", "NgayTiepNhanBoSung", "NgayHenTraMoi")
+# The index fields come from TaiLieuNop, DanhSachLePhi and DanhSachGiayToKetQua: of each
+# entry only flags and amounts; file links are compared (a "result" that is a submitted file
+# is not an e-result), never kept. A longer list is not believed.
+_MAX_LIST = 500
 
 # A unit name or code longer than this is not one; it is not echoed either way.
 _MAX_UNIT = 300
@@ -287,6 +292,79 @@ def _supplement_cycles(value: Any) -> list[Mapping[str, Any]]:
     return value
 
 
+def _entries(snapshot: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """A list's object entries; [] when absent, empty, malformed or implausibly long (all
+    unknown: both senders send lists they never fill, so an empty list proves nothing)."""
+    value = snapshot.get(name)
+    if not isinstance(value, list) or len(value) > _MAX_LIST:
+        return []
+    return [entry for entry in value if isinstance(entry, dict)]
+
+
+def _flag(value: Any) -> bool:
+    """Set when "1", 1 or true; anything else ("0", "", null) is not set."""
+    return value is True or _code_text(value) == "1"
+
+
+def _deleted(entry: Mapping[str, Any]) -> bool:
+    return entry.get("IsDeleted") is True or _code_text(entry.get("IsDeleted")) == "1"
+
+
+def _amount(value: Any) -> float:
+    if isinstance(value, bool):
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", ""))
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def received_index(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The QĐ 766 index fields of `received` the body's lists prove (contract additions of
+    issue 18; absent means unknown, never false or zero).
+
+    - components from `TaiLieuNop` (the files not deleted), with `DuocSoHoa`,
+      `DuocTaiSuDung` (1 or 2: reused) and `DuocLayTuKhoDMQG` per component; an empty list
+      gives nothing.
+    - `fee_due` true when a `DanhSachLePhi` entry has `Gia` > 0. Never false: the .NET
+      sender lists only paid fees, OpenCPS none.
+    The summary flags (`HoSoCoThanhPhanSoHoa`, `TaiKhoanDuocXacThucVoiVNeID`,
+    `DuocThanhToanTrucTuyen`) are not read: docs/national-sync-mapping.md says why.
+    """
+    out: dict[str, Any] = {}
+    files = [entry for entry in _entries(snapshot, "TaiLieuNop") if not _deleted(entry)]
+    if files:
+        out["components"] = len(files)
+        out["components_digitised"] = sum(_flag(f.get("DuocSoHoa")) for f in files)
+        out["components_reused"] = sum(
+            _code_text(f.get("DuocTaiSuDung")) in ("1", "2") for f in files
+        )
+        out["components_from_data_store"] = sum(_flag(f.get("DuocLayTuKhoDMQG")) for f in files)
+    if any(_amount(fee.get("Gia")) > 0 for fee in _entries(snapshot, "DanhSachLePhi")):
+        out["fee_due"] = True
+    return out
+
+
+def returned_index(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """`e_result` (issue 18) for `returned`: true when `DanhSachGiayToKetQua` lists a result
+    file that is not one of the submitted files (the .NET sender, lacking a result file,
+    lists the first submitted file as the result). Absent otherwise: unknown."""
+    submitted = {
+        f.get("DuongDanTaiTepTin")
+        for f in _entries(snapshot, "TaiLieuNop")
+        if isinstance(f.get("DuongDanTaiTepTin"), str)
+    }
+    for result in _entries(snapshot, "DanhSachGiayToKetQua"):
+        link = result.get("DuongDanTepTinKetQua")
+        if isinstance(link, str) and link.strip() and link not in submitted:
+            return {"e_result": True}
+    return {}
+
+
 class _Builder:
     """Collects a dossier's events as contract dicts, validated at the end."""
 
@@ -386,7 +464,13 @@ def map_dossier(
         if days is not None:
             due["processing_days"] = days
     build.add(
-        EventType.RECEIVED, received_at, agency=agency, procedure=procedure, channel=channel, **due
+        EventType.RECEIVED,
+        received_at,
+        agency=agency,
+        procedure=procedure,
+        channel=channel,
+        **due,
+        **received_index(snapshot),
     )
 
     latest = received_at  # the last time the snapshot carries
@@ -461,7 +545,7 @@ def map_dossier(
             raise UnmappableDossier(
                 SyncReason.MISSING_DATE, "TrangThaiHoSo 10 needs NgayTra (result returned)"
             )
-        build.add(EventType.RETURNED, returned_at)
+        build.add(EventType.RETURNED, returned_at, **returned_index(snapshot))
     if meaning is Meaning.WITHDRAWN:
         withdrawn_at = finished_at or returned_at
         if withdrawn_at is not None:

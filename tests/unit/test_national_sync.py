@@ -15,6 +15,8 @@ from service.ingest.national_sync import (
     event_id,
     map_dossier,
     parse_local_time,
+    received_index,
+    returned_index,
 )
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -317,3 +319,61 @@ def test_simulated_snapshots_all_map_and_agree_with_the_simulated_events(tmp_pat
     assert got == want
     agencies = {e["dossier_id"]: e["agency"] for e in events if e["type"] == "received"}
     assert all(m.events[0].agency == agencies[m.dossier_id] for m in mapped)
+
+
+# -- the index fields of issue 18, from the body's lists only ----------------------------------
+
+
+def test_received_index_counts_components_and_fees_from_the_lists() -> None:
+    # As the .NET sender writes them: DuocSoHoa always "1", DuocTaiSuDung 0/1/2,
+    # DuocLayTuKhoDMQG 0/1, IsDeleted, Gia as a string; a deleted file does not count.
+    body = snapshot(
+        TaiLieuNop=[
+            {
+                "DuocSoHoa": "1",
+                "DuocTaiSuDung": "0",
+                "DuocLayTuKhoDMQG": "0",
+                "DuongDanTaiTepTin": "https://files.example.vn/a.pdf",
+            },
+            {"DuocSoHoa": "1", "DuocTaiSuDung": "1", "DuocLayTuKhoDMQG": "1"},
+            {"DuocSoHoa": "0", "DuocTaiSuDung": "2", "DuocLayTuKhoDMQG": "0"},
+            {"DuocSoHoa": "1", "DuocTaiSuDung": "1", "IsDeleted": "1"},
+        ],
+        DanhSachLePhi=[{"Gia": "0"}, {"Gia": "150000"}],
+        HoSoCoThanhPhanSoHoa="1",  # a summary flag: not read
+        TaiKhoanDuocXacThucVoiVNeID="0",  # hard-coded by the .NET sender: not read
+    )
+    assert received_index(body) == {
+        "components": 3,
+        "components_digitised": 2,
+        "components_reused": 2,
+        "components_from_data_store": 1,
+        "fee_due": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "lists",
+    [
+        {},  # absent
+        {"TaiLieuNop": [], "DanhSachLePhi": [], "DanhSachGiayToKetQua": []},  # OpenCPS
+        {"TaiLieuNop": None, "DanhSachLePhi": "x"},
+        {"DanhSachLePhi": [{"Gia": "0"}, {"Gia": ""}]},  # no fee above zero: unknown, not false
+    ],
+)
+def test_missing_or_empty_lists_are_unknown_not_zero(lists: dict[str, Any]) -> None:
+    body = {k: v for k, v in snapshot().items() if k != "TaiLieuNop"}
+    body.update(lists)
+    assert received_index(body) == {}
+    assert returned_index(body) == {}
+
+
+def test_e_result_needs_a_result_file_that_is_not_a_submitted_one() -> None:
+    submitted = [{"DuongDanTaiTepTin": "https://files.example.vn/don.pdf"}]
+    own = [{"DuongDanTepTinKetQua": "https://files.example.vn/giay-phep.pdf"}]
+    # The .NET fallback: no result file, so the first submitted file is listed as the result.
+    fallback = [{"DuongDanTepTinKetQua": "https://files.example.vn/don.pdf"}]
+    body = snapshot(TaiLieuNop=submitted, DanhSachGiayToKetQua=own)
+    assert returned_index(body) == {"e_result": True}
+    assert returned_index(snapshot(TaiLieuNop=submitted, DanhSachGiayToKetQua=fallback)) == {}
+    assert returned_index(snapshot(DanhSachGiayToKetQua=[{"DuongDanTepTinKetQua": ""}])) == {}
