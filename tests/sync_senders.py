@@ -384,6 +384,23 @@ OPENCPS = (
             }
         ),
     ),
+    # NgayHenTra "" and a procedure outside the catalogue, resolved and returned without ever
+    # getting a due: resolved, never judged (rule R11).
+    Lifecycle(
+        "H19.22-261103-0007",
+        SXD,
+        False,
+        P,
+        (
+            ("202611031000", State("2", "202611030900", None)),
+            ("202611101100", State("9", "202611030900", None, "202611101000")),
+            (
+                "202611101600",
+                State("10", "202611030900", None, "202611101000", "202611101500"),
+            ),
+        ),
+        frozenset({("received", "SXD", "direct"), ("completed_without_due", "SXD")}),
+    ),
     # National 8 (processing stopped) with no date, Thu 05/11 10:00: a refusal before the
     # due's date Fri 06/11 → early.
     Lifecycle(
