@@ -70,7 +70,6 @@ class Reason(enum.StrEnum):
     MISSING_AGENCY = "missing_agency"
     MISSING_PROCEDURE = "missing_procedure"
     BAD_CHANNEL = "bad_channel"
-    MISSING_DUE = "missing_due"
     BAD_PROCESSING_DAYS = "bad_processing_days"
     MISSING_NEW_DUE = "missing_new_due_at"
     TOO_MANY_EVENTS = "too_many_events"
@@ -353,9 +352,7 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
             if name not in known:
                 raise InvalidEvent(reason, f"received needs {name}")
         due_at = known.get("due_at")  # R1: the appointment on the receipt wins
-        days = known.get("processing_days") if due_at is None else None
-        if due_at is None and days is None:
-            raise InvalidEvent(Reason.MISSING_DUE, "received needs due_at or processing_days")
+        days = known.get("processing_days") if due_at is None else None  # R11: both may lack
         return DossierEvent(
             event_id,
             dossier_id,

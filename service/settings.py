@@ -80,6 +80,8 @@ class Settings:
     units_file: Path | None = None
     gateway_port: int = 6070
     gateway_tokens_file: Path | None = None
+    gateway_sources_file: Path | None = None  # per-source profiles (docs/gateway.md)
+    procedures_file: Path | None = None  # procedures' time limits, for a missing due
     gateway_tls_cert: Path | None = None
     gateway_tls_key: Path | None = None
     gateway_max_body_bytes: int = 8 * 1024 * 1024
@@ -125,6 +127,8 @@ class Settings:
             units_file=_path("MOTCUA_UNITS_FILE"),
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),
             gateway_tokens_file=_path("MOTCUA_GATEWAY_TOKENS_FILE"),
+            gateway_sources_file=_path("MOTCUA_GATEWAY_SOURCES_FILE"),
+            procedures_file=_path("MOTCUA_PROCEDURES_FILE"),
             gateway_tls_cert=_path("MOTCUA_GATEWAY_TLS_CERT"),
             gateway_tls_key=_path("MOTCUA_GATEWAY_TLS_KEY"),
             gateway_max_body_bytes=_int(

@@ -166,6 +166,7 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 DOSSIER_FAMILIES = {
     "received": ("motcua_dossiers_received_total", ("agency", "channel")),
     "completed": ("motcua_dossiers_completed_total", ("agency", "outcome")),
+    "completed_without_due": ("motcua_dossiers_completed_without_due_total", ("agency",)),
     "withdrawn": ("motcua_dossiers_withdrawn_total", ("agency",)),
     "became_overdue": ("motcua_dossiers_became_overdue_total", ("agency",)),
     "open": ("motcua_dossiers_open", ("agency", "state")),
@@ -337,8 +338,9 @@ class Gateway:
         body: bytes | None = None,
         content_type: str = "application/json",
         token: str | None = TOKEN,
+        extra_headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, **(extra_headers or {})}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)

@@ -37,6 +37,7 @@ class OpenState(enum.StrEnum):
     OVERDUE = "overdue"  # quá hạn
     PAUSED = "paused"  # waiting for the citizen's supplement
     READY = "ready"  # clock ended (approved), result not yet returned
+    NO_DUE = "no_due"  # running with no appointment and no time limit: never judged (R11)
 
 
 def computed_due(

@@ -42,7 +42,8 @@ class Dossier:
     procedure: str | None = None
     channel: Channel | None = None
     received_at: datetime | None = None
-    due: datetime | None = None  # in force now: after supplement shifts, before any apology
+    # In force now: after supplement shifts, before any apology; None: no due known (R11).
+    due: datetime | None = None
     paused_at: datetime | None = None  # waiting for the citizen's supplement since
     clock_end: datetime | None = None  # first approved / rejected / returned
     outcome: Outcome | None = None
@@ -104,11 +105,7 @@ def replay(
         return
 
     assert receipt.channel is not None
-    if receipt.due_at is not None:  # R1: the appointment on the receipt wins
-        due = receipt.due_at
-    else:
-        assert receipt.processing_days is not None
-        due = computed_due(receipt.occurred_at, receipt.processing_days, calendar)
+    due = receipt_due(receipt, calendar)
     paused_at: datetime | None = None
     clock_end: datetime | None = None
     outcome: Outcome | None = None
@@ -148,13 +145,16 @@ def replay(
             pass  # the receipt itself: the state above is its state
         elif kind is EventType.SUPPLEMENT_REQUESTED:
             if running:  # R2: a second request while paused changes nothing
-                passed_due = passed_due or at > due
+                passed_due = passed_due or past(at, due)
                 paused_at = at
                 supplements += 1
         elif kind is EventType.SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
-                due = event.due_at or shift_due(due, paused_at, at, calendar)
+                due = event.due_at or shifted(due, paused_at, at, calendar)
                 paused_at = None
+            elif running and event.due_at is not None:  # R2: a new appointment, no pause
+                passed_due = passed_due or past(at, due)
+                due = event.due_at
         elif kind is EventType.EXTENDED:
             # R5: the apology is recorded; the judgement still uses the due.
             if clock_end is None:
@@ -162,22 +162,44 @@ def replay(
                 new_due_at = event.new_due_at
         elif kind in CLOCK_ENDING and clock_end is None:
             if paused_at is not None:  # R2: the clock ended while paused
-                due = shift_due(due, paused_at, at, calendar)
+                due = shifted(due, paused_at, at, calendar)
                 paused_at = None
             else:
-                passed_due = passed_due or at > due
-            clock_end, outcome = at, judge(at, due)  # R3
+                passed_due = passed_due or past(at, due)
+            clock_end = at
+            outcome = judge(at, due) if due is not None else None  # R3; R11: not judged
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
             passed_due = passed_due or outcome is Outcome.LATE
 
         if i > start and kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
-            passed_due = passed_due or at > due
+            passed_due = passed_due or past(at, due)
         if i > start and kind in CLOSING:  # R4: the dossier is closed; later events ignored
             paused_at = None
             yield at, state(kind, at)
             return
         if i + 1 == len(ordered) or ordered[i + 1].occurred_at != at:
             yield at, state()
+
+
+def receipt_due(receipt: DossierEvent, calendar: WorkingCalendar) -> datetime | None:
+    """R1: the appointment on the receipt wins, else the computed due; R11: else none."""
+    if receipt.due_at is not None:
+        return receipt.due_at
+    if receipt.processing_days is not None:
+        return computed_due(receipt.occurred_at, receipt.processing_days, calendar)
+    return None
+
+
+def past(at: datetime, due: datetime | None) -> bool:
+    """`at` is after the due; never for a dossier without one (R11)."""
+    return due is not None and at > due
+
+
+def shifted(
+    due: datetime | None, paused_at: datetime, resumed_at: datetime, calendar: WorkingCalendar
+) -> datetime | None:
+    """R2's shift of the due by the waiting time; no due stays no due (R11)."""
+    return shift_due(due, paused_at, resumed_at, calendar) if due is not None else None
 
 
 def open_state(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> OpenState | None:
@@ -188,7 +210,8 @@ def open_state(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> Op
         return OpenState.READY
     if dossier.paused_at is not None:
         return OpenState.PAUSED
-    assert dossier.due is not None
+    if dossier.due is None:
+        return OpenState.NO_DUE
     return running_state(dossier.due, now, calendar)
 
 
@@ -212,9 +235,11 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
     assert dossier.channel is not None
     keys: list[Key] = [("received", agency, _CHANNEL_VALUES[dossier.channel])]
     outcome = dossier.outcome
+    clock_end = dossier.clock_end
     if outcome is not None:
         keys.append(("completed", agency, _OUTCOME_VALUES[outcome]))
-    clock_end = dossier.clock_end
+    elif clock_end is not None:  # R11: resolved, never judged
+        keys.append(("completed_without_due", agency))
     closed_by = dossier.closed_by
     if closed_by is EventType.WITHDRAWN and clock_end is None:
         keys.append(("withdrawn", agency))
@@ -225,8 +250,9 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
             state = OpenState.READY
         elif dossier.paused_at is not None:
             state = OpenState.PAUSED
+        elif dossier.due is None:
+            state = OpenState.NO_DUE
         else:
-            assert dossier.due is not None
             state = running_state(dossier.due, now, calendar)
     if dossier.passed_due or state is OpenState.OVERDUE:
         keys.append(("became_overdue", agency))
@@ -242,7 +268,6 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
 
 def next_change_at(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> datetime | None:
     """When this dossier's contribution will change with no new event (None: never)."""
-    if not dossier.is_running:
+    if not dossier.is_running or dossier.due is None:
         return None
-    assert dossier.due is not None
     return next_change(dossier.due, now, calendar)

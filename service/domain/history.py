@@ -44,7 +44,7 @@ from schemas import Channel
 from service.domain.calendar import WorkingCalendar, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier, Key, contribution
-from service.domain.report import DossierFacts, PeriodFigures, period_report
+from service.domain.report import NO_DUE, DossierFacts, PeriodFigures, period_report
 
 Mark = tuple[int, str, int]  # (local day ordinal, key, delta)
 Marker = Callable[[DossierFacts], Iterable[Mark]]
@@ -54,6 +54,8 @@ RESOLVED = {o: f"resolved.{o.value}" for o in Outcome}  # flow, on the clock's e
 WITHDRAWN = "withdrawn"  # flow, on the withdrawal's day (R4: before the clock ended)
 IN_PROGRESS_WITHIN = "in_progress.within"  # state at the end of the day
 IN_PROGRESS_OVERDUE = "in_progress.overdue"  # state at the end of the day
+RESOLVED_WITHOUT_DUE = "resolved.without_due"  # flow, R11: the clock ended, never judged
+IN_PROGRESS_WITHOUT_DUE = "in_progress.without_due"  # state, R11: no due known
 
 
 @lru_cache(maxsize=16384)
@@ -91,8 +93,8 @@ def receipt_marks(facts: DossierFacts) -> Iterable[Mark]:
 def end_marks(facts: DossierFacts) -> Iterable[Mark]:
     """Resolved (by outcome) on the clock's end day, or withdrawn on its day."""
     if facts.clock_end is not None:
-        assert facts.outcome is not None
-        return ((local_day(facts.clock_end), RESOLVED[facts.outcome], 1),)
+        key = RESOLVED[facts.outcome] if facts.outcome is not None else RESOLVED_WITHOUT_DUE
+        return ((local_day(facts.clock_end), key, 1),)
     if facts.withdrawn_at is not None:
         return ((local_day(facts.withdrawn_at), WITHDRAWN, 1),)
     return ()
@@ -121,7 +123,11 @@ def in_progress_marks(facts: DossierFacts) -> Iterable[Mark]:
         boundary = _day_start(boundary_day)
         now: str | None = None
         if received < boundary <= ended:
-            now = IN_PROGRESS_OVERDUE if facts.overdue_at(boundary) else IN_PROGRESS_WITHIN
+            due = facts.due_at(boundary)
+            if due == NO_DUE:
+                now = IN_PROGRESS_WITHOUT_DUE
+            else:
+                now = IN_PROGRESS_OVERDUE if due < boundary else IN_PROGRESS_WITHIN
         if now != verdict:
             # The midnight opening `boundary_day` is the end of the day before it.
             if verdict is not None:
@@ -338,7 +344,11 @@ def _closed_figures(before: dict[str, int], through: dict[str, int]) -> PeriodFi
     def during(key: str) -> int:
         return through.get(key, 0) - before.get(key, 0)
 
-    ended_before = sum(before.get(RESOLVED[o], 0) for o in Outcome) + before.get(WITHDRAWN, 0)
+    ended_before = (
+        sum(before.get(RESOLVED[o], 0) for o in Outcome)
+        + before.get(RESOLVED_WITHOUT_DUE, 0)
+        + before.get(WITHDRAWN, 0)
+    )
     # A dossier ends on or after its receipt day, so those received before the period and
     # not ended before it are exactly the ones in progress when it starts.
     carried = sum(before.get(RECEIVED[c], 0) for c in Channel) - ended_before
@@ -357,6 +367,8 @@ def _closed_figures(before: dict[str, int], through: dict[str, int]) -> PeriodFi
         received_direct=during(RECEIVED[Channel.DIRECT]),
         received_online=during(RECEIVED[Channel.ONLINE]),
         received_postal=during(RECEIVED[Channel.POSTAL]),
+        resolved_without_due=during(RESOLVED_WITHOUT_DUE),
+        in_progress_without_due=through.get(IN_PROGRESS_WITHOUT_DUE, 0),
     )
 
 

@@ -23,9 +23,9 @@ import orjson
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
 from schemas.events import TYPE_ORDER, time_from_text
 from service.domain.calendar import LOCAL_TZ, WorkingCalendar
-from service.domain.clock import Outcome, computed_due, judge, shift_due
-from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier
-from service.domain.report import PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
+from service.domain.clock import Outcome, judge
+from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, past, receipt_due, shifted
+from service.domain.report import NO_DUE, PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
 # reference records limit (tests/reference_records.py) is the same number.
@@ -260,13 +260,16 @@ class DossierProgress:
         paused_at = self.paused_at
         if kind is _SUPPLEMENT_REQUESTED:
             if clock_end is None and paused_at is None:  # R2: a second request changes nothing
-                self.passed_due = self.passed_due or at > self.due
+                self.passed_due = self.passed_due or past(at, self.due)
                 self.paused_at = at
                 self.supplements += 1
         elif kind is _SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
-                self._set_due(event.due_at or shift_due(self.due, paused_at, at, calendar))
+                self._set_due(event.due_at or shifted(self.due, paused_at, at, calendar))
                 self.paused_at = None
+            elif clock_end is None and event.due_at is not None:  # R2: a new appointment
+                self.passed_due = self.passed_due or past(at, self.due)
+                self._set_due(event.due_at)
         elif kind is _EXTENDED:
             # R5: the apology is recorded; the judgement still uses the due.
             if clock_end is None:
@@ -274,15 +277,17 @@ class DossierProgress:
                 self.new_due_at = event.new_due_at
         elif kind in CLOCK_ENDING and clock_end is None:
             if paused_at is not None:  # R2: the clock ended while paused
-                self._set_due(shift_due(self.due, paused_at, at, calendar))
+                self._set_due(shifted(self.due, paused_at, at, calendar))
                 self.paused_at = None
             else:
-                self.passed_due = self.passed_due or at > self.due
-            self.clock_end, self.outcome = at, judge(at, self.due)  # R3
+                self.passed_due = self.passed_due or past(at, self.due)
+            self.clock_end = at
+            # R3; R11: a dossier without a due is never judged.
+            self.outcome = judge(at, self.due) if self.due is not None else None
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
             self.passed_due = self.passed_due or self.outcome is _LATE
         if kind is _WITHDRAWN and self.clock_end is None and self.paused_at is None:
-            self.passed_due = self.passed_due or at > self.due
+            self.passed_due = self.passed_due or past(at, self.due)
         if kind in CLOSING:  # R4: the dossier is closed
             self.paused_at = None
             self.closed_by, self.closed_at = kind, at
@@ -295,13 +300,9 @@ class DossierProgress:
         self.procedure = _shared(receipt.procedure)
         self.channel = receipt.channel
         self.received_at = receipt.occurred_at
-        if receipt.due_at is not None:  # R1: the appointment on the receipt wins
-            self._set_due(receipt.due_at)
-        else:
-            assert receipt.processing_days is not None
-            self._set_due(computed_due(receipt.occurred_at, receipt.processing_days, calendar))
+        self._set_due(receipt_due(receipt, calendar))
 
-    def _set_due(self, due: datetime) -> None:
+    def _set_due(self, due: datetime | None) -> None:
         self.due = due
         self._due_ts = None
 
@@ -324,16 +325,17 @@ class DossierProgress:
     def _code(self) -> float:
         """The timeline value of the state (report.py `_due_code`)."""
         due = self.due
-        assert due is not None
+        if due is None:
+            return NO_DUE
         if self.paused_at is not None:
             return PAUSED_WITHIN if self.paused_at <= due else PAUSED_OVERDUE
         return self._due_timestamp()
 
     def _due_timestamp(self) -> float:
+        """The due as epoch seconds; NO_DUE for a dossier without one (R11)."""
         ts = self._due_ts
         if ts is None:
-            assert self.due is not None
-            ts = self._due_ts = self.due.timestamp()
+            ts = self._due_ts = self.due.timestamp() if self.due is not None else NO_DUE
         return ts
 
     def _events(self) -> list[DossierEvent]:

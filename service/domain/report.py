@@ -33,6 +33,8 @@ TIMELINESS_POINTS = 20
 _SEGMENT = struct.Struct("<dd")
 PAUSED_WITHIN = math.inf
 PAUSED_OVERDUE = -math.inf
+# No due known (rule R11): never overdue, and counted apart from the judged dossiers.
+NO_DUE = sys.float_info.max
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,8 @@ class DossierFacts:
 
 def _due_code(dossier: Dossier) -> float:
     """The segment value for an in-progress dossier's state (see `_SEGMENT`)."""
-    assert dossier.due is not None
+    if dossier.due is None:
+        return NO_DUE
     if dossier.paused_at is not None:
         # The issue: a paused dossier counts as within iff its supplement was requested at or
         # before its due; `fold` keeps the due unshifted until the supplement arrives.
@@ -109,10 +112,11 @@ def fold_with_facts(
             last_code = code
     if final is None:
         return Dossier(dossier_id), None  # R8: an orphan counts nowhere until its receipt
-    assert final.agency is not None and final.channel is not None and final.due is not None
+    assert final.agency is not None and final.channel is not None
     if not timeline:
         # The clock ended at the receipt's own instant: a segment keeps `due_at` total.
-        timeline += _SEGMENT.pack(final.received_at.timestamp(), final.due.timestamp())
+        due = final.due.timestamp() if final.due is not None else NO_DUE
+        timeline += _SEGMENT.pack(final.received_at.timestamp(), due)
 
     withdrawn_at = final.closed_at if final.withdrawn else None
     return final, DossierFacts(
@@ -146,20 +150,34 @@ class PeriodFigures:
     received_direct: int = 0  # of `new`, by channel
     received_online: int = 0
     received_postal: int = 0
+    resolved_without_due: int = 0  # R11: resolved, never judged (no due known)
+    in_progress_without_due: int = 0  # R11: in progress, never within nor overdue
 
     @property
     def resolved(self) -> int:
-        return self.resolved_early + self.resolved_on_time + self.resolved_late
+        return (
+            self.resolved_early
+            + self.resolved_on_time
+            + self.resolved_late
+            + self.resolved_without_due
+        )
 
     @property
     def in_progress(self) -> int:
-        return self.in_progress_within + self.in_progress_overdue
+        return self.in_progress_within + self.in_progress_overdue + self.in_progress_without_due
+
+    @property
+    def judged(self) -> int:
+        """Resolved or in progress with a due: the QĐ 766 denominator (R11 leaves out the
+        dossiers without a due, which cannot be early, on time or late)."""
+        timely = self.resolved_early + self.resolved_on_time + self.in_progress_within
+        return timely + self.resolved_late + self.in_progress_overdue
 
     @property
     def timeliness_rate(self) -> float | None:
-        """QĐ 766: (early + on time + in progress within) / (resolved + in progress)."""
+        """QĐ 766: (early + on time + in progress within) / judged."""
         timely = self.resolved_early + self.resolved_on_time + self.in_progress_within
-        return _share(timely, self.resolved + self.in_progress)
+        return _share(timely, self.judged)
 
     @property
     def timeliness_score(self) -> float | None:
@@ -193,6 +211,7 @@ class PeriodFigures:
         out.update(
             resolved=self.resolved,
             in_progress=self.in_progress,
+            judged=self.judged,
             timeliness_rate=self.timeliness_rate,
             timeliness_score=self.timeliness_score,
             online_share=self.online_share,
@@ -216,6 +235,7 @@ _COUNTS: tuple[str, ...] = tuple(f.name for f in fields(PeriodFigures))
 # Positions in the per-agency row the hot loop counts into (a list is cheaper than setattr).
 _CARRIED, _NEW, _EARLY, _ON_TIME, _LATE, _WITHDRAWN, _WITHIN, _OVERDUE = range(8)
 _BY_CHANNEL = {Channel.DIRECT: 8, Channel.ONLINE: 9, Channel.POSTAL: 10}
+_RESOLVED_NO_DUE, _IN_PROGRESS_NO_DUE = 11, 12
 _BY_OUTCOME = {Outcome.EARLY: _EARLY, Outcome.ON_TIME: _ON_TIME, Outcome.LATE: _LATE}
 
 
@@ -273,10 +293,14 @@ def period_report(
             row[_NEW] += 1
             row[_BY_CHANNEL[f.channel]] += 1
         if ended is None or ended >= end:
-            row[_OVERDUE if f.overdue_at(judged_at) else _WITHIN] += 1
+            due = f.due_at(judged_at)
+            if due == NO_DUE:
+                row[_IN_PROGRESS_NO_DUE] += 1
+            else:
+                row[_OVERDUE if due < judged_at else _WITHIN] += 1
         elif clock_end is not None:
-            assert f.outcome is not None
-            row[_BY_OUTCOME[f.outcome]] += 1
+            outcome = f.outcome
+            row[_BY_OUTCOME[outcome] if outcome is not None else _RESOLVED_NO_DUE] += 1
         else:
             row[_WITHDRAWN] += 1
     return {code: PeriodFigures(*row) for code, row in rows.items()}

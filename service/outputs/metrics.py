@@ -158,6 +158,11 @@ class LedgerCollector(Collector):
             "Dossiers whose clock ended (approved, rejected or returned), by outcome",
             labels=["agency", "outcome"],
         )
+        without_due = CounterMetricFamily(
+            "motcua_dossiers_completed_without_due",
+            "Dossiers whose clock ended with no due known: resolved, never judged (rule R11)",
+            labels=["agency"],
+        )
         withdrawn = CounterMetricFamily(
             "motcua_dossiers_withdrawn",
             "Dossiers withdrawn before their clock ended (rút hồ sơ)",
@@ -187,6 +192,7 @@ class LedgerCollector(Collector):
                 completed.add_metric(
                     [agency, outcome.value], float(totals[("completed", agency, outcome.value)])
                 )
+            without_due.add_metric([agency], float(totals[("completed_without_due", agency)]))
             withdrawn.add_metric([agency], float(totals[("withdrawn", agency)]))
             became_overdue.add_metric([agency], float(totals[("became_overdue", agency)]))
             for state in OpenState:
@@ -194,7 +200,7 @@ class LedgerCollector(Collector):
                     [agency, state.value], float(totals[("open", agency, state.value)])
                 )
             no_apology.add_metric([agency], float(totals[("overdue_without_apology", agency)]))
-        yield from (received, completed, withdrawn, became_overdue, open_, no_apology)
+        yield from (received, completed, without_due, withdrawn, became_overdue, open_, no_apology)
 
     def timeliness(self) -> Timeliness:
         """The latest figures for the partitions held now; starts a new scan when stale."""
@@ -239,7 +245,7 @@ class LedgerCollector(Collector):
         )
         handled = GaugeMetricFamily(
             "motcua_timeliness_handled",
-            "Dossiers resolved or in progress this period (QĐ 766 denominator)",
+            "Dossiers resolved or in progress with a due this period (QĐ 766 denominator)",
             labels=["agency", "period"],
         )
         for kind, by_agency in latest.figures.items():
@@ -249,7 +255,7 @@ class LedgerCollector(Collector):
                     [agency, kind],
                     figures.resolved_early + figures.resolved_on_time + figures.in_progress_within,
                 )
-                handled.add_metric([agency, kind], figures.resolved + figures.in_progress)
+                handled.add_metric([agency, kind], figures.judged)
                 if figures.timeliness_rate is None:
                     continue  # nothing handled this period: no score, not a zero
                 rate.add_metric([agency, kind], figures.timeliness_rate)

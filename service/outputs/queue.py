@@ -23,6 +23,7 @@ from service.domain.calendar import local_date, start_of_local_day
 from service.domain.dossier import open_state
 from service.state.due_index import (
     KINDS,
+    NO_DUE,
     PAUSED,
     READY,
     RUNNING,
@@ -162,6 +163,8 @@ def state_spans(state: OpenState | None, now: datetime, calendar: WorkingCalenda
         return [(PAUSED, None, None)]
     if state is OpenState.READY:
         return [(READY, None, None)]
+    if state is OpenState.NO_DUE:
+        return [(NO_DUE, None, None)]
     now_key = due_prefix(now)
     # Due soon: the due's local date is at most the next working day, i.e. the due is
     # before local midnight after that day. Overdue: strictly after the due.
@@ -254,7 +257,7 @@ def _procedure_keys(
     for view in views:
         for dossier_id in view.index.by_procedure.get(query.procedure or "", ()):
             dossier = view.open.get(dossier_id)
-            if dossier is None or dossier.due is None:
+            if dossier is None:
                 continue
             if query.agency is not None and dossier.agency != query.agency:
                 continue
@@ -304,11 +307,11 @@ def dossier_item(
     dossier: Dossier, state: OpenState, now: datetime, calendar: WorkingCalendar
 ) -> dict[str, Any]:
     """One queue line: codes and times only."""
-    assert dossier.due is not None and dossier.channel is not None
+    assert dossier.channel is not None
     overdue = remaining = None
-    if state is OpenState.OVERDUE:
+    if state is OpenState.OVERDUE and dossier.due is not None:
         overdue = working_days_overdue(dossier.due, now, calendar)
-    elif state in (OpenState.DUE_SOON, OpenState.IN_TIME):
+    elif state in (OpenState.DUE_SOON, OpenState.IN_TIME) and dossier.due is not None:
         remaining = working_days_remaining(dossier.due, now, calendar)
     return {
         "dossier_id": dossier.dossier_id,

@@ -23,7 +23,8 @@ TIMEOUT_S = 10.0
 MAX_BODY = 16 * 1024 * 1024
 TOTAL_LABEL = "TỔNG / total"
 FOOTNOTE = (
-    "rate = (early + on time + open within) / (resolved + open); score = 20 × rate "
+    "rate = (early + on time + open within) / (resolved + open, less those without a due); "
+    "score = 20 × rate "
     "(QĐ 766/QĐ-TTg); online, postal = shares of new dossiers (targets 25%, 15%)"
 )
 
@@ -37,6 +38,8 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("withdrawn", "Rút", "withdrawn", "int"),
     ("in_progress_within", "Đang trong hạn", "open within", "int"),
     ("in_progress_overdue", "Đang quá hạn", "open overdue", "int"),
+    ("resolved_without_due", "Xong, không hạn", "done no due", "int"),
+    ("in_progress_without_due", "Đang, không hạn", "open no due", "int"),
     ("timeliness_rate", "Tỷ lệ", "rate", "pct"),
     ("timeliness_score", "Điểm/20", "score", "score"),
     ("online_share", "Trực tuyến", "online", "pct"),

@@ -21,8 +21,8 @@ from sortedcontainers import SortedList
 
 from service.domain import Dossier
 
-RUNNING, PAUSED, READY = "running", "paused", "ready"
-KINDS = (RUNNING, PAUSED, READY)
+RUNNING, PAUSED, READY, NO_DUE = "running", "paused", "ready", "no_due"
+KINDS = (RUNNING, PAUSED, READY, NO_DUE)
 
 # (clock kind, apology letter sent, agency or None for every agency); a due key.
 Cell = tuple[str, bool, str | None]
@@ -37,11 +37,14 @@ WIDTH = 20
 
 
 def clock_kind(dossier: Dossier) -> str:
-    """running: the clock ticks; paused: waiting for a supplement; ready: the clock ended."""
+    """running: the clock ticks; paused: waiting for a supplement; ready: the clock ended;
+    no_due: running with no due known (rule R11)."""
     if dossier.clock_end is not None:
         return READY
     if dossier.paused_at is not None:
         return PAUSED
+    if dossier.due is None:
+        return NO_DUE
     return RUNNING
 
 
@@ -52,9 +55,11 @@ def due_prefix(moment: datetime) -> str:
 
 
 def due_key(dossier: Dossier) -> DueKey:
-    """Where a dossier sits in due order: its due, then its id to break ties."""
-    assert dossier.due is not None
-    return due_prefix(dossier.due) + dossier.dossier_id
+    """Where a dossier sits in due order: its due, then its id to break ties. A dossier
+    without a due (R11) sits at its receipt: the longest waiting first."""
+    moment = dossier.due or dossier.received_at
+    assert moment is not None
+    return due_prefix(moment) + dossier.dossier_id
 
 
 def key_due(key: DueKey) -> datetime:

@@ -8,6 +8,7 @@ responses; and the running gateway agrees with its published OpenAPI document.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -19,21 +20,47 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from harness import (
+    DOSSIER_FAMILIES,
     SYSTEM,
     TOKEN,
     Gateway,
     WorkerProcess,
     consume_all,
+    dossier_counts,
     free_port,
     wait_exact,
     wait_for,
 )
+from sync_senders import (
+    DOTNET,
+    DOTNET_TOKEN,
+    OPENCPS,
+    OPENCPS_DSTCODE,
+    OPENCPS_SESSION,
+    PROCEDURES_CSV,
+    SOURCES_TOML_TEMPLATE,
+    UNITS_CSV,
+    at,
+    dotnet_body,
+    opencps_body,
+)
+from sync_senders import (
+    PII_STRINGS as SENDER_PII,
+)
 
 from schemas import MAX_MESSAGE_BYTES, Reason
+from service.ingest.gateway import app as gateway_app
+from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.openapi import openapi_document
+from service.ingest.gateway.procedures import ProceduresFile
+from service.ingest.gateway.producer import KafkaSink
+from service.ingest.gateway.sources import SourcesFile
+from service.ingest.gateway.tokens import TokenBook, token_hash
 from service.ingest.gateway.units import UnitsFile
 from service.ingest.national_sync import SyncReason, map_dossier
+from service.kafka_security import KafkaSecurity
 from service.tools.broker import LocalBroker
 from service.tools.simulate import (
     SimulationConfig,
@@ -146,6 +173,96 @@ def test_both_routes_end_on_the_workers_metrics_as_if_published_directly(
     ] == 2 * len(mapped)
 
 
+# -- both open senders, unchanged, on real Kafka --------------------------------------------
+
+
+def _sender_gateway(bootstrap: str, topic: str, tmp_path: Path, clock: list[datetime]) -> Any:
+    """An in-process gateway whose clock is the senders' posting time (the time of what a
+    snapshot only implies), producing to the real broker."""
+    (tmp_path / "s-units.csv").write_text(UNITS_CSV, encoding="utf-8")
+    (tmp_path / "s-procedures.csv").write_text(PROCEDURES_CSV, encoding="utf-8")
+    (tmp_path / "s-sources.toml").write_text(
+        SOURCES_TOML_TEMPLATE.format(dstcode_sha256=token_hash(OPENCPS_DSTCODE))
+    )
+    (tmp_path / "s-tokens").write_text(
+        f"dotnet-test {token_hash(DOTNET_TOKEN)}\nopencps-test {token_hash(OPENCPS_SESSION)}\n"
+    )
+    tokens = TokenBook(tmp_path / "s-tokens")
+    units = UnitsFile(tmp_path / "s-units.csv")
+    procedures = ProceduresFile(tmp_path / "s-procedures.csv")
+    sources = SourcesFile(tmp_path / "s-sources.toml")
+    for reference in (tokens, units, procedures, sources):
+        reference.load()
+    return gateway_app.Gateway(
+        sink=KafkaSink(bootstrap, topic, KafkaSecurity(), 10),
+        tokens=tokens,
+        units=units,
+        limits=gateway_app.GatewayLimits(1 << 20, 100),
+        limiter=RateLimiter(0, 1000),
+        clock=lambda: clock[0],
+        sources=sources,
+        procedures=procedures,
+    )
+
+
+def test_both_senders_unchanged_count_on_the_workers_metrics_as_worked_out_by_hand(
+    worker_factory: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    worker = worker_factory()
+    clock = [datetime.now(UTC)]
+    gateway = _sender_gateway(worker.bootstrap, worker.topic, tmp_path, clock)
+    answers: list[dict[str, Any]] = []
+
+    async def post_everything() -> None:
+        await gateway.sink.start()
+        try:
+            for _ in range(120):
+                if await gateway.sink.ready():
+                    break
+                await asyncio.sleep(0.5)
+            async with TestClient(TestServer(gateway_app.build_app(gateway))) as client:
+                path = "/v1/national-sync/dossiers"
+                for family, build, headers in (
+                    (DOTNET, dotnet_body, {"Authorization": f"Bearer {DOTNET_TOKEN}"}),
+                    (OPENCPS, opencps_body, {"dstcode": OPENCPS_DSTCODE}),
+                ):
+                    for lifecycle in family:
+                        for when, state in lifecycle.posts:
+                            clock[0] = at(when)
+                            body = build(
+                                lifecycle.number,
+                                state,
+                                lifecycle.unit,
+                                lifecycle.online,
+                                lifecycle.procedure,
+                            )
+                            response = await client.post(path, json=body, headers=headers)
+                            answers.append(await response.json())
+        finally:
+            await gateway.sink.stop()
+
+    asyncio.run(post_everything())
+    # Both senders read the portal's answer: every post was a success to them.
+    assert [a["error_code"] for a in answers] == ["0"] * len(answers), answers
+    assert all("thành công" in a["message"] for a in answers)
+
+    want: Counter[Any] = Counter()
+    for lifecycle in (*DOTNET, *OPENCPS):
+        for key in lifecycle.expected:
+            name, label_names = DOSSIER_FAMILIES[key[0]]
+            want[(name, tuple(sorted(zip(label_names, key[1:], strict=True))))] += 1
+
+    def settled() -> bool:
+        return dossier_counts(worker.metrics()) == want
+
+    assert wait_for(settled, 120), (dossier_counts(worker.metrics()), want, worker.tail())
+    produced = sum(len(r["event_ids"]) for a in answers for r in a["motcua"]["results"])
+    stored = consume_all(worker.bootstrap, worker.topic, expected=produced, timeout=60)
+    assert len(stored) == produced
+    text = b"".join(m.value for m in stored).decode()
+    assert [s for s in SENDER_PII if s in text] == []
+
+
 # -- the shared gateway for rejections, access, privacy and the OpenAPI property tests ----------
 
 
@@ -204,7 +321,6 @@ EVENT_REJECTIONS: dict[str, bytes] = {
     Reason.MISSING_AGENCY: orjson.dumps(_event(9, agency=None)),
     Reason.MISSING_PROCEDURE: orjson.dumps(_event(10, procedure=" ")),
     Reason.BAD_CHANNEL: orjson.dumps(_event(11, channel="fax")),
-    Reason.MISSING_DUE: orjson.dumps(_event(12, processing_days=None)),
     Reason.BAD_PROCESSING_DAYS: orjson.dumps(_event(13, processing_days=400)),
     Reason.MISSING_NEW_DUE: orjson.dumps(_event(14, type="extended")),
 }
@@ -213,7 +329,6 @@ SYNC_REJECTIONS: dict[str, dict[str, Any]] = {
     Reason.BAD_DOSSIER_ID: _dossier(1, MaHoSo=""),
     Reason.MISSING_PROCEDURE: _dossier(2, MaTTHC=None),
     Reason.BAD_CHANNEL: _dossier(3, KenhThucHien="9"),
-    Reason.MISSING_DUE: _dossier(4, NgayHenTra=""),
     Reason.FUTURE_TIMESTAMP: _dossier(
         5, NgayTiepNhan="20991120091500", NgayHenTra="20991127170000"
     ),
@@ -392,9 +507,26 @@ def test_nothing_personal_reaches_kafka_logs_metrics_or_responses(gateway: Gatew
 # -- the published OpenAPI document, property-tested against the running gateway ---------------
 
 
-def test_the_running_gateway_agrees_with_its_openapi_document(gateway: Gateway) -> None:
+@pytest.mark.parametrize("answer", ["motcua", "portal"])
+def test_the_running_gateway_agrees_with_its_openapi_document(
+    gateway_factory: Callable[..., Gateway], tmp_path: Path, answer: str
+) -> None:
+    import jsonschema
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+
+    env: dict[str, str] = {}
+    if answer == "portal":  # the test system answered as the portal, and allowed OpenCPS's form
+        sources = tmp_path / "sources.toml"
+        sources.write_text(
+            f"[sources.{SYSTEM}]\n"
+            'auth = "opencps_session"\n'
+            f'dstcode_sha256 = "{token_hash("DST-TEST")}"\n'
+            'answer = "portal"\n'
+            'default_channel = "direct"\n'
+        )
+        env["MOTCUA_GATEWAY_SOURCES_FILE"] = str(sources)
+    gateway = gateway_factory(**env)
 
     status, served = gateway.get("/openapi.json")
     assert status == 200 and orjson.loads(served) == orjson.loads(orjson.dumps(openapi_document()))
@@ -431,3 +563,26 @@ def test_the_running_gateway_agrees_with_its_openapi_document(gateway: Gateway) 
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{op.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+    if answer == "portal":
+        # OpenCPS's own form (session in the body, dstcode header), answered as documented.
+        envelope = {
+            "session": TOKEN,
+            "madonvi": "000.00.00.H19",
+            "isUpdating": "False",
+            "data": [_dossier(1, KenhThucHien=None)],
+            "service": "DongBoHoSoMC",
+        }
+        path = "/v1/national-sync/dossiers"
+        status, _, body = gateway.post(
+            path, envelope, token=None, extra_headers={"dstcode": "DST-TEST"}
+        )
+        assert status == 200 and body["error_code"] == "0", body
+        document = openapi_document()
+        portal_schema = {**document["components"]["schemas"]["PortalAnswer"]}
+        portal_schema["$defs"] = document["components"]["schemas"]
+        text = orjson.dumps(portal_schema).replace(b"#/components/schemas/", b"#/$defs/")
+        jsonschema.validate(body, orjson.loads(text))
+        status, _, body = gateway.post(
+            path, envelope, token=None, extra_headers={"dstcode": "WRONG"}
+        )
+        assert status == 401, body

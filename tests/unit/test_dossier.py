@@ -35,6 +35,7 @@ AG = "SXD"  # agency code of the standard receipt
 FAMILIES = {
     "received",
     "completed",
+    "completed_without_due",
     "withdrawn",
     "became_overdue",
     "open",
@@ -234,18 +235,13 @@ def test_r2_second_request_while_paused_changes_nothing() -> None:
 
 
 def test_r2_resume_while_not_paused_changes_nothing() -> None:
-    # Never paused: the resume (even with a due_at) is ignored.
-    stray = ev(
-        "supplement_received", "2026-03-04T09:00:00+07:00", due_at="2026-04-30T17:00:00+07:00"
-    )
-    assert F(std(), stray).due == STD_DUE
+    # Never paused, no new appointment: the resume is ignored.
+    stray = ev("supplement_received", "2026-03-04T09:00:00+07:00")
     assert F(std(), stray) == F(std())
     # Paused Tue 3, resumed Wed 4 (k = 1 → Tue 17); a second resume Fri 6 is ignored.
     request = ev("supplement_requested", "2026-03-03T10:00:00+07:00")
     resume = ev("supplement_received", "2026-03-04T09:00:00+07:00")
-    again = ev(
-        "supplement_received", "2026-03-06T09:00:00+07:00", due_at="2026-04-30T17:00:00+07:00"
-    )
+    again = ev("supplement_received", "2026-03-06T09:00:00+07:00")
     once = F(std(), request, resume)
     assert once.due == T("2026-03-17T23:59:59+07:00")
     assert F(std(), request, resume, again) == once
@@ -553,14 +549,19 @@ def test_r6_ties_approved_before_withdrawn_and_closing_order() -> None:
 
 
 def test_r6_ties_same_type_by_event_id() -> None:
-    # Two resumes at the same instant: the smaller event_id applies; the other finds the
-    # clock running and changes nothing.
+    # Two resumes at the same instant: the smaller event_id resumes; the other finds the
+    # clock running and, carrying an appointment, moves the due to it (R2): the larger
+    # event_id's appointment is in force, whatever the arrival order.
     request = ev("supplement_requested", "2026-03-03T10:00:00+07:00")
     at = "2026-03-05T09:00:00+07:00"
     a = ev("supplement_received", at, "res-a", due_at="2026-03-20T17:00:00+07:00")
     b = ev("supplement_received", at, "res-b", due_at="2026-03-27T17:00:00+07:00")
-    assert F(std(), request, b, a).due == T("2026-03-20T17:00:00+07:00")
-    assert F(std(), request, a, b).due == T("2026-03-20T17:00:00+07:00")
+    assert F(std(), request, b, a).due == T("2026-03-27T17:00:00+07:00")
+    assert F(std(), request, a, b).due == T("2026-03-27T17:00:00+07:00")
+    # Without appointments, the second resume changes nothing.
+    plain_a = ev("supplement_received", at, "res-a")
+    plain_b = ev("supplement_received", at, "res-b")
+    assert F(std(), request, plain_b, plain_a) == F(std(), request, plain_a)
 
 
 @pytest.mark.parametrize(
@@ -843,3 +844,88 @@ def test_late_after_a_pause_counts_as_became_overdue() -> None:
     assert dossier.outcome is Outcome.LATE
     keys = contribution(dossier, T("2026-03-04T09:00:00+07:00"), CAL)
     assert ("became_overdue", AG) in keys
+
+
+def test_r2_new_appointment_without_a_pause_moves_the_due() -> None:
+    # A supplement_received with due_at on a running dossier: the due becomes due_at
+    # (the national sync's changed NgayHenTra). No pause is counted.
+    moved = ev(
+        "supplement_received", "2026-03-04T09:00:00+07:00", due_at="2026-04-30T17:00:00+07:00"
+    )
+    d = F(std(), moved)
+    assert d.due == T("2026-04-30T17:00:00+07:00")
+    assert d.supplements == 0 and d.paused_at is None and not d.passed_due
+    # Approved Fri 20 Mar: after the old due (Mon 16), before the moved one → early.
+    done = F(std(), moved, ev("approved", "2026-03-20T10:00:00+07:00"))
+    assert done.outcome is Outcome.EARLY
+    assert keys(done, "2026-03-21T00:00:00+07:00") == {
+        RECEIVED,
+        ("completed", AG, "early"),
+        open_key(OpenState.READY),
+    }
+
+
+def test_r2_new_appointment_after_the_old_due_still_counts_the_passing() -> None:
+    # Moved on Wed 18 Mar, after the old due (Mon 16 23:59:59): the clock had passed it.
+    moved = ev(
+        "supplement_received", "2026-03-18T09:00:00+07:00", due_at="2026-03-27T17:00:00+07:00"
+    )
+    d = F(std(), moved)
+    assert d.passed_due
+    assert keys(d, "2026-03-19T09:00:00+07:00") == {
+        RECEIVED,
+        ("became_overdue", AG),
+        open_key(OpenState.IN_TIME),
+    }
+
+
+def test_r2_new_appointment_after_the_clock_ended_changes_nothing() -> None:
+    done = F(std(), ev("approved", "2026-03-10T10:00:00+07:00"))
+    late_move = ev(
+        "supplement_received", "2026-03-11T09:00:00+07:00", due_at="2026-03-05T17:00:00+07:00"
+    )
+    assert F(std(), ev("approved", "2026-03-10T10:00:00+07:00"), late_move) == done
+
+
+def no_due() -> DossierEvent:
+    return rec("2026-03-02T09:00:00+07:00")
+
+
+def test_r11_received_without_a_due_is_open_no_due_and_never_overdue() -> None:
+    d = F(no_due())
+    assert d.due is None
+    assert state(d, "2027-03-02T09:00:00+07:00") is OpenState.NO_DUE
+    assert keys(d, "2027-03-02T09:00:00+07:00") == {RECEIVED, open_key(OpenState.NO_DUE)}
+    assert next_change_at(d, T("2026-03-03T09:00:00+07:00"), CAL) is None
+
+
+def test_r11_no_due_resolved_counts_without_an_outcome() -> None:
+    d = F(no_due(), ev("approved", "2026-05-04T10:00:00+07:00"))
+    assert d.outcome is None and d.clock_end == T("2026-05-04T10:00:00+07:00")
+    assert keys(d, "2026-05-05T09:00:00+07:00") == {
+        RECEIVED,
+        ("completed_without_due", AG),
+        open_key(OpenState.READY),
+    }
+    returned = F(no_due(), ev("returned", "2026-05-04T10:00:00+07:00"))
+    assert keys(returned, "2026-05-05T09:00:00+07:00") == {
+        RECEIVED,
+        ("completed_without_due", AG),
+    }
+
+
+def test_r11_no_due_pauses_resumes_and_can_get_a_due() -> None:
+    request = ev("supplement_requested", "2026-03-03T10:00:00+07:00")
+    resume = ev("supplement_received", "2026-03-09T09:00:00+07:00")
+    d = F(no_due(), request)
+    assert state(d, "2026-03-04T09:00:00+07:00") is OpenState.PAUSED
+    assert F(no_due(), request, resume).due is None
+    # A later appointment (a snapshot's first NgayHenTra) gives the dossier a due.
+    moved = ev(
+        "supplement_received", "2026-03-10T09:00:00+07:00", due_at="2026-03-12T17:00:00+07:00"
+    )
+    d = F(no_due(), request, resume, moved)
+    assert d.due == T("2026-03-12T17:00:00+07:00")
+    assert state(d, "2026-03-13T09:00:00+07:00") is OpenState.OVERDUE
+    withdrawn = F(no_due(), ev("withdrawn", "2026-03-05T09:00:00+07:00"))
+    assert keys(withdrawn, "2026-03-06T09:00:00+07:00") == {RECEIVED, ("withdrawn", AG)}

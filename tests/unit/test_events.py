@@ -275,7 +275,6 @@ REASON_CASES: list[tuple[str, bytes, bytes | None, Reason]] = [
     ("channel-fax", raw(msg(channel="fax")), None, Reason.BAD_CHANNEL),
     ("channel-capital", raw(msg(channel="Direct")), None, Reason.BAD_CHANNEL),
     ("channel-national-code", raw(msg(channel=1)), None, Reason.BAD_CHANNEL),
-    ("due-missing", raw(msg(processing_days=...)), None, Reason.MISSING_DUE),
     ("days-0", raw(msg(processing_days=0)), None, Reason.BAD_PROCESSING_DAYS),
     ("days-negative", raw(msg(processing_days=-3)), None, Reason.BAD_PROCESSING_DAYS),
     ("days-366", raw(msg(processing_days=366)), None, Reason.BAD_PROCESSING_DAYS),
@@ -375,6 +374,11 @@ VALID = [
         "received-both-due-wins",
         msg(channel="postal", due_at="2026-03-10T17:00:00+07:00", processing_days=3),
         {"channel": Channel.POSTAL, "due_at": _t("2026-03-10T17:00:00+07:00")},
+    ),
+    (
+        "received-without-due",  # rule R11: accepted, counted as no_due
+        msg(processing_days=...),
+        {"due_at": None, "processing_days": None},
     ),
     ("received-365-days", msg(processing_days=365, schema_version=...), {"processing_days": 365}),
     ("received-1-day", msg(processing_days=1), {"processing_days": 1}),
@@ -668,7 +672,6 @@ INVALID_DOCS = [
     ("procedure-number", msg(procedure=1.000948)),
     ("channel-missing", msg(channel=...)),
     ("channel-bad", msg(channel="email")),
-    ("due-missing", msg(processing_days=...)),
     ("days-0", msg(processing_days=0)),
     ("days-366", msg(processing_days=366)),
     ("days-string", msg(processing_days="3")),

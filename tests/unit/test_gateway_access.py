@@ -1,17 +1,29 @@
-"""The gateway's access rules: tokens file, units file, rate limits, start-up refusals."""
+"""The gateway's access rules and reference files: tokens, units, source profiles, procedures,
+rate limits, start-up refusals."""
 
 from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError, parse_procedures
 from service.ingest.gateway.server import GatewayStartError, is_loopback, prepare
+from service.ingest.gateway.sources import (
+    Answer,
+    Auth,
+    SourceProfile,
+    SourcesFile,
+    SourcesFileError,
+    parse_sources,
+)
 from service.ingest.gateway.tokens import TokenBook, TokenFileError, parse_tokens, token_hash
 from service.ingest.gateway.units import UnitsFile, UnitsFileError, parse_units
+from service.ingest.national_sync import Meaning, SyncProfile
 from service.settings import Settings
 
 
@@ -124,3 +136,95 @@ def test_open_gateway_only_on_loopback(tmp_path: Path) -> None:
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GatewayStartError, match="both"):
         prepare(Settings(gateway_tls_cert=tmp_path / "cert.pem"), "127.0.0.1")
+
+
+# -- source profiles and the procedures catalogue ----------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "gateway"
+
+
+def test_the_shipped_examples_parse_and_their_commented_profiles_too() -> None:
+    text = (DEPLOY / "sources.toml").read_text(encoding="utf-8")
+    assert parse_sources(text)["compose-demo"] == SourceProfile()
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# [") or (line.startswith("# ") and "=" in line) else line
+        for line in text.splitlines()
+    )
+    profiles = parse_sources(uncommented)
+    assert profiles["dvc-dotnet"].answer is Answer.PORTAL
+    assert profiles["dvc-dotnet"].sync.finished_without_date is Meaning.PAUSED
+    opencps = profiles["opencps-province"]
+    assert opencps.auth is Auth.OPENCPS_SESSION
+    assert opencps.dstcode_matches("compose-demo-dstcode")
+    assert not opencps.dstcode_matches("compose-demo-dstcodE")
+    assert opencps.sync == SyncProfile("direct", True, {8: Meaning.REJECTED}, None)
+    days = parse_procedures((DEPLOY / "procedures.csv").read_text(encoding="utf-8"))
+    assert days["1.000948"] == 15
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[sources.x]\nauth = 'token'\n",
+        "[sources.x]\nauth = 'opencps_session'\n",  # no dstcode hash
+        "[sources.x]\ndstcode_sha256 = 'abc'\n",
+        "[sources.x]\nanswer = 'xml'\n",
+        "[sources.x]\ndefault_channel = 'fax'\n",
+        "[sources.x]\nonline_if_applicant_account = 'yes'\n",
+        "[sources.x]\nstatuses = { '11' = 'paused' }\n",
+        "[sources.x]\nstatuses = { '8' = 'stopped' }\n",
+        "[sources.x]\nfinished_without_date = 'later'\n",
+        "[sources.x]\ncolour = 'blue'\n",
+        "[other]\n",
+        "[sources.x\n",
+    ],
+)
+def test_bad_sources_files_are_refused(text: str) -> None:
+    with pytest.raises(SourcesFileError):
+        parse_sources(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "code,days\n1.0,5\n",
+        "procedure,working_days\n1.0,0\n",
+        "procedure,working_days\n1.0,366\n",
+        "procedure,working_days\n1.0,five\n",
+        "procedure,working_days\n,5\n",
+        "procedure,working_days\n1.0,5\n1.0,6\n",
+    ],
+)
+def test_bad_procedures_files_are_refused(text: str) -> None:
+    with pytest.raises(ProceduresFileError):
+        parse_procedures(text)
+
+
+def test_unit_names_compare_after_nfc_and_case_folding(tmp_path: Path) -> None:
+    path = tmp_path / "units.csv"
+    path.write_text("unit,agency\nSở Tư pháp,STP\n", encoding="utf-8")
+    units = UnitsFile(path)
+    units.load()
+    decomposed = unicodedata.normalize("NFD", "SỞ TƯ PHÁP")
+    assert decomposed != "SỞ TƯ PHÁP"
+    assert units.agency_for(None, decomposed) == "STP"
+    assert units.agency_for(None, "  sở   tư pháp ") == "STP"
+
+
+def test_sources_and_procedures_files_reload_and_keep_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "sources.toml"
+    path.write_text("[sources.a]\nanswer = 'portal'\n")
+    sources = SourcesFile(path)
+    sources.load()
+    assert sources.profile("a").answer is Answer.PORTAL
+    assert sources.profile("b") == SourceProfile()
+    path.write_text("[sources.a]\nanswer = 'motcua'\n# changed\n")
+    assert sources.profile("a").answer is Answer.MOTCUA
+    path.write_text("[sources.a\n")
+    assert sources.profile("a").answer is Answer.MOTCUA and sources.last_error
+    days = tmp_path / "procedures.csv"
+    days.write_text("procedure,working_days\n1.0,5\n")
+    procedures = ProceduresFile(days)
+    procedures.load()
+    assert procedures.working_days(" 1.0 ") == 5 and procedures.working_days("2.0") is None
+    assert ProceduresFile(None).working_days("1.0") is None

@@ -17,7 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from schemas import Reason, event_from_dict
 from service.ingest.gateway.app import GATEWAY_KEY, Gateway, GatewayLimits, build_app
 from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, Record
+from service.ingest.gateway.sources import SourcesFile
 from service.ingest.gateway.tokens import TokenBook, token_hash
 from service.ingest.gateway.units import UnitsFile
 
@@ -83,6 +85,8 @@ def make_gateway(
     burst: float = 1000,
     max_items: int = 100,
     max_body: int = 64 * 1024,
+    sources: SourcesFile | None = None,
+    procedures: ProceduresFile | None = None,
 ) -> Gateway:
     return Gateway(
         sink=MemorySink(),
@@ -91,6 +95,8 @@ def make_gateway(
         limits=GatewayLimits(max_body, max_items),
         limiter=RateLimiter(rate, burst),
         clock=lambda: NOW,
+        sources=sources,
+        procedures=procedures,
     )
 
 
@@ -221,11 +227,13 @@ async def test_auth_401_and_source_header(units: UnitsFile, tmp_path: Path) -> N
             headers={"Authorization": "Bearer good-token"},
         )
         assert response.status == 200
-        (record,) = gateway.sink.records  # type: ignore[attr-defined]
-        assert dict(record.headers) == {
-            "motcua-source": b"opencps-bg",
-            "motcua-via": b"gateway-national-sync",
-        }
+        records = gateway.sink.records  # type: ignore[attr-defined]
+        assert len(records) == 3  # received, the running snapshot's resume and appointment
+        for record in records:
+            assert dict(record.headers) == {
+                "motcua-source": b"opencps-bg",
+                "motcua-via": b"gateway-national-sync",
+            }
 
 
 async def test_rate_limit_429_with_retry_after(units: UnitsFile) -> None:
@@ -265,7 +273,12 @@ async def test_national_sync_results_and_envelope(client: TestClient) -> None:
     response = await client.post("/v1/national-sync/dossiers", json=body)
     assert response.status == 207
     results = (await response.json())["results"]
-    assert results[0]["event_ids"] == ["000.00.07.H19-261120-0001:received:20261120091500"]
+    # NOW is 2026-12-01 12:00 local: a running snapshot resumes and states its appointment.
+    assert results[0]["event_ids"] == [
+        "000.00.07.H19-261120-0001:received:20261120091500",
+        "000.00.07.H19-261120-0001:supplement_received:day-20261201",
+        "000.00.07.H19-261120-0001:supplement_received:due-20261127170000",
+    ]
     assert results[1]["reason"] == "unknown_unit"
     assert results[2] == {
         "index": 2,
@@ -305,3 +318,124 @@ async def test_openapi_document_is_served(client: TestClient) -> None:
     assert {"/v1/events", "/v1/national-sync/dossiers"} <= set(document["paths"])
     reasons = document["components"]["schemas"]["ItemResult"]["properties"]["reason"]["enum"]
     assert {r.value for r in Reason} <= set(reasons)
+
+
+def _profiles(tmp_path: Path, text: str) -> SourcesFile:
+    path = tmp_path / "sources.toml"
+    path.write_text(text)
+    sources = SourcesFile(path)
+    sources.load()
+    return sources
+
+
+def _tokens(tmp_path: Path, *lines: str) -> TokenBook:
+    path = tmp_path / "tokens"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    tokens = TokenBook(path)
+    tokens.load()
+    return tokens
+
+
+async def test_opencps_session_and_dstcode_authenticate_a_session_source(
+    units: UnitsFile, tmp_path: Path
+) -> None:
+    tokens = _tokens(
+        tmp_path, f"opencps-bg {token_hash('session-secret')}", f"dotnet {token_hash('other')}"
+    )
+    sources = _profiles(
+        tmp_path,
+        "[sources.opencps-bg]\n"
+        'auth = "opencps_session"\n'
+        f'dstcode_sha256 = "{token_hash("VNPT-DST")}"\n'
+        'answer = "portal"\n'
+        'default_channel = "direct"\n',
+    )
+    gateway = make_gateway(units, tokens=tokens, sources=sources)
+    # OpenCPS's envelope: session, madonvi, isUpdating, data, service; no KenhThucHien.
+    item = dossier(1, KenhThucHien=None)
+    del item["KenhThucHien"]
+
+    def envelope(session: str) -> dict[str, Any]:
+        return {
+            "session": session,
+            "madonvi": "000.00.00.H19",
+            "isUpdating": "False",
+            "data": [item],
+            "service": "DongBoHoSoMC",
+        }
+
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        path = "/v1/national-sync/dossiers"
+        refused = [
+            (envelope("session-secret"), {}),  # no dstcode
+            (envelope("session-secret"), {"dstcode": "WRONG"}),
+            (envelope("nope"), {"dstcode": "VNPT-DST"}),
+            (envelope("other"), {"dstcode": "VNPT-DST"}),  # a bearer-only source
+        ]
+        for body, headers in refused:
+            response = await client.post(path, json=body, headers=headers)
+            assert response.status == 401
+        assert gateway.sink.records == []  # type: ignore[attr-defined]
+        response = await client.post(
+            path, json=envelope("session-secret"), headers={"dstcode": "VNPT-DST"}
+        )
+        assert response.status == 200
+        answer = await response.json()
+        assert answer["error_code"] == "0"
+        assert "thành công" in answer["message"]
+        assert answer["motcua"]["accepted"] == 1
+        received = event_from_dict(orjson.loads(gateway.sink.records[0].value))  # type: ignore[attr-defined]
+        assert received.channel is not None and received.channel.value == "direct"
+        assert dict(gateway.sink.records[0].headers)["motcua-source"] == b"opencps-bg"  # type: ignore[attr-defined]
+        # The same source may still use a bearer header.
+        response = await client.post(
+            path, json=[item], headers={"Authorization": "Bearer session-secret"}
+        )
+        assert (await response.json())["error_code"] == "0"
+
+
+async def test_portal_answer_fails_the_request_when_any_dossier_is_refused(
+    units: UnitsFile, tmp_path: Path
+) -> None:
+    sources = _profiles(tmp_path, '[sources.anonymous]\nanswer = "portal"\n')
+    gateway = make_gateway(units, sources=sources)
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        path = "/v1/national-sync/dossiers"
+        response = await client.post(path, json=[dossier(1), dossier(2, DonViXuLy="Không có")])
+        assert response.status == 207
+        answer = await response.json()
+        assert answer["error_code"] == "-1"
+        assert "thành công" not in answer["message"]
+        assert answer["motcua"]["results"][1]["reason"] == "unknown_unit"
+        response = await client.post(path, data=b"{", headers={"Content-Type": "application/json"})
+        assert response.status == 400
+        answer = await response.json()
+        assert answer["error_code"] == "-1" and answer["motcua"]["error"] == "not_json"
+        # /v1/events keeps motcua's own answer whatever the profile.
+        response = await client.post("/v1/events", json=[event(1)])
+        assert "error_code" not in await response.json()
+
+
+async def test_procedures_file_gives_a_dossier_without_appointment_its_time_limit(
+    units: UnitsFile, tmp_path: Path
+) -> None:
+    path = tmp_path / "procedures.csv"
+    path.write_text("procedure,working_days\n1.000948,15\n")
+    procedures = ProceduresFile(path)
+    procedures.load()
+    gateway = make_gateway(units, procedures=procedures)
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        response = await client.post(
+            "/v1/national-sync/dossiers",
+            json=[dossier(1, NgayHenTra=None), dossier(2, NgayHenTra="", MaTTHC="9.999999")],
+        )
+        assert response.status == 200
+    received = [
+        event_from_dict(orjson.loads(r.value))
+        for r in gateway.sink.records  # type: ignore[attr-defined]
+        if b'"received"' in r.value
+    ]
+    assert [(e.dossier_id[-4:], e.due_at, e.processing_days) for e in received] == [
+        ("0001", None, 15),
+        ("0002", None, None),  # not in the catalogue: no due (rule R11)
+    ]

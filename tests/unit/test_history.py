@@ -495,10 +495,12 @@ def receipts(draw: st.DrawFn, did: str, eid: str, at: datetime) -> DossierEvent:
         "procedure": "1.000948",
         "channel": draw(st.sampled_from(list(Channel))),
     }
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["limit", "appointment", "none"]))
+    if kind == "limit":
         fields["processing_days"] = draw(st.integers(1, 12))
-    else:  # an appointment, now and then (bad data) before the receipt
+    elif kind == "appointment":  # now and then (bad data) before the receipt
         fields["due_at"] = draw(instants(at - timedelta(days=1), 15))
+    # "none": no due known (R11), unless a supplement's new appointment gives one later
     return DossierEvent(eid, did, EventType.RECEIVED, at, **fields)
 
 

@@ -15,6 +15,8 @@ from service.ingest.national_sync import (
     event_id,
     map_dossier,
     parse_local_time,
+    received_index,
+    returned_index,
 )
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -68,7 +70,7 @@ def kinds(mapped: Any) -> list[tuple[EventType, datetime]]:
 
 def test_received_dossier_gives_one_received_event_with_every_contract_field() -> None:
     mapped = map_dossier(snapshot(), Units(), NOW)
-    (event,) = mapped.events
+    event = mapped.events[0]
     assert event.type is EventType.RECEIVED
     assert event.dossier_id == "000.00.07.H19-261120-0001"
     assert event.occurred_at == local("20261120091500")
@@ -77,9 +79,46 @@ def test_received_dossier_gives_one_received_event_with_every_contract_field() -
     assert event.event_id == "000.00.07.H19-261120-0001:received:20261120091500"
 
 
-@pytest.mark.parametrize("status", ["1", "3", 1, 3])
+DID = "000.00.07.H19-261120-0001"
+
+
+def test_a_running_snapshot_resumes_now_and_states_its_appointment() -> None:
+    # Status 2 and 4: the clock runs. The resume ends any pause inferred before; the
+    # appointment event moves the due to NgayHenTra (a no-op while it is unchanged).
+    mapped = map_dossier(snapshot(TrangThaiHoSo="2"), Units(), NOW)
+    assert [(e.event_id, e.type, e.occurred_at, e.due_at) for e in mapped.events[1:]] == [
+        (f"{DID}:supplement_received:day-20261201", EventType.SUPPLEMENT_RECEIVED, NOW, None),
+        (
+            f"{DID}:supplement_received:due-20261127170000",
+            EventType.SUPPLEMENT_RECEIVED,
+            NOW,
+            local("20261127170000"),
+        ),
+    ]
+    # A later snapshot with a new appointment: the same day's resume, a new appointment id.
+    later = map_dossier(snapshot(NgayHenTra="20261204170000"), Units(), NOW)
+    assert [e.event_id for e in later.events[1:]] == [
+        f"{DID}:supplement_received:day-20261201",
+        f"{DID}:supplement_received:due-20261204170000",
+    ]
+
+
+@pytest.mark.parametrize("status", ["1", 1, "3", 3])
 def test_dossiers_never_received_give_no_events(status: Any) -> None:
-    assert map_dossier(snapshot(TrangThaiHoSo=status), Units(), NOW).events == ()
+    # 1, and 3 without a receipt: refused at the counter, no clock started.
+    mapped = map_dossier(snapshot(TrangThaiHoSo=status, NgayTiepNhan=""), Units(), NOW)
+    assert mapped.events == ()
+    if str(status) == "1":
+        assert map_dossier(snapshot(TrangThaiHoSo=status), Units(), NOW).events == ()
+
+
+def test_status_3_after_a_receipt_is_a_refusal_dated_at_the_snapshot() -> None:
+    mapped = map_dossier(snapshot(TrangThaiHoSo="3"), Units(), NOW)
+    assert [(e.type, e.event_id) for e in mapped.events] == [
+        (EventType.RECEIVED, f"{DID}:received:20261120091500"),
+        (EventType.REJECTED, f"{DID}:rejected:day-20261201"),
+    ]
+    assert mapped.events[1].occurred_at == NOW
 
 
 def test_returned_dossier_gives_received_approved_returned() -> None:
@@ -125,21 +164,21 @@ def test_status_5_without_cycles_uses_the_request_time_of_the_dotnet_query() -> 
         snapshot(TrangThaiHoSo="5", NgayYeuCauBoSung="20261121100000"), Units(), NOW
     )
     assert kinds(mapped)[-1] == (EventType.SUPPLEMENT_REQUESTED, local("20261121100000"))
-    with pytest.raises(UnmappableDossier) as caught:
-        map_dossier(snapshot(TrangThaiHoSo="5"), Units(), NOW)
-    assert caught.value.reason == SyncReason.MISSING_DATE
+    # Without it (OpenCPS, and the .NET DTO loses it): the pause starts at the snapshot.
+    mapped = map_dossier(snapshot(TrangThaiHoSo="5"), Units(), NOW)
+    assert [(e.type, e.event_id, e.occurred_at) for e in mapped.events[1:]] == [
+        (EventType.SUPPLEMENT_REQUESTED, f"{DID}:supplement_requested:day-20261201", NOW)
+    ]
 
 
-def test_withdrawn_at_end_of_processing_else_the_latest_time_carried() -> None:
+def test_withdrawn_at_end_of_processing_else_at_the_snapshot() -> None:
     mapped = map_dossier(
         snapshot(TrangThaiHoSo="7", NgayKetThucXuLy="20261122080000"), Units(), NOW
     )
     assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261122080000"))
-    cycles = [{"NgayBoSung": "20261121100000"}]
-    mapped = map_dossier(snapshot(TrangThaiHoSo="7", DanhSachHoSoBoSung=cycles), Units(), NOW)
-    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261121100000"))
     mapped = map_dossier(snapshot(TrangThaiHoSo="7"), Units(), NOW)
-    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, local("20261120091500"))
+    assert kinds(mapped)[-1] == (EventType.WITHDRAWN, NOW)
+    assert mapped.events[-1].event_id == f"{DID}:withdrawn:day-20261201"
 
 
 def test_stopped_or_refused_is_rejected_at_the_refusal_else_the_end() -> None:
@@ -175,7 +214,6 @@ def test_unit_matches_code_first_then_name() -> None:
         ({"NgayTiepNhan": "2026-13-45"}, SyncReason.BAD_DATE),
         ({"NgayTiepNhan": "20261340091500"}, SyncReason.BAD_DATE),
         ({"NgayTiepNhan": ""}, SyncReason.MISSING_DATE),
-        ({"NgayHenTra": ""}, Reason.MISSING_DUE),
         ({"MaTTHC": ""}, Reason.MISSING_PROCEDURE),
         ({"KenhThucHien": "4"}, Reason.BAD_CHANNEL),
         ({"KenhThucHien": None}, Reason.BAD_CHANNEL),
@@ -183,7 +221,6 @@ def test_unit_matches_code_first_then_name() -> None:
         ({"MaHoSo": "X" * 65}, Reason.BAD_DOSSIER_ID),
         ({"TrangThaiHoSo": "9"}, SyncReason.MISSING_DATE),
         ({"TrangThaiHoSo": "10", "NgayKetThucXuLy": "20261125100000"}, SyncReason.MISSING_DATE),
-        ({"TrangThaiHoSo": "8"}, SyncReason.MISSING_DATE),
         (
             {"DanhSachHoSoBoSung": [{"NgayTiepNhanBoSung": "20261123090000"}]},
             SyncReason.MISSING_DATE,
@@ -282,3 +319,61 @@ def test_simulated_snapshots_all_map_and_agree_with_the_simulated_events(tmp_pat
     assert got == want
     agencies = {e["dossier_id"]: e["agency"] for e in events if e["type"] == "received"}
     assert all(m.events[0].agency == agencies[m.dossier_id] for m in mapped)
+
+
+# -- the index fields of issue 18, from the body's lists only ----------------------------------
+
+
+def test_received_index_counts_components_and_fees_from_the_lists() -> None:
+    # As the .NET sender writes them: DuocSoHoa always "1", DuocTaiSuDung 0/1/2,
+    # DuocLayTuKhoDMQG 0/1, IsDeleted, Gia as a string; a deleted file does not count.
+    body = snapshot(
+        TaiLieuNop=[
+            {
+                "DuocSoHoa": "1",
+                "DuocTaiSuDung": "0",
+                "DuocLayTuKhoDMQG": "0",
+                "DuongDanTaiTepTin": "https://files.example.vn/a.pdf",
+            },
+            {"DuocSoHoa": "1", "DuocTaiSuDung": "1", "DuocLayTuKhoDMQG": "1"},
+            {"DuocSoHoa": "0", "DuocTaiSuDung": "2", "DuocLayTuKhoDMQG": "0"},
+            {"DuocSoHoa": "1", "DuocTaiSuDung": "1", "IsDeleted": "1"},
+        ],
+        DanhSachLePhi=[{"Gia": "0"}, {"Gia": "150000"}],
+        HoSoCoThanhPhanSoHoa="1",  # a summary flag: not read
+        TaiKhoanDuocXacThucVoiVNeID="0",  # hard-coded by the .NET sender: not read
+    )
+    assert received_index(body) == {
+        "components": 3,
+        "components_digitised": 2,
+        "components_reused": 2,
+        "components_from_data_store": 1,
+        "fee_due": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "lists",
+    [
+        {},  # absent
+        {"TaiLieuNop": [], "DanhSachLePhi": [], "DanhSachGiayToKetQua": []},  # OpenCPS
+        {"TaiLieuNop": None, "DanhSachLePhi": "x"},
+        {"DanhSachLePhi": [{"Gia": "0"}, {"Gia": ""}]},  # no fee above zero: unknown, not false
+    ],
+)
+def test_missing_or_empty_lists_are_unknown_not_zero(lists: dict[str, Any]) -> None:
+    body = {k: v for k, v in snapshot().items() if k != "TaiLieuNop"}
+    body.update(lists)
+    assert received_index(body) == {}
+    assert returned_index(body) == {}
+
+
+def test_e_result_needs_a_result_file_that_is_not_a_submitted_one() -> None:
+    submitted = [{"DuongDanTaiTepTin": "https://files.example.vn/don.pdf"}]
+    own = [{"DuongDanTepTinKetQua": "https://files.example.vn/giay-phep.pdf"}]
+    # The .NET fallback: no result file, so the first submitted file is listed as the result.
+    fallback = [{"DuongDanTepTinKetQua": "https://files.example.vn/don.pdf"}]
+    body = snapshot(TaiLieuNop=submitted, DanhSachGiayToKetQua=own)
+    assert returned_index(body) == {"e_result": True}
+    assert returned_index(snapshot(TaiLieuNop=submitted, DanhSachGiayToKetQua=fallback)) == {}
+    assert returned_index(snapshot(DanhSachGiayToKetQua=[{"DuongDanTepTinKetQua": ""}])) == {}

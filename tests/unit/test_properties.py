@@ -1,6 +1,6 @@
 """Properties of the dossier fold and its contribution, over random event sets (hypothesis).
 
-One dossier per example: a receipt (processing_days or an explicit due_at) and random
+One dossier per example: a receipt (processing_days, an explicit due_at or neither) and random
 other events dated around it (before it, at the same instant as each other, long after),
 some duplicated, some second receipts.
 """
@@ -49,11 +49,13 @@ def receipts(draw: st.DrawFn, eid: str, start: datetime) -> DossierEvent:
         "procedure": draw(st.sampled_from(["1.000948", "2.001234"])),
         "channel": draw(st.sampled_from(list(Channel))),
     }
-    if draw(st.booleans()):
+    which = draw(st.sampled_from(["days", "due", "none"]))
+    if which == "days":
         fields["processing_days"] = draw(st.integers(1, 30))
-    else:
+    elif which == "due":
         # An explicit appointment: usually after the receipt, sometimes (bad data) before.
         fields["due_at"] = _instant(start, draw(st.integers(-2 * 1440, 60 * 1440)), zone)
+    # "none": no due known (rule R11)
     return DossierEvent(eid, DID, EventType.RECEIVED, start.astimezone(zone), **fields)
 
 

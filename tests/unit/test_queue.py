@@ -292,3 +292,35 @@ def test_cursors_round_trip_and_items_know_their_position() -> None:
     assert QueueQuery(limit=5).params() == {"limit": "5"}
     now = datetime.now(UTC)
     assert dossiers_page([], QueueQuery(), now, CAL)["items"] == []
+
+
+def test_dossiers_without_a_due_have_their_own_cell_oldest_receipt_first() -> None:
+    def receipt(number: int, at: str, **due: Any) -> DossierEvent:
+        return DossierEvent(
+            event_id=f"r-{number}",
+            dossier_id=f"HS-{number}",
+            type=EventType.RECEIVED,
+            occurred_at=datetime.fromisoformat(at),
+            agency="SXD",
+            procedure="1.000948",
+            channel=Channel.DIRECT,
+            **due,
+        )
+
+    ledger = PartitionLedger(CAL)
+    for event in (
+        receipt(1, "2026-03-05T09:00:00+07:00"),  # no due (rule R11)
+        receipt(2, "2026-03-02T09:00:00+07:00"),  # no due, received earlier
+        receipt(3, "2026-03-02T09:00:00+07:00", processing_days=30),
+    ):
+        ledger.apply(fold(event.dossier_id, [event], CAL), NOW, notify=False)
+    views = [PartitionView(0, ledger.due_index, ledger.open)]
+    page = dossiers_page(views, parse_query([("state", "no_due")]), NOW, CAL)
+    assert [(i["dossier_id"], i["state"], i["due"]) for i in page["items"]] == [
+        ("HS-2", "no_due", None),
+        ("HS-1", "no_due", None),
+    ]
+    assert page["items"][0]["working_days_remaining"] is None
+    everything = dossiers_page(views, QueueQuery(), NOW, CAL)
+    assert {i["dossier_id"] for i in everything["items"]} == {"HS-1", "HS-2", "HS-3"}
+    assert ("no_due", False, "SXD") in ledger.due_index.cells

@@ -701,3 +701,36 @@ def test_fold_with_facts_gives_the_same_state_as_fold() -> None:
         state, facts = fold_with_facts(dossier_id, events, CAL)
         assert state == fold(dossier_id, events, CAL)
         assert (facts is None) == (state.received_at is None)
+
+
+def test_dossiers_without_a_due_count_as_resolved_or_in_progress_but_are_never_judged() -> None:
+    def event(number: int, kind: str, at: str, **fields: Any) -> DossierEvent:
+        return DossierEvent(
+            f"nd-{number}-{kind}",
+            f"ND-{number}",
+            EventType(kind),
+            datetime.fromisoformat(at),
+            **fields,
+        )
+
+    def receipt(number: int, **due: Any) -> DossierEvent:
+        fields = {"agency": "SXD", "procedure": "1.000948", "channel": Channel.DIRECT}
+        return event(number, "received", "2026-03-02T09:00:00+07:00", **fields, **due)
+
+    dossiers = [
+        # No due, approved 10 March: resolved without a due.
+        facts_of("ND-1", [receipt(1), event(1, "approved", "2026-03-10T09:00:00+07:00")], CAL),
+        # No due, still in progress at the end of March.
+        facts_of("ND-2", [receipt(2)], CAL),
+        # A due of 5 working days (Mon 9 March), approved Fri 6 March: early.
+        facts_of(
+            "ND-3",
+            [receipt(3, processing_days=5), event(3, "approved", "2026-03-06T09:00:00+07:00")],
+            CAL,
+        ),
+    ]
+    figures = period_report([f for f in dossiers if f is not None], *MAR)["SXD"]
+    assert (figures.resolved_early, figures.resolved_without_due) == (1, 1)
+    assert (figures.in_progress_within, figures.in_progress_without_due) == (0, 1)
+    assert (figures.resolved, figures.in_progress, figures.judged) == (2, 1, 1)
+    assert figures.timeliness_rate == 1.0  # 1 early / 1 judged

@@ -1,7 +1,9 @@
 """The gateway's HTTP layer (aiohttp): authenticate, limit, call the pure intake, produce.
 
 Every decision about an item is made in intake.py and national_sync.py; this module only
-translates outcomes into status codes and Kafka records, and counts what it did.
+translates outcomes into status codes and Kafka records, and counts what it did. A source's
+profile (sources.py) says how it authenticates, how its snapshots are read and in which
+shape it is answered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejectio
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
 from service.ingest.gateway.openapi import EVENTS_ROUTE, SYNC_ROUTE, openapi_document
+from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, EventSink, Record
+from service.ingest.gateway.sources import (
+    DEFAULT_SOURCE,
+    Answer,
+    Auth,
+    SourceProfile,
+    SourcesFile,
+)
 from service.ingest.gateway.tokens import ANONYMOUS, TokenBook
 from service.ingest.gateway.units import UnitsFile
 
@@ -33,6 +43,12 @@ VIA_HEADER = "motcua-via"
 VIA = {"events": b"gateway-events", "national_sync": b"gateway-national-sync"}
 # Seconds a caller is asked to wait after a 503.
 BROKER_RETRY_AFTER = 5
+# OpenCPS's header naming the receiving system, checked against the profile's hash.
+DSTCODE_HEADER = "dstcode"
+# The portal's answer: error_code "0" and a message containing "thành công" is success for
+# both senders (the .NET one checks both, OpenCPS the code); anything else is a failure.
+PORTAL_OK = "0"
+PORTAL_FAILED = "-1"
 
 _ROUTE_LABELS = {
     EVENTS_ROUTE: "events",
@@ -59,13 +75,30 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
 
 
 def _error(
-    status: int, code: str, sentence: str, retry_after: int | None = None, **headers: str
+    status: int,
+    code: str,
+    sentence: str,
+    retry_after: int | None = None,
+    answer: Answer = Answer.MOTCUA,
+    **headers: str,
 ) -> web.Response:
     body: dict[str, Any] = {"error": code, "sentence": sentence}
     if retry_after is not None:
         body["retry_after"] = retry_after
         headers["Retry-After"] = str(retry_after)
+    if answer is Answer.PORTAL:
+        body = {"error_code": PORTAL_FAILED, "message": f"Đồng bộ thất bại: {code}", "motcua": body}
     return _json(status, body, headers)
+
+
+def portal_answer(ours: dict[str, Any]) -> dict[str, Any]:
+    """Our per-item answer in the portal's shape; the detail stays under "motcua"."""
+    accepted, rejected = ours["accepted"], ours["rejected"]
+    if rejected:
+        message = f"Đồng bộ thất bại: {rejected} hồ sơ bị từ chối, {accepted} hồ sơ được nhận"
+        return {"error_code": PORTAL_FAILED, "message": message, "motcua": ours}
+    message = f"Đồng bộ thành công {accepted} hồ sơ"
+    return {"error_code": PORTAL_OK, "message": message, "motcua": ours}
 
 
 class Gateway:
@@ -80,6 +113,8 @@ class Gateway:
         limiter: RateLimiter,
         metrics: GatewayMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sources: SourcesFile | None = None,
+        procedures: ProceduresFile | None = None,
     ) -> None:
         self.sink = sink
         self.tokens = tokens
@@ -88,17 +123,38 @@ class Gateway:
         self.limiter = limiter
         self.metrics = metrics or GatewayMetrics()
         self.clock = clock
+        self.sources = sources or SourcesFile(None)
+        self.procedures = procedures or ProceduresFile(None)
 
     # -- access -----------------------------------------------------------------------------
 
     def caller(self, request: web.Request) -> str | None:
-        """The calling system's name; "anonymous" on an open gateway; None if refused."""
+        """The calling system's name by its bearer token; "anonymous" on an open gateway;
+        None if there is no bearer token or the tokens file does not list it."""
         if self.tokens is None:
             return ANONYMOUS
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
         return self.tokens.system_for(token.strip())
+
+    def session_caller(self, request: web.Request, body: bytes) -> str | None:
+        """OpenCPS's form: the body's `session` is a token of the tokens file, the source's
+        profile says `auth = "opencps_session"`, and the `dstcode` header matches its hash."""
+        if self.tokens is None:
+            return None
+        session = intake.session_of(body)
+        if session is None:
+            return None
+        source = self.tokens.system_for(session)
+        if source is None:
+            return None
+        profile = self.sources.profile(source)
+        if profile.auth is not Auth.OPENCPS_SESSION:
+            return None
+        if not profile.dstcode_matches(request.headers.get(DSTCODE_HEADER, "")):
+            return None
+        return source
 
     # -- the two ingestion routes -----------------------------------------------------------
 
@@ -110,14 +166,24 @@ class Gateway:
 
     async def _ingest(self, request: web.Request, route: str) -> web.Response:
         source = self.caller(request)
+        body: bytes | web.Response | None = None
+        if source is None and route == "national_sync" and "Authorization" not in request.headers:
+            body = await self._read_body(request)
+            if isinstance(body, bytes):
+                source = self.session_caller(request, body)
         if source is None:
             return _error(
                 401,
                 "unauthorized",
-                "send `Authorization: Bearer <token>` with a token listed for your system",
+                "send `Authorization: Bearer <token>` with a token listed for your system"
+                " (or, for a source whose profile says opencps_session, the token as the"
+                " body's `session` and the `dstcode` header)",
                 **{"WWW-Authenticate": 'Bearer realm="motcua"'},
             )
-        body = await self._read_body(request)
+        profile = self.sources.profile(source) if route == "national_sync" else DEFAULT_SOURCE
+        answer = profile.answer
+        if body is None:
+            body = await self._read_body(request, answer)
         if isinstance(body, web.Response):
             return body
         now = self.clock()
@@ -127,7 +193,7 @@ class Gateway:
             else:
                 items = intake.read_sync_items(body, request.content_type, self.limits.max_items)
         except BodyError as exc:
-            return _error(exc.status, exc.code, exc.sentence)
+            return _error(exc.status, exc.code, exc.sentence, answer=answer)
         wait = self.limiter.take(source, len(items))
         if wait == float("inf"):
             return _error(
@@ -135,6 +201,7 @@ class Gateway:
                 "too_many_items",
                 f"{len(items)} items exceed what one system may send at once"
                 f" ({self.limiter.burst:g}); split the request",
+                answer=answer,
             )
         if wait > 0:
             seconds = int(RateLimiter.retry_after_header(wait))
@@ -143,17 +210,23 @@ class Gateway:
                 "rate_limited",
                 f"{source} sent more than {self.limiter.rate:g} items a second; retry later",
                 retry_after=seconds,
+                answer=answer,
             )
         if route == "events":
             outcomes = intake.validate_events(items, now)
         else:
-            outcomes = intake.map_snapshots(items, self.units, now)
-        return await self._produce(route, source, outcomes)
+            outcomes = intake.map_snapshots(items, self.units, now, profile.sync, self.procedures)
+        return await self._produce(route, source, outcomes, profile)
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+    async def _read_body(
+        self, request: web.Request, answer: Answer = Answer.MOTCUA
+    ) -> bytes | web.Response:
         limit = self.limits.max_body_bytes
         too_large = _error(
-            413, "body_too_large", f"the body is larger than {limit} bytes; split the request"
+            413,
+            "body_too_large",
+            f"the body is larger than {limit} bytes; split the request",
+            answer=answer,
         )
         if request.content_length is not None and request.content_length > limit:
             return too_large
@@ -162,7 +235,9 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             return too_large
 
-    async def _produce(self, route: str, source: str, outcomes: Sequence[Outcome]) -> web.Response:
+    async def _produce(
+        self, route: str, source: str, outcomes: Sequence[Outcome], profile: SourceProfile
+    ) -> web.Response:
         headers = ((SOURCE_HEADER, source.encode()), (VIA_HEADER, VIA[route]))
         records = [
             Record(event.dossier_id.encode("utf-8"), event.to_json(), headers)
@@ -183,11 +258,17 @@ class Gateway:
                 "the event log (Kafka) did not acknowledge; nothing from this request is"
                 " claimed as accepted. Send the same request again (safe: event ids).",
                 retry_after=BROKER_RETRY_AFTER,
+                answer=profile.answer,
             )
-        return self._results(route, source, outcomes, len(records))
+        return self._results(route, source, outcomes, len(records), profile.answer)
 
     def _results(
-        self, route: str, source: str, outcomes: Sequence[Outcome], produced: int
+        self,
+        route: str,
+        source: str,
+        outcomes: Sequence[Outcome],
+        produced: int,
+        answer: Answer = Answer.MOTCUA,
     ) -> web.Response:
         results: list[dict[str, Any]] = []
         accepted = rejected = 0
@@ -217,7 +298,8 @@ class Gateway:
         if produced:
             self.metrics.events_produced.labels(route, source).inc(produced)
         status = 200 if not rejected else 207 if accepted else 422
-        return _json(status, {"accepted": accepted, "rejected": rejected, "results": results})
+        ours = {"accepted": accepted, "rejected": rejected, "results": results}
+        return _json(status, portal_answer(ours) if answer is Answer.PORTAL else ours)
 
     # -- operations -------------------------------------------------------------------------
 

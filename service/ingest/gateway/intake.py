@@ -18,7 +18,14 @@ import orjson
 
 from schemas import MAX_MESSAGE_BYTES, DossierEvent, InvalidEvent, Reason, event_from_dict
 from schemas import parse_event as parse_event_bytes
-from service.ingest.national_sync import UnitDirectory, UnmappableDossier, map_dossier
+from service.ingest.national_sync import (
+    DEFAULT_PROFILE,
+    ProcedureCatalogue,
+    SyncProfile,
+    UnitDirectory,
+    UnmappableDossier,
+    map_dossier,
+)
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-seq"})
 JSON_TYPES = frozenset({"application/json", ""})
@@ -135,10 +142,20 @@ def validate_events(items: Iterable[Any], now: datetime) -> list[Outcome]:
     return [validate_event(item, now) for item in items]
 
 
+def session_of(body: bytes) -> str | None:
+    """The `session` of an OpenCPS envelope (its token), or None if the body has none."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    session = data.get("session") if isinstance(data, dict) else None
+    return session if isinstance(session, str) and session else None
+
+
 def read_sync_items(body: bytes, content_type: str | None, max_items: int) -> list[Any]:
     """The dossier objects of a DongBoHoSoMC body: a JSON array (as the .NET system posts
-    it), OpenCPS's envelope {"service": "DongBoHoSoMC", "isUpdating": …, "data": [...]},
-    or a single dossier object."""
+    it), OpenCPS's envelope {"session", "madonvi", "isUpdating", "data": [...], "service":
+    "DongBoHoSoMC"} (only `service` and `data` are read), or a single dossier object."""
     if media_type(content_type) not in JSON_TYPES:
         raise BodyError(415, "unsupported_media_type", "send application/json")
     data = _loads(body)
@@ -161,14 +178,26 @@ def read_sync_items(body: bytes, content_type: str | None, max_items: int) -> li
     return data
 
 
-def map_snapshot(item: Any, units: UnitDirectory, now: datetime) -> Outcome:
+def map_snapshot(
+    item: Any,
+    units: UnitDirectory,
+    now: datetime,
+    profile: SyncProfile = DEFAULT_PROFILE,
+    procedures: ProcedureCatalogue | None = None,
+) -> Outcome:
     """One national-sync dossier as its contract events, or why it cannot be mapped."""
     try:
-        mapped = map_dossier(item, units, now)
+        mapped = map_dossier(item, units, now, profile, procedures)
     except UnmappableDossier as exc:
         return Rejection(str(exc.reason), public_sentence(exc.detail))
     return Accepted(mapped.events, mapped.dossier_id)
 
 
-def map_snapshots(items: Iterable[Any], units: UnitDirectory, now: datetime) -> list[Outcome]:
-    return [map_snapshot(item, units, now) for item in items]
+def map_snapshots(
+    items: Iterable[Any],
+    units: UnitDirectory,
+    now: datetime,
+    profile: SyncProfile = DEFAULT_PROFILE,
+    procedures: ProcedureCatalogue | None = None,
+) -> list[Outcome]:
+    return [map_snapshot(item, units, now, profile, procedures) for item in items]

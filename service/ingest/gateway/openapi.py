@@ -74,8 +74,9 @@ _DOSSIER = {
         "MaHoSo": {"type": "string", "description": "Dossier number (mã hồ sơ)."},
         "MaTTHC": {"type": "string", "description": "Procedure code (mã thủ tục hành chính)."},
         "KenhThucHien": {
-            "type": ["string", "integer"],
-            "description": "1 direct (trực tiếp), 2 online (trực tuyến), 3 postal (BCCI).",
+            "type": ["string", "integer", "null"],
+            "description": "1 direct (trực tiếp), 2 online (trực tuyến), 3 postal (BCCI)."
+            " Absent: the source's profile decides (OpenCPS never sends it).",
         },
         "TrangThaiHoSo": {
             "type": ["string", "integer"],
@@ -87,7 +88,17 @@ _DOSSIER = {
         "NgayTra": {**_TIME, "description": "Result returned (ngày trả kết quả)."},
         "NgayTuChoi": {**_TIME, "description": "Refused (ngày từ chối)."},
         "NgayYeuCauBoSung": {**_TIME, "description": "Supplement requested (status 5)."},
-        "DonViXuLy": {"type": "string", "description": "Processing unit name."},
+        "DonViXuLy": {
+            "type": "string",
+            "description": "Processing unit name, compared after Unicode NFC normalization and"
+            " case folding.",
+        },
+        "MaDoiTuong": {
+            "type": ["string", "null"],
+            "description": "The applicant's national-portal account: personal, never stored;"
+            " only whether it is there is read, by a source whose profile says"
+            " online_if_applicant_account (then the dossier is online).",
+        },
         "MaDinhDanh": {"type": "string", "description": "Processing unit identifier code."},
         "DanhSachHoSoBoSung": {"type": ["array", "null"], "items": _SUPPLEMENT},
     },
@@ -146,16 +157,52 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+_PORTAL_ANSWER = {
+    "type": "object",
+    "description": "The national portal's answer shape, for a source whose profile says"
+    ' answer = "portal": error_code "0" and a message containing "thành công" when every'
+    ' dossier was accepted, else "-1"; motcua\'s own answer is kept under `motcua`.',
+    "required": ["error_code", "message", "motcua"],
+    "properties": {
+        "error_code": {"enum": ["0", "-1"]},
+        "message": {"type": "string"},
+        "motcua": {
+            "oneOf": [
+                {"$ref": "#/components/schemas/ItemResults"},
+                {"$ref": "#/components/schemas/Error"},
+            ]
+        },
+    },
+}
+
+
+def _either(ref: str, portal: bool) -> dict[str, Any]:
+    """Our schema, or (national sync) also the portal's shape around it."""
+    if not portal:
+        return _json(ref)
+    return {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": f"#/components/schemas/{ref}"},
+                    {"$ref": "#/components/schemas/PortalAnswer"},
+                ]
+            }
+        }
+    }
+
+
 def _responses(what: str) -> dict[str, Any]:
+    portal = what == "dossier"
     return {
         "200": {
             "description": f"Every {what} accepted: acknowledged by Kafka (acks=all).",
-            "content": _json("ItemResults"),
+            "content": _either("ItemResults", portal),
         },
         "207": {
             "description": f"Some {what}s accepted (acknowledged), some rejected; `results`"
             " says which, in order. Send only the rejected ones again, once fixed.",
-            "content": _json("ItemResults"),
+            "content": _either("ItemResults", portal),
         },
         "422": {
             "description": f"Every {what} rejected (nothing was produced), or an envelope"
@@ -166,6 +213,7 @@ def _responses(what: str) -> dict[str, Any]:
                         "oneOf": [
                             {"$ref": "#/components/schemas/ItemResults"},
                             {"$ref": "#/components/schemas/Error"},
+                            *([{"$ref": "#/components/schemas/PortalAnswer"}] if portal else []),
                         ]
                     }
                 }
@@ -174,29 +222,31 @@ def _responses(what: str) -> dict[str, Any]:
         "400": {
             "description": "The body cannot be read at all (not UTF-8, not JSON, not an"
             " object or array).",
-            "content": _json("Error"),
+            "content": _either("Error", portal),
         },
         "401": {
-            "description": "No bearer token, or one the tokens file does not list.",
+            "description": "No bearer token, or one the tokens file does not list (on the"
+            " national-sync route a source whose profile says opencps_session may instead"
+            " send its token as the body's `session` with the `dstcode` header).",
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
             "content": _json("Error"),
         },
         "413": {
             "description": "Body larger than the byte limit, or more items than allowed"
             " per request.",
-            "content": _json("Error"),
+            "content": _either("Error", portal),
         },
-        "415": {"description": "Unsupported Content-Type.", "content": _json("Error")},
+        "415": {"description": "Unsupported Content-Type.", "content": _either("Error", portal)},
         "429": {
             "description": "This system sent more items than its rate allows.",
             "headers": _RETRY_AFTER,
-            "content": _json("Error"),
+            "content": _either("Error", portal),
         },
         "503": {
             "description": "The broker did not acknowledge in time. NOTHING is claimed as"
             " accepted: send the same request again after Retry-After (safe: event ids).",
             "headers": _RETRY_AFTER,
-            "content": _json("Error"),
+            "content": _either("Error", portal),
         },
     }
 
@@ -264,6 +314,7 @@ def openapi_document() -> dict[str, Any]:
                             }
                         },
                     },
+                    "security": [{"bearer": []}, {"opencpsSession": []}],
                     "responses": _responses("dossier"),
                 }
             },
@@ -297,7 +348,16 @@ def openapi_document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "One token per center system (MOTCUA_GATEWAY_TOKENS_FILE)."
                     " A gateway on loopback without a tokens file is open.",
-                }
+                },
+                "opencpsSession": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "dstcode",
+                    "description": "OpenCPS's form (national sync only, for a source whose"
+                    ' profile says auth = "opencps_session"): the token of the tokens file as'
+                    " the body's `session`, and this header, checked against the profile's"
+                    " dstcode_sha256.",
+                },
             },
             "schemas": {
                 **_contract_schemas(),
@@ -305,9 +365,13 @@ def openapi_document() -> dict[str, Any]:
                 "SyncSupplement": _SUPPLEMENT,
                 "SyncEnvelope": {
                     "type": "object",
-                    "description": "OpenCPS's form: {service, isUpdating, data}.",
+                    "description": "OpenCPS's form: {session, madonvi, isUpdating, data,"
+                    " service}. `session` authenticates (opencpsSession); `madonvi` is not"
+                    " read.",
                     "required": ["data"],
                     "properties": {
+                        "session": {"type": "string", "writeOnly": True},
+                        "madonvi": {"type": "string"},
                         "service": {"const": "DongBoHoSoMC"},
                         "isUpdating": {"type": ["string", "boolean"]},
                         "data": {
@@ -319,6 +383,7 @@ def openapi_document() -> dict[str, Any]:
                 "ItemResult": _ITEM_RESULT,
                 "ItemResults": _ITEM_RESULTS,
                 "Error": _ERROR,
+                "PortalAnswer": _PORTAL_ANSWER,
                 "Status": {
                     "type": "object",
                     "required": ["status"],

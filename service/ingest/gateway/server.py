@@ -18,7 +18,9 @@ from aiohttp import web
 
 from service.ingest.gateway.app import Gateway, GatewayLimits, build_app
 from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError
 from service.ingest.gateway.producer import KafkaSink
+from service.ingest.gateway.sources import SourcesFile, SourcesFileError
 from service.ingest.gateway.tokens import TokenBook, TokenFileError
 from service.ingest.gateway.units import UnitsFile, UnitsFileError
 from service.settings import Settings, SettingsError
@@ -73,9 +75,13 @@ def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | No
             " (only a loopback address may run open)"
         )
     units = UnitsFile(settings.units_file)
+    sources = SourcesFile(settings.gateway_sources_file)
+    procedures = ProceduresFile(settings.procedures_file)
     try:
         units.load()
-    except UnitsFileError as exc:
+        sources.load()
+        procedures.load()
+    except (UnitsFileError, SourcesFileError, ProceduresFileError) as exc:
         raise GatewayStartError(str(exc)) from None
     context = _tls_context(settings.gateway_tls_cert, settings.gateway_tls_key)
     sink = KafkaSink(
@@ -87,6 +93,8 @@ def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | No
         units=units,
         limits=GatewayLimits(settings.gateway_max_body_bytes, settings.gateway_max_items),
         limiter=RateLimiter(settings.gateway_rate, settings.gateway_burst),
+        sources=sources,
+        procedures=procedures,
     )
     return gateway, context, access
 

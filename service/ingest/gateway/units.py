@@ -1,14 +1,16 @@
 """Reference data: which motcua agency a national-sync unit belongs to (MOTCUA_UNITS_FILE).
 
 A CSV with the header `unit,agency`; `unit` is matched against the snapshot's `MaDinhDanh`
-(unit identifier code) first, else its `DonViXuLy` (unit name), exactly (after trimming and
-case folding). The file is re-read when it changes. No file means every unit is unknown.
+(unit identifier code) first, else its `DonViXuLy` (unit name), exactly after Unicode NFC
+normalization, case folding and collapsing white space (a name typed in decomposed Unicode,
+NFD, is the same name). The file is re-read when it changes. No file means every unit is unknown.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +19,10 @@ class UnitsFileError(ValueError):
     """The units file cannot be used; str(e) names the file and line."""
 
 
-def _fold(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def fold_unit(text: str) -> str:
+    """The form unit names are compared in: NFC, case-folded, single spaces."""
+    folded = " ".join(unicodedata.normalize("NFC", text).split()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
@@ -33,7 +37,7 @@ def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise UnitsFileError(f"{origin} line {number}: expected `unit,agency`")
-        unit, agency = _fold(row[0]), row[1].strip()
+        unit, agency = fold_unit(row[0]), row[1].strip()
         if unit in out and out[unit] != agency:
             raise UnitsFileError(f"{origin} line {number}: the unit is mapped twice")
         out[unit] = agency
@@ -86,7 +90,7 @@ class UnitsFile:
         self._refresh()
         for key in (unit_code, unit_name):
             if key:
-                agency = self._units.get(_fold(key))
+                agency = self._units.get(fold_unit(key))
                 if agency is not None:
                     return agency
         return None

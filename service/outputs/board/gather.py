@@ -36,7 +36,13 @@ QUEUES: tuple[tuple[str, dict[str, str]], ...] = (
     ("overdue_with_apology", {"state": "overdue", "apology": "yes"}),
     ("due_soon", {"state": "due_soon"}),
 )
-IN_PROGRESS = (OpenState.IN_TIME, OpenState.DUE_SOON, OpenState.OVERDUE, OpenState.PAUSED)
+IN_PROGRESS = (
+    OpenState.IN_TIME,
+    OpenState.DUE_SOON,
+    OpenState.OVERDUE,
+    OpenState.PAUSED,
+    OpenState.NO_DUE,
+)
 
 
 class WorkerError(Exception):
