@@ -8,6 +8,8 @@ calendar, and its clock stops with the dossier's supplement pause. `dossier.repl
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -130,3 +132,16 @@ def step_marks(steps_done: tuple[CompletedStep, ...]) -> list[tuple[float, str]]
         (done.completed_at.timestamp(), step_mark_key(done.agency, done.department, done.outcome))
         for done in steps_done
     ]
+
+
+def step_outcomes(
+    marks: Iterable[tuple[float, str]], start: float, end: float
+) -> dict[tuple[str, str], Counter[str]]:
+    """A period's step outcomes per (agency, department): the marks with start ≤ t < end
+    (epoch seconds, as `report.period_bounds` gives), counted by outcome."""
+    out: dict[tuple[str, str], Counter[str]] = {}
+    for instant, key in marks:
+        if start <= instant < end:
+            agency, department, outcome = step_mark_parts(key)
+            out.setdefault((agency, department), Counter())[outcome.value] += 1
+    return out

@@ -8,7 +8,10 @@ Working days: Mon 2, Tue 3, Wed 4, Thu 5, Fri 6, Mon 9 … Fri 13, Mon 16.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import datetime
+
+import pytest
 
 from schemas import Channel, DossierEvent, EventType
 from service.domain import Outcome, WorkingCalendar, contribution, fold, next_change_at
@@ -21,7 +24,9 @@ from service.domain.steps import (
     step_mark_key,
     step_mark_parts,
     step_marks,
+    step_outcomes,
 )
+from service.outputs.report import ReportError, combine_steps, department_rows, render_steps
 
 CAL = WorkingCalendar()
 DID = "HS-STEP-1"
@@ -250,9 +255,7 @@ def test_lateness_goes_to_the_agency_whose_step_ran_past_its_due() -> None:
         ("steps_completed", "SXD", "SXD.P1", "on_time"),
     ]
     # The dossier itself was returned a week before its due (Mon 16): early, for SXD.
-    assert keys(events, "2026-03-10T09:00:00+07:00", "completed") == [
-        ("completed", "SXD", "early")
-    ]
+    assert keys(events, "2026-03-10T09:00:00+07:00", "completed") == [("completed", "SXD", "early")]
     assert step_marks(fold(DID, events, CAL).steps_done) == [
         (T("2026-03-03T15:00:00+07:00").timestamp(), "SXD\x1fSXD.P1\x1fon_time"),
         (T("2026-03-06T09:00:00+07:00").timestamp(), "STNMT\x1fSTNMT.DD\x1flate"),
@@ -287,3 +290,59 @@ def test_mark_keys_round_trip() -> None:
     key = step_mark_key("STNMT", "STNMT.DD", Outcome.LATE)
     assert key == "STNMT\x1fSTNMT.DD\x1flate"
     assert step_mark_parts(key) == ("STNMT", "STNMT.DD", Outcome.LATE)
+
+
+def test_a_period_counts_the_step_marks_inside_it() -> None:
+    marks = step_marks(fold(DID, _two_agencies(), CAL).steps_done)
+    # Tue 3 Mar 00:00 up to Mon 9 Mar 00:00: the on-time SXD step of Tue 3 and STNMT's late
+    # one of Fri 6; the SXD step of Mon 9 10:00 belongs to the next period.
+    start = T("2026-03-03T00:00:00+07:00").timestamp()
+    end = T("2026-03-09T00:00:00+07:00").timestamp()
+    assert step_outcomes(marks, start, end) == {
+        ("SXD", "SXD.P1"): Counter({"on_time": 1}),
+        ("STNMT", "STNMT.DD"): Counter({"late": 1}),
+    }
+    assert step_outcomes(marks, end, end + 86_400) == {("SXD", "SXD.P1"): Counter({"on_time": 1})}
+
+
+def test_the_report_sums_and_prints_the_step_outcomes_per_department() -> None:
+    answers = [
+        (
+            "http://a",
+            {
+                "departments": [
+                    {"agency": "SXD", "department": "SXD.P1", "steps_on_time": 2, "steps_late": 1}
+                ]
+            },
+        ),
+        (
+            "http://b",
+            {
+                "departments": [
+                    {"agency": "SXD", "department": "SXD.P1", "steps_on_time": 1, "steps_late": 0},
+                    {
+                        "agency": "STNMT",
+                        "department": "STNMT.DD",
+                        "steps_on_time": 0,
+                        "steps_late": 4,
+                    },
+                ]
+            },
+        ),
+        ("http://c", {}),  # a worker from before steps: nothing to add
+    ]
+    steps = combine_steps(answers)
+    assert department_rows(steps) == [
+        {"agency": "STNMT", "department": "STNMT.DD", "steps_on_time": 0, "steps_late": 4},
+        {"agency": "SXD", "department": "SXD.P1", "steps_on_time": 3, "steps_late": 1},
+    ]
+    assert render_steps(steps).splitlines() == [
+        "Bước xử lý theo phòng ban / processing steps by department",
+        "Cơ quan  Phòng ban   Bước đúng hạn  Bước trễ hạn",
+        "agency   department  steps on time    steps late",
+        "-" * 48,  # 7 + 10 + 13 + 12 columns, three gaps of 2
+        "STNMT    STNMT.DD                0             4",
+        "SXD      SXD.P1                  3             1",
+    ]
+    with pytest.raises(ReportError, match="http://d"):
+        combine_steps([("http://d", {"departments": [{"agency": "SXD", "steps_late": -1}]})])
