@@ -711,6 +711,67 @@ def national_sync_snapshots(
     yield from dossiers.values()
 
 
+PROGRESS_SERVICE = "CapNhatTienDoHoSoMC"
+_STEP_CLOSERS = frozenset(
+    (
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+        EventType.APPROVED,
+        EventType.REJECTED,
+        EventType.RETURNED,
+        EventType.WITHDRAWN,
+    )
+)
+
+
+def national_sync_progress(
+    events: Iterable[dict[str, Any]], calendar: WorkingCalendar = DEFAULT_CALENDAR
+) -> Iterator[dict[str, Any]]:
+    """Each simulated step as a CapNhatTienDoHoSoMC progress row: the department by name
+    (`PhongBanXuLy`), its start and due, and `ThoiDiemXuLy` when the department acted (the
+    step's end; its start while it is still open). The person fields carry obviously fake
+    values, as in a real body, so the gateway's dropping of them is exercised."""
+    from service.domain.calendar import end_of_local_day, local_date
+    from service.domain.steps import step_due_from_hours
+
+    open_rows: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        kind = event["type"]
+        if kind not in _STEP_CLOSERS:
+            continue
+        at = datetime.fromisoformat(event["occurred_at"])
+        row = open_rows.pop(event["dossier_id"], None)
+        if row is not None and (kind != EventType.STEP_COMPLETED or row["_step"] == event["step"]):
+            row["ThoiDiemXuLy"] = _local_compact(event["occurred_at"])
+        elif row is not None:
+            open_rows[event["dossier_id"]] = row  # another step's completion: still open
+        if kind != EventType.STEP_STARTED:
+            continue
+        if "step_hours" in event:
+            due = step_due_from_hours(at, event["step_hours"], calendar)
+        else:
+            due = end_of_local_day(calendar.add_working_days(local_date(at), event["step_days"]))
+        agency, suffix = event["department"].rsplit(".", 1)
+        row = {
+            "MaHoSo": event["dossier_id"],
+            "NguoiXuLy": f"Cán bộ mẫu {len(rows) + 1}",
+            "ChucDanh": "Chuyên viên (mẫu)",
+            "ThoiDiemXuLy": _local_compact(event["occurred_at"]),
+            "PhongBanXuLy": department_name(agency, suffix),
+            "NoiDungXuLy": f"Xử lý bước {event['step']} (mẫu)",
+            "TrangThai": "4",
+            "NgayBatDau": _local_compact(event["occurred_at"]),
+            "NgayKetThucTheoQuyDinh": _local_compact(due.isoformat()),
+            "_step": event["step"],
+        }
+        rows.append(row)
+        open_rows[event["dossier_id"]] = row
+    for row in rows:
+        del row["_step"]
+        yield row
+
+
 def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for item in items:
@@ -862,7 +923,8 @@ def _write_reference(
     now: datetime | None,
 ) -> str:
     """`--format national-sync` (one DongBoHoSoMC JSON array of up to SYNC_BATCH dossiers
-    per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
+    per line, then one {"service": "CapNhatTienDoHoSoMC", "data": [...]} body of progress
+    rows per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
     if output_format == "units":
         payload = [sample_units_csv().encode("utf-8")]
         what = f"units file of the sample center ({len(AGENCIES)} units)"
@@ -870,11 +932,20 @@ def _write_reference(
         config = SimulationConfig(
             dossiers=dossiers, seed=seed, overdue_ratio=overdue_ratio, now=now
         )
-        snapshots = national_sync_snapshots(generate(config), config.calendar)
+        events = list(generate(config))
+        snapshots = national_sync_snapshots(events, config.calendar)
         payload = [orjson.dumps(batch) + b"\n" for batch in _batched(snapshots, SYNC_BATCH)]
+        bodies = len(payload)
+        # Then the progress rows, in OpenCPS's envelope so a line says which call it is.
+        rows = national_sync_progress(events, config.calendar)
+        payload += [
+            orjson.dumps({"service": PROGRESS_SERVICE, "data": batch}) + b"\n"
+            for batch in _batched(rows, SYNC_BATCH)
+        ]
         what = (
             f"national-sync snapshots of {dossiers:,} simulated dossiers (seed {seed}),"
-            f" {len(payload)} bodies of up to {SYNC_BATCH}"
+            f" {bodies} bodies of up to {SYNC_BATCH}, then {len(payload) - bodies}"
+            f" {PROGRESS_SERVICE} bodies of progress rows"
         )
     if out is None or str(out) == "-":
         sys.stdout.buffer.write(b"".join(payload))

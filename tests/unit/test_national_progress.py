@@ -22,9 +22,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from schemas import parse_event
 from service.ingest.gateway.app import GATEWAY_KEY, Gateway, GatewayLimits, build_app
+from service.ingest.gateway.intake import Accepted
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.producer import Record
 from service.ingest.gateway.units import UnitsFile
+from service.ingest.national_progress import map_progress_row
+from service.reference import Departments
+from service.tools.simulate import (
+    SimulationConfig,
+    generate,
+    national_sync_progress,
+    sample_units_csv,
+)
 
 NOW = datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
 UNITS = (
@@ -207,3 +216,26 @@ async def test_no_person_reaches_kafka_the_answers_the_metrics_or_the_log(
     for sentinel in SENTINELS:
         for part in (sentinel, sentinel.split()[-1]):
             assert part.encode() not in blob, part
+
+
+def test_the_simulated_progress_rows_give_back_the_simulated_steps(tmp_path: Path) -> None:
+    now = datetime(2026, 3, 18, 3, 0, tzinfo=UTC)
+    events = list(generate(SimulationConfig(dossiers=300, seed=5, now=now)))
+    receiving = {e["dossier_id"]: e["agency"] for e in events if e["type"] == "received"}
+    rows = list(national_sync_progress(events))
+    path = tmp_path / "units.csv"
+    path.write_text(sample_units_csv(), encoding="utf-8")
+    departments = Departments.load(path)
+    started = [e for e in events if e["type"] == "step_started"]
+    assert len(rows) == len(started) > 300
+    for row_, simulated in zip(rows, started, strict=True):
+        assert set(row_) == {
+            "MaHoSo", "NguoiXuLy", "ChucDanh", "ThoiDiemXuLy", "PhongBanXuLy",
+            "NoiDungXuLy", "TrangThai", "NgayBatDau", "NgayKetThucTheoQuyDinh",
+        }  # fmt: skip
+        outcome = map_progress_row(row_, departments, now)
+        assert isinstance(outcome, Accepted), outcome
+        step = outcome.events[0]
+        assert step.occurred_at == datetime.fromisoformat(simulated["occurred_at"])
+        assert step.department == simulated["department"]
+        assert step.agency == simulated.get("agency", receiving[simulated["dossier_id"]])
