@@ -239,7 +239,8 @@ _PAUSED = OpenState.PAUSED.value
 
 
 def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> tuple[Key, ...]:
-    """The counter keys this dossier adds 1 to at `now` (the sum over dossiers is the truth)."""
+    """The counter keys this dossier adds 1 to at `now`, once per occurrence (a department
+    that completed two steps on time gives its key twice); the sum over dossiers is the truth."""
     if dossier.received_at is None:
         return ()
     agency = dossier.agency or ""
