@@ -59,8 +59,8 @@ class Departments:
     """The departments the units file lists, by name and by (agency, code)."""
 
     by_name: dict[str, tuple[str, str]] = field(default_factory=dict)
-    _known: frozenset[tuple[str, str]] = frozenset()
-    _logged: set[tuple[str, str]] = field(default_factory=set)
+    _known: frozenset[tuple[str, str]] = field(init=False, default=frozenset())
+    _logged: set[tuple[str, str]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self._known = frozenset(self.by_name.values())
