@@ -245,7 +245,8 @@ DEPARTMENT_METRICS = {
 
 def expected_departments(workers: list[WorkerProcess]) -> list[tuple[str, str, list[int]]]:
     """Per agency and department, the step figures summed over the workers' /metrics, in
-    the board's order (most overdue dossiers held first); rows of zeros left out."""
+    the board's order (most overdue dossiers held first); only places where something is
+    late (held overdue, a step overdue or completed late)."""
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for worker in workers:
         for (name, labels), value in parse_metrics(worker.get("/metrics")[1].decode()).items():
@@ -258,7 +259,7 @@ def expected_departments(workers: list[WorkerProcess]) -> list[tuple[str, str, l
             if name == "motcua_steps_completed_total" and label["outcome"] == "on_time":
                 column = 3
             sums[(label["agency"], label["department"])][column] += int(value)
-    rows = [(a, d, figures) for (a, d), figures in sums.items() if any(figures)]
+    rows = [(a, d, figures) for (a, d), figures in sums.items() if any(figures[:3])]
     return sorted(rows, key=lambda r: (-r[2][0], -r[2][1], r[0], r[1]))
 
 

@@ -159,6 +159,7 @@ motcua_steps_open{{agency="SXD",department="SXD.LD",state="in_time"}} 4
 # TYPE motcua_steps_completed counter
 motcua_steps_completed_total{{agency="SXD",department="SXD.CM",outcome="late"}} 5
 motcua_steps_completed_total{{agency="SXD",department="SXD.CM",outcome="on_time"}} 7
+motcua_steps_completed_total{{agency="SXD",department="SXD.MC",outcome="on_time"}} 3
 """
 
 
@@ -167,7 +168,7 @@ def test_departments_are_summed_over_workers_most_overdue_held_first() -> None:
     samples.update(parse_samples(STEP_METRICS.format(held_cm=1)))
     samples.update(parse_samples(STEP_METRICS.format(held_cm=2)))
     # Two workers: every figure doubles, SXD.CM holds 1 + 2. SXD.LD has only in-time steps
-    # open: no row.
+    # open and SXD.MC only on-time steps: nothing late there, no row.
     assert department_rows(samples) == [
         {
             "agency": "STNMT",

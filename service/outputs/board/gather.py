@@ -246,9 +246,13 @@ DEPARTMENT_FIGURES = (
 )
 
 
+_LATE_FIGURES = ("overdue_held", "steps_overdue", "steps_late")
+
+
 def department_rows(samples: Counter[Any]) -> list[dict[str, Any]]:
     """Per agency and department holding steps: overdue dossiers held now, steps overdue
-    now, steps completed late and on time; most overdue held first, empty rows left out."""
+    now, steps completed late and on time; most overdue held first. Only places where
+    something is late are listed (on-time steps alone do not make a row)."""
     names = {name for _, name, _ in DEPARTMENT_FIGURES}
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for (name, labels), value in samples.items():
@@ -265,7 +269,7 @@ def department_rows(samples: Counter[Any]) -> list[dict[str, Any]]:
                 )
                 row[figure] += int(value)
     return sorted(
-        (row for row in rows.values() if any(row[f] for f, _, _ in DEPARTMENT_FIGURES)),
+        (row for row in rows.values() if any(row[f] for f in _LATE_FIGURES)),
         key=lambda r: (-r["overdue_held"], -r["steps_overdue"], r["agency"], r["department"]),
     )
 
