@@ -666,7 +666,7 @@ def _packed_steps(step: OpenStep | None, done: tuple[CompletedStep, ...]) -> lis
         None
         if step is None
         else [step.step, step.department, step.agency, step.started_at, step.due],
-        [[d.step, d.department, d.agency, d.completed_at, _OUTCOME_CODE[d.outcome]] for d in done],
+        [[d.step, d.department, d.agency, d.completed_ts, _OUTCOME_CODE[d.outcome]] for d in done],
     ]
 
 
@@ -685,6 +685,6 @@ def _unpacked_steps(part: list[Any]) -> tuple[OpenStep | None, tuple[CompletedSt
             time_from_text(due),
         )
     return step, tuple(
-        CompletedStep(name, _shared(department), _shared(agency), time_from_text(at), _OUTCOMES[o])
+        CompletedStep(name, _shared(department), _shared(agency), at, _OUTCOMES[o])
         for name, department, agency, at, o in done
     )

@@ -50,7 +50,7 @@ class CompletedStep:
     step: str
     department: str
     agency: str
-    completed_at: datetime
+    completed_ts: float  # when it ended, epoch seconds (as the report facts keep instants)
     outcome: Outcome  # ON_TIME or LATE: R13
 
 
@@ -108,7 +108,7 @@ def finish_step(
     if paused_at is not None:
         step = resume_step(step, paused_at, at, calendar)
     outcome = Outcome.LATE if at > step.due else Outcome.ON_TIME
-    return CompletedStep(step.step, step.department, step.agency, at, outcome)
+    return CompletedStep(step.step, step.department, step.agency, at.timestamp(), outcome)
 
 
 def step_mark_key(agency: str, department: str, outcome: Outcome) -> str:
@@ -129,7 +129,7 @@ def step_marks(steps_done: tuple[CompletedStep, ...]) -> list[tuple[float, str]]
     inside it. A pure function of the dossier's events, as `fold` is.
     """
     return [
-        (done.completed_at.timestamp(), step_mark_key(done.agency, done.department, done.outcome))
+        (done.completed_ts, step_mark_key(done.agency, done.department, done.outcome))
         for done in steps_done
     ]
 

@@ -111,7 +111,9 @@ def test_a_new_step_closes_the_one_before_at_that_instant() -> None:
     ]
     dossier = fold(DID, events, CAL)
     assert dossier.steps_done == (
-        CompletedStep("S1", "SXD.P1", "SXD", T("2026-03-04T09:00:00+07:00"), Outcome.LATE),
+        CompletedStep(
+            "S1", "SXD.P1", "SXD", T("2026-03-04T09:00:00+07:00").timestamp(), Outcome.LATE
+        ),
     )
     assert dossier.step is not None and (dossier.step.step, dossier.step.department) == (
         "S2",
@@ -153,7 +155,9 @@ def test_the_step_clock_pauses_with_the_supplement_pause() -> None:
     ]
     dossier = fold(DID, events, CAL)
     assert dossier.steps_done == (
-        CompletedStep("S1", "SXD.P1", "SXD", T("2026-03-05T16:00:00+07:00"), Outcome.ON_TIME),
+        CompletedStep(
+            "S1", "SXD.P1", "SXD", T("2026-03-05T16:00:00+07:00").timestamp(), Outcome.ON_TIME
+        ),
     )
 
 
@@ -186,7 +190,9 @@ def test_the_clock_end_closes_the_open_step_and_later_steps_are_ignored() -> Non
     dossier = fold(DID, events, CAL)
     assert dossier.step is None
     assert dossier.steps_done == (
-        CompletedStep("S1", "SXD.P1", "SXD", T("2026-03-04T10:00:00+07:00"), Outcome.LATE),
+        CompletedStep(
+            "S1", "SXD.P1", "SXD", T("2026-03-04T10:00:00+07:00").timestamp(), Outcome.LATE
+        ),
     )
 
 
@@ -199,7 +205,9 @@ def test_a_withdrawal_while_paused_closes_the_step_with_the_pause_excluded() -> 
     ]
     dossier = fold(DID, events, CAL)
     assert dossier.steps_done == (
-        CompletedStep("S1", "SXD.P1", "SXD", T("2026-03-06T10:00:00+07:00"), Outcome.ON_TIME),
+        CompletedStep(
+            "S1", "SXD.P1", "SXD", T("2026-03-06T10:00:00+07:00").timestamp(), Outcome.ON_TIME
+        ),
     )
     assert dossier.step is None
 
