@@ -21,6 +21,8 @@ MAX_EVENT_ID = 128
 MAX_DOSSIER_ID = 64
 MAX_CODE = 64
 MAX_PROCESSING_DAYS = 365
+MAX_STEP_HOURS = 2000
+MAX_STEP_DAYS = 365
 # Center clocks drift; an event from further ahead than this is a bug upstream.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # A dossier event is a few hundred bytes; anything this large is not one.
@@ -39,6 +41,8 @@ class EventType(enum.StrEnum):
     REJECTED = "rejected"  # từ chối
     RETURNED = "returned"  # trả kết quả: the result handed back
     WITHDRAWN = "withdrawn"  # rút hồ sơ
+    STEP_STARTED = "step_started"  # a processing step (bước xử lý) reaches a department
+    STEP_COMPLETED = "step_completed"
 
 
 TYPE_ORDER: dict[EventType, int] = {t: i for i, t in enumerate(EventType)}
@@ -73,6 +77,11 @@ class Reason(enum.StrEnum):
     BAD_PROCESSING_DAYS = "bad_processing_days"
     MISSING_NEW_DUE = "missing_new_due_at"
     TOO_MANY_EVENTS = "too_many_events"
+    MISSING_STEP = "missing_step"
+    MISSING_DEPARTMENT = "missing_department"
+    MISSING_STEP_DUE = "missing_step_due"
+    BAD_STEP_HOURS = "bad_step_hours"
+    BAD_STEP_DAYS = "bad_step_days"
 
 
 class InvalidEvent(ValueError):
@@ -131,6 +140,11 @@ class DossierEvent:
     due_at: datetime | None = None
     processing_days: int | None = None
     new_due_at: datetime | None = None
+    step: str | None = None
+    department: str | None = None
+    step_due_at: datetime | None = None
+    step_hours: int | None = None
+    step_days: int | None = None
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -146,13 +160,21 @@ class DossierEvent:
             "type": self.type.value,
             "occurred_at": self.occurred_at.isoformat(),
         }
-        for name in ("agency", "procedure", "processing_days"):
+        for name in (
+            "agency",
+            "procedure",
+            "processing_days",
+            "step",
+            "department",
+            "step_hours",
+            "step_days",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         if self.channel is not None:
             out["channel"] = self.channel.value
-        for name in ("due_at", "new_due_at"):
+        for name in ("due_at", "new_due_at", "step_due_at"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value.isoformat()
@@ -256,11 +278,27 @@ def _whole_number(value: Any) -> int | None:
 # Lookups by value: a dict is several times cheaper than calling the Enum class.
 _EVENT_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 _CHANNELS: dict[str, Channel] = {c.value: c for c in Channel}
-_KNOWN = frozenset(("agency", "procedure", "channel", "due_at", "new_due_at", "processing_days"))
+_KNOWN = frozenset(
+    (
+        "agency",
+        "procedure",
+        "channel",
+        "due_at",
+        "new_due_at",
+        "processing_days",
+        "step",
+        "department",
+        "step_due_at",
+        "step_hours",
+        "step_days",
+    )
+)
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _RECEIVED = EventType.RECEIVED
 _SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
 _EXTENDED = EventType.EXTENDED
+_STEP_STARTED = EventType.STEP_STARTED
+_STEP_COMPLETED = EventType.STEP_COMPLETED
 
 
 def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +314,11 @@ def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
         if channel is None:
             raise InvalidEvent(Reason.BAD_CHANNEL, "channel must be one of direct, online, postal")
         out["channel"] = channel
-    for name in ("due_at", "new_due_at"):
+    if "step" in data:
+        out["step"] = _code(data, "step", Reason.MISSING_STEP)
+    if "department" in data:
+        out["department"] = _code(data, "department", Reason.MISSING_DEPARTMENT)
+    for name in ("due_at", "new_due_at", "step_due_at"):
         if name in data:
             out[name] = parse_timestamp(data[name], name)
     if "processing_days" in data:
@@ -287,6 +329,15 @@ def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
                 f"processing_days must be an integer 1–{MAX_PROCESSING_DAYS}",
             )
         out["processing_days"] = days
+    for name, limit, reason in (
+        ("step_hours", MAX_STEP_HOURS, Reason.BAD_STEP_HOURS),
+        ("step_days", MAX_STEP_DAYS, Reason.BAD_STEP_DAYS),
+    ):
+        if name in data:
+            number = _whole_number(data[name])
+            if number is None or not 1 <= number <= limit:
+                raise InvalidEvent(reason, f"{name} must be an integer 1–{limit}")
+            out[name] = number
     return out
 
 
@@ -372,7 +423,43 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
         return DossierEvent(
             event_id, dossier_id, event_type, occurred_at, new_due_at=known["new_due_at"]
         )
+    if event_type is _STEP_STARTED:
+        return _step_started(event_id, dossier_id, occurred_at, known)
+    if event_type is _STEP_COMPLETED:
+        if "step" not in known:
+            raise InvalidEvent(Reason.MISSING_STEP, "step_completed needs step")
+        return DossierEvent(event_id, dossier_id, event_type, occurred_at, step=known["step"])
     return DossierEvent(event_id, dossier_id, event_type, occurred_at)
+
+
+def _step_started(
+    event_id: str, dossier_id: str, occurred_at: datetime, known: dict[str, Any]
+) -> DossierEvent:
+    """A step_started: step, department, the step's own due; agency only when given."""
+    if "step" not in known:
+        raise InvalidEvent(Reason.MISSING_STEP, "step_started needs step")
+    if "department" not in known:
+        raise InvalidEvent(Reason.MISSING_DEPARTMENT, "step_started needs department")
+    # The first of step_due_at, step_hours, step_days wins (as due_at wins on a receipt).
+    step_due_at = known.get("step_due_at")
+    hours = known.get("step_hours") if step_due_at is None else None
+    days = known.get("step_days") if step_due_at is None and hours is None else None
+    if step_due_at is None and hours is None and days is None:
+        raise InvalidEvent(
+            Reason.MISSING_STEP_DUE, "step_started needs step_due_at, step_hours or step_days"
+        )
+    return DossierEvent(
+        event_id,
+        dossier_id,
+        _STEP_STARTED,
+        occurred_at,
+        agency=known.get("agency"),
+        step=known["step"],
+        department=known["department"],
+        step_due_at=step_due_at,
+        step_hours=hours,
+        step_days=days,
+    )
 
 
 def parse_event(raw: bytes, now: datetime | None = None, key: bytes | None = None) -> DossierEvent:

@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["events", "national-sync", "units"],
         default="events",
         help="events (contract); national-sync: DongBoHoSoMC bodies, one JSON array a line,"
-        " for the gateway; units: the matching MOTCUA_UNITS_FILE",
+        " then CapNhatTienDoHoSoMC progress bodies (envelopes) for the gateway; units: the"
+        " matching MOTCUA_UNITS_FILE",
     )
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")

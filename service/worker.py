@@ -16,6 +16,7 @@ from service import app as worker_app
 from service.app import DLQ_MAX_BYTES, app, ledger, open_state, pipeline, registry, settings
 from service.outputs.metrics import LedgerCollector
 from service.outputs.pipeline_metrics import PipelineCollector
+from service.reference import Departments
 
 # Imported for their decorators (agents, timers, pages); named so linters keep them.
 REGISTERED = (agents.assignment, agents.deadlines, agents.lifecycle, service.outputs.web)
@@ -157,7 +158,7 @@ def run(loglevel: str = "info") -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin client
     ensure_topics()
     open_state(send_dead_letters, announce)
-    registry.register(LedgerCollector(ledger))
+    registry.register(LedgerCollector(ledger, Departments.load(settings.units_file)))
     # Consumer lag and the few pipeline figures operators use, computed at scrape time:
     # faust's Prometheus sensor cost 27 µs on every event (docs/benchmarks.md).
     pipeline.register(registry)

@@ -79,6 +79,11 @@ class WorkerProcess:
             MOTCUA_WEB_PORT=str(self.web_port),
             PYTHONUNBUFFERED="1",
         )
+        # The simulated center's units file, so its departments get their own labels.
+        units = self.data_dir.with_name(self.data_dir.name + "-units.csv")
+        if not units.exists():
+            units.write_text(sample_units_csv(), encoding="utf-8")
+        env["MOTCUA_UNITS_FILE"] = str(units)
         env.update(self.extra_env)
         return env
 
@@ -171,6 +176,10 @@ DOSSIER_FAMILIES = {
     "became_overdue": ("motcua_dossiers_became_overdue_total", ("agency",)),
     "open": ("motcua_dossiers_open", ("agency", "state")),
     "overdue_without_apology": ("motcua_overdue_without_apology", ("agency",)),
+    # Who holds it (R12–R17): the simulated departments are all in the workers' units file.
+    "steps_open": ("motcua_steps_open", ("agency", "department", "state")),
+    "steps_completed": ("motcua_steps_completed_total", ("agency", "department", "outcome")),
+    "overdue_held": ("motcua_dossiers_overdue_held", ("agency", "department")),
 }
 
 

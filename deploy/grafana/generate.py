@@ -409,6 +409,19 @@ def agency_drilldown() -> model.Dashboard:
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.NATURAL_ASC)
     )
+    # Departments holding the agency's steps (units file codes, `other`, `none`): one
+    # repeated row each.
+    department = (
+        dashboard.QueryVariable("department")
+        .label("Phòng ban")
+        .description("Departments holding the agency's processing steps (units file codes).")
+        .datasource(DATASOURCE)
+        .query('label_values(motcua_steps_open{agency="$agency"}, department)')
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.NATURAL_ASC)
+        .multi(True)
+        .include_all(True)
+    )
     built = (
         _base(
             AGENCY_DASHBOARD_UID,
@@ -417,6 +430,7 @@ def agency_drilldown() -> model.Dashboard:
             "QĐ 766 timeliness score.",
         )
         .with_variable(agency)
+        .with_variable(department)
         .with_row(dashboard.Row("Hiện tại"))
         .with_panel(
             stat_panel(
@@ -556,6 +570,46 @@ def agency_drilldown() -> model.Dashboard:
                 unit="percentunit",
                 span=8,
             ).max(1)
+        )
+        .with_row(dashboard.Row("Phòng ban $department").repeat("department"))
+        .with_panel(
+            stat_panel(
+                "Hồ sơ quá hạn đang giữ",
+                "Open overdue dossiers whose open processing step this department of the "
+                "agency holds (none: overdue with no step open).",
+                query(
+                    'sum(motcua_dossiers_overdue_held{agency="$agency",department="$department"})',
+                    instant=True,
+                ),
+            ).thresholds(RED_ABOVE_ZERO)
+        )
+        .with_panel(
+            timeseries_panel(
+                "Bước xử lý đang mở theo trạng thái",
+                "The department's open processing steps by their own due: in time, due soon, "
+                "overdue, or paused with the dossier.",
+                query(
+                    'sum by (state) (motcua_steps_open{agency="$agency",department="$department"})',
+                    "{{state}}",
+                ),
+                stacked=True,
+                span=4,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Bước hoàn thành mỗi giờ theo kết quả",
+                "The department's processing steps ended in the preceding hour, on time or "
+                "late (liên thông: counted for the agency whose step it was).",
+                query(
+                    "sum by (outcome) (increase("
+                    "agency_department_outcome:motcua_steps_completed_total:sum"
+                    '{agency="$agency",department="$department"}[1h]))',
+                    "{{outcome}}",
+                ),
+                stacked=True,
+                span=4,
+            )
         )
         .build()
     )

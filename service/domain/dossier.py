@@ -1,4 +1,4 @@
-"""A dossier's state as a pure function of its set of events (rules R2–R9).
+"""A dossier's state as a pure function of its set of events (rules R2–R9, R11–R17).
 
 `fold` replays the events in `occurred_at` order, whatever order they arrived in, so a
 late-arriving earlier event gives the same state as if it had arrived in order, and a
@@ -23,6 +23,14 @@ from service.domain.clock import (
     next_change,
     running_state,
     shift_due,
+)
+from service.domain.steps import (
+    NO_DEPARTMENT,
+    CompletedStep,
+    OpenStep,
+    finish_step,
+    resume_step,
+    start_step,
 )
 
 CLOCK_ENDING = frozenset({EventType.APPROVED, EventType.REJECTED, EventType.RETURNED})
@@ -53,6 +61,8 @@ class Dossier:
     new_due_at: datetime | None = None  # the appointment it promised
     passed_due: bool = False  # the running clock went past its due before now's segment
     supplements: int = 0  # supplement requests that paused the clock (yêu cầu bổ sung)
+    step: OpenStep | None = None  # the step it is in: who holds it (R12)
+    steps_done: tuple[CompletedStep, ...] = ()  # in the order they ended
 
     @property
     def is_received(self) -> bool:
@@ -113,6 +123,9 @@ def replay(
     new_due_at: datetime | None = None
     passed_due = False
     supplements = 0
+    step: OpenStep | None = None
+    steps_done: tuple[CompletedStep, ...] = ()
+    agency = receipt.agency or ""
 
     def state(closed_by: EventType | None = None, closed_at: datetime | None = None) -> Dossier:
         return Dossier(
@@ -131,6 +144,8 @@ def replay(
             new_due_at,
             passed_due,
             supplements,
+            step,
+            steps_done,
         )
 
     # R6: events dated before the receipt and any second receipt are ignored.
@@ -151,6 +166,8 @@ def replay(
         elif kind is EventType.SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
                 due = event.due_at or shifted(due, paused_at, at, calendar)
+                if step is not None:  # R13
+                    step = resume_step(step, paused_at, at, calendar)
                 paused_at = None
             elif running and event.due_at is not None:  # R2: a new appointment, no pause
                 passed_due = passed_due or past(at, due)
@@ -160,7 +177,19 @@ def replay(
             if clock_end is None:
                 apology_at = apology_at or at
                 new_due_at = event.new_due_at
+        elif kind is EventType.STEP_STARTED:
+            if clock_end is None:  # R15: steps count while the dossier's clock counts
+                if step is not None:  # R12: the new step closes the one before
+                    steps_done += (finish_step(step, at, paused_at, calendar),)
+                step = start_step(event, agency, calendar)
+        elif kind is EventType.STEP_COMPLETED:
+            if step is not None and step.step == event.step:  # R14
+                steps_done += (finish_step(step, at, paused_at, calendar),)
+                step = None
         elif kind in CLOCK_ENDING and clock_end is None:
+            if step is not None:  # R15: the step ends with the clock
+                steps_done += (finish_step(step, at, paused_at, calendar),)
+                step = None
             if paused_at is not None:  # R2: the clock ended while paused
                 due = shifted(due, paused_at, at, calendar)
                 paused_at = None
@@ -171,8 +200,12 @@ def replay(
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
             passed_due = passed_due or outcome is Outcome.LATE
 
-        if i > start and kind is EventType.WITHDRAWN and clock_end is None and paused_at is None:
-            passed_due = passed_due or past(at, due)
+        if i > start and kind is EventType.WITHDRAWN and clock_end is None:
+            if step is not None:  # R15: the step ends with the dossier
+                steps_done += (finish_step(step, at, paused_at, calendar),)
+                step = None
+            if paused_at is None:
+                passed_due = passed_due or past(at, due)
         if i > start and kind in CLOSING:  # R4: the dossier is closed; later events ignored
             paused_at = None
             yield at, state(kind, at)
@@ -225,10 +258,12 @@ def became_overdue(dossier: Dossier, now: datetime) -> bool:
 _CHANNEL_VALUES = {c: c.value for c in Channel}
 _OUTCOME_VALUES = {o: o.value for o in Outcome}
 _STATE_VALUES = {s: s.value for s in OpenState}
+_PAUSED = OpenState.PAUSED.value
 
 
 def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> tuple[Key, ...]:
-    """The counter keys this dossier adds 1 to at `now` (the sum over dossiers is the truth)."""
+    """The counter keys this dossier adds 1 to at `now`, once per occurrence (a department
+    that completed two steps on time gives its key twice); the sum over dossiers is the truth."""
     if dossier.received_at is None:
         return ()
     agency = dossier.agency or ""
@@ -263,11 +298,43 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
         keys.append(("open_procedure", agency, dossier.procedure or "", value))
         if state is OpenState.OVERDUE and dossier.apology_at is None:
             keys.append(("overdue_without_apology", agency))
+    step = dossier.step
+    for done in dossier.steps_done:  # R17: the step's own agency answers for it
+        keys.append(
+            ("steps_completed", done.agency, done.department, _OUTCOME_VALUES[done.outcome])
+        )
+    if step is not None:
+        # A step is open only while the clock counts (R15): running, or paused with it.
+        if state is OpenState.PAUSED:
+            step_state = _PAUSED
+        else:
+            step_state = _STATE_VALUES[running_state(step.due, now, calendar)]
+        keys.append(("steps_open", step.agency, step.department, step_state))
+    if state is OpenState.OVERDUE:
+        if step is None:
+            keys.append(("overdue_held", agency, NO_DEPARTMENT))
+        else:
+            keys.append(("overdue_held", step.agency, step.department))
     return tuple(keys)
+
+
+def held_by(dossier: Dossier) -> tuple[str, str]:
+    """Where the dossier sits now: the agency and department of its open step, else the
+    receiving agency and `none`."""
+    step = dossier.step
+    if step is None:
+        return dossier.agency or "", NO_DEPARTMENT
+    return step.agency, step.department
 
 
 def next_change_at(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> datetime | None:
     """When this dossier's contribution will change with no new event (None: never)."""
-    if not dossier.is_running or dossier.due is None:
+    if not dossier.is_running:
         return None
-    return next_change(dossier.due, now, calendar)
+    when = next_change(dossier.due, now, calendar) if dossier.due is not None else None
+    step = dossier.step
+    if step is not None:
+        step_when = next_change(step.due, now, calendar)
+        if when is None or (step_when is not None and step_when < when):
+            return step_when
+    return when

@@ -176,30 +176,46 @@ class HistoryDelta:
                 row = changes[agency, day] = Counter()
             row[key] += sign * delta
 
+    def add_instant_marks(self, marks: Iterable[tuple[str, float, str]], sign: int = 1) -> None:
+        """Marks at instants, each under an agency of its own: (agency, epoch seconds, key).
+        A closed dossier's completed steps count for the step's agency (liên thông, R17)."""
+        changes = self.changes
+        for agency, instant, key in marks:
+            row = changes.get((agency, local_day(instant)))
+            if row is None:
+                row = changes[agency, local_day(instant)] = Counter()
+            row[key] += sign
+
 
 class _AgencyDays:
-    """One agency's day rows, by column: `days` sorted, `columns[k][i]` the key k's total."""
+    """One agency's day rows, by column: `days` sorted, `columns[key][i]` the key's total.
+
+    Columns are the agency's own keys: an agency's departments (step outcomes) are columns
+    of that agency only, so memory is days × the keys each agency uses."""
 
     __slots__ = ("columns", "days")
 
     def __init__(self) -> None:
         self.days = array("i")
-        self.columns: list[array[int]] = []
+        self.columns: dict[str, array[int]] = {}
 
-    def through(self, day: int, width: int) -> list[int]:
-        """Each column's sum over the rows of days ≤ `day`."""
+    def through(self, day: int) -> dict[str, int]:
+        """Each column's sum over the rows of days ≤ `day` (non-zero ones)."""
         stop = bisect_right(self.days, day)
-        out = [sum(column[:stop]) for column in self.columns]
-        return out + [0] * (width - len(out))
+        out = {}
+        for key, column in self.columns.items():
+            total = sum(column[:stop])
+            if total:
+                out[key] = total
+        return out
 
 
 class History:
     """Per agency, per local day, the totals of closed dossiers' marks."""
 
-    __slots__ = ("_agencies", "_keys")
+    __slots__ = ("_agencies",)
 
     def __init__(self) -> None:
-        self._keys: dict[str, int] = {}  # key -> column, shared by every agency
         self._agencies: dict[str, _AgencyDays] = {}
 
     @classmethod
@@ -210,7 +226,7 @@ class History:
         whole, with no per-day work.
         """
         history = cls()
-        keys, agencies = history._keys, history._agencies
+        agencies = history._agencies
         for agency, page, data in pages:
             days, incoming = _decode_columns(page, data)
             found = agencies.get(agency)
@@ -222,15 +238,12 @@ class History:
                 found = agencies[agency] = _AgencyDays()
             columns, before = found.columns, len(found.days)
             found.days.extend(days)
-            by_column: dict[int, array[int]] = {}
-            for key, values in incoming.items():
-                k = keys.setdefault(key, len(keys))
-                while len(columns) <= k:
-                    columns.append(array("i", [0]) * before)
-                by_column[k] = values
+            for key in incoming:
+                if key not in columns:
+                    columns[key] = array("i", [0]) * before
             zeros = array("i", [0]) * len(days)
-            for k, column in enumerate(columns):
-                column.extend(by_column.get(k, zeros))
+            for key, column in columns.items():
+                column.extend(incoming.get(key, zeros))
         return history
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
@@ -293,8 +306,7 @@ class History:
         found = self._agencies.get(agency)
         if found is None:
             return {}
-        sums = found.through(day, len(self._keys))
-        return {key: sums[k] for key, k in self._keys.items() if sums[k]}
+        return found.through(day)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, History):
@@ -304,12 +316,7 @@ class History:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def _row_at(self, found: _AgencyDays, i: int) -> dict[str, int]:
-        columns = found.columns
-        return {
-            key: columns[k][i]
-            for key, k in self._keys.items()
-            if k < len(columns) and columns[k][i]
-        }
+        return {key: column[i] for key, column in found.columns.items() if column[i]}
 
     def _add_to_row(self, agency: str, day: int, changes: dict[str, int]) -> None:
         if not any(changes.values()):
@@ -317,21 +324,21 @@ class History:
         found = self._agencies.get(agency)
         if found is None:
             found = self._agencies[agency] = _AgencyDays()
-        days, columns, keys = found.days, found.columns, self._keys
+        days, columns = found.days, found.columns
         i = bisect_left(days, day)
         if i == len(days) or days[i] != day:
             days.insert(i, day)
-            for column in columns:
+            for column in columns.values():
                 column.insert(i, 0)
         for key, value in changes.items():
-            k = keys.setdefault(key, len(keys))
-            while len(columns) <= k:
-                columns.append(array("i", [0]) * len(days))
-            columns[k][i] += value
-        if not any(column[i] for column in columns):
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = array("i", [0]) * len(days)
+            column[i] += value
+        if not any(column[i] for column in columns.values()):
             # An empty row is no row: a remove-then-add leaves what building afresh leaves.
             del days[i]
-            for column in columns:
+            for column in columns.values():
                 del column[i]
             if not days:
                 del self._agencies[agency]
@@ -370,6 +377,23 @@ def _closed_figures(before: dict[str, int], through: dict[str, int]) -> PeriodFi
         resolved_without_due=during(RESOLVED_WITHOUT_DUE),
         in_progress_without_due=through.get(IN_PROGRESS_WITHOUT_DUE, 0),
     )
+
+
+def keys_between(
+    history: History, prefix: str, start: date, end_inclusive: date
+) -> Counter[tuple[str, str]]:
+    """(agency, key) totals of the keys starting with `prefix` over the local days
+    start..end_inclusive: flow marks (e.g. step outcomes) in a period."""
+    out: Counter[tuple[str, str]] = Counter()
+    first, last = start.toordinal(), end_inclusive.toordinal()
+    for agency in history.agencies():
+        before, through = history.through(agency, first - 1), history.through(agency, last)
+        for key, total in through.items():
+            if key.startswith(prefix):
+                during = total - before.get(key, 0)
+                if during:
+                    out[agency, key] += during
+    return out
 
 
 def history_report(

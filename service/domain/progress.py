@@ -26,6 +26,13 @@ from service.domain.calendar import LOCAL_TZ, WorkingCalendar
 from service.domain.clock import Outcome, judge
 from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, past, receipt_due, shifted
 from service.domain.report import NO_DUE, PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
+from service.domain.steps import (
+    CompletedStep,
+    OpenStep,
+    finish_step,
+    resume_step,
+    start_step,
+)
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
 # reference records limit (tests/reference_records.py) is the same number.
@@ -56,6 +63,8 @@ _SUPPLEMENT_REQUESTED = EventType.SUPPLEMENT_REQUESTED
 _SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
 _EXTENDED = EventType.EXTENDED
 _WITHDRAWN = EventType.WITHDRAWN
+_STEP_STARTED = EventType.STEP_STARTED
+_STEP_COMPLETED = EventType.STEP_COMPLETED
 _LATE = Outcome.LATE
 
 _SEGMENT = struct.Struct("<dd")  # the facts timeline's segment (service/domain/report.py)
@@ -103,6 +112,8 @@ class DossierProgress:
         "paused_at",
         "procedure",
         "received_at",
+        "step",
+        "steps_done",
         "supplements",
     )
 
@@ -136,6 +147,8 @@ class DossierProgress:
         self.new_due_at: datetime | None = None
         self.passed_due = False
         self.supplements = 0
+        self.step: OpenStep | None = None
+        self.steps_done: tuple[CompletedStep, ...] = ()
         self._due_ts: float | None = None  # due.timestamp(), computed when first needed
         self._timeline = b""
         self._dossier: Dossier | None = None
@@ -266,6 +279,8 @@ class DossierProgress:
         elif kind is _SUPPLEMENT_RECEIVED:
             if paused_at is not None and clock_end is None:
                 self._set_due(event.due_at or shifted(self.due, paused_at, at, calendar))
+                if self.step is not None:  # R13
+                    self.step = resume_step(self.step, paused_at, at, calendar)
                 self.paused_at = None
             elif clock_end is None and event.due_at is not None:  # R2: a new appointment
                 self.passed_due = self.passed_due or past(at, self.due)
@@ -275,7 +290,21 @@ class DossierProgress:
             if clock_end is None:
                 self.apology_at = self.apology_at or at
                 self.new_due_at = event.new_due_at
+        elif kind is _STEP_STARTED:
+            if clock_end is None:  # R15: steps count while the dossier's clock counts
+                step = self.step
+                if step is not None:  # R12: the new step closes the one before
+                    self.steps_done += (finish_step(step, at, paused_at, calendar),)
+                self.step = start_step(event, self.agency or "", calendar)
+        elif kind is _STEP_COMPLETED:
+            step = self.step
+            if step is not None and step.step == event.step:  # R14
+                self.steps_done += (finish_step(step, at, paused_at, calendar),)
+                self.step = None
         elif kind in CLOCK_ENDING and clock_end is None:
+            if self.step is not None:  # R15: the step ends with the clock
+                self.steps_done += (finish_step(self.step, at, paused_at, calendar),)
+                self.step = None
             if paused_at is not None:  # R2: the clock ended while paused
                 self._set_due(shifted(self.due, paused_at, at, calendar))
                 self.paused_at = None
@@ -286,8 +315,12 @@ class DossierProgress:
             self.outcome = judge(at, self.due) if self.due is not None else None
             # Late means the clock passed the due, even if a pause shifted it meanwhile.
             self.passed_due = self.passed_due or self.outcome is _LATE
-        if kind is _WITHDRAWN and self.clock_end is None and self.paused_at is None:
-            self.passed_due = self.passed_due or past(at, self.due)
+        if kind is _WITHDRAWN and self.clock_end is None:
+            if self.step is not None:  # R15: the step ends with the dossier
+                self.steps_done += (finish_step(self.step, at, self.paused_at, calendar),)
+                self.step = None
+            if self.paused_at is None:
+                self.passed_due = self.passed_due or past(at, self.due)
         if kind in CLOSING:  # R4: the dossier is closed
             self.paused_at = None
             self.closed_by, self.closed_at = kind, at
@@ -372,6 +405,8 @@ class DossierProgress:
                 self.new_due_at,
                 self.passed_due,
                 self.supplements,
+                self.step,
+                self.steps_done,
             )
         return dossier
 
@@ -470,6 +505,7 @@ class DossierProgress:
                 self._last_at,
                 self._kinds,
                 self._ids,
+                *_packed_steps(self.step, self.steps_done),
             ]
         )
         return b"".join((head, self._timeline, state, b"\n", self._log))
@@ -502,7 +538,7 @@ class DossierProgress:
         end = raw.index(b"\n", start)
         state = orjson.loads(raw[start:end])
         agency, procedure, received, due, paused, clock_end, closed, apology, new_due = state[:9]
-        last_at, kinds, ids = state[9:]
+        last_at, kinds, ids = state[9:12]
         progress = cls.__new__(cls)
         progress.dossier_id = dossier_id
         progress.agency = _shared(agency)
@@ -526,6 +562,7 @@ class DossierProgress:
         progress.new_due_at = time_from_text(new_due) if new_due is not None else None
         progress.passed_due = bool(flags & _PASSED_DUE)
         progress.supplements = supplements
+        progress.step, progress.steps_done = _unpacked_steps(state[12:])
         progress.duplicates = duplicates
         timeline = raw[_HEAD.size : start]
         progress._timeline = timeline
@@ -572,6 +609,21 @@ def _row(event: DossierEvent) -> list[Any]:
             event.due_at,
             event.processing_days,
         ]
+    elif event.step is not None:
+        row = [
+            event.occurred_at,
+            event.agency,
+            None,
+            None,
+            None,
+            None,
+            None,
+            event.step,
+            event.department,
+            event.step_due_at,
+            event.step_hours,
+            event.step_days,
+        ]
     elif event.due_at is not None:
         row = [event.occurred_at, None, None, None, event.due_at]
     else:
@@ -585,8 +637,9 @@ def _row(event: DossierEvent) -> list[Any]:
 
 
 def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> DossierEvent:
-    row = row + [None] * (7 - len(row))
-    occurred_at, agency, procedure, channel, due_at, days, new_due_at = row
+    row = row + [None] * (12 - len(row))
+    occurred_at, agency, procedure, channel, due_at, days, new_due_at = row[:7]
+    step, department, step_due_at, step_hours, step_days = row[7:]
     return DossierEvent(
         event_id,
         dossier_id,
@@ -598,4 +651,42 @@ def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> D
         time_from_text(due_at) if due_at is not None else None,
         days,
         time_from_text(new_due_at) if new_due_at is not None else None,
+        step,
+        department,
+        time_from_text(step_due_at) if step_due_at is not None else None,
+        step_hours,
+        step_days,
+    )
+
+
+def _packed_steps(step: OpenStep | None, done: tuple[CompletedStep, ...]) -> list[Any]:
+    """The steps' part of the packed state: nothing for a dossier without steps (the
+    form stays as before steps existed), else the open step and the completed ones."""
+    if step is None and not done:
+        return []
+    return [
+        None
+        if step is None
+        else [step.step, step.department, step.agency, step.started_at, step.due],
+        [[d.step, d.department, d.agency, d.completed_ts, _OUTCOME_CODE[d.outcome]] for d in done],
+    ]
+
+
+def _unpacked_steps(part: list[Any]) -> tuple[OpenStep | None, tuple[CompletedStep, ...]]:
+    if not part:
+        return None, ()
+    packed_step, done = part
+    step = None
+    if packed_step is not None:
+        name, department, agency, started_at, due = packed_step
+        step = OpenStep(
+            name,
+            _shared(department),
+            _shared(agency),
+            time_from_text(started_at),
+            time_from_text(due),
+        )
+    return step, tuple(
+        CompletedStep(name, _shared(department), _shared(agency), at, _OUTCOMES[o])
+        for name, department, agency, at, o in done
     )

@@ -2,13 +2,15 @@
 
 Only partitions this worker holds are in the ledger, and nothing per dossier is exported
 while a partition recovers: series are omitted rather than under-reported. Labels are
-agency codes and closed sets (channel, outcome, state); never dossier ids or procedures.
+agency codes, the department codes the units file lists (others: `other`) and closed sets
+(channel, outcome, state); never dossier ids or procedures.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from schemas import Channel, EventType, Reason
-from service.domain import OpenState, Outcome
+from service.domain import Key, OpenState, Outcome
 from service.domain.report import DossierFacts, PeriodFigures, current_period, period_report
+from service.reference import Departments
 from service.state.ledger import Ledger, add_figures
 
 # The timeliness gauges scan the open dossiers' facts (the closed ones are day totals); a
@@ -38,6 +41,31 @@ class Timeliness:
     partitions: frozenset[int]
     computed_at: float  # time.monotonic()
     figures: dict[str, dict[str, PeriodFigures]]
+
+
+STEP_STATES = (
+    OpenState.IN_TIME.value,
+    OpenState.DUE_SOON.value,
+    OpenState.OVERDUE.value,
+    OpenState.PAUSED.value,
+)
+STEP_OUTCOMES = (Outcome.ON_TIME.value, Outcome.LATE.value)
+_STEP_FAMILIES = frozenset(("steps_open", "steps_completed", "overdue_held"))
+
+
+def department_counts(
+    totals: Counter[Key], departments: Departments
+) -> Counter[tuple[tuple[str, str], tuple[str, str]]]:
+    """The step keys of the ledger by ((agency, department label), (family, state or
+    outcome)); departments the units file does not list are summed under `other`."""
+    out: Counter[tuple[tuple[str, str], tuple[str, str]]] = Counter()
+    for key, count in totals.items():
+        if key[0] not in _STEP_FAMILIES or not count:
+            continue
+        agency, department = key[1], key[2]
+        place = (agency, departments.label(agency, department))
+        out[place, (key[0], key[3] if len(key) > 3 else "")] += count
+    return out
 
 
 @dataclass(frozen=True)
@@ -74,8 +102,9 @@ class LedgerCollector(Collector):
     counts are sums the ledger keeps; the timeliness scan runs in a thread, on a snapshot.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, departments: Departments | None = None) -> None:
         self.ledger = ledger
+        self.departments = departments or Departments()
         self._timeliness: Timeliness | None = None
         self._scan: Future[Timeliness] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="motcua-timeliness")
@@ -201,6 +230,37 @@ class LedgerCollector(Collector):
                 )
             no_apology.add_metric([agency], float(totals[("overdue_without_apology", agency)]))
         yield from (received, completed, without_due, withdrawn, became_overdue, open_, no_apology)
+        yield from self._step_families(totals)
+
+    def _step_families(self, totals: Counter[Key]) -> Iterator[Any]:
+        """Who holds the dossiers: steps by agency and department (rules R12–R17)."""
+        steps = department_counts(totals, self.departments)
+        steps_open = GaugeMetricFamily(
+            "motcua_steps_open",
+            "Open processing steps (bước xử lý) by the agency and department holding them",
+            labels=["agency", "department", "state"],
+        )
+        completed = CounterMetricFamily(
+            "motcua_steps_completed",
+            "Processing steps ended, by the agency and department whose step it was",
+            labels=["agency", "department", "outcome"],
+        )
+        held = GaugeMetricFamily(
+            "motcua_dossiers_overdue_held",
+            "Open overdue dossiers by where they sit now: their open step's agency and "
+            "department (none: no step open)",
+            labels=["agency", "department"],
+        )
+        for agency, department in sorted({place for place, _ in steps}):
+            labels = [agency, department]
+            for state in STEP_STATES:
+                value = steps[(agency, department), ("steps_open", state)]
+                steps_open.add_metric([*labels, state], float(value))
+            for outcome in STEP_OUTCOMES:
+                value = steps[(agency, department), ("steps_completed", outcome)]
+                completed.add_metric([*labels, outcome], float(value))
+            held.add_metric(labels, float(steps[(agency, department), ("overdue_held", "")]))
+        yield from (steps_open, completed, held)
 
     def timeliness(self) -> Timeliness:
         """The latest figures for the partitions held now; starts a new scan when stale."""

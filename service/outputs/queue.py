@@ -3,8 +3,10 @@
 A page is read from each partition's due index (service/state/due_index.py): the cells a
 query asks for are merged by (due, dossier id) from where the state's due bounds and the
 cursor fall, so a page costs a few bisects per cell plus its own items, never a scan of the
-open dossiers. Working days overdue or remaining come from the working calendar. The answer
-carries codes and times only.
+open dossiers. The `procedure`, `department` and `held_by` filters instead go through the
+dossiers they may match (a procedure's own set; for the other two, every open dossier of the
+partitions: the due index has no department cells). Working days overdue or remaining come
+from the working calendar. The answer carries codes and times only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from service.domain import LOCAL_TZ, Dossier, OpenState, WorkingCalendar
 from service.domain.calendar import local_date, start_of_local_day
-from service.domain.dossier import open_state
+from service.domain.dossier import held_by, open_state
 from service.state.due_index import (
     KINDS,
     NO_DUE,
@@ -40,7 +42,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_PARAM = 64
 MAX_CURSOR = 400
-PARAMS = ("state", "agency", "procedure", "apology", "limit", "after")
+PARAMS = ("state", "agency", "procedure", "department", "held_by", "apology", "limit", "after")
 SCOPE = "this worker's partitions; motcua board merges all workers"
 
 
@@ -55,6 +57,8 @@ class QueueQuery:
     state: OpenState | None = None
     agency: str | None = None
     procedure: str | None = None
+    department: str | None = None  # the department holding its open step
+    held_by: str | None = None  # the agency holding it: its open step's, else the receiver
     apology: bool | None = None
     limit: int = DEFAULT_LIMIT
     after: DueKey | None = None
@@ -68,6 +72,10 @@ class QueueQuery:
             out["agency"] = self.agency
         if self.procedure is not None:
             out["procedure"] = self.procedure
+        if self.department is not None:
+            out["department"] = self.department
+        if self.held_by is not None:
+            out["held_by"] = self.held_by
         if self.apology is not None:
             out["apology"] = "yes" if self.apology else "no"
         out["limit"] = str(self.limit)
@@ -143,6 +151,8 @@ def parse_query(pairs: Iterable[tuple[str, str]]) -> QueueQuery:
         state=state,
         agency=_text("agency", values["agency"]) if "agency" in values else None,
         procedure=_text("procedure", values["procedure"]) if "procedure" in values else None,
+        department=_text("department", values["department"]) if "department" in values else None,
+        held_by=_text("held_by", values["held_by"]) if "held_by" in values else None,
         apology=apology,
         limit=limit,
         after=decode_cursor(values["after"]) if "after" in values else None,
@@ -182,8 +192,8 @@ def dossiers_page(
 ) -> dict[str, Any]:
     """The answer to `query` over `views` at `now`: items, total, truncation and cursor."""
     spans = state_spans(query.state, now, calendar)
-    if query.procedure is not None:
-        keys, total = _procedure_keys(views, query, spans)
+    if query.procedure is not None or query.department is not None or query.held_by is not None:
+        keys, total = _filtered_keys(views, query, spans)
     else:
         keys, total = _merged_keys(views, query, spans)
     rows: list[tuple[DueKey, dict[str, Any]]] = []
@@ -249,18 +259,31 @@ def _merged_keys(
     return out, total
 
 
-def _procedure_keys(
+def _filtered_keys(
     views: Sequence[PartitionView], query: QueueQuery, spans: list[Span]
 ) -> tuple[list[tuple[DueKey, PartitionView]], int]:
-    """The same for one procedure: its dossiers are few, so filter and sort them all."""
+    """The same for a procedure (its dossiers are few) or a department or holding agency
+    (every open dossier is looked at): filter and sort them all."""
     found: list[tuple[DueKey, PartitionView]] = []
     for view in views:
-        for dossier_id in view.index.by_procedure.get(query.procedure or "", ()):
+        if query.procedure is not None:
+            candidates: Iterable[str] = view.index.by_procedure.get(query.procedure, ())
+        else:
+            candidates = view.open
+        for dossier_id in candidates:
             dossier = view.open.get(dossier_id)
             if dossier is None:
                 continue
+            if query.procedure is not None and dossier.procedure != query.procedure:
+                continue
             if query.agency is not None and dossier.agency != query.agency:
                 continue
+            if query.department is not None or query.held_by is not None:
+                agency, department = held_by(dossier)
+                if query.held_by is not None and agency != query.held_by:
+                    continue
+                if query.department is not None and department != query.department:
+                    continue
             if query.apology is not None and (dossier.apology_at is not None) != query.apology:
                 continue
             key = due_key(dossier)
@@ -309,6 +332,7 @@ def dossier_item(
     """One queue line: codes and times only."""
     assert dossier.channel is not None
     overdue = remaining = None
+    step = dossier.step
     if state is OpenState.OVERDUE and dossier.due is not None:
         overdue = working_days_overdue(dossier.due, now, calendar)
     elif state in (OpenState.DUE_SOON, OpenState.IN_TIME) and dossier.due is not None:
@@ -329,6 +353,11 @@ def dossier_item(
         "supplements": dossier.supplements,
         "paused_at": _iso(dossier.paused_at),
         "clock_end": _iso(dossier.clock_end),
+        # Who holds it (rules R12–R17): the open step, its department and agency, its due.
+        "step": step.step if step is not None else None,
+        "department": step.department if step is not None else None,
+        "held_by": step.agency if step is not None else dossier.agency,
+        "step_due": _iso(step.due) if step is not None else None,
     }
 
 

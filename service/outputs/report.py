@@ -9,7 +9,8 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -51,15 +52,55 @@ class ReportError(Exception):
     """A worker could not be asked or gave an answer that is not a report."""
 
 
+# Step outcomes per department in the period (rules R12–R17), from `steps.step_outcomes`.
+StepOutcomes = Mapping[tuple[str, str], Mapping[str, int]]
+
+
+def department_rows(steps: StepOutcomes) -> list[dict[str, Any]]:
+    """The period's step outcomes as rows: agency, department, steps on time and late."""
+    return [
+        {
+            "agency": agency,
+            "department": department,
+            "steps_on_time": int(steps[agency, department].get("on_time", 0)),
+            "steps_late": int(steps[agency, department].get("late", 0)),
+        }
+        for agency, department in sorted(steps)
+    ]
+
+
+def combine_steps(
+    answers: Sequence[tuple[str, dict[str, Any]]],
+) -> dict[tuple[str, str], Counter[str]]:
+    """Sum the workers' per-department step outcomes (answers without them add nothing)."""
+    out: dict[tuple[str, str], Counter[str]] = {}
+    for base, data in answers:
+        rows = data.get("departments", [])
+        if not isinstance(rows, list):
+            raise ReportError(f"{base}: departments is not a list")
+        for row in rows:
+            try:
+                place = (str(row["agency"]), str(row["department"]))
+                counts = {"on_time": row["steps_on_time"], "late": row["steps_late"]}
+            except (KeyError, TypeError):
+                raise ReportError(f"{base}: a department row is not a step count") from None
+            if not all(type(n) is int and n >= 0 for n in counts.values()):
+                raise ReportError(f"{base}: a department row is not a step count")
+            out.setdefault(place, Counter()).update(counts)
+    return out
+
+
 def report_json(
     figures_by_agency: dict[str, PeriodFigures],
     partitions: list[int],
     start: date,
     end: date,
     as_of: datetime | None = None,
+    steps: StepOutcomes | None = None,
 ) -> dict[str, Any]:
-    """The /api/report body of one worker: its partitions' figures per agency and in total."""
-    return {
+    """The /api/report body of one worker: its partitions' figures per agency and in total,
+    and, when given, the step outcomes per department."""
+    body = {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "as_of": as_of.isoformat() if as_of is not None else None,
@@ -68,6 +109,9 @@ def report_json(
         "agencies": {code: figures_by_agency[code].to_dict() for code in sorted(figures_by_agency)},
         "total": total(figures_by_agency.values()).to_dict(),
     }
+    if steps is not None:
+        body["departments"] = department_rows(steps)
+    return body
 
 
 def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, Any]:
@@ -166,6 +210,39 @@ def render_table(
     return "\n".join(out) + "\n"
 
 
+def render_steps(steps: StepOutcomes) -> str:
+    """The period's step outcomes per agency and department (Vietnamese, English headers)."""
+    rows = department_rows(steps)
+    if not rows:
+        return ""
+    headers = [
+        ("Cơ quan", "agency"),
+        ("Phòng ban", "department"),
+        ("Bước đúng hạn", "steps on time"),
+        ("Bước trễ hạn", "steps late"),
+    ]
+    body = [
+        [r["agency"], r["department"], str(r["steps_on_time"]), str(r["steps_late"])] for r in rows
+    ]
+    widths = [
+        max(len(vi), len(en), *(len(row[i]) for row in body)) for i, (vi, en) in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        left = (cell.ljust(width) for cell, width in zip(cells[:2], widths[:2], strict=True))
+        right = (cell.rjust(width) for cell, width in zip(cells[2:], widths[2:], strict=True))
+        return "  ".join((*left, *right)).rstrip()
+
+    out = [
+        "Bước xử lý theo phòng ban / processing steps by department",
+        line([vi for vi, _ in headers]),
+        line([en for _, en in headers]),
+        "-" * (sum(widths) + 2 * (len(widths) - 1)),
+        *(line(row) for row in body),
+    ]
+    return "\n".join(out) + "\n"
+
+
 def _ranges(partitions: list[int]) -> str:
     """0,1,2,5 → "0-2,5"."""
     parts: list[str] = []
@@ -202,6 +279,7 @@ def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: st
         for base in bases:
             answers.append((base, _fetch(base, start, end, agency)))
         by_agency, partitions, warnings = combine(answers)
+        steps = combine_steps(answers)
     except ReportError as exc:
         print(f"motcua report: {exc}", file=sys.stderr)
         return 1
@@ -209,11 +287,12 @@ def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: st
         print(f"motcua report: warning: {warning}", file=sys.stderr)
 
     if fmt == "json":
-        body = report_json(by_agency, partitions, start, end)
+        body = report_json(by_agency, partitions, start, end, steps=steps)
         body["scope"] = f"sum of {len(bases)} worker(s): {', '.join(bases)}"
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "csv":
         sys.stdout.write(render_csv(by_agency))
     else:
         sys.stdout.write(render_table(by_agency, start, end, partitions))
+        sys.stdout.write(render_steps(steps))
     return 0

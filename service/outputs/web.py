@@ -148,7 +148,8 @@ class Report(View):
         [closed], facts = ledger.report_parts([(start, end)], agency, now)
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
         add_figures(figures, closed)
-        return self.json(report_json(figures, partitions, start, end, as_of=now))
+        steps = ledger.step_report(start, end)
+        return self.json(report_json(figures, partitions, start, end, as_of=now, steps=steps))
 
 
 @app.page("/api/dossiers")

@@ -18,8 +18,10 @@ from datetime import UTC, date, datetime
 from service.domain import Dossier, Key, WorkingCalendar, contribution, next_change_at
 from service.domain.clock import OpenState
 from service.domain.dossier import open_state
-from service.domain.history import History, history_report
-from service.domain.report import DossierFacts, PeriodFigures
+from service.domain.history import History, history_report, keys_between
+from service.domain.report import DossierFacts, PeriodFigures, period_bounds
+from service.domain.steps import HISTORY_PREFIX as STEP_PREFIX
+from service.domain.steps import step_marks, step_outcomes, step_outcomes_of_totals
 from service.state.due_index import DueIndex
 from service.state.store import PartitionMeta
 
@@ -410,6 +412,21 @@ class Ledger:
         out: list[DossierFacts] = []
         for ledger in self.partitions.values():
             out.extend(ledger.facts.values())
+        return out
+
+    def step_report(self, start: date, end_inclusive: date) -> dict[tuple[str, str], Counter[str]]:
+        """Step outcomes per (agency, department) in the period: the closed dossiers' from
+        the day totals, the open ones' from their completed steps (rules R12–R17)."""
+        totals: Counter[tuple[str, str]] = Counter()
+        marks: list[tuple[float, str]] = []
+        for ledger in self.partitions.values():
+            totals.update(keys_between(ledger.history, STEP_PREFIX, start, end_inclusive))
+            for dossier in ledger.open.values():
+                if dossier.steps_done:
+                    marks.extend(step_marks(dossier.steps_done))
+        out = step_outcomes_of_totals(totals)
+        for place, counts in step_outcomes(marks, *period_bounds(start, end_inclusive)).items():
+            out.setdefault(place, Counter()).update(counts)
         return out
 
     def report_parts(

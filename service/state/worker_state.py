@@ -32,6 +32,7 @@ from service.domain.history import (
 )
 from service.domain.progress import DossierProgress, Step
 from service.domain.report import DossierFacts
+from service.domain.steps import history_marks as step_history_marks
 from service.state.due_index import DueIndex
 from service.state.intake import parse
 from service.state.ledger import (
@@ -271,9 +272,12 @@ class WorkerState:
             add_counts(delta, closed_delta(old_dossier, progress.dossier, calendar))
             if old_facts is not None:
                 marks.add(old_facts, -1)
+            if old_dossier is not None:
+                marks.add_instant_marks(step_history_marks(old_dossier.steps_done), -1)
             facts = progress.facts
             if facts is not None:
                 marks.add(facts, 1)
+                marks.add_instant_marks(step_history_marks(progress.dossier.steps_done), 1)
 
     def history(self, partition: int) -> History:
         """The closed dossiers' per-day totals, as saved."""

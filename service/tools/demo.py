@@ -41,10 +41,7 @@ def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> b
 def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | None:
     """`motcua gateway` beside the worker, open on loopback (no tokens file), with the
     simulated center's units; prints its URL and a curl example. None if it did not start."""
-    from service.tools.simulate import sample_units_csv
-
-    units = data / "demo-units.csv"
-    units.write_text(sample_units_csv(), encoding="utf-8")
+    units = _units_file(data)
     port = settings.gateway_port
     env = dict(os.environ, MOTCUA_WEB_HOST="127.0.0.1", MOTCUA_UNITS_FILE=str(units))
     env.pop("MOTCUA_GATEWAY_TOKENS_FILE", None)
@@ -68,7 +65,17 @@ def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | 
         f' "procedure": "1.000948", "channel": "online", "processing_days": 5}}\''
     )
     print(f"  national sync: POST {url}/v1/national-sync/dossiers (docs/gateway.md)")
+    print(f"  progress rows: POST {url}/v1/national-sync/progress (docs/gateway.md)")
     return gateway
+
+
+def _units_file(data: Path) -> Path:
+    """The simulated center's units file (agencies and their departments) in `data`."""
+    from service.tools.simulate import sample_units_csv
+
+    units = data / "demo-units.csv"
+    units.write_text(sample_units_csv(), encoding="utf-8")
+    return units
 
 
 def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None:
@@ -122,6 +129,8 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         print(f"broker ready at {bootstrap}")
 
         env = dict(os.environ, MOTCUA_WEB_PORT=str(port), MOTCUA_DATA_DIR=str(data / "demo-worker"))
+        # The simulated center's departments, so the board names who holds late dossiers.
+        env.setdefault("MOTCUA_UNITS_FILE", str(_units_file(data)))
         log_path = data / "demo-worker.log"
         with log_path.open("ab") as log:
             worker = subprocess.Popen(

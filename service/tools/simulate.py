@@ -150,6 +150,20 @@ _RETURN_DAYS = {
 }
 _WEEKDAY_WEIGHT = (1.15, 1.05, 1.0, 1.0, 0.9, 0.6, 0.6)  # Monday first; weekends = make-up days
 
+# Processing steps (bước xử lý) by how many a dossier has, and the department suffix of each
+# (một cửa desk, chuyên môn specialists, lãnh đạo sign-off): sample data like the agencies.
+_STEPS = {
+    1: ("THAM_DINH",),
+    2: ("THAM_DINH", "PHE_DUYET"),
+    3: ("TIEP_NHAN", "THAM_DINH", "PHE_DUYET"),
+    4: ("TIEP_NHAN", "THAM_DINH", "XAC_MINH", "PHE_DUYET"),
+}
+_STEP_DEPARTMENT = {"TIEP_NHAN": "MC", "THAM_DINH": "CM", "XAC_MINH": "CM", "PHE_DUYET": "LD"}
+_DEPARTMENT_NAMES = {"MC": "Bộ phận một cửa", "CM": "Phòng chuyên môn", "LD": "Lãnh đạo"}
+_STEP_ENDS = frozenset((EventType.APPROVED, EventType.REJECTED, EventType.WITHDRAWN))
+_DECISIONS = frozenset((EventType.APPROVED, EventType.REJECTED))
+_CROSSING_SHARE = 0.1  # liên thông: one step at another agency
+
 DEMO_LIVE_DUE = (30.0, 600.0)  # seconds after now, for `run_simulation`'s few live dossiers
 
 
@@ -221,6 +235,8 @@ class _Center:
         self.rng = random.Random(config.seed)
         # Separate streams, so the live dossiers do not change the history around them.
         self.live_rng = random.Random(f"{config.seed}-live")
+        # Steps have their own stream too: the other events stay as they were without them.
+        self.step_rng = random.Random(f"{config.seed}-steps")
         token = hashlib.blake2b(
             f"{config.seed}|{config.now.isoformat()}".encode(), digest_size=3
         ).hexdigest()
@@ -350,6 +366,65 @@ class _Center:
 
     def _plan(self, day: int, sec: int) -> list[_Planned]:
         """Every event of one dossier received at (day, sec), including those after now."""
+        plan = self._plan_clock(day, sec)
+        self._add_steps(plan)
+        return plan
+
+    def _add_steps(self, plan: list[_Planned]) -> None:
+        """Two to four processing steps between the receipt and the clock's end (or the
+        withdrawal, or a pause that never ends); a tenth of the dossiers pass one step to
+        another agency (liên thông). The last step is completed just before the decision."""
+        rng = self.step_rng
+        received_at, _, receipt = plan[0]
+        ends = [(at, kind) for at, kind, _ in plan[1:] if kind in _STEP_ENDS]
+        end, end_kind = min(ends) if ends else (plan[-1][0], EventType.SUPPLEMENT_REQUESTED)
+        count = rng.randint(2, 4)
+        if end - received_at < 120 * count:
+            return
+        picks = [received_at + 60] + [
+            received_at + int((end - received_at) * rng.uniform(0.05, 0.9))
+            for _ in range(count - 1)
+        ]
+        starts = sorted({at for at in map(self._working_moment, picks) if at < end - 60})
+        if not starts:
+            return
+        agency = receipt["agency"]
+        days = receipt.get("processing_days") or rng.randint(1, 5)
+        other = None
+        if rng.random() < _CROSSING_SHARE:
+            other = rng.choice([a.code for a in AGENCIES if a.code != agency])
+        steps = _STEPS[len(starts)]
+        for i, (at, step) in enumerate(zip(starts, steps, strict=True)):
+            fields: dict[str, Any] = {"step": step}
+            owner = other if other is not None and i == 1 else agency
+            fields["department"] = f"{owner}.{_STEP_DEPARTMENT[step]}"
+            if owner != agency:
+                fields["agency"] = owner
+            if step == "TIEP_NHAN":
+                fields["step_hours"] = 8
+            else:
+                fields["step_days"] = max(1, days // len(starts))
+            plan.append((at, EventType.STEP_STARTED, fields))
+        done = end - 60
+        if end_kind in _DECISIONS and done > starts[-1] and self._in_hours(done):
+            plan.append((done, EventType.STEP_COMPLETED, {"step": steps[len(starts) - 1]}))
+
+    def _in_hours(self, epoch: int) -> bool:
+        day = bisect(self.day_start, epoch) - 1
+        return WORK_START <= epoch - self.day_start[day] < WORK_END
+
+    def _working_moment(self, epoch: int) -> int:
+        """`epoch`, or the next moment in working hours after it (steps happen at work)."""
+        day = bisect(self.day_start, epoch) - 1
+        sec = epoch - self.day_start[day]
+        if sec >= WORK_END:
+            day, sec = day + 1, WORK_START + self.step_rng.randrange(3600)
+        elif sec < WORK_START:
+            sec = WORK_START + self.step_rng.randrange(3600)
+        return self.day_start[min(day, len(self.day_start) - 1)] + sec
+
+    def _plan_clock(self, day: int, sec: int) -> list[_Planned]:
+        """The receipt and the events of the dossier's clock, received at (day, sec)."""
         rng, ts, iso = self.rng, self._ts, _iso
         procedure, channel = self._pick(rng)
         limit = procedure.limit_days
@@ -558,9 +633,21 @@ def _local_compact(text: str) -> str:
 
 
 def sample_units_csv() -> str:
-    """The units file (MOTCUA_UNITS_FILE) for the simulated snapshots: unit name → agency."""
-    rows = [f'"{agency.name}",{agency.code}' for agency in AGENCIES]
-    return "unit,agency\n" + "\n".join(rows) + "\n"
+    """The units file (MOTCUA_UNITS_FILE) for the simulated center: unit name → agency, and
+    each agency's departments (name → agency, department code)."""
+    rows = [f'"{agency.name}",{agency.code},' for agency in AGENCIES]
+    for agency in AGENCIES:
+        for suffix in _DEPARTMENT_NAMES:
+            rows.append(
+                f'"{department_name(agency.code, suffix)}",{agency.code},{agency.code}.{suffix}'
+            )
+    return "unit,agency,department\n" + "\n".join(rows) + "\n"
+
+
+def department_name(agency: str, suffix: str) -> str:
+    """A simulated department's name as the progress rows write it (PhongBanXuLy)."""
+    names = {a.code: a.name for a in AGENCIES}
+    return f"{_DEPARTMENT_NAMES[suffix]} – {names[agency]}"
 
 
 def national_sync_snapshots(
@@ -622,6 +709,67 @@ def national_sync_snapshots(
         elif kind == EventType.WITHDRAWN:
             snap.update(TrangThaiHoSo="7", NgayKetThucXuLy=at)
     yield from dossiers.values()
+
+
+PROGRESS_SERVICE = "CapNhatTienDoHoSoMC"
+_STEP_CLOSERS = frozenset(
+    (
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+        EventType.APPROVED,
+        EventType.REJECTED,
+        EventType.RETURNED,
+        EventType.WITHDRAWN,
+    )
+)
+
+
+def national_sync_progress(
+    events: Iterable[dict[str, Any]], calendar: WorkingCalendar = DEFAULT_CALENDAR
+) -> Iterator[dict[str, Any]]:
+    """Each simulated step as a CapNhatTienDoHoSoMC progress row: the department by name
+    (`PhongBanXuLy`), its start and due, and `ThoiDiemXuLy` when the department acted (the
+    step's end; its start while it is still open). The person fields carry obviously fake
+    values, as in a real body, so the gateway's dropping of them is exercised."""
+    from service.domain.calendar import end_of_local_day, local_date
+    from service.domain.steps import step_due_from_hours
+
+    open_rows: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        kind = event["type"]
+        if kind not in _STEP_CLOSERS:
+            continue
+        at = datetime.fromisoformat(event["occurred_at"])
+        row = open_rows.pop(event["dossier_id"], None)
+        if row is not None and (kind != EventType.STEP_COMPLETED or row["_step"] == event["step"]):
+            row["ThoiDiemXuLy"] = _local_compact(event["occurred_at"])
+        elif row is not None:
+            open_rows[event["dossier_id"]] = row  # another step's completion: still open
+        if kind != EventType.STEP_STARTED:
+            continue
+        if "step_hours" in event:
+            due = step_due_from_hours(at, event["step_hours"], calendar)
+        else:
+            due = end_of_local_day(calendar.add_working_days(local_date(at), event["step_days"]))
+        agency, suffix = event["department"].rsplit(".", 1)
+        row = {
+            "MaHoSo": event["dossier_id"],
+            "NguoiXuLy": f"Cán bộ mẫu {len(rows) + 1}",
+            "ChucDanh": "Chuyên viên (mẫu)",
+            "ThoiDiemXuLy": _local_compact(event["occurred_at"]),
+            "PhongBanXuLy": department_name(agency, suffix),
+            "NoiDungXuLy": f"Xử lý bước {event['step']} (mẫu)",
+            "TrangThai": "4",
+            "NgayBatDau": _local_compact(event["occurred_at"]),
+            "NgayKetThucTheoQuyDinh": _local_compact(due.isoformat()),
+            "_step": event["step"],
+        }
+        rows.append(row)
+        open_rows[event["dossier_id"]] = row
+    for row in rows:
+        del row["_step"]
+        yield row
 
 
 def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -775,7 +923,8 @@ def _write_reference(
     now: datetime | None,
 ) -> str:
     """`--format national-sync` (one DongBoHoSoMC JSON array of up to SYNC_BATCH dossiers
-    per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
+    per line, then one {"service": "CapNhatTienDoHoSoMC", "data": [...]} body of progress
+    rows per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
     if output_format == "units":
         payload = [sample_units_csv().encode("utf-8")]
         what = f"units file of the sample center ({len(AGENCIES)} units)"
@@ -783,11 +932,20 @@ def _write_reference(
         config = SimulationConfig(
             dossiers=dossiers, seed=seed, overdue_ratio=overdue_ratio, now=now
         )
-        snapshots = national_sync_snapshots(generate(config), config.calendar)
+        events = list(generate(config))
+        snapshots = national_sync_snapshots(events, config.calendar)
         payload = [orjson.dumps(batch) + b"\n" for batch in _batched(snapshots, SYNC_BATCH)]
+        bodies = len(payload)
+        # Then the progress rows, in OpenCPS's envelope so a line says which call it is.
+        rows = national_sync_progress(events, config.calendar)
+        payload += [
+            orjson.dumps({"service": PROGRESS_SERVICE, "data": batch}) + b"\n"
+            for batch in _batched(rows, SYNC_BATCH)
+        ]
         what = (
             f"national-sync snapshots of {dossiers:,} simulated dossiers (seed {seed}),"
-            f" {len(payload)} bodies of up to {SYNC_BATCH}"
+            f" {bodies} bodies of up to {SYNC_BATCH}, then {len(payload) - bodies}"
+            f" {PROGRESS_SERVICE} bodies of progress rows"
         )
     if out is None or str(out) == "-":
         sys.stdout.buffer.write(b"".join(payload))

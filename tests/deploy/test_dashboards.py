@@ -31,6 +31,9 @@ EXPORTED = {
     "motcua_dossiers_open",
     "motcua_dossiers_became_overdue_total",
     "motcua_overdue_without_apology",
+    "motcua_steps_open",
+    "motcua_steps_completed_total",
+    "motcua_dossiers_overdue_held",
     "motcua_timeliness_rate",
     "motcua_timeliness_in_time",
     "motcua_timeliness_handled",
@@ -61,7 +64,12 @@ EXPORTED = {
 # Grafana's own variables ($__range, ${__value.raw}, ...).
 BUILTIN_VARIABLE = re.compile(r"__\w+")
 # Values Grafana would put in place of a variable, for syntax checks.
-SAMPLE_VALUES = {"$agency": "H10.14", "$__rate_interval": "1m", "$__range": "1h"}
+SAMPLE_VALUES = {
+    "$agency": "H10.14",
+    "$department": "H10.14.CM",
+    "$__rate_interval": "1m",
+    "$__range": "1h",
+}
 
 
 @pytest.fixture(scope="module")

@@ -236,6 +236,53 @@ def expected_rows(workers: list[WorkerProcess], period: str) -> dict[str, dict[s
     return rows
 
 
+DEPARTMENT_METRICS = {
+    "motcua_dossiers_overdue_held": 0,
+    "motcua_steps_open": 1,  # state overdue only
+    "motcua_steps_completed_total": 2,  # late; on time is 3
+}
+
+
+def expected_departments(workers: list[WorkerProcess]) -> list[tuple[str, str, list[int]]]:
+    """Per agency and department, the step figures summed over the workers' /metrics, in
+    the board's order (most overdue dossiers held first); only places where something is
+    late (held overdue, a step overdue or completed late)."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for worker in workers:
+        for (name, labels), value in parse_metrics(worker.get("/metrics")[1].decode()).items():
+            label = dict(labels)
+            if name not in DEPARTMENT_METRICS or not value:
+                continue
+            column = DEPARTMENT_METRICS[name]
+            if name == "motcua_steps_open" and label["state"] != "overdue":
+                continue
+            if name == "motcua_steps_completed_total" and label["outcome"] == "on_time":
+                column = 3
+            sums[(label["agency"], label["department"])][column] += int(value)
+    rows = [(a, d, figures) for (a, d), figures in sums.items() if any(figures[:3])]
+    return sorted(rows, key=lambda r: (-r[2][0], -r[2][1], r[0], r[1]))
+
+
+def departments_mismatch(driver: WebDriver, workers: list[WorkerProcess], lang: str) -> str:
+    want = expected_departments(workers)
+    shown = [
+        (agency, department, [int(parse_figure(text, lang) or 0) for text in cells])
+        for agency, department, cells in driver.execute_script(READ_DEPARTMENTS)
+    ]
+    return "" if shown == want else f"page {shown[:5]} != workers {want[:5]}"
+
+
+def wait_departments_match(driver: WebDriver, workers: list[WorkerProcess], lang: str) -> None:
+    problem = "never compared"
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        problem = departments_mismatch(driver, workers, lang)
+        if not problem:
+            return
+        time.sleep(1)
+    pytest.fail(f"the department table differs from the workers: {problem}", pytrace=False)
+
+
 def met(column: str, value: float) -> bool | None:
     if column not in TARGETS:
         return None
@@ -253,6 +300,11 @@ return [...document.querySelectorAll('#agencies tbody tr')].map(tr => [
     td.querySelector('.v') ? td.querySelector('.v').textContent : null,
     td.querySelector('.st') ? td.querySelector('.st').textContent : null,
     td.className]]))]);
+"""
+READ_DEPARTMENTS = """
+return [...document.querySelectorAll('#departments tbody tr')].map(tr => [
+  tr.dataset.agency, tr.dataset.department,
+  [...tr.querySelectorAll('td')].slice(1).map(td => td.textContent)]);
 """
 READ_QUEUE = """
 return [...document.querySelectorAll('#q-' + arguments[0] + ' tbody tr')]
@@ -437,6 +489,9 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     assert wait_for(lambda: banner(browser)[0] == "", 10), banner(browser)
     total_row = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
     assert total_row.get_attribute("data-agency") == "__total__"
+    # Where late dossiers sit: the department table is the workers' step metrics, summed.
+    wait_departments_match(browser, [first, second], "vi")
+    assert browser.execute_script(READ_DEPARTMENTS), "the simulated center has steps"
 
     # 2. The overdue queue: without apology first, then with, then due soon, each in due order.
     queues = wait_queues_match(browser, events)
@@ -518,7 +573,14 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     )
     assert browser.find_element(By.TAG_NAME, "h1").text == "Dossier processing at the center"
     assert browser.find_element(By.ID, "lang").text == "Tiếng Việt"
+    assert browser.find_element(By.CSS_SELECTOR, "footer [data-i18n=footer]").text == (
+        "Figures from the motcua workers; dossiers carry only codes and times."
+    )
+    assert browser.find_element(By.ID, "departments-title").text == (
+        "Where late dossiers sit (agency, department)"
+    )
     wait_page_matches(browser, [first, second], lang="en")
+    wait_departments_match(browser, [first, second], "en")
     browser.find_element(By.ID, "period-today").click()
     assert browser.find_element(By.ID, "period-today").get_attribute("aria-pressed") == "true"
     wait_page_matches(browser, [first, second], lang="en", period="today")
@@ -527,6 +589,9 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     browser.find_element(By.ID, "lang").click()
     assert wait_for(
         lambda: browser.execute_script("return document.documentElement.lang") == "vi", 5
+    )
+    assert browser.find_element(By.CSS_SELECTOR, "footer [data-i18n=footer]").text == (
+        "Số liệu từ các worker motcua; hồ sơ chỉ gồm mã và thời điểm."
     )
 
     # 5. A worker stops: incomplete, the missing partitions named, no total.

@@ -15,6 +15,7 @@ from service.outputs.board.gather import (
     WorkerAnswer,
     board_snapshot,
     coverage,
+    department_rows,
     merge_pages,
     parse_samples,
 )
@@ -143,3 +144,54 @@ def test_metric_samples_are_summed_by_name_and_labels() -> None:
     samples = parse_samples(METRICS.format(in_time=1, overdue=2, no_apology=1))
     assert samples[("motcua_dossiers_open", (("agency", "SXD"), ("state", "overdue")))] == 2
     assert isinstance(samples, Counter)
+
+
+STEP_METRICS = """\
+# TYPE motcua_dossiers_overdue_held gauge
+motcua_dossiers_overdue_held{{agency="SXD",department="SXD.CM"}} {held_cm}
+motcua_dossiers_overdue_held{{agency="SXD",department="none"}} 1
+motcua_dossiers_overdue_held{{agency="STNMT",department="STNMT.CM"}} 3
+motcua_dossiers_overdue_held{{agency="SXD",department="SXD.LD"}} 0
+# TYPE motcua_steps_open gauge
+motcua_steps_open{{agency="SXD",department="SXD.CM",state="overdue"}} 2
+motcua_steps_open{{agency="SXD",department="SXD.CM",state="in_time"}} 9
+motcua_steps_open{{agency="SXD",department="SXD.LD",state="in_time"}} 4
+# TYPE motcua_steps_completed counter
+motcua_steps_completed_total{{agency="SXD",department="SXD.CM",outcome="late"}} 5
+motcua_steps_completed_total{{agency="SXD",department="SXD.CM",outcome="on_time"}} 7
+motcua_steps_completed_total{{agency="SXD",department="SXD.MC",outcome="on_time"}} 3
+"""
+
+
+def test_departments_are_summed_over_workers_most_overdue_held_first() -> None:
+    samples: Counter[Any] = Counter()
+    samples.update(parse_samples(STEP_METRICS.format(held_cm=1)))
+    samples.update(parse_samples(STEP_METRICS.format(held_cm=2)))
+    # Two workers: every figure doubles, SXD.CM holds 1 + 2. SXD.LD has only in-time steps
+    # open and SXD.MC only on-time steps: nothing late there, no row.
+    assert department_rows(samples) == [
+        {
+            "agency": "STNMT",
+            "department": "STNMT.CM",
+            "overdue_held": 6,
+            "steps_overdue": 0,
+            "steps_late": 0,
+            "steps_on_time": 0,
+        },
+        {
+            "agency": "SXD",
+            "department": "SXD.CM",
+            "overdue_held": 3,
+            "steps_overdue": 4,
+            "steps_late": 10,
+            "steps_on_time": 14,
+        },
+        {
+            "agency": "SXD",
+            "department": "none",
+            "overdue_held": 2,
+            "steps_overdue": 0,
+            "steps_late": 0,
+            "steps_on_time": 0,
+        },
+    ]

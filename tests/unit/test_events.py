@@ -42,6 +42,11 @@ KNOWN_FIELDS = {
     "due_at",
     "processing_days",
     "new_due_at",
+    "step",
+    "department",
+    "step_due_at",
+    "step_hours",
+    "step_days",
 }
 
 
@@ -58,6 +63,10 @@ def msg(kind: str = "received", **fields: Any) -> dict[str, Any]:
         doc |= {"agency": "SXD", "procedure": "1.000948", "channel": "direct", "processing_days": 3}
     elif kind == "extended":
         doc["new_due_at"] = "2026-03-20T17:00:00+07:00"
+    elif kind == "step_started":
+        doc |= {"step": "THAM_DINH", "department": "SXD.QLXD", "step_hours": 16}
+    elif kind == "step_completed":
+        doc["step"] = "THAM_DINH"
     for name, value in fields.items():
         if value is ...:
             doc.pop(name, None)
@@ -289,6 +298,42 @@ REASON_CASES: list[tuple[str, bytes, bytes | None, Reason]] = [
         None,
         Reason.MISSING_NEW_DUE,
     ),
+    ("step-started-no-step", raw(msg("step_started", step=...)), None, Reason.MISSING_STEP),
+    ("step-started-empty-step", raw(msg("step_started", step=" ")), None, Reason.MISSING_STEP),
+    ("step-completed-no-step", raw(msg("step_completed", step=...)), None, Reason.MISSING_STEP),
+    (
+        "step-started-no-department",
+        raw(msg("step_started", department=...)),
+        None,
+        Reason.MISSING_DEPARTMENT,
+    ),
+    (
+        "step-started-long-department",
+        raw(msg("step_started", department="P" * 65)),
+        None,
+        Reason.MISSING_DEPARTMENT,
+    ),
+    (
+        "step-started-no-due",
+        raw(msg("step_started", step_hours=...)),
+        None,
+        Reason.MISSING_STEP_DUE,
+    ),
+    ("step-hours-0", raw(msg("step_started", step_hours=0)), None, Reason.BAD_STEP_HOURS),
+    ("step-hours-2001", raw(msg("step_started", step_hours=2001)), None, Reason.BAD_STEP_HOURS),
+    ("step-hours-string", raw(msg("step_started", step_hours="8")), None, Reason.BAD_STEP_HOURS),
+    (
+        "step-days-366",
+        raw(msg("step_started", step_hours=..., step_days=366)),
+        None,
+        Reason.BAD_STEP_DAYS,
+    ),
+    (
+        "step-days-on-approved",
+        raw(msg("approved", step_days=1.5)),
+        None,
+        Reason.BAD_STEP_DAYS,
+    ),
 ]
 
 
@@ -402,6 +447,38 @@ VALID = [
     ("returned", msg("returned"), {}),
     ("withdrawn", msg("withdrawn"), {}),
     (
+        "step-started-hours",
+        msg("step_started"),
+        {
+            "step": "THAM_DINH",
+            "department": "SXD.QLXD",
+            "agency": None,
+            "step_hours": 16,
+            "step_days": None,
+            "step_due_at": None,
+        },
+    ),
+    (
+        "step-started-other-agency-days",
+        msg("step_started", agency="STNMT", step_hours=..., step_days=2),
+        {"agency": "STNMT", "step_days": 2, "step_hours": None},
+    ),
+    (
+        "step-started-due-wins",
+        msg("step_started", step_due_at="2026-03-06T17:00:00+07:00", step_days=2),
+        {"step_due_at": _t("2026-03-06T17:00:00+07:00"), "step_hours": None, "step_days": None},
+    ),
+    (
+        "step-started-hours-beat-days",
+        msg("step_started", step_hours=2000, step_days=365),
+        {"step_hours": 2000, "step_days": None},
+    ),
+    (
+        "step-completed",
+        msg("step_completed", department="SXD.QLXD", agency="SXD"),
+        {"step": "THAM_DINH", "department": None, "agency": None},
+    ),
+    (
         "utc-z",
         msg("approved", occurred_at="2026-03-05T02:30:00Z"),
         {"occurred_at": _t("2026-03-05T09:30:00+07:00")},
@@ -512,6 +589,8 @@ def test_sort_key_follows_the_tie_order() -> None:
         "rejected",
         "returned",
         "withdrawn",
+        "step_started",
+        "step_completed",
     ]
     at = _t("2026-03-05T09:30:00+07:00")
     events = [
@@ -604,6 +683,21 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
         doc["due_at"] = draw(timestamps())
     elif kind == "extended":
         doc["new_due_at"] = draw(timestamps())
+    elif kind in ("step_started", "step_completed"):
+        doc["step"] = draw(_code)
+        if kind == "step_started":
+            doc["department"] = draw(_code)
+            if draw(st.booleans()):
+                doc["agency"] = draw(_code)
+            dues = draw(
+                st.sets(st.sampled_from(["step_due_at", "step_hours", "step_days"]), min_size=1)
+            )
+            if "step_due_at" in dues:
+                doc["step_due_at"] = draw(timestamps())
+            if "step_hours" in dues:
+                doc["step_hours"] = draw(st.integers(1, 2000))
+            if "step_days" in dues:
+                doc["step_days"] = draw(st.integers(1, 365))
     extra = draw(
         st.dictionaries(
             st.text(_text, max_size=12).filter(lambda k: k not in KNOWN_FIELDS),

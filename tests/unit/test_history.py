@@ -525,6 +525,10 @@ def dossiers(draw: st.DrawFn, did: str) -> list[DossierEvent]:
             extra["new_due_at"] = when + timedelta(days=5)
         elif kind is EventType.SUPPLEMENT_RECEIVED and draw(st.booleans()):
             extra["due_at"] = draw(instants(when, 6))
+        elif kind is EventType.STEP_STARTED:  # steps never change the period's figures
+            extra.update(step=draw(st.sampled_from(["S1", "S2"])), department="D1", step_days=2)
+        elif kind is EventType.STEP_COMPLETED:
+            extra["step"] = draw(st.sampled_from(["S1", "S2"]))
         events.append(DossierEvent(f"{did}-{i}", did, kind, when, **extra))
     return events
 

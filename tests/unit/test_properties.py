@@ -2,7 +2,7 @@
 
 One dossier per example: a receipt (processing_days, an explicit due_at or neither) and random
 other events dated around it (before it, at the same instant as each other, long after),
-some duplicated, some second receipts.
+steps of a few codes among them, some duplicated, some second receipts.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ SETTINGS = settings(
 )
 
 OTHER_TYPES = [t for t in EventType if t is not EventType.RECEIVED]
+STEPS = ["S1", "S2", "S3"]
 
 
 def _instant(base: datetime, minutes: int, zone: timezone) -> datetime:
@@ -89,6 +90,16 @@ def event_sets(draw: st.DrawFn) -> list[DossierEvent]:
             fields["due_at"] = _instant(at, draw(st.integers(0, 30 * 1440)), zone)
         if kind is EventType.EXTENDED:
             fields["new_due_at"] = _instant(at, draw(st.integers(0, 30 * 1440)), zone)
+        if kind in (EventType.STEP_STARTED, EventType.STEP_COMPLETED):
+            fields["step"] = draw(st.sampled_from(STEPS))
+        if kind is EventType.STEP_STARTED:
+            fields["department"] = draw(st.sampled_from(["P1", "P2"]))
+            fields["agency"] = draw(st.sampled_from([None, "SXD", "STNMT"]))
+            due = draw(st.sampled_from(["step_due_at", "step_hours", "step_days"]))
+            if due == "step_due_at":
+                fields[due] = _instant(at, draw(st.integers(-1440, 20 * 1440)), zone)
+            else:
+                fields[due] = draw(st.integers(1, 100))
         events.append(DossierEvent(eid, DID, kind, at, **fields))
     return events
 
@@ -193,8 +204,22 @@ def test_open_states_partition_and_keys_are_consistent(data: st.DataObject) -> N
             assert state is not None and state.value == "overdue" and d.apology_at is None
         if state is not None and state.value == "overdue":
             assert "became_overdue" in families
-        # Every key appears at most once: the service adds 1 per key.
-        assert len(set(keys)) == len(keys)
+        # Every key appears at most once, but a completed step's: the service adds 1 per
+        # key given, and one department may complete several steps on time.
+        once = [k for k in keys if k[0] != "steps_completed"]
+        assert len(set(once)) == len(once)
+        assert families.count("steps_completed") == len(d.steps_done)
+        # R15: a step is open only while the clock counts, and it is counted once.
+        steps_open = [k for k in keys if k[0] == "steps_open"]
+        if d.step is None:
+            assert steps_open == []
+        else:
+            assert d.is_open and d.clock_end is None
+            assert len(steps_open) == 1
+            assert steps_open[0][1:3] == (d.step.agency, d.step.department)
+            assert (steps_open[0][3] == "paused") == (d.paused_at is not None)
+        held = [k for k in keys if k[0] == "overdue_held"]
+        assert len(held) == (1 if state is not None and state.value == "overdue" else 0)
 
 
 @SETTINGS
@@ -237,5 +262,8 @@ def test_next_change_at_is_a_true_horizon(data: st.DataObject) -> None:
             if now < t < change:
                 assert open_state(d, t, CAL) == state, t
                 assert contribution(d, t, CAL) == keys, t
-        # ... and at the returned instant something does change.
-        assert open_state(d, change, CAL) != state
+        # ... and at the returned instant something does change (the dossier's state, or
+        # its open step's).
+        assert contribution(d, change, CAL) != keys
+        if d.step is None:
+            assert open_state(d, change, CAL) != state

@@ -151,6 +151,11 @@ def test_filters_select_exactly_their_dossiers(center: Center) -> None:
     truth = center.truth(NOW)
     overdue = [pair for pair in truth.values() if pair[1] is OpenState.OVERDUE]
     some = overdue[len(overdue) // 2][0]
+    steps = [d.step for d, _ in truth.values() if d.step is not None]
+    held = steps[len(steps) // 2]
+    crossing, crossing_state = next(
+        (d.step, state) for d, state in truth.values() if d.step and d.step.agency != d.agency
+    )
     cases: list[tuple[dict[str, str], Any]] = [
         (
             {"state": "overdue", "apology": "no"},
@@ -172,6 +177,27 @@ def test_filters_select_exactly_their_dossiers(center: Center) -> None:
             ),
         ),
         ({"agency": "NO-SUCH"}, lambda d, s: False),
+        # Who holds it: the open step's department and agency (a receiving agency when no
+        # step is open; liên thông dossiers are held by another agency than their own).
+        (
+            {"department": held.department},
+            lambda d, s: d.step and d.step.department == held.department,
+        ),
+        ({"department": "none"}, lambda d, s: d.step is None),
+        (
+            {"held_by": crossing.agency},
+            lambda d, s: (d.step.agency if d.step else d.agency) == crossing.agency,
+        ),
+        (
+            {
+                "held_by": crossing.agency,
+                "state": crossing_state.value,
+                "department": crossing.department,
+            },
+            lambda d, s: (
+                s is crossing_state and d.step and d.step.department == crossing.department
+            ),
+        ),
     ]
     for params, keep in cases:
         query = parse_query({**params, "limit": "7"}.items())
@@ -324,3 +350,23 @@ def test_dossiers_without_a_due_have_their_own_cell_oldest_receipt_first() -> No
     everything = dossiers_page(views, QueueQuery(), NOW, CAL)
     assert {i["dossier_id"] for i in everything["items"]} == {"HS-1", "HS-2", "HS-3"}
     assert ("no_due", False, "SXD") in ledger.due_index.cells
+
+
+def test_items_name_who_holds_them(center: Center) -> None:
+    truth = center.truth(NOW)
+    items, _ = center.all_pages(parse_query({"limit": "1000"}.items()), NOW)
+    assert len(items) == len(truth)
+    for item in items:
+        dossier, _ = truth[item["dossier_id"]]
+        step = dossier.step
+        if step is None:
+            assert (item["step"], item["department"], item["step_due"]) == (None, None, None)
+            assert item["held_by"] == dossier.agency
+        else:
+            assert (item["step"], item["department"], item["held_by"]) == (
+                step.step,
+                step.department,
+                step.agency,
+            )
+            assert datetime.fromisoformat(item["step_due"]) == step.due
+    assert any(item["department"] for item in items)

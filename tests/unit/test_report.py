@@ -456,6 +456,10 @@ def random_dossier(rng: random.Random, did: str) -> list[DossierEvent]:
             extra["new_due_at"] = at + timedelta(days=5)
         elif kind is EventType.SUPPLEMENT_RECEIVED and rng.random() < 0.2:
             extra["due_at"] = at + timedelta(days=rng.randint(0, 6))
+        elif kind is EventType.STEP_STARTED:
+            extra |= {"step": rng.choice("AB"), "department": "P1", "step_days": 1}
+        elif kind is EventType.STEP_COMPLETED:
+            extra["step"] = rng.choice("AB")
         events.append(ev(did, kind.value, at, **extra))
     rng.shuffle(events)  # arrival order must not matter
     return events

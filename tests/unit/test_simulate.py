@@ -315,3 +315,24 @@ def test_token_bucket_paces_to_the_rate() -> None:
     # One second's burst (10), then 25 more at 10/s.
     assert clock[0] == pytest.approx(2.5)
     assert len(slept) == 25
+
+
+def test_dossiers_pass_two_to_four_steps_a_tenth_across_agencies(
+    events: list[dict[str, Any]], dossiers: dict[str, Dossier]
+) -> None:
+    steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for raw in events:
+        if raw["type"] == "step_started":
+            steps[raw["dossier_id"]].append(raw)
+    decided = [d for d in dossiers.values() if d.clock_end is not None]
+    counts = Counter(len(steps[d.dossier_id]) for d in decided)
+    # Each decided dossier had 2–4 steps, bar the few decided within minutes of the receipt
+    # (a same-day procedure) that had no time for two.
+    assert set(counts) <= {0, 1, 2, 3, 4}
+    assert sum(counts[n] for n in (2, 3, 4)) / len(decided) > 0.9
+    crossing = [did for did, started in steps.items() if any("agency" in s for s in started)]
+    assert 0.07 < len(crossing) / len(steps) < 0.13
+    for did in crossing:
+        own = dossiers[did].agency
+        assert all(s.get("agency", own) != own for s in steps[did] if "agency" in s)
+        assert all(s["department"].startswith(s.get("agency", own) + ".") for s in steps[did])

@@ -29,6 +29,7 @@ import service.state.keeper as keeper_module
 import service.state.worker_state as worker_state_module
 from schemas import InvalidEvent
 from service.domain.report import fold_with_facts, period_report
+from service.domain.steps import step_marks
 from service.state.intake import parse
 from service.state.ledger import Ledger, add_figures
 from service.state.store import DossierStore
@@ -60,7 +61,7 @@ class Failures:
         return parse(value, key, now)
 
 
-def truth_facts(log: MemoryLog) -> list[Any]:
+def truth_dossiers(log: MemoryLog) -> list[tuple[Any, Any]]:
     by_dossier: dict[str, list[Any]] = defaultdict(list)
     for message in log.partitions[0]:
         try:
@@ -70,12 +71,7 @@ def truth_facts(log: MemoryLog) -> list[Any]:
         except InvalidEvent:
             continue
         by_dossier[event.dossier_id].append(event)
-    out = []
-    for dossier_id, events in by_dossier.items():
-        facts = fold_with_facts(dossier_id, events, CAL)[1]
-        if facts is not None:
-            out.append(facts)
-    return out
+    return [fold_with_facts(dossier_id, events, CAL) for dossier_id, events in by_dossier.items()]
 
 
 async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> Any:
@@ -150,7 +146,10 @@ def test_any_interleaving_ends_where_a_replay_ends(
     replay_ledger.tick(now)
     assert samples(keeper.ledger) == samples(replay_ledger)
 
-    everything = truth_facts(log)
+    folded = truth_dossiers(log)
+    everything = [facts for _, facts in folded if facts is not None]
+    steps = [mark for dossier, _ in folded for mark in step_marks(dossier.steps_done)]
+    assert steps, "the simulated center has processing steps"
     today = now.astimezone(UTC).date()
     for start, end in [
         (today - timedelta(days=400), today),

@@ -34,13 +34,18 @@ from service.ingest.gateway.sources import (
 )
 from service.ingest.gateway.tokens import ANONYMOUS, TokenBook
 from service.ingest.gateway.units import UnitsFile
+from service.ingest.national_progress import PROGRESS_ROUTE, progress_handler
 
 log = logging.getLogger("motcua.gateway")
 
 SOURCE_HEADER = "motcua-source"
 VIA_HEADER = "motcua-via"
 # Route label -> the motcua-via header of what it produces.
-VIA = {"events": b"gateway-events", "national_sync": b"gateway-national-sync"}
+VIA = {
+    "events": b"gateway-events",
+    "national_sync": b"gateway-national-sync",
+    "national_progress": b"gateway-national-progress",
+}
 # Seconds a caller is asked to wait after a 503.
 BROKER_RETRY_AFTER = 5
 # OpenCPS's header naming the receiving system, checked against the profile's hash.
@@ -53,6 +58,7 @@ PORTAL_FAILED = "-1"
 _ROUTE_LABELS = {
     EVENTS_ROUTE: "events",
     SYNC_ROUTE: "national_sync",
+    PROGRESS_ROUTE: "national_progress",
     "/healthz": "healthz",
     "/readyz": "readyz",
     "/metrics": "metrics",
@@ -357,6 +363,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gateway
     app.router.add_post(EVENTS_ROUTE, gateway.post_events)
     app.router.add_post(SYNC_ROUTE, gateway.post_national_sync)
+    app.router.add_post(PROGRESS_ROUTE, progress_handler(gateway))
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics_page)

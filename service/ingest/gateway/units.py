@@ -29,13 +29,15 @@ def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
     """{folded unit: agency code} from the CSV text."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    if header is None or [h.strip().lower() for h in header] != ["unit", "agency"]:
+    names = [h.strip().lower() for h in header or []]
+    # An optional third column names departments (service/reference.py); agencies ignore it.
+    if names not in (["unit", "agency"], ["unit", "agency", "department"]):
         raise UnitsFileError(f"{origin}: the first line must be the header `unit,agency`")
     out: dict[str, str] = {}
     for number, row in enumerate(reader, 2):
         if not row or all(not cell.strip() for cell in row):
             continue
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+        if len(row) != len(names) or not row[0].strip() or not row[1].strip():
             raise UnitsFileError(f"{origin} line {number}: expected `unit,agency`")
         unit, agency = fold_unit(row[0]), row[1].strip()
         if unit in out and out[unit] != agency:

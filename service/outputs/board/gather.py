@@ -1,11 +1,12 @@
 """Ask every worker, then sum and merge their answers into one board, exact or incomplete.
 
 Each worker answers for the input partitions it holds: /readyz names them, /metrics gives
-the open dossiers by state now, /api/report today's and this month's figures, /api/dossiers
-its queues. A worker counts only if it is ready and holds the same partitions before and
-after it is asked (no rebalance in between). The board is complete when the counted workers
-hold every partition exactly once; otherwise it names the missing partitions and gives no
-total, since a partial sum would look like the real one.
+the open dossiers by state now (and where they sit: per agency and department), /api/report
+today's and this month's figures, /api/dossiers its queues. A worker counts only if it is
+ready and holds the same partitions before and after it is asked (no rebalance in between).
+The board is complete when the counted workers hold every partition exactly once; otherwise
+it names the missing partitions and gives no total, since a partial sum would look like the
+real one.
 """
 
 from __future__ import annotations
@@ -242,6 +243,43 @@ def now_row(samples: Counter[Any], agency: str | None) -> dict[str, Any]:
     }
 
 
+# Where late dossiers sit: per (agency, department), from the step families of /metrics.
+DEPARTMENT_FIGURES = (
+    ("overdue_held", "motcua_dossiers_overdue_held", {}),
+    ("steps_overdue", "motcua_steps_open", {"state": "overdue"}),
+    ("steps_late", "motcua_steps_completed_total", {"outcome": "late"}),
+    ("steps_on_time", "motcua_steps_completed_total", {"outcome": "on_time"}),
+)
+
+
+_LATE_FIGURES = ("overdue_held", "steps_overdue", "steps_late")
+
+
+def department_rows(samples: Counter[Any]) -> list[dict[str, Any]]:
+    """Per agency and department holding steps: overdue dossiers held now, steps overdue
+    now, steps completed late and on time; most overdue held first. Only places where
+    something is late are listed (on-time steps alone do not make a row)."""
+    names = {name for _, name, _ in DEPARTMENT_FIGURES}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for (name, labels), value in samples.items():
+        if name not in names or not value:
+            continue
+        got = dict(labels)
+        place = (got.get("agency", ""), got.get("department", ""))
+        for figure, wanted_name, wanted in DEPARTMENT_FIGURES:
+            if wanted_name == name and all(got.get(k) == v for k, v in wanted.items()):
+                row = rows.setdefault(
+                    place,
+                    {"agency": place[0], "department": place[1]}
+                    | {f: 0 for f, _, _ in DEPARTMENT_FIGURES},
+                )
+                row[figure] += int(value)
+    return sorted(
+        (row for row in rows.values() if any(row[f] for f in _LATE_FIGURES)),
+        key=lambda r: (-r["overdue_held"], -r["steps_overdue"], r["agency"], r["department"]),
+    )
+
+
 def merge_pages(pages: Sequence[Mapping[str, Any]], limit: int) -> dict[str, Any]:
     """Several workers' pages of one query as one page: the first `limit` by (due, id)."""
     items = sorted((item for page in pages for item in page["items"]), key=item_key)
@@ -312,6 +350,7 @@ def board_snapshot(
             for a in answers
         ],
         "agencies": rows,
+        "departments": department_rows(samples),
         "total": total,
         "queues": queues,
     }

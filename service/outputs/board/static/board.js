@@ -64,6 +64,18 @@ const I18N = {
     workerStatus: { ok: "sẵn sàng", unreachable: "không trả lời", not_ready: "chưa sẵn sàng", moving: "đang chia lại phân vùng", error: "lỗi" },
     workersLine: "Worker:",
     partitionsWord: "phân vùng",
+    footer: "Số liệu từ các worker motcua; hồ sơ chỉ gồm mã và thời điểm.",
+    departments: "Hồ sơ trễ hạn đang nằm ở đâu (cơ quan, phòng ban)",
+    departmentsCaption: "Hồ sơ quá hạn theo nơi đang giữ (bước xử lý đang mở), nhiều nhất trước; bước xử lý theo cơ quan và phòng ban chịu trách nhiệm.",
+    colDepartment: "Phòng ban",
+    colHeld: "Hồ sơ quá hạn đang giữ (hiện tại)",
+    colStepsOverdue: "Bước xử lý quá hạn (hiện tại)",
+    colStepsLate: "Bước hoàn thành trễ hạn",
+    colStepsOnTime: "Bước hoàn thành đúng hạn",
+    noDepartments: "Chưa có bước xử lý nào quá hạn hay đã hoàn thành.",
+    departmentNone: "(không ở bước xử lý nào)",
+    departmentOther: "khác (không có trong danh mục)",
+    hHeld: "Phòng ban đang giữ",
   },
   en: {
     skip: "Skip to the dossiers to act on",
@@ -125,6 +137,18 @@ const I18N = {
     workerStatus: { ok: "ready", unreachable: "not answering", not_ready: "not ready", moving: "rebalancing", error: "error" },
     workersLine: "Workers:",
     partitionsWord: "partitions",
+    footer: "Figures from the motcua workers; dossiers carry only codes and times.",
+    departments: "Where late dossiers sit (agency, department)",
+    departmentsCaption: "Overdue dossiers by where they sit now (their open processing step), most first; processing steps by the agency and department responsible.",
+    colDepartment: "Department",
+    colHeld: "Overdue dossiers held (now)",
+    colStepsOverdue: "Steps overdue (now)",
+    colStepsLate: "Steps completed late",
+    colStepsOnTime: "Steps completed on time",
+    noDepartments: "No processing step is overdue or completed yet.",
+    departmentNone: "(in no processing step)",
+    departmentOther: "other (not in the units file)",
+    hHeld: "Held by department",
   },
 };
 
@@ -270,10 +294,53 @@ function renderAgencies(data) {
   }));
 }
 
+// -- where late dossiers sit ---------------------------------------------------------------
+
+const DEPARTMENT_COLUMNS = ["overdue_held", "steps_overdue", "steps_late", "steps_on_time"];
+
+function departmentLabel(code) {
+  if (code === "none") return t("departmentNone");
+  if (code === "other") return t("departmentOther");
+  return code;
+}
+
+function renderDepartments(data) {
+  const table = $("#departments");
+  const tbody = table.tBodies[0];
+  const rows = data.departments || [];
+  const key = (row) => `${row.agency}\u001f${row.department}`;
+  const wanted = new Set(rows.map(key));
+  for (const tr of [...tbody.rows]) if (!wanted.has(tr.dataset.place)) tr.remove();
+  rows.forEach((row, i) => {
+    let tr = tbody.querySelector(`tr[data-place="${CSS.escape(key(row))}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.place = key(row);
+      tr.dataset.agency = row.agency;
+      tr.dataset.department = row.department;
+      const th = document.createElement("th");
+      th.scope = "row";
+      tr.appendChild(th);
+      for (const col of ["department", ...DEPARTMENT_COLUMNS]) {
+        const td = document.createElement("td");
+        td.dataset.col = col;
+        tr.appendChild(td);
+      }
+    }
+    setText(tr.cells[0], row.agency);
+    setText(tr.cells[1], departmentLabel(row.department));
+    DEPARTMENT_COLUMNS.forEach((col, j) => setText(tr.cells[j + 2], fmtInt(row[col])));
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+  });
+  table.hidden = rows.length === 0;
+  $("#departments-empty").hidden = rows.length !== 0;
+}
+
 // -- the queues -------------------------------------------------------------------------
 
 const QUEUE_COLUMNS = [
-  ["rank", "hRank"], ["dossier", "hDossier"], ["agency", "hAgency"], ["procedure", "hProcedure"],
+  ["rank", "hRank"], ["dossier", "hDossier"], ["agency", "hAgency"], ["held", "hHeld"],
+  ["procedure", "hProcedure"],
   ["received", "hReceived"], ["due", "hDue"], ["days", null], ["new_due", "hNewDue"],
   ["supplements", "hSupplements"], ["json", "hJson"],
 ];
@@ -333,8 +400,12 @@ function renderQueue(name, page) {
       tr.cells[QUEUE_COLUMNS.length - 1].appendChild(a);
     }
     const days = name === "due_soon" ? item.working_days_remaining : item.working_days_overdue;
+    // Liên thông: the holding agency is named when it is not the receiving one.
+    const held = !item.department ? "–"
+      : item.held_by && item.held_by !== item.agency ? `${item.held_by} · ${item.department}`
+        : item.department;
     const texts = [
-      String(i + 1), item.dossier_id, item.agency, item.procedure, fmtTime(item.received_at),
+      String(i + 1), item.dossier_id, item.agency, held, item.procedure, fmtTime(item.received_at),
       fmtTime(item.due), fmtInt(days), item.new_due_at ? fmtTime(item.new_due_at) : "–",
       fmtInt(item.supplements),
     ];
@@ -421,6 +492,7 @@ function render() {
   $("#updated").setAttribute("datetime", last.as_of);
   setText($("#today"), last.today);
   renderAgencies(last);
+  renderDepartments(last);
   for (const name of QUEUE_NAMES) renderQueue(name, last.queues[name]);
   renderWorkers(last);
 }

@@ -1,0 +1,244 @@
+"""The national portal's progress rows (CapNhatTienDoHoSoMC) as step events: who holds it.
+
+A progress row records one processing action on a dossier: the department holding the step
+(`PhongBanXuLy`), when the step began (`NgayBatDau`), its own deadline
+(`NgayKetThucTheoQuyDinh`) and when the department acted (`ThoiDiemXuLy`). A row maps to a
+`step_started` at `NgayBatDau` with `step_due_at` = `NgayKetThucTheoQuyDinh` and, when the
+department acted after the step began, a `step_completed` at `ThoiDiemXuLy`. The person
+(`NguoiXuLy`), their title (`ChucDanh`) and the note (`NoiDungXuLy`) are never read. Event
+ids derive from the dossier, the department and the times, so a re-sent row is a duplicate.
+`progress_handler` serves the gateway route `POST /v1/national-sync/progress` (docs/gateway.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from schemas import DossierEvent, EventType, InvalidEvent, Reason, event_from_dict
+from service.ingest.gateway.intake import (
+    JSON_TYPES,
+    Accepted,
+    BodyError,
+    Outcome,
+    Rejection,
+    media_type,
+    public_sentence,
+)
+from service.ingest.gateway.limits import RateLimiter
+from service.ingest.national_sync import (
+    SyncReason,
+    UnmappableDossier,
+    compact_time,
+    parse_local_time,
+)
+from service.reference import Departments, DepartmentsError
+
+if TYPE_CHECKING:  # the gateway app registers this route: no import at run time
+    from service.ingest.gateway.app import Gateway
+
+PROGRESS_ROUTE = "/v1/national-sync/progress"
+PROGRESS_SERVICE = "CapNhatTienDoHoSoMC"
+ROUTE_LABEL = "national_progress"  # metrics' route label; the motcua-via header's key
+# A department name longer than this is not a name (the units file's own limit).
+_MAX_NAME = 300
+# Reason codes of this route beyond the contract's and the dossier sync's.
+NO_DEPARTMENT = "no_department"
+
+
+def read_progress_items(body: bytes, content_type: str | None, max_items: int) -> list[Any]:
+    """The rows of a CapNhatTienDoHoSoMC body: a bare JSON array (the .NET system posts
+    chunks of ten), OpenCPS's envelope {"service": "CapNhatTienDoHoSoMC", "data": [...]},
+    or a single row."""
+    if media_type(content_type) not in JSON_TYPES:
+        raise BodyError(415, "unsupported_media_type", "send application/json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BodyError(400, Reason.NOT_JSON.value, "the body is not UTF-8 JSON") from None
+    if isinstance(data, dict) and "data" in data and "MaHoSo" not in data:
+        if data.get("service", PROGRESS_SERVICE) != PROGRESS_SERVICE:
+            raise BodyError(
+                422,
+                "unsupported_service",
+                f"only {PROGRESS_SERVICE} progress rows are accepted on this route",
+            )
+        data = data["data"]
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list):
+        raise BodyError(400, "not_object_or_array", "the body must be a JSON array of rows")
+    if len(data) > max_items:
+        raise BodyError(
+            413,
+            "too_many_items",
+            f"the body holds {len(data)} rows; at most {max_items} are accepted per request",
+        )
+    return data
+
+
+def _tag(department: str) -> str:
+    """A short fixed-width tag of a department code, for event ids and step codes."""
+    return hashlib.blake2b(department.encode("utf-8"), digest_size=4).hexdigest()
+
+
+def map_progress_row(row: Any, departments: Departments, now: datetime) -> Outcome:
+    """One progress row as its step events, or why it gives none."""
+    try:
+        return Accepted(*_step_events(row, departments, now))
+    except UnmappableDossier as exc:
+        return Rejection(str(exc.reason), public_sentence(exc.detail))
+    except InvalidEvent as exc:
+        return Rejection(exc.reason.value, public_sentence(exc.detail))
+
+
+def _step_events(
+    row: Any, departments: Departments, now: datetime
+) -> tuple[tuple[DossierEvent, ...], str]:
+    if not isinstance(row, dict):
+        raise UnmappableDossier(Reason.NOT_OBJECT, "each row must be a JSON object")
+    dossier_id = row.get("MaHoSo")
+    if not isinstance(dossier_id, str) or not dossier_id.strip():
+        raise UnmappableDossier(Reason.BAD_DOSSIER_ID, "MaHoSo must be a non-empty string")
+    name = row.get("PhongBanXuLy")
+    if not isinstance(name, str) or not name.strip():
+        # Both open senders leave it empty: such a row cannot say who holds the dossier.
+        raise UnmappableDossier(
+            NO_DEPARTMENT, "the row names no department (PhongBanXuLy is empty)"
+        )
+    found = departments.find(name) if len(name) <= _MAX_NAME else None
+    if found is None:
+        raise UnmappableDossier(
+            SyncReason.UNKNOWN_UNIT,
+            "PhongBanXuLy is not a department listed in the units file (MOTCUA_UNITS_FILE)",
+        )
+    agency, department = found
+    started = parse_local_time(row.get("NgayBatDau"), "NgayBatDau")
+    if started is None:
+        raise UnmappableDossier(SyncReason.MISSING_DATE, "the row has no NgayBatDau")
+    due = parse_local_time(row.get("NgayKetThucTheoQuyDinh"), "NgayKetThucTheoQuyDinh")
+    if due is None:
+        raise UnmappableDossier(
+            Reason.MISSING_STEP_DUE, "the row has no NgayKetThucTheoQuyDinh (the step's due)"
+        )
+    acted = parse_local_time(row.get("ThoiDiemXuLy"), "ThoiDiemXuLy")
+    tag = _tag(department)
+    step = f"{department[:40]}@{compact_time(started)}"
+    base = {"schema_version": 1, "dossier_id": dossier_id, "step": step}
+    docs = [
+        base
+        | {
+            "event_id": f"{dossier_id}:step_started:{compact_time(started)}:{tag}",
+            "type": EventType.STEP_STARTED.value,
+            "occurred_at": started.isoformat(),
+            "agency": agency,
+            "department": department,
+            "step_due_at": due.isoformat(),
+        }
+    ]
+    if acted is not None and acted > started:
+        docs.append(
+            base
+            | {
+                "event_id": f"{dossier_id}:step_completed:{compact_time(acted)}:{tag}",
+                "type": EventType.STEP_COMPLETED.value,
+                "occurred_at": acted.isoformat(),
+            }
+        )
+    # The contract's own validator: lengths, the future limit, codes.
+    return tuple(event_from_dict(doc, now) for doc in docs), dossier_id
+
+
+def map_progress_rows(
+    rows: Iterable[Any], departments: Departments, now: datetime
+) -> list[Outcome]:
+    return [map_progress_row(row, departments, now) for row in rows]
+
+
+class _DepartmentsCache:
+    """The units file's departments, read again when the file changes."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple[Path | None, int, int] | None = None
+        self._departments = Departments()
+
+    def get(self, path: Path | None) -> Departments:
+        try:
+            stat = path.stat() if path is not None else None
+        except OSError:
+            return self._departments  # the gateway's own units check reports the file
+        stamp = (path, stat.st_mtime_ns, stat.st_size) if stat is not None else (None, 0, 0)
+        if stamp != self._stamp:
+            try:
+                self._departments = Departments.load(path)
+            except DepartmentsError:
+                return self._departments  # the last good version stays in force
+            self._stamp = stamp
+        return self._departments
+
+
+def _error(status: int, code: str, sentence: str, **headers: str) -> web.Response:
+    """An error answer in the gateway's shape ({"error", "sentence"})."""
+    body = orjson.dumps({"error": code, "sentence": sentence})
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def progress_handler(gateway: Gateway) -> Handler:
+    """`POST /v1/national-sync/progress` for `gateway`: authenticated, limited and answered
+    like the dossier sync (per-row results; 200, 207 or 422), producing step events."""
+    departments = _DepartmentsCache()
+
+    async def post_progress(request: web.Request) -> web.Response:
+        source = gateway.caller(request)
+        body: bytes | web.Response | None = None
+        if source is None and "Authorization" not in request.headers:
+            body = await gateway._read_body(request)
+            if isinstance(body, bytes):  # OpenCPS's form: the token as the body's `session`
+                source = gateway.session_caller(request, body)
+        if source is None:
+            return _error(
+                401,
+                "unauthorized",
+                "send `Authorization: Bearer <token>` with a token listed for your system"
+                " (or, for a source whose profile says opencps_session, the token as the"
+                " body's `session` and the `dstcode` header)",
+                **{"WWW-Authenticate": 'Bearer realm="motcua"'},
+            )
+        profile = gateway.sources.profile(source)
+        answer = profile.answer
+        if body is None:
+            body = await gateway._read_body(request, answer)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            rows = read_progress_items(body, request.content_type, gateway.limits.max_items)
+        except BodyError as exc:
+            return _error(exc.status, exc.code, exc.sentence, answer=answer)
+        wait = gateway.limiter.take(source, len(rows))
+        if wait == float("inf"):
+            return _error(
+                413, "too_many_items", "more rows than one system may send at once", answer=answer
+            )
+        if wait > 0:
+            seconds = str(int(RateLimiter.retry_after_header(wait)))
+            return _error(
+                429,
+                "rate_limited",
+                f"{source} sent too many items; retry later",
+                answer=answer,
+                **{"Retry-After": seconds},
+            )
+        known = departments.get(gateway.units.path)
+        outcomes = map_progress_rows(rows, known, gateway.clock())
+        return await gateway._produce(ROUTE_LABEL, source, outcomes, profile)
+
+    return post_progress
