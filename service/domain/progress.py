@@ -20,7 +20,16 @@ from typing import Any
 
 import orjson
 
-from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
+from schemas import (
+    Channel,
+    DossierEvent,
+    EventType,
+    InvalidEvent,
+    OnlineLevel,
+    PaymentMethod,
+    Rating,
+    Reason,
+)
 from schemas.events import TYPE_ORDER, time_from_text
 from service.domain.calendar import LOCAL_TZ, WorkingCalendar
 from service.domain.clock import Outcome, computed_due, judge, shift_due
@@ -46,7 +55,8 @@ _CHANNELS: tuple[Channel, ...] = tuple(Channel)
 _OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 _CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
 _OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
-_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES)}  # "0".."8": one char per event
+# "0".."8", then "9" and ":" for paid and rated: one char per event.
+_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES)}
 _CHAR_TYPE = {chr(48 + i): t for i, t in enumerate(_TYPES)}
 _RANK = {t: TYPE_ORDER[t] for t in _TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
 
@@ -577,14 +587,60 @@ def _row(event: DossierEvent) -> list[Any]:
     if event.new_due_at is not None:
         row += [None] * (6 - len(row))
         row.append(event.new_due_at)
+    index = _index_row(event)
+    if index:
+        row += [None] * (7 - len(row))
+        row.append(index)
     while row[-1] is None:
         row.pop()
     return row
 
 
+# The index fields (issue 18) in the log: an eighth item, a JSON object of the ones set.
+_INDEX_FIELDS: tuple[str, ...] = (
+    "fee_due",
+    "components",
+    "components_digitised",
+    "components_reused",
+    "components_from_data_store",
+    "identity_verified",
+    "online_level",
+    "e_result",
+    "method",
+    "rating",
+    "reason",
+)
+_INDEX_ENUMS: dict[str, type[enum.Enum]] = {
+    "online_level": OnlineLevel,
+    "method": PaymentMethod,
+    "rating": Rating,
+}
+
+
+def _index_row(event: DossierEvent) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    for name in _INDEX_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value.value if isinstance(value, enum.Enum) else value
+    if event.criteria is not None:
+        out["criteria"] = [list(pair) for pair in event.criteria]
+    return out or None
+
+
+def _index_kwargs(stored: dict[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for name, kind in _INDEX_ENUMS.items():
+        if name in out:
+            out[name] = kind(out[name])
+    if "criteria" in out:
+        out["criteria"] = tuple((code, score) for code, score in out["criteria"])
+    return out
+
+
 def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> DossierEvent:
-    row = row + [None] * (7 - len(row))
-    occurred_at, agency, procedure, channel, due_at, days, new_due_at = row
+    row = row + [None] * (8 - len(row))
+    occurred_at, agency, procedure, channel, due_at, days, new_due_at, index = row
     return DossierEvent(
         event_id,
         dossier_id,
@@ -596,4 +652,5 @@ def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> D
         time_from_text(due_at) if due_at is not None else None,
         days,
         time_from_text(new_due_at) if new_due_at is not None else None,
+        **(_index_kwargs(index) if index is not None else {}),
     )
