@@ -752,13 +752,13 @@ def test_valid_documents_pass_both_validators(doc: dict[str, Any]) -> None:
         assert (event.due_at is None) == ("due_at" not in doc)
 
 
-# Invalid by the contract and rejected by both. Left out on purpose, because the JSON
-# Schema cannot express them (only the Python side checks): a component count above
-# `components` (components_over_total), occurred_at more than 5 minutes in the future, the message key, the 64 KiB limit, UTF-8/JSON decoding, and
-# calendar validity of a well-formed timestamp (2026-02-30, 24:00:00, leap second :60,
-# offsets of ±24:00 or more, year 0000). Also left out: strings the schema's regexes only
-# let through because Python's `re` (used by jsonschema) differs from ECMA-262, which
-# JSON Schema specifies: `$` also matches before a final "\n", and `\d` matches any
+# Invalid by the contract and rejected by both. Left out on purpose, because the JSON Schema cannot
+# express them (only the Python side checks): a component count above `components`
+# (components_over_total), occurred_at more than 5 minutes in the future, the message key, the 64
+# KiB limit, UTF-8/JSON decoding, and calendar validity of a well-formed timestamp (2026-02-30,
+# 24:00:00, leap second :60, offsets of ±24:00 or more, year 0000). Also left out: strings the
+# schema's regexes only let through because Python's `re` (used by jsonschema) differs from
+# ECMA-262, which JSON Schema specifies: `$` also matches before a final "\n", and `\d` matches any
 # Unicode digit. The Python validator rejects those; see test_reason_codes.
 INVALID_DOCS = [
     ("not-object", ["received"]),
