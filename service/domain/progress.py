@@ -34,7 +34,8 @@ from schemas.events import TYPE_ORDER, time_from_text
 from service.domain.calendar import LOCAL_TZ, WorkingCalendar
 from service.domain.clock import Outcome, computed_due, judge, shift_due
 from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier
-from service.domain.report import PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
+from service.domain.index import index_facts
+from service.domain.report import PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts, receipt_due
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
 # store's limit (service/state/records.MAX_EVENTS_PER_DOSSIER) is the same number.
@@ -66,6 +67,7 @@ _SUPPLEMENT_REQUESTED = EventType.SUPPLEMENT_REQUESTED
 _SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
 _EXTENDED = EventType.EXTENDED
 _WITHDRAWN = EventType.WITHDRAWN
+_AFTER_CLOSE = frozenset({EventType.PAID, EventType.RATED})
 _LATE = Outcome.LATE
 
 _SEGMENT = struct.Struct("<dd")  # the facts timeline's segment (service/domain/report.py)
@@ -256,9 +258,11 @@ class DossierProgress:
         `same_instant`: it occurred at the instant of the previous event, so `replay` would
         give one state for both: the timeline segment of the earlier one is taken back.
         """
-        if self.closed_by is not None:
-            return  # R4: the dossier is closed; later events are ignored
         kind = event.type
+        if self.closed_by is not None:
+            if kind in _AFTER_CLOSE:
+                self._facts = None  # a payment or a rating still counts in the index
+            return  # R4: the dossier is closed; later events are ignored
         at = event.occurred_at
         if self.received_at is None:
             if kind is _RECEIVED:
@@ -397,6 +401,7 @@ class DossierProgress:
                 received_ts = self.received_at.timestamp()
                 timeline = _SEGMENT.pack(received_ts, self._due_timestamp())
             withdrawn = self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+            dossier = self.dossier
             facts = self._facts = DossierFacts(
                 self.agency,
                 self.channel,
@@ -405,6 +410,7 @@ class DossierProgress:
                 self.outcome,
                 self.closed_at.timestamp() if withdrawn and self.closed_at is not None else None,
                 timeline,
+                index_facts(dossier, self._events(), receipt_due(timeline, dossier)),
             )
         return facts
 

@@ -22,6 +22,13 @@ from schemas import Channel, DossierEvent
 from service.domain.calendar import WorkingCalendar, local_date, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier, replay
+from service.domain.index import (
+    IndexFacts,
+    IndexFigures,
+    in_progress_timeliness,
+    index_facts,
+    index_marks,
+)
 
 # QĐ 766/QĐ-TTg: the timeliness component is worth 20 of the index's 100 points.
 TIMELINESS_POINTS = 20
@@ -51,6 +58,7 @@ class DossierFacts:
     outcome: Outcome | None
     withdrawn_at: float | None  # withdrawn before the clock ended (R4), else None
     timeline: bytes
+    index: IndexFacts | None = None  # the national index's facts (service/domain/index.py)
 
     def segments(self) -> list[tuple[float, float]]:
         """The timeline as (from instant, due in force or ±inf while paused) pairs."""
@@ -92,6 +100,7 @@ def fold_with_facts(
     dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
 ) -> tuple[Dossier, DossierFacts | None]:
     """`fold` and `facts_of` in one replay (the worker needs both for every event)."""
+    events = list(events)  # read twice: the replay, then the index facts
     timeline = bytearray()
     last_code: float | None = None
     final: Dossier | None = None
@@ -115,6 +124,7 @@ def fold_with_facts(
         timeline += _SEGMENT.pack(final.received_at.timestamp(), final.due.timestamp())
 
     withdrawn_at = final.closed_at if final.withdrawn else None
+    timeline = bytes(timeline)
     return final, DossierFacts(
         # Interned: a million facts share a few dozen agency codes instead of a copy each.
         agency=sys.intern(final.agency),
@@ -123,8 +133,19 @@ def fold_with_facts(
         clock_end=final.clock_end.timestamp() if final.clock_end is not None else None,
         outcome=final.outcome,
         withdrawn_at=withdrawn_at.timestamp() if withdrawn_at is not None else None,
-        timeline=bytes(timeline),
+        timeline=timeline,
+        index=index_facts(final, events, receipt_due(timeline, final)),
     )
+
+
+def receipt_due(timeline: bytes, dossier: Dossier) -> float:
+    """The due in force at the receipt: the timeline's first segment, unless the dossier
+    was paused at its receipt's instant (then the due `fold` ended with)."""
+    due = _SEGMENT.unpack_from(timeline)[1]
+    if math.isinf(due):
+        assert dossier.due is not None
+        return dossier.due.timestamp()
+    return due
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -274,6 +295,41 @@ def period_report(
         else:
             row[_WITHDRAWN] += 1
     return {code: PeriodFigures(*row) for code, row in rows.items()}
+
+
+def index_report(
+    facts: Iterable[DossierFacts],
+    start: date,
+    end_inclusive: date,
+    agency: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, IndexFigures]:
+    """The national index's counts per agency for the local dates start..end_inclusive:
+    each dossier's marks inside the period, plus the timeliness of dossiers unfinished at
+    its end, judged at the end (or `now`, as `period_report`)."""
+    begin, end = period_bounds(start, end_inclusive)
+    judged_at = end if now is None else min(end, now.timestamp())
+    out: dict[str, IndexFigures] = {}
+    for f in facts:
+        index = f.index
+        if index is None or f.received_at >= end or (agency is not None and f.agency != agency):
+            continue
+        figures = out.get(f.agency) or IndexFigures()
+        counted = False
+        for instant, key in index_marks(index):
+            if begin <= instant < end:
+                figures.add_key(key)
+                counted = True
+        unfinished = index.ended_at is None or index.ended_at >= end
+        if unfinished:
+            overdue = f.overdue_at(judged_at)
+            for key in in_progress_timeliness(index, overdue, end, judged_at):
+                figures.add_key(key)
+                counted = True
+        if counted:
+            out[f.agency] = figures
+    return out
 
 
 def total(figures: Iterable[PeriodFigures]) -> PeriodFigures:

@@ -1,0 +1,474 @@
+"""The national service index (QĐ 766/QĐ-TTg) beyond timeliness, from compact dossier facts.
+
+`index_facts` condenses what the indicators need of one dossier into an `IndexFacts`
+(a dozen small fields). `index_marks` turns those into marks, (instant, key) pairs that each
+add 1 to a numerator or denominator at an instant, so a period's indicator is a count of
+the marks inside it (plus, for timeliness, the dossiers unfinished at its end:
+`in_progress_timeliness`). `IndexFigures` holds a period's counts and scores them under the
+rules transcribed from the portal's formula documents (report.index_report builds them).
+The formulas, their sources and which are verified against the portal's own scores:
+docs/report.md. No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
+from service.domain.clock import Outcome
+from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, ordered_unique
+
+VERIFIED = "verified"  # the rule reproduces the portal's published scores (qd766 M0 fit)
+TRANSCRIBED = "transcribed"  # taken from the formula documents; not checked against scores
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """One scored indicator: its ratio's meaning, its maximum and its scoring rule.
+
+    `target` None: linear, max × ratio. A target t: full points from t on, else
+    max × ratio / t ("T t%" in the formula document).
+    """
+
+    code: str  # the metric label
+    ref: str  # the formula document's number
+    group: str
+    maximum: float
+    target: float | None
+    status: str  # VERIFIED or TRANSCRIBED
+    title: str
+
+    def points(self, ratio: float) -> float:
+        scale = self.target or 1.0
+        return min(self.maximum, self.maximum * ratio / scale)
+
+
+@dataclass(frozen=True, slots=True)
+class NotMeasured:
+    """An indicator motcua cannot compute: it needs the procedure catalogue or other data."""
+
+    ref: str
+    group: str
+    maximum: float | None  # None: the portal's weight is not known
+    title: str
+    needs: str
+
+
+# The six groups and their maxima as the portal shows them (docs/metrics.m0.json).
+GROUPS: dict[str, float] = {
+    "transparency": 18,
+    "timeliness": 20,
+    "online_service": 12,
+    "online_payment": 10,
+    "digitisation": 22,
+    "satisfaction": 18,
+}
+
+TIMELINESS_PORTAL = Indicator(
+    "timeliness_portal",
+    "2.1",
+    "timeliness",
+    20,
+    None,
+    VERIFIED,
+    "dossiers on time or in time by the portal's rules ÷ dossiers handled",
+)
+TIMELINESS_LEGAL = Indicator(
+    "timeliness",
+    "2.1",
+    "timeliness",
+    20,
+    None,
+    VERIFIED,
+    "dossiers early, on time or in progress within the legal due ÷ dossiers handled",
+)
+INDICATORS: tuple[Indicator, ...] = (
+    TIMELINESS_PORTAL,
+    Indicator(
+        "online_share",
+        "3.3",
+        "online_service",
+        12,
+        0.5,
+        TRANSCRIBED,
+        "dossiers received online ÷ dossiers received",
+    ),
+    Indicator(
+        "online_payment",
+        "3.6 (A)",
+        "online_payment",
+        6,
+        None,
+        VERIFIED,
+        "dossiers with a fee paid online ÷ dossiers with a fee",
+    ),
+    Indicator(
+        "e_result",
+        "4.1",
+        "digitisation",
+        6,
+        None,
+        VERIFIED,
+        "returned dossiers with an electronic result ÷ returned dossiers reporting it",
+    ),
+    Indicator(
+        "digitised",
+        "4.2",
+        "digitisation",
+        4,
+        None,
+        VERIFIED,
+        "returned dossiers with a digitised component and an electronic result ÷ returned "
+        "dossiers reporting both",
+    ),
+    Indicator(
+        "reuse",
+        "4.3",
+        "digitisation",
+        2,
+        0.8,
+        VERIFIED,
+        "dossiers with at least one component reusing digitised data ÷ dossiers reporting it",
+    ),
+    Indicator(
+        "data_store",
+        "4.4",
+        "digitisation",
+        4,
+        None,
+        TRANSCRIBED,
+        "dossiers with a component from the personal data store ÷ dossiers reporting it",
+    ),
+    Indicator(
+        "population_data",
+        "4.5b",
+        "digitisation",
+        2,
+        None,
+        VERIFIED,
+        "dossiers using population data (VNeID or the data store) ÷ dossiers reporting it",
+    ),
+    Indicator(
+        "dossier_satisfaction",
+        "5.4",
+        "satisfaction",
+        6,
+        0.9,
+        VERIFIED,
+        "100% − resolved dossiers late or rated dissatisfied ÷ resolved dossiers",
+    ),
+)
+BY_CODE: dict[str, Indicator] = {i.code: i for i in (*INDICATORS, TIMELINESS_LEGAL)}
+
+NOT_MEASURED: tuple[NotMeasured, ...] = (
+    NotMeasured("1.1", "transparency", 6, "procedures published on time", "procedure catalogue"),
+    NotMeasured("1.2", "transparency", 4, "procedures updated on time", "procedure catalogue"),
+    NotMeasured("1.3", "transparency", 2, "procedures with complete content", "catalogue"),
+    NotMeasured("1.4", "transparency", 6, "dossiers synced to the portal", "the portal's counts"),
+    NotMeasured("3.1", "online_service", None, "procedures offered online", "service catalogue"),
+    NotMeasured("3.2", "online_service", None, "online services with dossiers", "catalogue"),
+    NotMeasured("3.5 (C)", "online_payment", 2, "fee procedures synced", "procedure catalogue"),
+    NotMeasured("3.5b (B)", "online_payment", 2, "procedures paid online", "procedure catalogue"),
+    NotMeasured("4.x", "digitisation", 2, "communes certifying e-copies", "commune data"),
+    NotMeasured("4.5a", "digitisation", 2, "procedures using population data", "catalogue"),
+    NotMeasured("5.2", "satisfaction", 6, "petitions handled on time", "petition system"),
+    NotMeasured("5.3", "satisfaction", 6, "satisfaction with petitions", "petition system"),
+)
+
+_ONLINE_METHODS = frozenset({PaymentMethod.NATIONAL_PORTAL, PaymentMethod.PROVINCIAL_GATEWAY})
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFacts:
+    """What the indicators need of one received dossier. Instants are float epoch seconds;
+    a None flag is unknown (the field was not reported), never false."""
+
+    agency: str
+    received_at: float
+    online: bool
+    fee_due: bool | None  # a paid event with fee_due unreported counts as a fee due
+    paid_online: bool
+    digitised: bool | None  # at least one digitised component
+    reused: bool | None
+    from_data_store: bool | None
+    population_data: bool | None  # VNeID-verified or a component from the data store
+    returned_at: float | None
+    e_result: bool | None  # of the return; None if not returned or not reported
+    resolved_at: float | None  # the legal clock's end (approved, rejected, returned)
+    late: bool  # the legal outcome is late
+    dissatisfied: bool  # a rating "dissatisfied" was given
+    ended_at: float | None  # the portal's end: the clock's end, else the withdrawal
+    portal_due: float  # the appointment as the portal sees it (NgayHenTra)
+    first_request_at: float | None  # the first supplement request that paused the clock
+    first_back_at: float | None  # when that supplement came back
+    second_request_at: float | None  # a second request: the portal then calls it overdue
+
+    def portal_on_time(self, instant: float) -> bool:
+        """The portal's verdict judged at `instant` (the period's end or now), rule 2.1 of
+        the formula document: more than one supplement request is overdue; waiting on the
+        only request, the clock ended at the request; otherwise the end (or `instant`)
+        less the time the citizen took to supplement, against the appointment."""
+        end = self.ended_at if self.ended_at is not None and self.ended_at < instant else instant
+        second = self.second_request_at
+        if second is not None and second < end:
+            return False
+        first = self.first_request_at
+        if first is not None and first < end:
+            back = self.first_back_at
+            if back is None or back >= end:
+                return first <= self.portal_due  # waiting: the request ends the clock
+            end -= back - first
+        return end <= self.portal_due
+
+
+def _flag(count: int | None) -> bool | None:
+    return None if count is None else count >= 1
+
+
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued or: known true if either is, known false only if both are."""
+    if a or b:
+        return True
+    if a is None or b is None:
+        return None
+    return False
+
+
+def index_facts(
+    dossier: Dossier, events: Iterable[DossierEvent], receipt_due: float
+) -> IndexFacts | None:
+    """The index facts of a dossier from its `fold` state and its events (any order: R6 and
+    R7 apply); `receipt_due` is the due in force at the receipt. None for an orphan.
+
+    `paid` and `rated` count even after the dossier closed (they usually follow the
+    return); other events after the close are ignored, as R4 ignores them.
+    """
+    if dossier.received_at is None:
+        return None
+    assert dossier.agency is not None and dossier.channel is not None
+    ordered = ordered_unique(events)
+    start = next(i for i, e in enumerate(ordered) if e.type is EventType.RECEIVED)
+    receipt = ordered[start]
+    closed_at = dossier.closed_at
+    fee_due = receipt.fee_due
+    paid = paid_online = dissatisfied = False
+    e_result: bool | None = None
+    portal_due = receipt_due
+    first: float | None = None
+    back: float | None = None
+    second: float | None = None
+    paused = ended = closed = False
+    for event in ordered[start + 1 :]:
+        kind = event.type
+        if kind is EventType.PAID:
+            paid = True
+            paid_online = paid_online or event.method in _ONLINE_METHODS
+            continue
+        if kind is EventType.RATED:
+            dissatisfied = dissatisfied or event.rating is Rating.DISSATISFIED
+            continue
+        if closed:
+            continue  # R4: nothing else counts after the close
+        at = event.occurred_at
+        if kind in CLOSING:
+            closed = True
+            if kind is EventType.RETURNED:
+                e_result = event.e_result
+        if ended:
+            continue
+        if kind is EventType.SUPPLEMENT_REQUESTED and not paused:  # R2, as `fold` counts
+            paused = True
+            if first is None:
+                first = at.timestamp()
+            elif second is None:
+                second = at.timestamp()
+        elif kind is EventType.SUPPLEMENT_RECEIVED and paused:
+            paused = False
+            if back is None:
+                back = at.timestamp()
+            if event.due_at is not None:  # a new appointment replaces NgayHenTra
+                portal_due = event.due_at.timestamp()
+        elif kind in CLOCK_ENDING or kind is EventType.WITHDRAWN:
+            ended = True
+    if fee_due is None and paid:
+        fee_due = True  # a payment proves a fee was due
+    clock_end = dossier.clock_end
+    ended_at = clock_end if clock_end is not None else closed_at
+    return IndexFacts(
+        agency=dossier.agency,
+        received_at=dossier.received_at.timestamp(),
+        online=dossier.channel is Channel.ONLINE,
+        fee_due=fee_due,
+        paid_online=paid_online,
+        digitised=_flag(receipt.components_digitised),
+        reused=_flag(receipt.components_reused),
+        from_data_store=_flag(receipt.components_from_data_store),
+        population_data=_either(
+            receipt.identity_verified, _flag(receipt.components_from_data_store)
+        ),
+        returned_at=closed_at.timestamp()
+        if closed_at is not None and dossier.closed_by is EventType.RETURNED
+        else None,
+        e_result=e_result,
+        resolved_at=clock_end.timestamp() if clock_end is not None else None,
+        late=dossier.outcome is Outcome.LATE,
+        dissatisfied=dissatisfied,
+        ended_at=ended_at.timestamp() if ended_at is not None else None,
+        portal_due=portal_due,
+        first_request_at=first,
+        first_back_at=back,
+        second_request_at=second,
+    )
+
+
+# -- marks ---------------------------------------------------------------------------------
+
+Mark = tuple[float, str]
+
+
+def index_marks(facts: IndexFacts) -> list[Mark]:
+    """The marks one dossier adds: (instant, "indicator:part"), part `den`, `num` (or, for
+    dossier_satisfaction, `negative`). A period's count of a key is the number of its marks
+    at instants in the period (the dossier's agency is `facts.agency`).
+
+    Membership follows the formula document: receipt date for 3.3, 3.6, 4.3–4.5; the return
+    for 4.1 and 4.2; the clock's end for 5.4 and for resolved dossiers' timeliness. A
+    dossier's marks are a function of its events: replace the old ones when it changes (a
+    payment or rating may come after the close). Timeliness also counts dossiers still in
+    progress at a period's end: `in_progress_timeliness` gives that part.
+    """
+    received = facts.received_at
+    out: list[Mark] = [(received, "online_share:den")]
+    if facts.online:
+        out.append((received, "online_share:num"))
+    if facts.fee_due:
+        out.append((received, "online_payment:den"))
+        if facts.paid_online:
+            out.append((received, "online_payment:num"))
+    for code, flag in (
+        ("reuse", facts.reused),
+        ("data_store", facts.from_data_store),
+        ("population_data", facts.population_data),
+    ):
+        if flag is not None:
+            out.append((received, f"{code}:den"))
+            if flag:
+                out.append((received, f"{code}:num"))
+    returned = facts.returned_at
+    if returned is not None and facts.e_result is not None:
+        out.append((returned, "e_result:den"))
+        if facts.e_result:
+            out.append((returned, "e_result:num"))
+        if facts.digitised is not None:
+            out.append((returned, "digitised:den"))
+            if facts.digitised and facts.e_result:
+                out.append((returned, "digitised:num"))
+    resolved = facts.resolved_at
+    if resolved is not None:
+        out.append((resolved, "dossier_satisfaction:den"))
+        if facts.late or facts.dissatisfied:
+            out.append((resolved, "dossier_satisfaction:negative"))
+        out.append((resolved, "timeliness:den"))
+        if not facts.late:
+            out.append((resolved, "timeliness:num"))
+    ended = facts.ended_at
+    if ended is not None:
+        out.append((ended, "timeliness_portal:den"))
+        if facts.portal_on_time(math.inf):
+            out.append((ended, "timeliness_portal:num"))
+    return out
+
+
+def in_progress_timeliness(
+    facts: IndexFacts, legal_overdue: bool, end: float, judged_at: float
+) -> list[str]:
+    """The timeliness keys a dossier unfinished at a period's `end` adds to the period: it
+    counts in the denominator if received before `end` and not ended before it, judged at
+    `judged_at` (the period's end, or now for the current period). `legal_overdue`: the
+    legal clock's verdict then (report.DossierFacts.overdue_at)."""
+    if facts.received_at >= end or (facts.ended_at is not None and facts.ended_at < end):
+        return []
+    out = ["timeliness:den", "timeliness_portal:den"]
+    if not legal_overdue:
+        out.append("timeliness:num")
+    if facts.portal_on_time(judged_at):
+        out.append("timeliness_portal:num")
+    return out
+
+
+# -- period figures --------------------------------------------------------------------------
+
+
+@dataclass
+class IndexFigures:
+    """The counts behind one agency's (or the center's) indicators for one period."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add_key(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def add(self, other: IndexFigures) -> IndexFigures:
+        for key, n in other.counts.items():
+            self.add_key(key, n)
+        return self
+
+    def denominator(self, code: str) -> int:
+        return self.counts.get(f"{code}:den", 0)
+
+    def numerator(self, code: str) -> int:
+        if code == "dossier_satisfaction":
+            return self.denominator(code) - self.counts.get(f"{code}:negative", 0)
+        return self.counts.get(f"{code}:num", 0)
+
+    def ratio(self, code: str) -> float | None:
+        """None when no dossier reports what the indicator needs (unknown, not zero)."""
+        den = self.denominator(code)
+        return self.numerator(code) / den if den else None
+
+    def points(self, code: str) -> float | None:
+        ratio = self.ratio(code)
+        return None if ratio is None else BY_CODE[code].points(ratio)
+
+    def measured(self) -> list[Indicator]:
+        """The index's indicators with data this period (the legal timeliness is beside the
+        index, not in it: the portal scores its own clock)."""
+        return [i for i in INDICATORS if self.denominator(i.code)]
+
+    def total_points(self) -> float:
+        return sum(self.points(i.code) or 0.0 for i in self.measured())
+
+    def total_maximum(self) -> float:
+        return sum(i.maximum for i in self.measured())
+
+    def to_dict(self) -> dict[str, Any]:
+        indicators = {}
+        for indicator in (*INDICATORS, TIMELINESS_LEGAL):
+            code = indicator.code
+            indicators[code] = {
+                "ref": indicator.ref,
+                "group": indicator.group,
+                "numerator": self.numerator(code),
+                "denominator": self.denominator(code),
+                "ratio": self.ratio(code),
+                "points": self.points(code),
+                "maximum": indicator.maximum,
+                "rule": "linear" if indicator.target is None else f"T {indicator.target:.0%}",
+                "status": indicator.status,
+            }
+        return {
+            "indicators": indicators,
+            "points_total": self.total_points(),
+            "points_max": self.total_maximum(),
+        }
+
+
+def iter_keys() -> Iterator[str]:
+    """Every mark key, in a fixed order (for exporting counters with zeros)."""
+    for indicator in (TIMELINESS_LEGAL, *INDICATORS):
+        yield f"{indicator.code}:den"
+        part = "negative" if indicator.code == "dossier_satisfaction" else "num"
+        yield f"{indicator.code}:{part}"

@@ -1,0 +1,410 @@
+"""The national index (service/domain/index.py): per-dossier facts, marks, scoring rules and
+period counts, on hand-built dossiers with values worked out by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_properties import event_sets
+
+from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
+from service.domain import WorkingCalendar
+from service.domain.calendar import local_date
+from service.domain.index import (
+    BY_CODE,
+    GROUPS,
+    INDICATORS,
+    NOT_MEASURED,
+    IndexFigures,
+    in_progress_timeliness,
+    index_marks,
+)
+from service.domain.report import fold_with_facts, index_report, period_bounds, period_report
+
+CAL = WorkingCalendar()
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text + "+07:00")
+
+
+def ts(text: str) -> float:
+    return at(text).timestamp()
+
+
+def receipt(did: str, when: str, **fields: Any) -> DossierEvent:
+    base: dict[str, Any] = {
+        "agency": "SXD",
+        "procedure": "1.000948",
+        "channel": Channel.DIRECT,
+        "processing_days": 5,
+    }
+    return DossierEvent(f"{did}-r", did, EventType.RECEIVED, at(when), **(base | fields))
+
+
+def event(did: str, kind: EventType, when: str, **fields: Any) -> DossierEvent:
+    return DossierEvent(f"{did}-{kind.value}-{when}", did, kind, at(when), **fields)
+
+
+def facts(events: list[DossierEvent]) -> Any:
+    _, dossier_facts = fold_with_facts(events[0].dossier_id, events, CAL)
+    assert dossier_facts is not None
+    return dossier_facts
+
+
+# A: online, fee paid on the national portal, components reported, returned early with an
+# electronic result, rated satisfied. Received Mon 2 Mar 2026, 5 working days: due Mon 9 Mar.
+A = [
+    receipt(
+        "A",
+        "2026-03-02T09:00:00",
+        channel=Channel.ONLINE,
+        fee_due=True,
+        components=3,
+        components_digitised=2,
+        components_reused=1,
+        components_from_data_store=0,
+        identity_verified=True,
+    ),
+    event("A", EventType.PAID, "2026-03-02T09:30:00", method=PaymentMethod.NATIONAL_PORTAL),
+    event("A", EventType.RETURNED, "2026-03-05T10:00:00", e_result=True),
+    event("A", EventType.RATED, "2026-03-05T10:05:00", rating=Rating.SATISFIED),
+]
+# B: at the counter, no index fields; two supplement requests, returned early by the legal
+# clock (each pause moved the due a working day: Wed 11 Mar), overdue by the portal's rule.
+B = [
+    receipt("B", "2026-03-02T09:00:00"),
+    event("B", EventType.SUPPLEMENT_REQUESTED, "2026-03-03T10:00:00"),
+    event("B", EventType.SUPPLEMENT_RECEIVED, "2026-03-04T10:00:00"),
+    event("B", EventType.SUPPLEMENT_REQUESTED, "2026-03-05T10:00:00"),
+    event("B", EventType.SUPPLEMENT_RECEIVED, "2026-03-06T10:00:00"),
+    event("B", EventType.RETURNED, "2026-03-10T15:00:00"),
+]
+# C: withdrawn before its due: the legal report leaves it out, the portal counts it on time.
+C = [
+    receipt("C", "2026-03-02T09:00:00"),
+    event("C", EventType.WITHDRAWN, "2026-03-03T09:00:00"),
+]
+# D: received Fri 6 Mar, 1 working day (due Mon 9 Mar); the citizen took Fri–Mon to
+# supplement (one working day: the legal due moves to Tue 10 Mar); returned Wed 11 Mar:
+# late by law, on time for the portal (it takes 3 calendar days off the end: Sun 8 Mar).
+D = [
+    receipt("D", "2026-03-06T09:00:00", processing_days=1),
+    event("D", EventType.SUPPLEMENT_REQUESTED, "2026-03-06T10:00:00"),
+    event("D", EventType.SUPPLEMENT_RECEIVED, "2026-03-09T10:00:00"),
+    event("D", EventType.RETURNED, "2026-03-11T10:00:00", e_result=False),
+    event("D", EventType.RATED, "2026-03-11T10:00:00", rating=Rating.DISSATISFIED),
+]
+
+
+def test_facts_of_a_fully_reported_dossier() -> None:
+    index = facts(A).index
+    assert index.agency == "SXD"
+    assert (index.online, index.fee_due, index.paid_online) == (True, True, True)
+    assert (index.digitised, index.reused, index.from_data_store) == (True, True, False)
+    assert index.population_data is True
+    assert (index.e_result, index.late, index.dissatisfied) == (True, False, False)
+    assert index.returned_at == index.resolved_at == index.ended_at == ts("2026-03-05T10:00:00")
+    assert index.portal_due == ts("2026-03-09T23:59:59")
+
+
+def test_absent_fields_are_unknown_not_false() -> None:
+    index = facts(B).index
+    assert (index.fee_due, index.digitised, index.reused) == (None, None, None)
+    assert (index.from_data_store, index.population_data, index.e_result) == (None, None, None)
+    assert index.paid_online is False
+
+
+def test_marks_of_a_fully_reported_dossier() -> None:
+    received, returned = ts("2026-03-02T09:00:00"), ts("2026-03-05T10:00:00")
+    assert sorted(index_marks(facts(A).index)) == sorted(
+        [
+            (received, "online_share:den"),
+            (received, "online_share:num"),
+            (received, "online_payment:den"),
+            (received, "online_payment:num"),
+            (received, "reuse:den"),
+            (received, "reuse:num"),
+            (received, "data_store:den"),
+            (received, "population_data:den"),
+            (received, "population_data:num"),
+            (returned, "e_result:den"),
+            (returned, "e_result:num"),
+            (returned, "digitised:den"),
+            (returned, "digitised:num"),
+            (returned, "dossier_satisfaction:den"),
+            (returned, "timeliness:den"),
+            (returned, "timeliness:num"),
+            (returned, "timeliness_portal:den"),
+            (returned, "timeliness_portal:num"),
+        ]
+    )
+
+
+def test_marks_of_a_dossier_with_two_supplement_requests() -> None:
+    received, returned = ts("2026-03-02T09:00:00"), ts("2026-03-10T15:00:00")
+    assert sorted(index_marks(facts(B).index)) == sorted(
+        [
+            (received, "online_share:den"),
+            (returned, "dossier_satisfaction:den"),
+            (returned, "timeliness:den"),
+            (returned, "timeliness:num"),  # legal: early (due Wed 11 Mar after two pauses)
+            (returned, "timeliness_portal:den"),  # portal: a second request is overdue
+        ]
+    )
+
+
+def test_marks_of_a_withdrawn_dossier() -> None:
+    received, withdrawn = ts("2026-03-02T09:00:00"), ts("2026-03-03T09:00:00")
+    assert sorted(index_marks(facts(C).index)) == sorted(
+        [
+            (received, "online_share:den"),
+            (withdrawn, "timeliness_portal:den"),
+            (withdrawn, "timeliness_portal:num"),
+        ]
+    )
+
+
+def test_marks_of_a_late_dissatisfied_dossier_the_portal_calls_on_time() -> None:
+    received, returned = ts("2026-03-06T09:00:00"), ts("2026-03-11T10:00:00")
+    assert sorted(index_marks(facts(D).index)) == sorted(
+        [
+            (received, "online_share:den"),
+            (returned, "e_result:den"),  # e_result false; components unknown: no 4.2
+            (returned, "dossier_satisfaction:den"),
+            (returned, "dossier_satisfaction:negative"),
+            (returned, "timeliness:den"),
+            (returned, "timeliness_portal:den"),
+            (returned, "timeliness_portal:num"),
+        ]
+    )
+
+
+def test_a_rating_after_the_close_still_counts() -> None:
+    late_rating = [
+        *A,
+        event("A", EventType.RATED, "2026-03-20T08:00:00", rating=Rating.DISSATISFIED),
+    ]
+    index = facts(late_rating).index
+    assert index.dissatisfied is True
+    assert (ts("2026-03-05T10:00:00"), "dossier_satisfaction:negative") in index_marks(index)
+
+
+def test_a_payment_without_fee_due_proves_a_fee() -> None:
+    paid = [
+        receipt("P", "2026-03-02T09:00:00"),
+        event("P", EventType.PAID, "2026-03-03T09:00:00", method=PaymentMethod.COUNTER),
+    ]
+    index = facts(paid).index
+    assert (index.fee_due, index.paid_online) == (True, False)
+    no_fee = [receipt("Q", "2026-03-02T09:00:00", fee_due=False), paid[1]]
+    assert facts(no_fee).index.fee_due is False
+
+
+def test_population_data_is_a_three_valued_or() -> None:
+    def population(**fields: Any) -> bool | None:
+        return facts([receipt("N", "2026-03-02T09:00:00", **fields)]).index.population_data
+
+    assert population(identity_verified=False, components=2, components_from_data_store=1)
+    assert population(components_from_data_store=1) is True
+    assert population(identity_verified=False) is None  # the data store is not reported
+    assert population(identity_verified=False, components_from_data_store=0) is False
+    assert population() is None
+
+
+def test_the_portal_ends_the_clock_at_a_pending_request() -> None:
+    # Received Mon 2 Mar, 2 working days: due Wed 4 Mar 23:59:59.
+    asked_in_time = [
+        receipt("W", "2026-03-02T09:00:00", processing_days=2),
+        event("W", EventType.SUPPLEMENT_REQUESTED, "2026-03-04T10:00:00"),
+    ]
+    asked_late = [
+        asked_in_time[0],
+        event("W", EventType.SUPPLEMENT_REQUESTED, "2026-03-05T10:00:00"),
+    ]
+    assert facts(asked_in_time).index.portal_on_time(ts("2026-04-01T00:00:00"))
+    assert not facts(asked_late).index.portal_on_time(ts("2026-04-01T00:00:00"))
+    # Judged before the request, the running clock is compared with the end of the period.
+    assert facts(asked_late).index.portal_on_time(ts("2026-03-04T12:00:00"))
+
+
+# -- scoring rules --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "ratio", "points"),
+    [
+        ("timeliness_portal", 0.95, 19.0),  # 20 × ratio
+        ("online_share", 0.25, 6.0),  # T 50%: 12 × 0.25 / 0.5
+        ("online_share", 0.6, 12.0),
+        ("online_payment", 0.5, 3.0),  # 6A
+        ("e_result", 0.5, 3.0),
+        ("digitised", 0.75, 3.0),
+        ("reuse", 0.4, 1.0),  # T 80%: 2 × 0.4 / 0.8
+        ("reuse", 0.8, 2.0),
+        ("data_store", 0.25, 1.0),
+        ("population_data", 1.0, 2.0),
+        ("dossier_satisfaction", 0.45, 3.0),  # T 90%: 6 × 0.45 / 0.9
+        ("dossier_satisfaction", 0.95, 6.0),
+    ],
+)
+def test_points_under_the_transcribed_rules(code: str, ratio: float, points: float) -> None:
+    assert BY_CODE[code].points(ratio) == pytest.approx(points)
+
+
+def test_rules_checked_against_the_transcription() -> None:
+    # The qd766 scoring analysis states its fitted rules: "min(2, 2 × tỷ lệ / 80)" for reuse
+    # (4.3), "min(6, 6 × numerator / denominator / 0,90)" for 5.4, "6 × A" for the dossier
+    # part of payment, "20 × totalOnTime / totalReceived" for timeliness. The formula
+    # document: 3.3 reaches full points at 50% ("Đạt từ 50% trở lên sẽ đạt điểm tối đa").
+    assert BY_CODE["reuse"].points(0.8) == BY_CODE["reuse"].points(1.0) == 2
+    assert BY_CODE["dossier_satisfaction"].points(0.9) == 6
+    assert BY_CODE["online_share"].points(0.5) == 12
+    assert BY_CODE["timeliness_portal"].points(984 / 1000) == pytest.approx(19.68)
+
+
+def test_maxima_add_up_to_the_groups() -> None:
+    for group, maximum in GROUPS.items():
+        measured = sum(i.maximum for i in INDICATORS if i.group == group)
+        rest = sum(n.maximum or 0 for n in NOT_MEASURED if n.group == group)
+        assert measured + rest == maximum, group
+
+
+def test_figures_score_only_what_is_measured() -> None:
+    figures = IndexFigures(
+        {
+            "timeliness_portal:den": 10,
+            "timeliness_portal:num": 9,
+            "online_share:den": 10,
+            "online_share:num": 2,
+            "dossier_satisfaction:den": 8,
+            "dossier_satisfaction:negative": 2,
+        }
+    )
+    assert figures.ratio("online_share") == 0.2
+    assert figures.points("online_share") == pytest.approx(4.8)  # 12 × 0.2 / 0.5
+    assert figures.numerator("dossier_satisfaction") == 6
+    assert figures.points("dossier_satisfaction") == pytest.approx(5.0)  # 6 × 0.75 / 0.9
+    assert figures.ratio("online_payment") is None  # nobody reported a fee: unknown
+    assert figures.points("online_payment") is None
+    assert [i.code for i in figures.measured()] == [
+        "timeliness_portal",
+        "online_share",
+        "dossier_satisfaction",
+    ]
+    assert figures.total_points() == pytest.approx(18 + 4.8 + 5.0)
+    assert figures.total_maximum() == 20 + 12 + 6
+
+
+# -- period counts --------------------------------------------------------------------------
+
+
+def test_the_march_report_of_the_four_dossiers() -> None:
+    all_facts = [facts(d) for d in (A, B, C, D)]
+    figures = index_report(all_facts, date(2026, 3, 1), date(2026, 3, 31))["SXD"]
+    assert figures.counts == {
+        "online_share:den": 4,
+        "online_share:num": 1,
+        "online_payment:den": 1,
+        "online_payment:num": 1,
+        "reuse:den": 1,
+        "reuse:num": 1,
+        "data_store:den": 1,
+        "population_data:den": 1,
+        "population_data:num": 1,
+        "e_result:den": 2,
+        "e_result:num": 1,
+        "digitised:den": 1,
+        "digitised:num": 1,
+        "dossier_satisfaction:den": 3,
+        "dossier_satisfaction:negative": 1,
+        "timeliness:den": 3,
+        "timeliness:num": 2,
+        "timeliness_portal:den": 4,
+        "timeliness_portal:num": 3,
+    }
+    legal = period_report(all_facts, date(2026, 3, 1), date(2026, 3, 31))["SXD"]
+    assert figures.points("timeliness") == pytest.approx(legal.timeliness_score)
+    assert figures.points("timeliness_portal") == pytest.approx(15.0)  # 20 × 3/4
+
+
+def test_a_dossier_open_at_the_period_end_is_judged_then() -> None:
+    # Received 25 Feb, 2 working days (due Fri 27 Feb), still open in March: late by both.
+    open_late = [receipt("O", "2026-02-25T09:00:00", processing_days=2)]
+    feb = index_report([facts(open_late)], date(2026, 2, 1), date(2026, 2, 26))["SXD"]
+    assert feb.counts == {
+        "online_share:den": 1,
+        "timeliness:den": 1,
+        "timeliness:num": 1,
+        "timeliness_portal:den": 1,
+        "timeliness_portal:num": 1,
+    }
+    march = index_report([facts(open_late)], date(2026, 3, 1), date(2026, 3, 31))["SXD"]
+    assert march.counts == {"timeliness:den": 1, "timeliness_portal:den": 1}
+
+
+# -- properties -----------------------------------------------------------------------------
+
+PROPERTY = settings(
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@st.composite
+def dossiers_and_period(draw: st.DrawFn) -> tuple[list[Any], date, date, datetime | None]:
+    dossiers = []
+    for n in range(draw(st.integers(1, 4))):
+        events = [replace(e, dossier_id=f"D{n}") for e in draw(event_sets())]
+        dossier_facts = fold_with_facts(f"D{n}", events, CAL)[1]
+        if dossier_facts is not None:
+            dossiers.append(dossier_facts)
+    first = draw(st.dates(date(2025, 1, 1), date(2027, 12, 1)))
+    last = first + timedelta(days=draw(st.integers(0, 90)))
+    now = draw(st.none() | st.just(datetime.combine(last, time(12), tzinfo=UTC)))
+    return dossiers, first, last, now
+
+
+@PROPERTY
+@given(dossiers_and_period())
+def test_index_timeliness_is_the_period_reports(case: Any) -> None:
+    dossiers, first, last, now = case
+    index = index_report(dossiers, first, last, now=now)
+    legal = period_report(dossiers, first, last, now=now)
+    assert set(index) == set(legal)
+    for agency, figures in legal.items():
+        timely = figures.resolved_early + figures.resolved_on_time + figures.in_progress_within
+        assert index[agency].numerator("timeliness") == timely
+        assert index[agency].denominator("timeliness") == figures.resolved + figures.in_progress
+
+
+@PROPERTY
+@given(dossiers_and_period())
+def test_per_day_sums_of_marks_give_the_period(case: Any) -> None:
+    # The lead's period store: marks summed per local day and agency (closed dossiers), and
+    # the dossiers unfinished at the period's end judged apart.
+    dossiers, first, last, now = case
+    days: dict[tuple[date, str, str], int] = {}
+    for f in dossiers:
+        for instant, key in index_marks(f.index):
+            day = local_date(datetime.fromtimestamp(instant, UTC))
+            days[(day, f.agency, key)] = days.get((day, f.agency, key), 0) + 1
+    _, end = period_bounds(first, last)
+    judged_at = end if now is None else min(end, now.timestamp())
+    summed: dict[str, IndexFigures] = {}
+    for (day, agency, key), n in days.items():
+        if first <= day <= last:
+            summed.setdefault(agency, IndexFigures()).add_key(key, n)
+    for f in dossiers:
+        overdue = f.overdue_at(judged_at)
+        for key in in_progress_timeliness(f.index, overdue, end, judged_at):
+            summed.setdefault(f.agency, IndexFigures()).add_key(key)
+    assert {a: x.counts for a, x in summed.items()} == {
+        a: x.counts for a, x in index_report(dossiers, first, last, now=now).items()
+    }
