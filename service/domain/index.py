@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
+from schemas.events import direct_init
 from service.domain.clock import Outcome
 from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, ordered_unique
 
@@ -179,8 +180,13 @@ NOT_MEASURED: tuple[NotMeasured, ...] = (
 )
 
 _ONLINE_METHODS = frozenset({PaymentMethod.NATIONAL_PORTAL, PaymentMethod.PROVINCIAL_GATEWAY})
+# Enum members as module constants: an Enum class attribute is a slower lookup.
+_ONLINE = Channel.ONLINE
+_RETURNED = EventType.RETURNED
+_LATE = Outcome.LATE
 
 
+@direct_init  # built for every event: slots set directly (schemas/events.py)
 @dataclass(frozen=True, slots=True)
 class IndexFacts:
     """What the indicators need of one received dossier. Instants are float epoch seconds;
@@ -237,90 +243,196 @@ def _either(a: bool | None, b: bool | None) -> bool | None:
     return False
 
 
+class IndexTrack:
+    """What the index needs of a dossier's events beyond its `fold` state, gathered one
+    event at a time in R6 order from the receipt on (the resumable replay keeps one, see
+    progress.py; `index_facts` feeds a whole event set). `paid` and `rated` count even after
+    the close (they usually follow the return); other events after it are ignored (R4)."""
+
+    __slots__ = (
+        "back",
+        "closed",
+        "digitised",
+        "dissatisfied",
+        "e_result",
+        "ended",
+        "fee_due",
+        "first",
+        "from_data_store",
+        "identity_verified",
+        "new_due",
+        "paid",
+        "paid_online",
+        "paused",
+        "reused",
+        "second",
+    )
+
+    def __init__(self, receipt: DossierEvent) -> None:
+        self.fee_due = receipt.fee_due
+        self.digitised = _flag(receipt.components_digitised)
+        self.reused = _flag(receipt.components_reused)
+        self.from_data_store = _flag(receipt.components_from_data_store)
+        self.identity_verified = receipt.identity_verified
+        self.paid = self.paid_online = self.dissatisfied = False
+        self.e_result: bool | None = None
+        self.new_due: float | None = None  # a new appointment that replaced NgayHenTra
+        self.first: float | None = None
+        self.back: float | None = None
+        self.second: float | None = None
+        self.paused = self.ended = self.closed = False
+
+    def step(self, event: DossierEvent) -> bool:
+        """Take the next event after the receipt; True if it changed anything."""
+        kind = event.type
+        if kind is EventType.PAID:
+            self.paid = True
+            self.paid_online = self.paid_online or event.method in _ONLINE_METHODS
+            return True
+        if kind is EventType.RATED:
+            self.dissatisfied = self.dissatisfied or event.rating is Rating.DISSATISFIED
+            return True
+        if self.closed:
+            return False
+        if kind in CLOSING:
+            self.closed = True
+            if kind is EventType.RETURNED:
+                self.e_result = event.e_result
+        if self.ended:
+            return True
+        if kind is EventType.SUPPLEMENT_REQUESTED and not self.paused:  # R2, as `fold`
+            self.paused = True
+            if self.first is None:
+                self.first = event.occurred_at.timestamp()
+            elif self.second is None:
+                self.second = event.occurred_at.timestamp()
+        elif kind is EventType.SUPPLEMENT_RECEIVED and self.paused:
+            self.paused = False
+            if self.back is None:
+                self.back = event.occurred_at.timestamp()
+            if event.due_at is not None:
+                self.new_due = event.due_at.timestamp()
+        elif kind in CLOCK_ENDING or kind is EventType.WITHDRAWN:
+            self.ended = True
+        return True
+
+    def facts(
+        self,
+        dossier: Dossier,
+        received_at: float,
+        clock_end: float | None,
+        closed_at: float | None,
+        receipt_due: float,
+    ) -> IndexFacts:
+        """The index facts, with the dossier's `fold` state and its instants as epoch
+        seconds (the caller has them); `receipt_due`: the due in force at the receipt (the
+        portal's NgayHenTra until a new appointment replaces it)."""
+        assert dossier.agency is not None
+        fee_due = self.fee_due
+        if fee_due is None and self.paid:
+            fee_due = True  # a payment proves a fee was due
+        return IndexFacts(
+            dossier.agency,
+            received_at,
+            dossier.channel is _ONLINE,
+            fee_due,
+            self.paid_online,
+            self.digitised,
+            self.reused,
+            self.from_data_store,
+            _either(self.identity_verified, self.from_data_store),
+            closed_at if dossier.closed_by is _RETURNED else None,
+            self.e_result,
+            clock_end,
+            dossier.outcome is _LATE,
+            self.dissatisfied,
+            clock_end if clock_end is not None else closed_at,
+            self.new_due if self.new_due is not None else receipt_due,
+            self.first,
+            self.back,
+            self.second,
+        )
+
+    def to_list(self) -> list[Any]:
+        """A JSON-able form for the packed store (`of_list` reads it back). Stored dossiers
+        hold this order: new fields go at the end."""
+        return [
+            self.fee_due,
+            self.digitised,
+            self.reused,
+            self.from_data_store,
+            self.identity_verified,
+            self.paid,
+            self.paid_online,
+            self.dissatisfied,
+            self.e_result,
+            self.new_due,
+            self.first,
+            self.back,
+            self.second,
+            self.paused,
+            self.ended,
+            self.closed,
+        ]
+
+    @classmethod
+    def of_list(cls, values: list[Any]) -> IndexTrack:
+        track = cls.__new__(cls)
+        (
+            track.fee_due,
+            track.digitised,
+            track.reused,
+            track.from_data_store,
+            track.identity_verified,
+            track.paid,
+            track.paid_online,
+            track.dissatisfied,
+            track.e_result,
+            track.new_due,
+            track.first,
+            track.back,
+            track.second,
+            track.paused,
+            track.ended,
+            track.closed,
+        ) = values  # the order of to_list
+        return track
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IndexTrack):
+            return NotImplemented
+        return self.to_list() == other.to_list()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+def track_of(events: Iterable[DossierEvent]) -> IndexTrack | None:
+    """The track of a whole event set (any order: R6 and R7 apply); None without a receipt."""
+    ordered = ordered_unique(events)
+    start = next((i for i, e in enumerate(ordered) if e.type is EventType.RECEIVED), None)
+    if start is None:
+        return None
+    track = IndexTrack(ordered[start])
+    for event in ordered[start + 1 :]:
+        track.step(event)
+    return track
+
+
 def index_facts(
     dossier: Dossier, events: Iterable[DossierEvent], receipt_due: float
 ) -> IndexFacts | None:
-    """The index facts of a dossier from its `fold` state and its events (any order: R6 and
-    R7 apply); `receipt_due` is the due in force at the receipt. None for an orphan.
-
-    `paid` and `rated` count even after the dossier closed (they usually follow the
-    return); other events after the close are ignored, as R4 ignores them.
-    """
-    if dossier.received_at is None:
+    """The index facts of a dossier from its `fold` state and its events; `receipt_due` is
+    the due in force at the receipt. None for an orphan."""
+    track = track_of(events)
+    if dossier.received_at is None or track is None:
         return None
-    assert dossier.agency is not None and dossier.channel is not None
-    ordered = ordered_unique(events)
-    start = next(i for i, e in enumerate(ordered) if e.type is EventType.RECEIVED)
-    receipt = ordered[start]
-    closed_at = dossier.closed_at
-    fee_due = receipt.fee_due
-    paid = paid_online = dissatisfied = False
-    e_result: bool | None = None
-    portal_due = receipt_due
-    first: float | None = None
-    back: float | None = None
-    second: float | None = None
-    paused = ended = closed = False
-    for event in ordered[start + 1 :]:
-        kind = event.type
-        if kind is EventType.PAID:
-            paid = True
-            paid_online = paid_online or event.method in _ONLINE_METHODS
-            continue
-        if kind is EventType.RATED:
-            dissatisfied = dissatisfied or event.rating is Rating.DISSATISFIED
-            continue
-        if closed:
-            continue  # R4: nothing else counts after the close
-        at = event.occurred_at
-        if kind in CLOSING:
-            closed = True
-            if kind is EventType.RETURNED:
-                e_result = event.e_result
-        if ended:
-            continue
-        if kind is EventType.SUPPLEMENT_REQUESTED and not paused:  # R2, as `fold` counts
-            paused = True
-            if first is None:
-                first = at.timestamp()
-            elif second is None:
-                second = at.timestamp()
-        elif kind is EventType.SUPPLEMENT_RECEIVED and paused:
-            paused = False
-            if back is None:
-                back = at.timestamp()
-            if event.due_at is not None:  # a new appointment replaces NgayHenTra
-                portal_due = event.due_at.timestamp()
-        elif kind in CLOCK_ENDING or kind is EventType.WITHDRAWN:
-            ended = True
-    if fee_due is None and paid:
-        fee_due = True  # a payment proves a fee was due
-    clock_end = dossier.clock_end
-    ended_at = clock_end if clock_end is not None else closed_at
-    return IndexFacts(
-        agency=dossier.agency,
-        received_at=dossier.received_at.timestamp(),
-        online=dossier.channel is Channel.ONLINE,
-        fee_due=fee_due,
-        paid_online=paid_online,
-        digitised=_flag(receipt.components_digitised),
-        reused=_flag(receipt.components_reused),
-        from_data_store=_flag(receipt.components_from_data_store),
-        population_data=_either(
-            receipt.identity_verified, _flag(receipt.components_from_data_store)
-        ),
-        returned_at=closed_at.timestamp()
-        if closed_at is not None and dossier.closed_by is EventType.RETURNED
-        else None,
-        e_result=e_result,
-        resolved_at=clock_end.timestamp() if clock_end is not None else None,
-        late=dossier.outcome is Outcome.LATE,
-        dissatisfied=dissatisfied,
-        ended_at=ended_at.timestamp() if ended_at is not None else None,
-        portal_due=portal_due,
-        first_request_at=first,
-        first_back_at=back,
-        second_request_at=second,
+    clock_end, closed_at = dossier.clock_end, dossier.closed_at
+    return track.facts(
+        dossier,
+        dossier.received_at.timestamp(),
+        clock_end.timestamp() if clock_end is not None else None,
+        closed_at.timestamp() if closed_at is not None else None,
+        receipt_due,
     )
 
 

@@ -34,7 +34,7 @@ from schemas.events import TYPE_ORDER, time_from_text
 from service.domain.calendar import LOCAL_TZ, WorkingCalendar
 from service.domain.clock import Outcome, computed_due, judge, shift_due
 from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier
-from service.domain.index import index_facts
+from service.domain.index import IndexTrack, track_of
 from service.domain.report import PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts, receipt_due
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
@@ -67,7 +67,6 @@ _SUPPLEMENT_REQUESTED = EventType.SUPPLEMENT_REQUESTED
 _SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
 _EXTENDED = EventType.EXTENDED
 _WITHDRAWN = EventType.WITHDRAWN
-_AFTER_CLOSE = frozenset({EventType.PAID, EventType.RATED})
 _LATE = Outcome.LATE
 
 _SEGMENT = struct.Struct("<dd")  # the facts timeline's segment (service/domain/report.py)
@@ -93,6 +92,7 @@ class DossierProgress:
         "_due_ts",
         "_facts",
         "_ids",
+        "_index",
         "_kinds",
         "_last_at",
         "_last_id",
@@ -152,6 +152,7 @@ class DossierProgress:
         self._timeline = b""
         self._dossier: Dossier | None = None
         self._facts: DossierFacts | None = None
+        self._index: IndexTrack | None = None  # the national index's part (index.py)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -259,16 +260,18 @@ class DossierProgress:
         give one state for both: the timeline segment of the earlier one is taken back.
         """
         kind = event.type
-        if self.closed_by is not None:
-            if kind in _AFTER_CLOSE:
-                self._facts = None  # a payment or a rating still counts in the index
-            return  # R4: the dossier is closed; later events are ignored
         at = event.occurred_at
         if self.received_at is None:
             if kind is _RECEIVED:
                 self._receive(event, calendar)
+                self._index = IndexTrack(event)
                 self._emit(at, False)
             return  # R8 and R6: kept, but nothing counts before the receipt
+        assert self._index is not None
+        if self._index.step(event):
+            self._facts = None
+        if self.closed_by is not None:
+            return  # R4: the dossier is closed; later events are ignored (but the index's)
         self._dossier = self._facts = None
         clock_end = self.clock_end
         paused_at = self.paused_at
@@ -401,16 +404,22 @@ class DossierProgress:
                 received_ts = self.received_at.timestamp()
                 timeline = _SEGMENT.pack(received_ts, self._due_timestamp())
             withdrawn = self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+            clock_end = self.clock_end.timestamp() if self.clock_end is not None else None
+            closed_at = self.closed_at.timestamp() if self.closed_at is not None else None
+            index = self._index
+            assert index is not None
             dossier = self.dossier
             facts = self._facts = DossierFacts(
                 self.agency,
                 self.channel,
                 received_ts,
-                self.clock_end.timestamp() if self.clock_end is not None else None,
+                clock_end,
                 self.outcome,
-                self.closed_at.timestamp() if withdrawn and self.closed_at is not None else None,
+                closed_at if withdrawn else None,
                 timeline,
-                index_facts(dossier, self._events(), receipt_due(timeline, dossier)),
+                index.facts(
+                    dossier, received_ts, clock_end, closed_at, receipt_due(timeline, dossier)
+                ),
             )
         return facts
 
@@ -484,6 +493,7 @@ class DossierProgress:
                 self._last_at,
                 self._kinds,
                 self._ids,
+                self._index.to_list() if self._index is not None else None,
             ]
         )
         return b"".join((head, self._timeline, state, b"\n", self._log))
@@ -516,7 +526,7 @@ class DossierProgress:
         end = raw.index(b"\n", start)
         state = orjson.loads(raw[start:end])
         agency, procedure, received, due, paused, clock_end, closed, apology, new_due = state[:9]
-        last_at, kinds, ids = state[9:]
+        last_at, kinds, ids = state[9:12]
         progress = cls.__new__(cls)
         progress.dossier_id = dossier_id
         progress.agency = _shared(agency)
@@ -562,6 +572,10 @@ class DossierProgress:
         progress._log = raw[end + 1 :]
         progress._dossier = None
         progress._facts = None
+        if len(state) > 12:
+            progress._index = IndexTrack.of_list(state[12]) if state[12] is not None else None
+        else:  # stored before the index (issue 18): gathered once from the events
+            progress._index = track_of(progress._events()) if received is not None else None
         return progress
 
 
@@ -616,6 +630,9 @@ _INDEX_FIELDS: tuple[str, ...] = (
     "rating",
     "reason",
 )
+_WITH_INDEX_FIELDS = frozenset(
+    {EventType.RECEIVED, EventType.RETURNED, EventType.PAID, EventType.RATED}
+)
 _INDEX_ENUMS: dict[str, type[enum.Enum]] = {
     "online_level": OnlineLevel,
     "method": PaymentMethod,
@@ -624,6 +641,8 @@ _INDEX_ENUMS: dict[str, type[enum.Enum]] = {
 
 
 def _index_row(event: DossierEvent) -> dict[str, Any] | None:
+    if event.type not in _WITH_INDEX_FIELDS:
+        return None
     out: dict[str, Any] = {}
     for name in _INDEX_FIELDS:
         value = getattr(event, name)

@@ -9,8 +9,11 @@ the same way; duplicates and the per-dossier limit behave as `intake.merge`.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from datetime import datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -192,6 +195,22 @@ def test_an_orphan_counts_nowhere_until_its_receipt() -> None:
     assert restored.advance(_receipt(), CAL) is Step.REPLAYED
     assert restored.dossier == fold(DID, [appraised, _receipt()], CAL)
     assert restored.dossier.is_received
+
+
+@QUICK
+@given(event_sets())
+def test_a_dossier_stored_before_the_index_unpacks_with_its_index(events: list[Any]) -> None:
+    # Packed before issue 18, the state line had 12 items and no index track: unpack
+    # gathers the track from the stored events, and the facts come out the same.
+    progress = DossierProgress.of(DID, events, CAL)
+    raw = progress.pack()
+    head = "<BBbbbBBIHH"  # progress.py's header; the 9th item is the timeline's length
+    start = struct.calcsize(head) + struct.unpack_from(head, raw)[8]
+    end = raw.index(b"\n", start)
+    state = orjson.loads(raw[start:end])
+    old = raw[:start] + orjson.dumps(state[:12]) + raw[end:]
+    assert DossierProgress.unpack(DID, old) == progress
+    assert DossierProgress.unpack(DID, old).facts == progress.facts
 
 
 def test_unpack_refuses_an_unknown_version() -> None:
