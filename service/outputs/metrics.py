@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from schemas import Channel, EventType, Reason
 from service.domain import OpenState, Outcome
 from service.domain.report import DossierFacts, PeriodFigures, current_period, period_report
+from service.outputs.index_metrics import IndexScan, index_families, scan_index
 from service.state.ledger import Ledger
 
 # The timeliness gauges scan every dossier's facts (~1.5 s at a million dossiers); a scrape
@@ -38,6 +39,7 @@ class Timeliness:
     partitions: frozenset[int]
     computed_at: float  # time.monotonic()
     figures: dict[str, dict[str, PeriodFigures]]
+    index: IndexScan
 
 
 def compute_timeliness(
@@ -46,7 +48,7 @@ def compute_timeliness(
     figures = {
         kind: period_report(facts, *current_period(kind, now), now=now) for kind in PERIOD_KINDS
     }
-    return Timeliness(partitions, time.monotonic(), figures)
+    return Timeliness(partitions, time.monotonic(), figures, scan_index(facts, now, PERIOD_KINDS))
 
 
 class LedgerCollector(Collector):
@@ -237,3 +239,4 @@ class LedgerCollector(Collector):
                 rate.add_metric([agency, kind], figures.timeliness_rate)
                 score.add_metric([agency, kind], figures.timeliness_score or 0.0)
         yield from (rate, score, in_time, handled)
+        yield from index_families(latest.index)

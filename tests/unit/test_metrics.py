@@ -14,7 +14,7 @@ import pytest
 import service.outputs.metrics as metrics
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar
-from service.domain.report import current_period, fold_with_facts, period_report
+from service.domain.report import current_period, fold_with_facts, index_report, period_report
 from service.outputs.metrics import LedgerCollector
 from service.state.ledger import Ledger
 from service.tools.simulate import SimulationConfig, generate
@@ -81,6 +81,36 @@ def test_gauges_are_the_period_report_of_the_facts_held(ledger: Ledger) -> None:
     for key, value in handled.items():
         if value:
             assert rate[key] == pytest.approx(in_time[key] / value)
+
+
+def test_index_series_are_the_index_report_of_the_facts_held(ledger: Ledger) -> None:
+    collector = LedgerCollector(ledger)
+    got: dict[tuple[str, ...], float] = {}
+    for family in collector.collect():
+        for sample in family.samples:
+            if sample.name.startswith(("motcua_index_", "motcua_timeliness_score_portal")):
+                got[(sample.name, *sorted(sample.labels.items()))] = sample.value  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    month = index_report(ledger.facts_snapshot(), *current_period("month", now), now=now)
+    assert month, "the simulated dossiers give a month"
+    for agency, figures in month.items():
+        for code in ("timeliness_portal", "online_share", "dossier_satisfaction"):
+            labels = (("agency", agency), ("indicator", code), ("period", "month"))
+            assert got[("motcua_index_numerator", *labels)] == figures.numerator(code)
+            assert got[("motcua_index_denominator", *labels)] == figures.denominator(code)
+            assert got[("motcua_index_points", *labels)] == pytest.approx(figures.points(code))
+        labels = (("agency", agency), ("period", "month"))
+        assert got[("motcua_index_points_total", *labels)] == pytest.approx(figures.total_points())
+        assert got[("motcua_index_points_total_max", *labels)] == figures.total_maximum()
+        portal = figures.points("timeliness_portal")
+        assert got[("motcua_timeliness_score_portal", *labels)] == pytest.approx(portal)
+        # The simulator sends no fee information: the payment indicator is not exported.
+        assert (
+            "motcua_index_ratio",
+            ("agency", agency),
+            ("indicator", "online_payment"),
+            ("period", "month"),
+        ) not in got
 
 
 def test_a_fresh_answer_is_served_without_a_new_scan(ledger: Ledger) -> None:

@@ -1,0 +1,119 @@
+"""The national index's Prometheus series (QĐ 766 beyond timeliness), from dossier facts.
+
+`scan_index` runs in the collector's timeliness scan (off the event loop, on a snapshot of
+the facts); `index_families` renders its answer at scrape time. Only indicators some
+dossier reports are exported: no series is "unknown", never a zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from service.domain.index import INDICATORS, TIMELINESS_PORTAL, IndexFigures, index_marks
+from service.domain.report import DossierFacts, current_period, index_report
+
+
+@dataclass(frozen=True)
+class IndexScan:
+    """The index per period kind and agency, the month-end projection and all-time marks."""
+
+    figures: dict[str, dict[str, IndexFigures]]
+    projected: dict[str, IndexFigures]  # this month, unfinished dossiers judged at its end
+    marks: Counter[tuple[str, str]]  # (agency, mark key) over every dossier held
+
+
+def scan_index(facts: Iterable[DossierFacts], now: datetime, kinds: Iterable[str]) -> IndexScan:
+    """The index of the current period of each kind (month, year) at `now`."""
+    facts = list(facts)
+    figures = {kind: index_report(facts, *current_period(kind, now), now=now) for kind in kinds}
+    # A conservative projection: nothing more is resolved this month, so every dossier open
+    # now is judged at the month's end as the portal will judge it then.
+    projected = index_report(facts, *current_period("month", now))
+    marks: Counter[tuple[str, str]] = Counter()
+    for f in facts:
+        if f.index is not None:
+            marks.update((f.agency, key) for _, key in index_marks(f.index))
+    return IndexScan(figures, projected, marks)
+
+
+def index_families(scan: IndexScan) -> Iterator[Any]:
+    labels = ["agency", "indicator", "period"]
+    ratio = GaugeMetricFamily(
+        "motcua_index_ratio",
+        "QĐ 766 indicator ratio this period, over the dossiers that report what it needs",
+        labels=labels,
+    )
+    points = GaugeMetricFamily(
+        "motcua_index_points", "QĐ 766 indicator points under the transcribed rule", labels=labels
+    )
+    maximum = GaugeMetricFamily(
+        "motcua_index_points_max", "QĐ 766 indicator maximum points", labels=labels
+    )
+    numerator = GaugeMetricFamily(
+        "motcua_index_numerator", "QĐ 766 indicator numerator this period", labels=labels
+    )
+    denominator = GaugeMetricFamily(
+        "motcua_index_denominator",
+        "QĐ 766 indicator denominator this period (dossiers reporting the field)",
+        labels=labels,
+    )
+    total = GaugeMetricFamily(
+        "motcua_index_points_total",
+        "QĐ 766 points of the indicators measured here this period (see _max for their maximum)",
+        labels=["agency", "period"],
+    )
+    total_max = GaugeMetricFamily(
+        "motcua_index_points_total_max",
+        "The maximum of the indicators measured here this period",
+        labels=["agency", "period"],
+    )
+    portal = GaugeMetricFamily(
+        "motcua_timeliness_score_portal",
+        "QĐ 766 timeliness by the portal's rules (20 × on time ÷ handled), out of 20",
+        labels=["agency", "period"],
+    )
+    for kind, by_agency in scan.figures.items():
+        for agency in sorted(by_agency):
+            figures = by_agency[agency]
+            for indicator in INDICATORS:
+                code = indicator.code
+                den = figures.denominator(code)
+                if not den:
+                    continue  # nobody reports it: unknown, not zero
+                key = [agency, code, kind]
+                numerator.add_metric(key, figures.numerator(code))
+                denominator.add_metric(key, den)
+                ratio.add_metric(key, figures.ratio(code) or 0.0)
+                points.add_metric(key, figures.points(code) or 0.0)
+                maximum.add_metric(key, indicator.maximum)
+            if figures.measured():
+                total.add_metric([agency, kind], figures.total_points())
+                total_max.add_metric([agency, kind], figures.total_maximum())
+            portal_points = figures.points(TIMELINESS_PORTAL.code)
+            if portal_points is not None:
+                portal.add_metric([agency, kind], portal_points)
+    projected = GaugeMetricFamily(
+        "motcua_timeliness_points_projected",
+        "Portal timeliness points at the month's end if no open dossier is resolved before it",
+        labels=["agency"],
+    )
+    for agency in sorted(scan.projected):
+        value = scan.projected[agency].points(TIMELINESS_PORTAL.code)
+        if value is not None:
+            projected.add_metric([agency], value)
+    marks = CounterMetricFamily(
+        "motcua_index_marks",
+        "QĐ 766 numerator and denominator marks of every dossier held, by mark "
+        "(indicator:den, indicator:num, dossier_satisfaction:negative)",
+        labels=["agency", "mark"],
+    )
+    for (agency, key), count in sorted(scan.marks.items()):
+        marks.add_metric([agency, key], count)
+    yield from (ratio, points, maximum, numerator, denominator, total, total_max, portal)
+    yield from (projected, marks)
