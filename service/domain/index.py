@@ -572,10 +572,25 @@ class IndexFigures:
                 "status": indicator.status,
             }
         return {
+            "counts": dict(sorted(self.counts.items())),
             "indicators": indicators,
             "points_total": self.total_points(),
             "points_max": self.total_maximum(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> IndexFigures:
+        """The counts of a `to_dict` (indicators and points are recomputed, never summed)."""
+        counts = data.get("counts") if isinstance(data, dict) else None
+        if not isinstance(counts, dict):
+            raise ValueError("the index has no counts")
+        known = set(iter_keys())
+        for key, value in counts.items():
+            if key not in known:
+                raise ValueError(f"unknown index count {key!r:.60}")
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r:.40}")
+        return cls(dict(counts))
 
 
 def iter_keys() -> Iterator[str]:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.app import app, ledger, registry
 from service.domain import OpenState
-from service.domain.report import period_report
+from service.domain.report import index_report, period_report
 from service.outputs.queue import BadQuery as BadQueueQuery
 from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
@@ -144,7 +144,8 @@ class Report(View):
         # with the partitions it covers (the facts themselves are immutable).
         partitions, facts = sorted(ledger.partitions), ledger.facts_snapshot()
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
-        return self.json(report_json(figures, partitions, start, end, as_of=now))
+        index = await asyncio.to_thread(index_report, facts, start, end, agency, now=now)
+        return self.json(report_json(figures, partitions, start, end, now, index))
 
 
 @app.page("/api/dossiers")

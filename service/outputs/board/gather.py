@@ -258,8 +258,8 @@ def board_snapshot(
     """The board's JSON: per-agency rows, the center total (only when complete), queues."""
     counted = [a for a in answers if a.ok]
     cover = coverage((a.partitions for a in counted), partition_count)
-    today_by, _, _ = combine([(a.url, a.today) for a in counted])
-    month_by, _, _ = combine([(a.url, a.month) for a in counted])
+    today_by, _, _, _ = combine([(a.url, a.today) for a in counted])
+    month_by, _, _, _ = combine([(a.url, a.month) for a in counted])
     samples: Counter[Any] = Counter()
     for a in counted:
         samples.update(a.samples)
