@@ -44,6 +44,8 @@ def scan_index(facts: Iterable[DossierFacts], now: datetime, kinds: Iterable[str
 
 def index_families(scan: IndexScan) -> Iterator[Any]:
     labels = ["agency", "indicator", "period"]
+    # Ratios and points are of this worker's partitions; with several workers, sum the
+    # numerators and denominators (the dashboards do) and score the sums.
     ratio = GaugeMetricFamily(
         "motcua_index_ratio",
         "QĐ 766 indicator ratio this period, over the dossiers that report what it needs",
@@ -98,15 +100,25 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
             portal_points = figures.points(TIMELINESS_PORTAL.code)
             if portal_points is not None:
                 portal.add_metric([agency, kind], portal_points)
-    projected = GaugeMetricFamily(
-        "motcua_timeliness_points_projected",
-        "Portal timeliness points at the month's end if no open dossier is resolved before it",
+    # The month-end projection as counts (a ratio of one worker's partitions cannot be
+    # summed across workers): the alert computes 20 × Σ on time ÷ Σ handled.
+    projected_on_time = GaugeMetricFamily(
+        "motcua_timeliness_portal_projected_on_time",
+        "This month's dossiers on time by the portal's rules if no open one is resolved "
+        "before the month's end",
+        labels=["agency"],
+    )
+    projected_handled = GaugeMetricFamily(
+        "motcua_timeliness_portal_projected_handled",
+        "This month's dossiers handled, as the portal will count them at the month's end",
         labels=["agency"],
     )
     for agency in sorted(scan.projected):
-        value = scan.projected[agency].points(TIMELINESS_PORTAL.code)
-        if value is not None:
-            projected.add_metric([agency], value)
+        figures = scan.projected[agency]
+        handled = figures.denominator(TIMELINESS_PORTAL.code)
+        if handled:
+            projected_on_time.add_metric([agency], figures.numerator(TIMELINESS_PORTAL.code))
+            projected_handled.add_metric([agency], handled)
     marks = CounterMetricFamily(
         "motcua_index_marks",
         "QĐ 766 numerator and denominator marks of every dossier held, by mark "
@@ -116,4 +128,4 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
     for (agency, key), count in sorted(scan.marks.items()):
         marks.add_metric([agency, key], count)
     yield from (ratio, points, maximum, numerator, denominator, total, total_max, portal)
-    yield from (projected, marks)
+    yield from (projected_on_time, projected_handled, marks)
