@@ -354,30 +354,40 @@ class IndexTrack:
         )
 
     def to_list(self) -> list[Any]:
-        """A JSON-able form for the packed store (`of_list` reads it back). Stored dossiers
-        hold this order: new fields go at the end."""
-        return [
-            self.fee_due,
-            self.digitised,
-            self.reused,
-            self.from_data_store,
-            self.identity_verified,
-            self.paid,
-            self.paid_online,
-            self.dissatisfied,
-            self.e_result,
-            self.new_due,
-            self.first,
-            self.back,
-            self.second,
-            self.paused,
-            self.ended,
-            self.closed,
-        ]
+        """A compact JSON-able form for the packed store (`of_list` reads it back): the
+        flags as one integer, two bits each (0 unknown, 1 false, 2 true), then the instants,
+        trailing nulls dropped. Stored dossiers hold this layout: add at the end only."""
+        bits = 0
+        for shift, flag in enumerate(
+            (
+                self.fee_due,
+                self.digitised,
+                self.reused,
+                self.from_data_store,
+                self.identity_verified,
+                self.paid,
+                self.paid_online,
+                self.dissatisfied,
+                self.e_result,
+                self.paused,
+                self.ended,
+                self.closed,
+            )
+        ):
+            if flag is not None:
+                bits |= (2 if flag else 1) << (2 * shift)
+        out: list[Any] = [bits, self.new_due, self.first, self.back, self.second]
+        while out[-1] is None:
+            out.pop()
+        return out
 
     @classmethod
     def of_list(cls, values: list[Any]) -> IndexTrack:
         track = cls.__new__(cls)
+        bits = values[0]
+        flags = [
+            None if (code := (bits >> (2 * shift)) & 3) == 0 else code == 2 for shift in range(12)
+        ]
         (
             track.fee_due,
             track.digitised,
@@ -388,14 +398,17 @@ class IndexTrack:
             track.paid_online,
             track.dissatisfied,
             track.e_result,
-            track.new_due,
-            track.first,
-            track.back,
-            track.second,
             track.paused,
             track.ended,
             track.closed,
-        ) = values  # the order of to_list
+        ) = flags
+        track.new_due, track.first, track.back, track.second = (
+            *values[1:],
+            None,
+            None,
+            None,
+            None,
+        )[:4]
         return track
 
     def __eq__(self, other: object) -> bool:
