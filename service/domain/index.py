@@ -1,7 +1,8 @@
 """The national service index (QĐ 766/QĐ-TTg) beyond timeliness, from compact dossier facts.
 
 `index_facts` condenses what the indicators need of one dossier into an `IndexFacts`
-(a dozen small fields). `index_marks` turns those into marks, (instant, key) pairs that each
+(flags and instants; the resumable replay keeps the part its events give in an
+`IndexTrack`). `index_marks` turns those into marks, (instant, key) pairs that each
 add 1 to a numerator or denominator at an instant, so a period's indicator is a count of
 the marks inside it (plus, for timeliness, the dossiers unfinished at its end:
 `in_progress_timeliness`). `IndexFigures` holds a period's counts and scores them under the

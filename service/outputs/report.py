@@ -76,7 +76,13 @@ def report_json(
         "agencies": agencies,
         "total": center,
         "index_not_measured": [
-            {"ref": n.ref, "group": n.group, "maximum": n.maximum, "title": n.title}
+            {
+                "ref": n.ref,
+                "group": n.group,
+                "maximum": n.maximum,
+                "title": n.title,
+                "needs": n.needs,
+            }
             for n in NOT_MEASURED
         ],
     }

@@ -314,7 +314,13 @@ def board_snapshot(
             ],
             "total": index_view(index_total(month_index.values())) if cover.complete else None,
             "not_measured": [
-                {"ref": n.ref, "group": n.group, "maximum": n.maximum, "title": n.title}
+                {
+                    "ref": n.ref,
+                    "group": n.group,
+                    "maximum": n.maximum,
+                    "title": n.title,
+                    "needs": n.needs,
+                }
                 for n in NOT_MEASURED
             ],
         },
