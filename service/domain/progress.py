@@ -56,9 +56,14 @@ _CHANNELS: tuple[Channel, ...] = tuple(Channel)
 _OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 _CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
 _OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
-# "0".."8", then "9" and ":" for paid and rated: one char per event.
-_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES)}
-_CHAR_TYPE = {chr(48 + i): t for i, t in enumerate(_TYPES)}
+# One char per held event: "0".."8" by position for the first nine types; later types get
+# a letter of their own, so inserting a type before them never changes what stored
+# dossiers mean.
+_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES[:9])} | {
+    EventType.PAID: "p",
+    EventType.RATED: "r",
+}
+_CHAR_TYPE = {char: t for t, char in _TYPE_CHAR.items()}
 _RANK = {t: TYPE_ORDER[t] for t in _TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
 
 # Enum members as module constants: an Enum class attribute is a slower lookup.

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_properties import CAL, DID, event_sets
 
+import service.domain.progress as progress_module
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
 from service.domain import LOCAL_TZ, Dossier, fold
 from service.domain.progress import MAX_EVENTS_PER_DOSSIER, DossierProgress, Step
@@ -211,6 +212,14 @@ def test_a_dossier_stored_before_the_index_unpacks_with_its_index(events: list[A
     old = raw[:start] + orjson.dumps(state[:12]) + raw[end:]
     assert DossierProgress.unpack(DID, old) == progress
     assert DossierProgress.unpack(DID, old).facts == progress.facts
+
+
+def test_every_event_type_has_its_own_packed_char() -> None:
+    # A new event type needs a char in progress._TYPE_CHAR; the first nine keep theirs.
+    chars = progress_module._TYPE_CHAR
+    assert set(chars) == set(EventType)
+    assert len(set(chars.values())) == len(chars)
+    assert "".join(chars[t] for t in list(EventType)[:9]) == "012345678"
 
 
 def test_unpack_refuses_an_unknown_version() -> None:
