@@ -4,8 +4,8 @@
 (flags and instants; the resumable replay keeps the part its events give in an
 `IndexTrack`). `index_marks` turns those into marks, (instant, key) pairs that each
 add 1 to a numerator or denominator at an instant, so a period's indicator is a count of
-the marks inside it (plus, for timeliness, the dossiers unfinished at its end:
-`in_progress_timeliness`). `IndexFigures` holds a period's counts and scores them under the
+the marks inside it (plus what unfinished dossiers add, judged at its end:
+`unfinished_keys`). `IndexFigures` holds a period's counts and scores them under the
 rules transcribed from the portal's formula documents (report.index_report builds them).
 The formulas, their sources and which are verified against the portal's own scores:
 docs/report.md. No I/O.
@@ -460,11 +460,13 @@ def index_marks(facts: IndexFacts) -> list[Mark]:
     dossier_satisfaction, `negative`). A period's count of a key is the number of its marks
     at instants in the period (the dossier's agency is `facts.agency`).
 
-    Membership follows the formula document: receipt date for 3.3, 3.6, 4.3–4.5; the return
-    for 4.1 and 4.2; the clock's end for 5.4 and for resolved dossiers' timeliness. A
-    dossier's marks are a function of its events: replace the old ones when it changes (a
-    payment or rating may come after the close). Timeliness also counts dossiers still in
-    progress at a period's end: `in_progress_timeliness` gives that part.
+    The portal counts every dossier indicator over the dossiers **received** in the period
+    (its published denominators all equal its timeliness `totalReceived`; docs/report.md),
+    so the index's marks are at the receipt; a finished dossier's verdict is final. The
+    legal timeliness keeps this project's period rules (docs/report.md "The figures"): its
+    marks are at the clock's end. A dossier's marks are a function of its events: replace
+    the old ones when it changes (a payment or rating may come after the close). Dossiers
+    not yet finished add `unfinished_keys` to a period instead of their verdicts.
     """
     received = facts.received_at
     out: list[Mark] = [(received, "online_share:den")]
@@ -483,45 +485,52 @@ def index_marks(facts: IndexFacts) -> list[Mark]:
             out.append((received, f"{code}:den"))
             if flag:
                 out.append((received, f"{code}:num"))
-    returned = facts.returned_at
-    if returned is not None and facts.e_result is not None:
-        out.append((returned, "e_result:den"))
+    if facts.returned_at is not None and facts.e_result is not None:
+        out.append((received, "e_result:den"))
         if facts.e_result:
-            out.append((returned, "e_result:num"))
+            out.append((received, "e_result:num"))
         if facts.digitised is not None:
-            out.append((returned, "digitised:den"))
+            out.append((received, "digitised:den"))
             if facts.digitised and facts.e_result:
-                out.append((returned, "digitised:num"))
+                out.append((received, "digitised:num"))
+    if facts.ended_at is not None:
+        on_time = facts.portal_on_time(math.inf)
+        out.append((received, "timeliness_portal:den"))
+        out.append((received, "dossier_satisfaction:den"))
+        if on_time:
+            out.append((received, "timeliness_portal:num"))
+        if not on_time or facts.dissatisfied:
+            out.append((received, "dossier_satisfaction:negative"))
     resolved = facts.resolved_at
     if resolved is not None:
-        out.append((resolved, "dossier_satisfaction:den"))
-        if facts.late or facts.dissatisfied:
-            out.append((resolved, "dossier_satisfaction:negative"))
         out.append((resolved, "timeliness:den"))
         if not facts.late:
             out.append((resolved, "timeliness:num"))
-    ended = facts.ended_at
-    if ended is not None:
-        out.append((ended, "timeliness_portal:den"))
-        if facts.portal_on_time(math.inf):
-            out.append((ended, "timeliness_portal:num"))
     return out
 
 
-def in_progress_timeliness(
-    facts: IndexFacts, legal_overdue: bool, end: float, judged_at: float
+def unfinished_keys(
+    facts: IndexFacts, legal_overdue: bool, begin: float, end: float, judged_at: float
 ) -> list[str]:
-    """The timeliness keys a dossier unfinished at a period's `end` adds to the period: it
-    counts in the denominator if received before `end` and not ended before it, judged at
-    `judged_at` (the period's end, or now for the current period). `legal_overdue`: the
-    legal clock's verdict then (report.DossierFacts.overdue_at)."""
-    if facts.received_at >= end or (facts.ended_at is not None and facts.ended_at < end):
-        return []
-    out = ["timeliness:den", "timeliness_portal:den"]
-    if not legal_overdue:
-        out.append("timeliness:num")
-    if facts.portal_on_time(judged_at):
-        out.append("timeliness_portal:num")
+    """What a dossier not finished adds to the period [begin, end), judged at `judged_at`
+    (the period's end, or now for the current period):
+    - the portal's timeliness and 5.4, if it was received in the period and has not ended
+      at all: its clock is taken to end at `judged_at` (rule 2.1);
+    - the legal timeliness, if received before `end` and its clock had not ended by then
+      (`legal_overdue`: the legal verdict at `judged_at`, report.DossierFacts.overdue_at)."""
+    out: list[str] = []
+    ended = facts.ended_at
+    if begin <= facts.received_at < end and ended is None:
+        on_time = facts.portal_on_time(judged_at)
+        out += ["timeliness_portal:den", "dossier_satisfaction:den"]
+        if on_time:
+            out.append("timeliness_portal:num")
+        if not on_time or facts.dissatisfied:
+            out.append("dossier_satisfaction:negative")
+    if facts.received_at < end and (ended is None or ended >= end):
+        out.append("timeliness:den")
+        if not legal_overdue:
+            out.append("timeliness:num")
     return out
 
 

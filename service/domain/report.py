@@ -25,9 +25,9 @@ from service.domain.dossier import Dossier, replay
 from service.domain.index import (
     IndexFacts,
     IndexFigures,
-    in_progress_timeliness,
     index_facts,
     index_marks,
+    unfinished_keys,
 )
 
 # QĐ 766/QĐ-TTg: the timeliness component is worth 20 of the index's 100 points.
@@ -306,8 +306,8 @@ def index_report(
     now: datetime | None = None,
 ) -> dict[str, IndexFigures]:
     """The national index's counts per agency for the local dates start..end_inclusive:
-    each dossier's marks inside the period, plus the timeliness of dossiers unfinished at
-    its end, judged at the end (or `now`, as `period_report`)."""
+    each dossier's marks inside the period, plus what unfinished dossiers add, judged at
+    the end (or `now`, as `period_report`)."""
     begin, end = period_bounds(start, end_inclusive)
     judged_at = end if now is None else min(end, now.timestamp())
     out: dict[str, IndexFigures] = {}
@@ -321,10 +321,9 @@ def index_report(
             if begin <= instant < end:
                 figures.add_key(key)
                 counted = True
-        unfinished = index.ended_at is None or index.ended_at >= end
-        if unfinished:
+        if index.ended_at is None or index.ended_at >= end:
             overdue = f.overdue_at(judged_at)
-            for key in in_progress_timeliness(index, overdue, end, judged_at):
+            for key in unfinished_keys(index, overdue, begin, end, judged_at):
                 figures.add_key(key)
                 counted = True
         if counted:
