@@ -315,6 +315,9 @@ def index_report(
         index = f.index
         if index is None or f.received_at >= end or (agency is not None and f.agency != agency):
             continue
+        ended = index.ended_at
+        if ended is not None and ended < begin and f.received_at < begin:
+            continue  # received and finished before the period: no mark can fall in it
         figures = out.get(f.agency) or IndexFigures()
         counted = False
         for instant, key in index_marks(index):

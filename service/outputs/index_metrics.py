@@ -35,10 +35,15 @@ def scan_index(facts: Iterable[DossierFacts], now: datetime, kinds: Iterable[str
     # A conservative projection: nothing more is resolved this month, so every dossier open
     # now is judged at the month's end as the portal will judge it then.
     projected = index_report(facts, *current_period("month", now))
-    marks: Counter[tuple[str, str]] = Counter()
+    # Dossiers share a few hundred shapes (agency and keys): count shapes, then expand.
+    shapes: Counter[tuple[str, tuple[str, ...]]] = Counter()
     for f in facts:
         if f.index is not None:
-            marks.update((f.agency, key) for _, key in index_marks(f.index))
+            shapes[(f.agency, tuple(key for _, key in index_marks(f.index)))] += 1
+    marks: Counter[tuple[str, str]] = Counter()
+    for (agency, keys), count in shapes.items():
+        for key in keys:
+            marks[(agency, key)] += count
     return IndexScan(figures, projected, marks)
 
 
