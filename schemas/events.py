@@ -23,6 +23,10 @@ MAX_CODE = 64
 MAX_PROCESSING_DAYS = 365
 MAX_STEP_HOURS = 2000
 MAX_STEP_DAYS = 365
+# A dossier has a few dozen required components at most; a bound keeps counts sane.
+MAX_COMPONENTS = 1000
+# The per-dossier satisfaction form has 9 criteria (Thông tư 01/2018 style); room for more.
+MAX_CRITERIA = 32
 # Center clocks drift; an event from further ahead than this is a bug upstream.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # A dossier event is a few hundred bytes; anything this large is not one.
@@ -43,6 +47,8 @@ class EventType(enum.StrEnum):
     WITHDRAWN = "withdrawn"  # rút hồ sơ
     STEP_STARTED = "step_started"  # a processing step (bước xử lý) reaches a department
     STEP_COMPLETED = "step_completed"
+    PAID = "paid"  # phí, lệ phí paid (QĐ 766 online payment)
+    RATED = "rated"  # đánh giá mức độ hài lòng of this dossier (QĐ 766 satisfaction)
 
 
 TYPE_ORDER: dict[EventType, int] = {t: i for i, t in enumerate(EventType)}
@@ -54,6 +60,29 @@ class Channel(enum.StrEnum):
     DIRECT = "direct"
     ONLINE = "online"
     POSTAL = "postal"
+
+
+class OnlineLevel(enum.StrEnum):
+    """How much of an online dossier's procedure runs online (Nghị định 42/2022)."""
+
+    PARTIAL = "partial"  # dịch vụ công trực tuyến một phần
+    FULL = "full"  # toàn trình
+
+
+class PaymentMethod(enum.StrEnum):
+    """Where a fee was paid (national data `DuocThanhToanTrucTuyen` 1, 2; else the counter)."""
+
+    NATIONAL_PORTAL = "national_portal"
+    PROVINCIAL_GATEWAY = "provincial_gateway"
+    COUNTER = "counter"
+
+
+class Rating(enum.StrEnum):
+    """The one rating a citizen gives a dossier (rất hài lòng, hài lòng, không hài lòng)."""
+
+    VERY_SATISFIED = "very_satisfied"
+    SATISFIED = "satisfied"
+    DISSATISFIED = "dissatisfied"
 
 
 class Reason(enum.StrEnum):
@@ -76,6 +105,14 @@ class Reason(enum.StrEnum):
     BAD_CHANNEL = "bad_channel"
     BAD_PROCESSING_DAYS = "bad_processing_days"
     MISSING_NEW_DUE = "missing_new_due_at"
+    BAD_FLAG = "bad_flag"
+    BAD_COMPONENT_COUNT = "bad_component_count"
+    COMPONENTS_OVER_TOTAL = "components_over_total"
+    BAD_ONLINE_LEVEL = "bad_online_level"
+    BAD_PAYMENT_METHOD = "bad_payment_method"
+    BAD_RATING = "bad_rating"
+    BAD_CRITERIA = "bad_criteria"
+    BAD_RATING_REASON = "bad_rating_reason"
     TOO_MANY_EVENTS = "too_many_events"
     MISSING_STEP = "missing_step"
     MISSING_DEPARTMENT = "missing_department"
@@ -145,6 +182,19 @@ class DossierEvent:
     step_due_at: datetime | None = None
     step_hours: int | None = None
     step_days: int | None = None
+    # QĐ 766 index fields (all optional; absent means unknown, never false or zero).
+    fee_due: bool | None = None  # received: the procedure charges a fee for this dossier
+    components: int | None = None  # received: required components (thành phần hồ sơ)
+    components_digitised: int | None = None  # received: of those, with a digitised file
+    components_reused: int | None = None  # received: reused digitised data
+    components_from_data_store: int | None = None  # received: from the personal data store
+    identity_verified: bool | None = None  # received: the account was verified with VNeID
+    online_level: OnlineLevel | None = None  # received, channel online only
+    e_result: bool | None = None  # returned: an electronic result was issued
+    method: PaymentMethod | None = None  # paid
+    rating: Rating | None = None  # rated
+    criteria: tuple[tuple[str, int], ...] | None = None  # rated: form scores by code, sorted
+    reason: str | None = None  # rated: a dissatisfaction reason code, never words
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -178,6 +228,12 @@ class DossierEvent:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value.isoformat()
+        for name in _INDEX_SCALARS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.value if isinstance(value, enum.Enum) else value
+        if self.criteria is not None:
+            out["criteria"] = dict(self.criteria)
         return out
 
     def to_json(self) -> bytes:
@@ -293,12 +349,27 @@ _KNOWN = frozenset(
         "step_days",
     )
 )
+_FLAGS = ("fee_due", "identity_verified", "e_result")
+_COUNTS = ("components", "components_digitised", "components_reused", "components_from_data_store")
+_ENUMS: dict[str, tuple[dict[str, Any], Reason]] = {
+    "online_level": ({v.value: v for v in OnlineLevel}, Reason.BAD_ONLINE_LEVEL),
+    "method": ({v.value: v for v in PaymentMethod}, Reason.BAD_PAYMENT_METHOD),
+    "rating": ({v.value: v for v in Rating}, Reason.BAD_RATING),
+}
+# The index fields (issue 18), checked apart so events without them pay one set test.
+_INDEX_KNOWN = frozenset((*_FLAGS, *_COUNTS, *_ENUMS, "criteria", "reason"))
+_INDEX_SCALARS = (*_FLAGS[:2], *_COUNTS, "online_level", "e_result", "method", "rating", "reason")
+# What each type keeps of them (a known field on another type is checked, then dropped).
+_RECEIVED_INDEX = (*_FLAGS[:2], *_COUNTS, "online_level")
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _RECEIVED = EventType.RECEIVED
 _SUPPLEMENT_RECEIVED = EventType.SUPPLEMENT_RECEIVED
 _EXTENDED = EventType.EXTENDED
 _STEP_STARTED = EventType.STEP_STARTED
 _STEP_COMPLETED = EventType.STEP_COMPLETED
+_RETURNED = EventType.RETURNED
+_PAID = EventType.PAID
+_RATED = EventType.RATED
 
 
 def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +410,67 @@ def _known_fields(data: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidEvent(reason, f"{name} must be an integer 1–{limit}")
             out[name] = number
     return out
+
+
+def _index_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate every index field present in `data` (issue 18: QĐ 766 beyond timeliness)."""
+    out: dict[str, Any] = {}
+    for name in _FLAGS:
+        if name in data:
+            if not isinstance(data[name], bool):
+                raise InvalidEvent(Reason.BAD_FLAG, f"{name} must be true or false")
+            out[name] = data[name]
+    for name in _COUNTS:
+        if name in data:
+            count = _whole_number(data[name])
+            if count is None or not 0 <= count <= MAX_COMPONENTS:
+                raise InvalidEvent(
+                    Reason.BAD_COMPONENT_COUNT, f"{name} must be an integer 0–{MAX_COMPONENTS}"
+                )
+            out[name] = count
+    total = out.get("components")
+    if total is not None:
+        for name in _COUNTS[1:]:
+            if out.get(name, 0) > total:
+                raise InvalidEvent(
+                    Reason.COMPONENTS_OVER_TOTAL, f"{name} is more than components ({total})"
+                )
+    for name, (members, reason) in _ENUMS.items():
+        if name in data:
+            value = data[name]
+            member = members.get(value) if isinstance(value, str) else None
+            if member is None:
+                raise InvalidEvent(reason, f"{name} must be one of {', '.join(members)}")
+            out[name] = member
+    if "criteria" in data:
+        out["criteria"] = _criteria(data["criteria"])
+    if "reason" in data:
+        out["reason"] = _code(data, "reason", Reason.BAD_RATING_REASON)
+    return out
+
+
+def _criteria(value: Any) -> tuple[tuple[str, int], ...]:
+    """The satisfaction form's scores: {criterion code: 0, 1 or 2}, as sorted pairs."""
+    if not isinstance(value, dict) or len(value) > MAX_CRITERIA:
+        raise InvalidEvent(
+            Reason.BAD_CRITERIA, f"criteria must be an object of at most {MAX_CRITERIA} scores"
+        )
+    pairs = []
+    for code, score in value.items():
+        number = _whole_number(score)
+        if (
+            not isinstance(code, str)
+            or not code.strip()
+            or len(code) > MAX_CODE
+            or _CONTROL.search(code)
+            or number is None
+            or not 0 <= number <= 2
+        ):
+            raise InvalidEvent(
+                Reason.BAD_CRITERIA, "criteria maps criterion codes (≤ 64 chars) to 0, 1 or 2"
+            )
+        pairs.append((code, number))
+    return tuple(sorted(pairs))
 
 
 # The latest `now` given and, per time zone, the instant beyond which an event is "future"
@@ -394,6 +526,7 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
     # Known fields are checked wherever they appear (as the JSON Schema does), then
     # only the ones this type uses are kept.
     known = {} if _KNOWN.isdisjoint(data) else _known_fields(data)
+    index = {} if _INDEX_KNOWN.isdisjoint(data) else _index_fields(data)
     if event_type is _RECEIVED:
         for name, reason in (
             ("agency", Reason.MISSING_AGENCY),
@@ -404,6 +537,21 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
                 raise InvalidEvent(reason, f"received needs {name}")
         due_at = known.get("due_at")  # R1: the appointment on the receipt wins
         days = known.get("processing_days") if due_at is None else None  # R11: both may lack
+        if not index:
+            return DossierEvent(
+                event_id,
+                dossier_id,
+                event_type,
+                occurred_at,
+                known["agency"],
+                known["procedure"],
+                known["channel"],
+                due_at,
+                days,
+            )
+        kept = {name: index[name] for name in _RECEIVED_INDEX if name in index}
+        if known["channel"] is not Channel.ONLINE:
+            kept.pop("online_level", None)  # only meaningful for an online dossier
         return DossierEvent(
             event_id,
             dossier_id,
@@ -414,6 +562,7 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
             known["channel"],
             due_at,
             days,
+            **kept,
         )
     if event_type is _SUPPLEMENT_RECEIVED and "due_at" in known:
         return DossierEvent(event_id, dossier_id, event_type, occurred_at, due_at=known["due_at"])
@@ -429,6 +578,26 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
         if "step" not in known:
             raise InvalidEvent(Reason.MISSING_STEP, "step_completed needs step")
         return DossierEvent(event_id, dossier_id, event_type, occurred_at, step=known["step"])
+    if event_type is _RETURNED and "e_result" in index:
+        return DossierEvent(
+            event_id, dossier_id, event_type, occurred_at, e_result=index["e_result"]
+        )
+    if event_type is _PAID:
+        if "method" not in index:
+            raise InvalidEvent(Reason.BAD_PAYMENT_METHOD, "paid needs method")
+        return DossierEvent(event_id, dossier_id, event_type, occurred_at, method=index["method"])
+    if event_type is _RATED:
+        if "rating" not in index:
+            raise InvalidEvent(Reason.BAD_RATING, "rated needs rating")
+        return DossierEvent(
+            event_id,
+            dossier_id,
+            event_type,
+            occurred_at,
+            rating=index["rating"],
+            criteria=index.get("criteria"),
+            reason=index.get("reason"),
+        )
     return DossierEvent(event_id, dossier_id, event_type, occurred_at)
 
 

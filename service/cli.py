@@ -153,7 +153,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from service.ingest.publisher import PublishError
     from service.settings import Settings
-    from service.tools.simulate import SimulationError, run_simulation
+    from service.tools.simulate import IndexRates, SimulationError, run_simulation
 
     settings = Settings.from_env()
     sends = args.out is None and args.format == "events"
@@ -168,6 +168,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             broker=broker,
             topic=args.topic or settings.topic,
             output_format=args.format,
+            index=IndexRates.parse(args.index_rates),
         )
     except SimulationError as exc:
         raise UsageError(f"motcua simulate: {exc}") from None
@@ -287,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")
+    p.add_argument(
+        "--index-rates",
+        default="",
+        help="QĐ 766 index fields and ratings, name=share,... (reported, fee, paid_online, "
+        "digitised, reused, data_store, identity_verified, full_online, e_result, rated, "
+        "dissatisfied); see docs/report.md",
+    )
 
     p = add("demo", cmd_demo, "local broker + worker + simulated traffic; Ctrl-C stops all")
     p.add_argument("--dossiers", type=_positive, default=3000)

@@ -32,6 +32,8 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import piechart as piechart_model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
+from service.domain.index import INDICATORS, TIMELINESS_PORTAL, Indicator
+
 #: Must equal the uid in provisioning/datasources/prometheus.yaml.
 DATASOURCE_UID = "motcua-prometheus"
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
@@ -841,11 +843,103 @@ def pipeline_health() -> model.Dashboard:
     return _finish(built)
 
 
+INDEX_DASHBOARD_UID = "motcua-index"
+
+
+def index_points(indicator: Indicator, selector: str, by: str = "") -> str:
+    """PromQL for an indicator's points from the workers' summed numerators and
+    denominators (a ratio of one worker's partitions is not the agency's), under the
+    indicator's rule: max × ratio, or full points from the target on."""
+    grouping = f" by ({by})" if by else ""
+    labels = f'indicator="{indicator.code}",period="month"{selector}'
+    ratio = (
+        f"(sum{grouping} (motcua_index_numerator{{{labels}}})"
+        f" / sum{grouping} (motcua_index_denominator{{{labels}}}))"
+    )
+    scale = f" / {indicator.target:g}" if indicator.target else ""
+    return f"clamp_max({indicator.maximum:g} * {ratio}{scale}, {indicator.maximum:g})"
+
+
+def national_index() -> model.Dashboard:
+    """The QĐ 766 national index beyond timeliness (docs/report.md): this month's points of
+    every indicator motcua measures, for the center and one agency, and the month-end
+    projection of the portal's timeliness."""
+    agency = (
+        dashboard.QueryVariable("agency")
+        .label("Cơ quan")
+        .description("Agency code (from the metrics' agency label).")
+        .datasource(DATASOURCE)
+        .query("label_values(motcua_index_denominator, agency)")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.NATURAL_ASC)
+    )
+    built = (
+        _base(
+            INDEX_DASHBOARD_UID,
+            "Chỉ số QĐ 766",
+            "The national service index (QĐ 766/QĐ-TTg) this month, as the portal scores it, "
+            "for what motcua measures from the events; groups that need the procedure "
+            "catalogue are not shown (docs/report.md lists them).",
+        )
+        .with_variable(agency)
+        .with_row(dashboard.Row("Toàn trung tâm, tháng này"))
+    )
+    for indicator in INDICATORS:
+        built = built.with_panel(
+            stat_panel(
+                f"{indicator.ref} {indicator.title.split(' ÷ ')[0]}",
+                f"{indicator.title}. Points (max {indicator.maximum:g}) under the "
+                f"{'linear' if indicator.target is None else f'T {indicator.target:.0%}'} rule, "
+                f"{indicator.status} (docs/report.md). Empty: no dossier reports it.",
+                query(index_points(indicator, ""), instant=True),
+            ).decimals(2)
+        )
+    built = (
+        built.with_row(dashboard.Row("Cơ quan $agency, tháng này"))
+        .with_panel(
+            timeseries_panel(
+                "Điểm từng chỉ số",
+                "The agency's points per indicator this month (summed over the workers).",
+                *(query(index_points(i, ',agency="$agency"'), i.code) for i in INDICATORS),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tiến độ: Cổng DVCQG và luật",
+                "Timeliness points out of 20 this month: by the portal's rules (more than one "
+                "supplement request is overdue; withdrawn dossiers count) and by the legal "
+                "clock. docs/report.md lists every difference.",
+                query(index_points(TIMELINESS_PORTAL, ',agency="$agency"'), "portal"),
+                query(
+                    '20 * sum(motcua_timeliness_in_time{agency="$agency",period="month"})'
+                    ' / sum(motcua_timeliness_handled{agency="$agency",period="month"})',
+                    "legal",
+                ),
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Dự báo điểm tiến độ cuối tháng",
+                "Portal timeliness points at the month's end if no open dossier is resolved "
+                "before it, per agency, and the alert threshold of the rules file "
+                "(MotcuaTimelinessProjectedLow).",
+                query("agency:motcua_timeliness_points_projected:month", "{{agency}}"),
+                query("motcua:timeliness_points_projected:threshold", "threshold"),
+                span=12,
+            )
+        )
+        .build()
+    )
+    return _finish(built)
+
+
 #: File name in deploy/grafana/dashboards/ -> dashboard factory.
 DASHBOARDS = {
     "center-overview.json": center_overview,
     "agency-drilldown.json": agency_drilldown,
     "pipeline-health.json": pipeline_health,
+    "national-index.json": national_index,
 }
 
 

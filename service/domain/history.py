@@ -44,6 +44,7 @@ from schemas import Channel
 from service.domain.calendar import WorkingCalendar, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier, Key, contribution
+from service.domain.index import index_marks
 from service.domain.report import NO_DUE, DossierFacts, PeriodFigures, period_report
 
 Mark = tuple[int, str, int]  # (local day ordinal, key, delta)
@@ -138,7 +139,20 @@ def in_progress_marks(facts: DossierFacts) -> Iterable[Mark]:
     return out
 
 
-MARKERS: tuple[Marker, ...] = (receipt_marks, end_marks, in_progress_marks)
+INDEX_PREFIX = "index:"  # the national index's marks (service/domain/index.py)
+
+
+def index_history_marks(facts: DossierFacts) -> Iterable[Mark]:
+    """The national index's marks of a closed dossier, each on its instant's day (a rating or
+    payment after the close changes its facts: the old marks are taken back, as any)."""
+    if facts.index is None:
+        return ()
+    return [
+        (local_day(instant), INDEX_PREFIX + key, 1) for instant, key in index_marks(facts.index)
+    ]
+
+
+MARKERS: tuple[Marker, ...] = (receipt_marks, end_marks, in_progress_marks, index_history_marks)
 
 
 def marks(facts: DossierFacts) -> list[Mark]:

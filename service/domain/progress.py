@@ -20,12 +20,28 @@ from typing import Any
 
 import orjson
 
-from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
+from schemas import (
+    Channel,
+    DossierEvent,
+    EventType,
+    InvalidEvent,
+    OnlineLevel,
+    PaymentMethod,
+    Rating,
+    Reason,
+)
 from schemas.events import TYPE_ORDER, time_from_text
 from service.domain.calendar import LOCAL_TZ, WorkingCalendar
 from service.domain.clock import Outcome, judge
 from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, past, receipt_due, shifted
-from service.domain.report import NO_DUE, PAUSED_OVERDUE, PAUSED_WITHIN, DossierFacts
+from service.domain.index import IndexTrack, track_of
+from service.domain.report import (
+    NO_DUE,
+    PAUSED_OVERDUE,
+    PAUSED_WITHIN,
+    DossierFacts,
+    due_at_receipt,
+)
 from service.domain.steps import (
     CompletedStep,
     OpenStep,
@@ -53,8 +69,16 @@ _CHANNELS: tuple[Channel, ...] = tuple(Channel)
 _OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
 _CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
 _OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
-_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES)}  # "0".."8": one char per event
-_CHAR_TYPE = {chr(48 + i): t for i, t in enumerate(_TYPES)}
+# One char per held event: "0".."8" by position for the first nine types; later types get
+# a letter of their own, so inserting a type before them never changes what stored
+# dossiers mean.
+_TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(_TYPES[:9])} | {
+    EventType.STEP_STARTED: "s",
+    EventType.STEP_COMPLETED: "c",
+    EventType.PAID: "p",
+    EventType.RATED: "r",
+}
+_CHAR_TYPE = {char: t for t, char in _TYPE_CHAR.items()}
 _RANK = {t: TYPE_ORDER[t] for t in _TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
 
 # Enum members as module constants: an Enum class attribute is a slower lookup.
@@ -90,6 +114,7 @@ class DossierProgress:
         "_due_ts",
         "_facts",
         "_ids",
+        "_index",
         "_kinds",
         "_last_at",
         "_last_id",
@@ -153,6 +178,7 @@ class DossierProgress:
         self._timeline = b""
         self._dossier: Dossier | None = None
         self._facts: DossierFacts | None = None
+        self._index: IndexTrack | None = None  # the national index's part (index.py)
 
     # -- building ---------------------------------------------------------------------------
 
@@ -259,15 +285,19 @@ class DossierProgress:
         `same_instant`: it occurred at the instant of the previous event, so `replay` would
         give one state for both: the timeline segment of the earlier one is taken back.
         """
-        if self.closed_by is not None:
-            return  # R4: the dossier is closed; later events are ignored
         kind = event.type
         at = event.occurred_at
         if self.received_at is None:
             if kind is _RECEIVED:
                 self._receive(event, calendar)
+                self._index = IndexTrack(event)
                 self._emit(at, False)
             return  # R8 and R6: kept, but nothing counts before the receipt
+        assert self._index is not None
+        if self._index.step(event):
+            self._facts = None
+        if self.closed_by is not None:
+            return  # R4: the dossier is closed; later events are ignored (but the index's)
         self._dossier = self._facts = None
         clock_end = self.clock_end
         paused_at = self.paused_at
@@ -424,14 +454,22 @@ class DossierProgress:
                 received_ts = self.received_at.timestamp()
                 timeline = _SEGMENT.pack(received_ts, self._due_timestamp())
             withdrawn = self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+            clock_end = self.clock_end.timestamp() if self.clock_end is not None else None
+            closed_at = self.closed_at.timestamp() if self.closed_at is not None else None
+            index = self._index
+            assert index is not None
+            dossier = self.dossier
             facts = self._facts = DossierFacts(
                 self.agency,
                 self.channel,
                 received_ts,
-                self.clock_end.timestamp() if self.clock_end is not None else None,
+                clock_end,
                 self.outcome,
-                self.closed_at.timestamp() if withdrawn and self.closed_at is not None else None,
+                closed_at if withdrawn else None,
                 timeline,
+                index.facts(
+                    dossier, received_ts, clock_end, closed_at, due_at_receipt(timeline, dossier)
+                ),
             )
         return facts
 
@@ -505,6 +543,8 @@ class DossierProgress:
                 self._last_at,
                 self._kinds,
                 self._ids,
+                # Then the index track (issue 18), then the steps (issue 20), if any.
+                self._index.to_list() if self._index is not None else None,
                 *_packed_steps(self.step, self.steps_done),
             ]
         )
@@ -562,7 +602,7 @@ class DossierProgress:
         progress.new_due_at = time_from_text(new_due) if new_due is not None else None
         progress.passed_due = bool(flags & _PASSED_DUE)
         progress.supplements = supplements
-        progress.step, progress.steps_done = _unpacked_steps(state[12:])
+        progress.step, progress.steps_done = _unpacked_steps(state[13:])
         progress.duplicates = duplicates
         timeline = raw[_HEAD.size : start]
         progress._timeline = timeline
@@ -585,6 +625,10 @@ class DossierProgress:
         progress._log = raw[end + 1 :]
         progress._dossier = None
         progress._facts = None
+        if len(state) > 12:
+            progress._index = IndexTrack.of_list(state[12]) if state[12] is not None else None
+        else:  # stored before the index (issue 18): gathered once from the events
+            progress._index = track_of(progress._events()) if received is not None else None
         return progress
 
 
@@ -631,15 +675,67 @@ def _row(event: DossierEvent) -> list[Any]:
     if event.new_due_at is not None:
         row += [None] * (6 - len(row))
         row.append(event.new_due_at)
+    index = _index_row(event)
+    if index:
+        row += [None] * (12 - len(row))
+        row.append(index)
     while row[-1] is None:
         row.pop()
     return row
 
 
+# The index fields (issue 18) in the log: a thirteenth item, a JSON object of the ones set.
+_INDEX_FIELDS: tuple[str, ...] = (
+    "fee_due",
+    "components",
+    "components_digitised",
+    "components_reused",
+    "components_from_data_store",
+    "identity_verified",
+    "online_level",
+    "e_result",
+    "method",
+    "rating",
+    "reason",
+)
+_WITH_INDEX_FIELDS = frozenset(
+    {EventType.RECEIVED, EventType.RETURNED, EventType.PAID, EventType.RATED}
+)
+_INDEX_ENUMS: dict[str, type[enum.Enum]] = {
+    "online_level": OnlineLevel,
+    "method": PaymentMethod,
+    "rating": Rating,
+}
+
+
+def _index_row(event: DossierEvent) -> dict[str, Any] | None:
+    if event.type not in _WITH_INDEX_FIELDS:
+        return None
+    out: dict[str, Any] = {}
+    for name in _INDEX_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value.value if isinstance(value, enum.Enum) else value
+    if event.criteria is not None:
+        out["criteria"] = [list(pair) for pair in event.criteria]
+    return out or None
+
+
+def _index_kwargs(stored: dict[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for name, kind in _INDEX_ENUMS.items():
+        if name in out:
+            out[name] = kind(out[name])
+    if "criteria" in out:
+        out["criteria"] = tuple((code, score) for code, score in out["criteria"])
+    return out
+
+
 def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> DossierEvent:
-    row = row + [None] * (12 - len(row))
+    # The log line: the seven base items, the step's five, then the index fields' object.
+    row = row + [None] * (13 - len(row))
     occurred_at, agency, procedure, channel, due_at, days, new_due_at = row[:7]
-    step, department, step_due_at, step_hours, step_days = row[7:]
+    step, department, step_due_at, step_hours, step_days, index = row[7:]
     return DossierEvent(
         event_id,
         dossier_id,
@@ -656,6 +752,7 @@ def _event(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> D
         time_from_text(step_due_at) if step_due_at is not None else None,
         step_hours,
         step_days,
+        **(_index_kwargs(index) if index is not None else {}),
     )
 
 

@@ -22,6 +22,14 @@ from schemas import Channel, DossierEvent
 from service.domain.calendar import WorkingCalendar, local_date, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier, replay
+from service.domain.index import (
+    IndexFacts,
+    IndexFigures,
+    index_facts,
+    index_marks,
+    unfinished_keys,
+    with_legal_timeliness,
+)
 
 # QĐ 766/QĐ-TTg: the timeliness component is worth 20 of the index's 100 points.
 TIMELINESS_POINTS = 20
@@ -53,6 +61,7 @@ class DossierFacts:
     outcome: Outcome | None
     withdrawn_at: float | None  # withdrawn before the clock ended (R4), else None
     timeline: bytes
+    index: IndexFacts | None = None  # the national index's facts (service/domain/index.py)
 
     def segments(self) -> list[tuple[float, float]]:
         """The timeline as (from instant, due in force or ±inf while paused) pairs."""
@@ -95,6 +104,7 @@ def fold_with_facts(
     dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
 ) -> tuple[Dossier, DossierFacts | None]:
     """`fold` and `facts_of` in one replay (the worker needs both for every event)."""
+    events = list(events)  # read twice: the replay, then the index facts
     timeline = bytearray()
     last_code: float | None = None
     final: Dossier | None = None
@@ -119,6 +129,7 @@ def fold_with_facts(
         timeline += _SEGMENT.pack(final.received_at.timestamp(), due)
 
     withdrawn_at = final.closed_at if final.withdrawn else None
+    timeline = bytes(timeline)
     return final, DossierFacts(
         # Interned: a million facts share a few dozen agency codes instead of a copy each.
         agency=sys.intern(final.agency),
@@ -127,8 +138,19 @@ def fold_with_facts(
         clock_end=final.clock_end.timestamp() if final.clock_end is not None else None,
         outcome=final.outcome,
         withdrawn_at=withdrawn_at.timestamp() if withdrawn_at is not None else None,
-        timeline=bytes(timeline),
+        timeline=timeline,
+        index=index_facts(final, events, due_at_receipt(timeline, final)),
     )
+
+
+def due_at_receipt(timeline: bytes, dossier: Dossier) -> float:
+    """The due in force at the receipt: the timeline's first segment, unless the dossier
+    was paused at its receipt's instant (then the due `fold` ended with)."""
+    due = _SEGMENT.unpack_from(timeline)[1]
+    if math.isinf(due):
+        assert dossier.due is not None
+        return dossier.due.timestamp()
+    return due
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -304,6 +326,56 @@ def period_report(
         else:
             row[_WITHDRAWN] += 1
     return {code: PeriodFigures(*row) for code, row in rows.items()}
+
+
+def index_report(
+    facts: Iterable[DossierFacts],
+    start: date,
+    end_inclusive: date,
+    agency: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, IndexFigures]:
+    """The national index's counts per agency for the local dates start..end_inclusive:
+    each dossier's marks inside the period, plus what unfinished dossiers add, judged at
+    the end (or `now`, as `period_report`)."""
+    begin, end = period_bounds(start, end_inclusive)
+    judged_at = end if now is None else min(end, now.timestamp())
+    out: dict[str, IndexFigures] = {}
+    for f in facts:
+        index = f.index
+        if index is None or f.received_at >= end or (agency is not None and f.agency != agency):
+            continue
+        ended = index.ended_at
+        if ended is not None and ended < begin and f.received_at < begin:
+            continue  # received and finished before the period: no mark can fall in it
+        figures = out.get(f.agency) or IndexFigures()
+        counted = False
+        for instant, key in index_marks(index):
+            if begin <= instant < end:
+                figures.add_key(key)
+                counted = True
+        if index.ended_at is None or index.ended_at >= end:
+            due = f.due_at(judged_at)
+            overdue = None if due == NO_DUE else due < judged_at
+            for key in unfinished_keys(index, overdue, begin, end, judged_at):
+                figures.add_key(key)
+                counted = True
+        if counted:
+            out[f.agency] = figures
+    return out
+
+
+def with_period_timeliness(
+    index: dict[str, IndexFigures], figures: dict[str, PeriodFigures]
+) -> dict[str, IndexFigures]:
+    """The index with its legal timeliness (2.1) set from the period's figures, so both
+    reports give one rate (see `index.with_legal_timeliness`)."""
+    timely = {
+        agency: (f.resolved_early + f.resolved_on_time + f.in_progress_within, f.judged)
+        for agency, f in figures.items()
+    }
+    return with_legal_timeliness(index, timely)
 
 
 def total(figures: Iterable[PeriodFigures]) -> PeriodFigures:

@@ -23,11 +23,12 @@ from prometheus_client.registry import Collector
 from schemas import Channel, EventType, Reason
 from service.domain import Key, OpenState, Outcome
 from service.domain.report import DossierFacts, PeriodFigures, current_period, period_report
+from service.outputs.index_metrics import IndexScan, index_families, scan_index
 from service.reference import Departments
-from service.state.ledger import Ledger, add_figures
+from service.state.ledger import ClosedIndex, Ledger, add_figures
 
-# The timeliness gauges scan the open dossiers' facts (the closed ones are day totals); a
-# scrape serves the last answer and, once it is older than this, starts the next scan.
+# The timeliness and index gauges scan the open dossiers' facts (the closed ones are day
+# totals); a scrape serves the last answer and, once it is older than this, starts the next.
 TIMELINESS_MAX_AGE_S = 15.0
 PERIOD_KINDS = ("month", "year")
 
@@ -41,6 +42,7 @@ class Timeliness:
     partitions: frozenset[int]
     computed_at: float  # time.monotonic()
     figures: dict[str, dict[str, PeriodFigures]]
+    index: IndexScan
 
 
 STEP_STATES = (
@@ -71,11 +73,12 @@ def department_counts(
 @dataclass(frozen=True)
 class TimelinessParts:
     """Taken on the loop (`Ledger.report_parts`): per period kind, the closed dossiers'
-    figures, and the facts still to judge, scanned in another thread."""
+    figures and index counts, and the facts still to judge, scanned in another thread."""
 
     partitions: frozenset[int]
     now: datetime
     closed: dict[str, dict[str, PeriodFigures]]
+    index: ClosedIndex
     facts: list[DossierFacts]
 
 
@@ -83,7 +86,11 @@ def timeliness_parts(ledger: Ledger, now: datetime) -> TimelinessParts:
     periods = [current_period(kind, now) for kind in PERIOD_KINDS]
     closed, facts = ledger.report_parts(periods, None, now)
     return TimelinessParts(
-        frozenset(ledger.partitions), now, dict(zip(PERIOD_KINDS, closed, strict=True)), facts
+        frozenset(ledger.partitions),
+        now,
+        dict(zip(PERIOD_KINDS, closed, strict=True)),
+        ledger.closed_index(dict(zip(PERIOD_KINDS, periods, strict=True)), now),
+        facts,
     )
 
 
@@ -92,7 +99,10 @@ def compute_timeliness(parts: TimelinessParts) -> Timeliness:
     for kind in PERIOD_KINDS:
         figures[kind] = period_report(parts.facts, *current_period(kind, parts.now), now=parts.now)
         add_figures(figures[kind], parts.closed[kind])
-    return Timeliness(parts.partitions, time.monotonic(), figures)
+    index = scan_index(
+        parts.facts, parts.now, PERIOD_KINDS, parts.index, figures, parts.closed["month"]
+    )
+    return Timeliness(parts.partitions, time.monotonic(), figures, index)
 
 
 class LedgerCollector(Collector):
@@ -321,3 +331,4 @@ class LedgerCollector(Collector):
                 rate.add_metric([agency, kind], figures.timeliness_rate)
                 score.add_metric([agency, kind], figures.timeliness_score or 0.0)
         yield from (rate, score, in_time, handled)
+        yield from index_families(latest.index)

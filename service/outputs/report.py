@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from service.domain.index import BY_CODE, INDICATORS, NOT_MEASURED, TIMELINESS_LEGAL, IndexFigures
 from service.domain.report import PeriodFigures, total
 
 SCOPE = "this worker's partitions; motcua report sums all workers"
@@ -97,21 +98,49 @@ def report_json(
     end: date,
     as_of: datetime | None = None,
     steps: StepOutcomes | None = None,
+    index_by_agency: dict[str, IndexFigures] | None = None,
 ) -> dict[str, Any]:
     """The /api/report body of one worker: its partitions' figures per agency and in total,
-    and, when given, the step outcomes per department."""
-    body = {
+    each with its national index (QĐ 766) counts, indicators and points, and, when given,
+    the step outcomes per department."""
+    index_by_agency = index_by_agency or {}
+    agencies: dict[str, Any] = {}
+    for code in sorted(set(figures_by_agency) | set(index_by_agency)):
+        row = figures_by_agency.get(code, PeriodFigures()).to_dict()
+        row["index"] = index_by_agency.get(code, IndexFigures()).to_dict()
+        agencies[code] = row
+    center = total(figures_by_agency.values()).to_dict()
+    center["index"] = index_total(index_by_agency.values()).to_dict()
+    body: dict[str, Any] = {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "as_of": as_of.isoformat() if as_of is not None else None,
         "partitions": sorted(partitions),
         "scope": SCOPE,
-        "agencies": {code: figures_by_agency[code].to_dict() for code in sorted(figures_by_agency)},
-        "total": total(figures_by_agency.values()).to_dict(),
+        "agencies": agencies,
+        "total": center,
+        "index_not_measured": [
+            {
+                "ref": n.ref,
+                "group": n.group,
+                "maximum": n.maximum,
+                "title": n.title,
+                "needs": n.needs,
+            }
+            for n in NOT_MEASURED
+        ],
     }
     if steps is not None:
         body["departments"] = department_rows(steps)
     return body
+
+
+def index_total(figures: Any) -> IndexFigures:
+    """The center's index counts: the sum of its agencies' (ratios are recomputed)."""
+    out = IndexFigures()
+    for item in figures:
+        out.add(item)
+    return out
 
 
 def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, Any]:
@@ -146,9 +175,11 @@ def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, A
 
 def combine(
     answers: Sequence[tuple[str, dict[str, Any]]],
-) -> tuple[dict[str, PeriodFigures], list[int], list[str]]:
-    """Sum the workers' per-agency counts; warnings name partitions answered twice."""
+) -> tuple[dict[str, PeriodFigures], list[int], list[str], dict[str, IndexFigures]]:
+    """Sum the workers' per-agency counts (and index counts); warnings name partitions
+    answered twice."""
     by_agency: dict[str, PeriodFigures] = {}
+    index: dict[str, IndexFigures] = {}
     owner: dict[int, str] = {}
     warnings: list[str] = []
     for base, data in answers:
@@ -163,10 +194,12 @@ def combine(
         for code, figures in data["agencies"].items():
             try:
                 counts = PeriodFigures.from_dict(figures)
+                index_counts = IndexFigures.from_dict(figures.get("index", {"counts": {}}))
             except (ValueError, AttributeError) as exc:
                 raise ReportError(f"{base}: agency {code!r:.40}: {exc}") from None
             by_agency.setdefault(code, PeriodFigures()).add(counts)
-    return by_agency, sorted(owner), warnings
+            index.setdefault(code, IndexFigures()).add(index_counts)
+    return by_agency, sorted(owner), warnings, index
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -278,7 +311,7 @@ def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: st
     try:
         for base in bases:
             answers.append((base, _fetch(base, start, end, agency)))
-        by_agency, partitions, warnings = combine(answers)
+        by_agency, partitions, warnings, index = combine(answers)
         steps = combine_steps(answers)
     except ReportError as exc:
         print(f"motcua report: {exc}", file=sys.stderr)
@@ -287,12 +320,78 @@ def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: st
         print(f"motcua report: warning: {warning}", file=sys.stderr)
 
     if fmt == "json":
-        body = report_json(by_agency, partitions, start, end, steps=steps)
+        body = report_json(by_agency, partitions, start, end, steps=steps, index_by_agency=index)
         body["scope"] = f"sum of {len(bases)} worker(s): {', '.join(bases)}"
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "csv":
         sys.stdout.write(render_csv(by_agency))
+        sys.stdout.write("\n" + render_index_csv(index))
     else:
         sys.stdout.write(render_table(by_agency, start, end, partitions))
+        sys.stdout.write("\n" + render_index_table(index))
         sys.stdout.write(render_steps(steps))
     return 0
+
+
+_INDEX_ROWS = (*INDICATORS, TIMELINESS_LEGAL)
+
+
+def _index_cell(figures: IndexFigures, code: str) -> str:
+    ratio = figures.ratio(code)
+    if ratio is None:
+        return "–"
+    points = figures.points(code)
+    assert points is not None
+    return f"{100 * ratio:.1f}% {points:.2f}/{BY_CODE[code].maximum:g}"
+
+
+def render_index_table(index: dict[str, IndexFigures]) -> str:
+    """The national index: one row per indicator, a column per agency and the center; each
+    cell `ratio points/maximum` ("–": no dossier reports what it needs)."""
+    columns = [*sorted(index), TOTAL_LABEL]
+    figures = [*(index[code] for code in sorted(index)), index_total(index.values())]
+    rows = [["Chỉ số / indicator", *columns]]
+    for indicator in _INDEX_ROWS:
+        label = f"{indicator.ref} {indicator.code}"
+        if indicator is TIMELINESS_LEGAL:
+            label += " (legal, beside the index)"
+        rows.append([label, *(_index_cell(f, indicator.code) for f in figures)])
+    rows.append(
+        [
+            "points over what is measured",
+            *(f"{f.total_points():.2f}/{f.total_maximum():g}" for f in figures),
+        ]
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 1)]
+    out = ["Chỉ số QĐ 766 / national index (ratio points/maximum)"]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        out.append("  ".join(cells).rstrip())
+    not_measured = ", ".join(n.ref for n in NOT_MEASURED)
+    out.append(f"not measured here (need catalogue or other data): {not_measured}")
+    return "\n".join(out) + "\n"
+
+
+def render_index_csv(index: dict[str, IndexFigures]) -> str:
+    """One row per agency (and TOTAL) and indicator: numerator, denominator, ratio, points."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["agency", "indicator", "numerator", "denominator", "ratio", "points", "max"])
+    rows = [(code, index[code]) for code in sorted(index)]
+    rows.append(("TOTAL", index_total(index.values())))
+    for code, figures in rows:
+        for indicator in _INDEX_ROWS:
+            ratio, points = figures.ratio(indicator.code), figures.points(indicator.code)
+            writer.writerow(
+                [
+                    code,
+                    indicator.code,
+                    figures.numerator(indicator.code),
+                    figures.denominator(indicator.code),
+                    "" if ratio is None else ratio,
+                    "" if points is None else points,
+                    indicator.maximum,
+                ]
+            )
+    return buffer.getvalue()

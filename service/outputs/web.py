@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.app import app, ledger, registry
 from service.domain import OpenState
-from service.domain.report import period_report
+from service.domain.index import add_index
+from service.domain.report import index_report, period_report, with_period_timeliness
 from service.outputs.queue import BadQuery as BadQueueQuery
 from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
@@ -149,7 +150,15 @@ class Report(View):
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
         add_figures(figures, closed)
         steps = ledger.step_report(start, end)
-        return self.json(report_json(figures, partitions, start, end, as_of=now, steps=steps))
+        index = await asyncio.to_thread(index_report, facts, start, end, agency, now=now)
+        closed_index = ledger.closed_index({"period": (start, end)}, now).by_period["period"]
+        add_index(index, {a: f for a, f in closed_index.items() if agency in (None, a)})
+        index = with_period_timeliness(index, figures)
+        return self.json(
+            report_json(
+                figures, partitions, start, end, as_of=now, steps=steps, index_by_agency=index
+            )
+        )
 
 
 @app.page("/api/dossiers")

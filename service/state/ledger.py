@@ -18,7 +18,8 @@ from datetime import UTC, date, datetime
 from service.domain import Dossier, Key, WorkingCalendar, contribution, next_change_at
 from service.domain.clock import OpenState
 from service.domain.dossier import open_state
-from service.domain.history import History, history_report, keys_between
+from service.domain.history import INDEX_PREFIX, History, history_report, keys_between
+from service.domain.index import IndexFigures, index_of_keys
 from service.domain.report import DossierFacts, PeriodFigures, period_bounds
 from service.domain.steps import HISTORY_PREFIX as STEP_PREFIX
 from service.domain.steps import step_marks, step_outcomes, step_outcomes_of_totals
@@ -159,11 +160,8 @@ class PartitionLedger:
         ledger.due_index = DueIndex.of(ledger.open.values())
         return ledger
 
-    def closed_report(
-        self, start: date, end_inclusive: date, agency: str | None, now: datetime
-    ) -> tuple[dict[str, PeriodFigures], list[DossierFacts]]:
-        """The closed dossiers' period figures from the day totals, and the facts of those
-        whose end is still ahead of `now` (to be judged with the open ones instead)."""
+    def ahead(self, now: datetime) -> list[DossierFacts]:
+        """The closed dossiers whose end is still ahead of `now` (forgetting the others)."""
         instant = now.timestamp()
         ahead = []
         for dossier_id, facts in list(self.closing.items()):
@@ -171,6 +169,28 @@ class PartitionLedger:
                 ahead.append(facts)
             else:
                 del self.closing[dossier_id]
+        return ahead
+
+    def closed_index_keys(
+        self, start: date, end_inclusive: date, now: datetime
+    ) -> Counter[tuple[str, str]]:
+        """(agency, index mark key) of the closed dossiers in the period, from the day totals,
+        those ahead of `now` taken out (they are judged with the open ones)."""
+        counts = _strip(keys_between(self.history, INDEX_PREFIX, start, end_inclusive))
+        ahead = self.ahead(now)
+        if ahead:
+            pending = History()
+            for facts in ahead:
+                pending.add(facts)
+            counts.subtract(_strip(keys_between(pending, INDEX_PREFIX, start, end_inclusive)))
+        return counts
+
+    def closed_report(
+        self, start: date, end_inclusive: date, agency: str | None, now: datetime
+    ) -> tuple[dict[str, PeriodFigures], list[DossierFacts]]:
+        """The closed dossiers' period figures from the day totals, and the facts of those
+        whose end is still ahead of `now` (to be judged with the open ones instead)."""
+        ahead = self.ahead(now)
         figures = history_report(self.history, (), start, end_inclusive, agency, now=now)
         if ahead:
             pending = History()
@@ -208,6 +228,12 @@ class PartitionLedger:
         self.due_heap = heap
 
 
+def _strip(counts: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+    """Index keys of the day totals as the index names them (without INDEX_PREFIX)."""
+    size = len(INDEX_PREFIX)
+    return Counter({(agency, key[size:]): n for (agency, key), n in counts.items()})
+
+
 def _ended(facts: DossierFacts) -> float:
     end = facts.clock_end if facts.clock_end is not None else facts.withdrawn_at
     return end if end is not None else float("inf")
@@ -239,6 +265,19 @@ def status_change(
         if state is OpenState.OVERDUE and dossier.due is not None:
             at = dossier.due
     return StatusChange(dossier.dossier_id, dossier.agency or "", status, at, dossier.due)
+
+
+# Every day a period report can name (`keys_between` over all of them: all-time totals).
+ALL_DAYS = (date(2000, 1, 1), date(2099, 12, 31))
+
+
+@dataclass(frozen=True)
+class ClosedIndex:
+    """The closed dossiers' national-index counts: per named period and agency, and every
+    mark ever (agency, key), for `index_metrics.scan_index` beside the open dossiers'."""
+
+    by_period: dict[str, dict[str, IndexFigures]]
+    marks: Counter[tuple[str, str]]
 
 
 def add_figures(into: dict[str, PeriodFigures], more: dict[str, PeriodFigures]) -> None:
@@ -413,6 +452,19 @@ class Ledger:
         for ledger in self.partitions.values():
             out.extend(ledger.facts.values())
         return out
+
+    def closed_index(self, periods: dict[str, tuple[date, date]], now: datetime) -> ClosedIndex:
+        """The closed dossiers' national-index counts per named period, and all their marks
+        (from the day totals; on the event loop, cheap)."""
+        by_period: dict[str, Counter[tuple[str, str]]] = {name: Counter() for name in periods}
+        marks: Counter[tuple[str, str]] = Counter()
+        for ledger in self.partitions.values():
+            for name, (start, end_inclusive) in periods.items():
+                by_period[name].update(ledger.closed_index_keys(start, end_inclusive, now))
+            marks.update(_strip(keys_between(ledger.history, INDEX_PREFIX, *ALL_DAYS)))
+        return ClosedIndex(
+            {name: index_of_keys(counts.items()) for name, counts in by_period.items()}, marks
+        )
 
     def step_report(self, start: date, end_inclusive: date) -> dict[tuple[str, str], Counter[str]]:
         """Step outcomes per (agency, department) in the period: the closed dossiers' from

@@ -18,6 +18,7 @@ import time
 from bisect import bisect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -171,6 +172,49 @@ class SimulationError(ValueError):
     """Bad simulation arguments; str(e) is one line for the CLI."""
 
 
+@dataclass(frozen=True)
+class IndexRates:
+    """How often the simulated center reports the national index's fields (issue 18), each a
+    share in [0, 1]. Sample behaviour, not measured data."""
+
+    reported: float = 0.8  # receipts carrying the index fields (the rest: unknown)
+    fee: float = 0.4  # of those, dossiers with a fee due
+    paid_online: float = 0.5  # fees paid on the national portal or provincial gateway
+    digitised: float = 0.7  # dossiers with a digitised component
+    reused: float = 0.3  # with a component reusing digitised data
+    data_store: float = 0.1  # with a component from the personal data store
+    identity_verified: float = 0.5  # of online dossiers, VNeID-verified accounts
+    full_online: float = 0.6  # of online dossiers, toàn trình
+    e_result: float = 0.6  # returned dossiers with an electronic result
+    rated: float = 0.3  # returned dossiers the citizen rates
+    dissatisfied: float = 0.05  # of those, "dissatisfied"
+
+    def __post_init__(self) -> None:
+        for item in dataclass_fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise SimulationError(f"index rate {item.name} must be in [0, 1], got {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> IndexRates:
+        """`name=share,...` (e.g. "fee=0.5,rated=0.1"); unnamed rates keep their default."""
+        values: dict[str, float] = {}
+        names = {item.name for item in dataclass_fields(cls)}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, raw = part.partition("=")
+            if name.strip() not in names:
+                raise SimulationError(
+                    f"unknown index rate {name.strip()!r}; one of {sorted(names)}"
+                )
+            try:
+                values[name.strip()] = float(raw)
+            except ValueError:
+                raise SimulationError(
+                    f"index rate {name.strip()} is not a number: {raw!r}"
+                ) from None
+        return cls(**values)
+
+
 @dataclass
 class SimulationConfig:
     """What to simulate. `now` defaults to the current time and is filled in on creation, so
@@ -187,6 +231,7 @@ class SimulationConfig:
     dossiers_per_day: int = 260
     procedures: int = 1700
     calendar: WorkingCalendar = DEFAULT_CALENDAR
+    index: IndexRates = IndexRates()
 
     def __post_init__(self) -> None:
         if type(self.dossiers) is not int or self.dossiers < 1:
@@ -237,6 +282,8 @@ class _Center:
         self.live_rng = random.Random(f"{config.seed}-live")
         # Steps have their own stream too: the other events stay as they were without them.
         self.step_rng = random.Random(f"{config.seed}-steps")
+        # The index fields draw from their own stream too: the clock's events stay the same.
+        self.index_rng = random.Random(f"{config.seed}-index")
         token = hashlib.blake2b(
             f"{config.seed}|{config.now.isoformat()}".encode(), digest_size=3
         ).hexdigest()
@@ -323,10 +370,12 @@ class _Center:
     def _ts(self, slot: _Slot) -> int:
         return self.day_start[slot[0]] + slot[1]
 
-    def _slot(self, day: int, after: _Slot, before: int = WORK_END) -> _Slot:
+    def _slot(
+        self, day: int, after: _Slot, before: int = WORK_END, rng: random.Random | None = None
+    ) -> _Slot:
         """A moment in working hours on `day` (before `before`), at least _MIN_GAP after
         `after`; the next working day if that day has no room left."""
-        rng = self.rng
+        rng = rng or self.rng
         if day <= after[0]:
             day = after[0]
             low = max(after[1] + _MIN_GAP, WORK_START)
@@ -368,6 +417,7 @@ class _Center:
         """Every event of one dossier received at (day, sec), including those after now."""
         plan = self._plan_clock(day, sec)
         self._add_steps(plan)
+        self._add_index(plan)
         return plan
 
     def _add_steps(self, plan: list[_Planned]) -> None:
@@ -422,6 +472,53 @@ class _Center:
         elif sec < WORK_START:
             sec = WORK_START + self.step_rng.randrange(3600)
         return self.day_start[min(day, len(self.day_start) - 1)] + sec
+
+    def _add_index(self, plan: list[_Planned]) -> None:
+        """The index fields on the receipt and the return, a payment and a rating."""
+        rng, rates = self.index_rng, self.config.index
+        received_at, _, receipt = plan[0]
+        if rng.random() >= rates.reported:
+            return
+        components = rng.randint(1, 8)
+        receipt["components"] = components
+        for name, share in (
+            ("components_digitised", rates.digitised),
+            ("components_reused", rates.reused),
+            ("components_from_data_store", rates.data_store),
+        ):
+            receipt[name] = rng.randint(1, components) if rng.random() < share else 0
+        fee_due = rng.random() < rates.fee
+        receipt["fee_due"] = fee_due
+        online = receipt["channel"] == Channel.ONLINE.value
+        receipt["identity_verified"] = online and rng.random() < rates.identity_verified
+        if online:
+            receipt["online_level"] = "full" if rng.random() < rates.full_online else "partial"
+        if fee_due:
+            method = (
+                rng.choice(("national_portal", "provincial_gateway"))
+                if rng.random() < rates.paid_online
+                else "counter"
+            )
+            at = self._slot_of(received_at)
+            paid = self._slot(at[0] + rng.randint(0, 1), at, rng=rng)
+            plan.append((self._ts(paid), EventType.PAID, {"method": method}))
+        returned = next((p for p in plan if p[1] is EventType.RETURNED), None)
+        if returned is None:
+            return
+        returned[2]["e_result"] = rng.random() < rates.e_result
+        if rng.random() < rates.rated:
+            rating: dict[str, Any] = {"rating": "satisfied"}
+            if rng.random() < rates.dissatisfied:
+                rating = {"rating": "dissatisfied", "reason": rng.choice(("SLOW", "STAFF", "FEES"))}
+            elif rng.random() < 0.5:
+                rating["rating"] = "very_satisfied"
+            handed = self._slot_of(returned[0])
+            rated = self._slot(handed[0], handed, rng=rng)
+            plan.append((self._ts(rated), EventType.RATED, rating))
+
+    def _slot_of(self, epoch: int) -> _Slot:
+        day = bisect(self.day_start, epoch) - 1
+        return day, epoch - self.day_start[day]
 
     def _plan_clock(self, day: int, sec: int) -> list[_Planned]:
         """The receipt and the events of the dossier's clock, received at (day, sec)."""
@@ -848,6 +945,7 @@ def run_simulation(
     now: datetime | None = None,
     live_due_seconds: tuple[float, float] | None = DEMO_LIVE_DUE,
     output_format: str = "events",
+    index: IndexRates | None = None,
 ) -> str:
     """`motcua simulate`: JSON Lines to `out` ("-" or None without a broker: stdout) or events
     to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out).
@@ -871,6 +969,7 @@ def run_simulation(
         overdue_ratio=overdue_ratio,
         now=now,
         live_due_seconds=live_due_seconds,
+        index=index or IndexRates(),
     )
     started = time.monotonic()
     events = paced(generate(config), rate)

@@ -39,6 +39,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from schemas import event_from_dict
 from service.domain import DEFAULT_CALENDAR, OpenState, fold, open_state
 from service.domain.calendar import local_date
+from service.domain.index import GROUPS, NOT_MEASURED, IndexFigures
 from service.tools.simulate import SimulationConfig, catalog, generate
 
 pytestmark = pytest.mark.e2e
@@ -368,6 +369,86 @@ def wait_page_matches(
     pytest.fail("the page differs from the workers:\n" + "\n".join(problems[:30]), pytrace=False)
 
 
+READ_INDEX = """
+return [...document.querySelectorAll('#index tbody tr, #index tfoot tr')].map(tr => [
+  tr.dataset.agency,
+  Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, td.textContent]))]);
+"""
+
+
+Cell = tuple[float, float] | None  # (points, maximum of what is measured), None: not measured
+
+
+def expected_index(workers: list[WorkerProcess]) -> dict[str, dict[str, Cell]]:
+    """Per agency and for the center, each cell of the Index view, from the workers'
+    motcua_index_numerator / _denominator of the month, summed here and scored with the
+    transcribed rules."""
+    counts: dict[str, IndexFigures] = defaultdict(IndexFigures)
+    for worker in workers:
+        for (name, labels), value in parse_metrics(worker.get("/metrics")[1].decode()).items():
+            label = dict(labels)
+            if label.get("period") != "month":
+                continue
+            if name in ("motcua_index_numerator", "motcua_index_denominator"):
+                part = "den" if name.endswith("denominator") else "num"
+                counts[label["agency"]].add_key(f"{label['indicator']}:{part}", int(value))
+    center = IndexFigures()
+    for figures in counts.values():
+        center.add(figures)
+
+    def cell(figures: IndexFigures, indicators: list[Any]) -> Cell:
+        if not indicators:
+            return None
+        ratios = [figures.numerator(i.code) / figures.denominator(i.code) for i in indicators]
+        points = sum(i.points(r) for i, r in zip(indicators, ratios, strict=True))
+        return points, sum(i.maximum for i in indicators)
+
+    rows = {}
+    for agency, figures in [*counts.items(), ("__total__", center)]:
+        measured = figures.measured()
+        cells = {g: cell(figures, [i for i in measured if i.group == g]) for g in GROUPS}
+        cells["total"] = cell(figures, measured)
+        rows[agency] = cells
+    return rows
+
+
+def parse_index_cell(text: str) -> Cell:
+    """ "17,50 / 20" -> (17.5, 20.0); "chưa đo ở đây" -> None."""
+    if text == "chưa đo ở đây":
+        return None
+    points, maximum = text.split(" / ")
+    return parse_figure(points, "vi") or 0.0, parse_figure(maximum, "vi") or 0.0
+
+
+def index_mismatches(driver: WebDriver, workers: list[WorkerProcess]) -> list[str]:
+    want = expected_index(workers)
+    shown = dict(driver.execute_script(READ_INDEX))
+    if set(shown) != set(want):
+        return [f"rows shown {sorted(shown)} != {sorted(want)}"]
+    problems = []
+    for agency, cells in want.items():
+        for column, value in cells.items():
+            got = parse_index_cell(shown[agency].get(column, "?"))
+            if value is None or got is None:
+                ok = value is None and got is None
+            else:  # points shown to 0.01
+                ok = abs(got[0] - value[0]) <= 0.005 + 1e-9 and got[1] == value[1]
+            if not ok:
+                problems.append(f"{agency}.{column}: page {shown[agency].get(column)!r}, {value}")
+    return problems
+
+
+def wait_index_matches(driver: WebDriver, workers: list[WorkerProcess]) -> None:
+    problems: list[str] = []
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        problems = index_mismatches(driver, workers)
+        if not problems:
+            return
+        time.sleep(1)
+    pytest.fail("the Index view differs from the metrics:\n" + "\n".join(problems[:30]))
+
+
 def queue_truth(events: list[dict[str, Any]], now: datetime) -> dict[str, list[str]]:
     """The three queues by the domain core: fold every dossier, take its state at `now`."""
     by_dossier: dict[str, list[Any]] = defaultdict(list)
@@ -492,6 +573,15 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     # Where late dossiers sit: the department table is the workers' step metrics, summed.
     wait_departments_match(browser, [first, second], "vi")
     assert browser.execute_script(READ_DEPARTMENTS), "the simulated center has steps"
+
+    # 1b. The Index view: each group's points equal the workers' index series, summed and
+    # scored here; groups with nothing measured say so; the not-measured indicators listed.
+    wait_index_matches(browser, [first, second])
+    not_measured = browser.find_elements(By.CSS_SELECTOR, "#index-not-measured tbody tr")
+    assert [r.get_attribute("data-ref") for r in not_measured] == [n.ref for n in NOT_MEASURED]
+    assert browser.find_element(
+        By.CSS_SELECTOR, '#index tfoot td[data-col="transparency"]'
+    ).text == ("chưa đo ở đây")
 
     # 2. The overdue queue: without apology first, then with, then due soon, each in due order.
     queues = wait_queues_match(browser, events)

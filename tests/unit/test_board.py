@@ -195,3 +195,30 @@ def test_departments_are_summed_over_workers_most_overdue_held_first() -> None:
             "steps_on_time": 0,
         },
     ]
+
+
+def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
+    answers = [
+        answer("http://a", [0, 1, 2, 3], 4, "2026-03-16T23:59:59+07:00"),
+        answer("http://b", [4, 5, 6, 7], 2, "2026-03-13T23:59:59+07:00"),
+    ]
+    counts_a = {"timeliness_portal:den": 10, "timeliness_portal:num": 8, "reuse:den": 4}
+    counts_b = {"timeliness_portal:den": 10, "timeliness_portal:num": 10, "reuse:num": 2}
+    answers[0].month["agencies"]["SXD"]["index"] = {"counts": counts_a}
+    answers[1].month["agencies"]["SXD"]["index"] = {"counts": counts_b}
+    board = board_snapshot(answers, 8, NOW, queue_size=5)
+    (view,) = board["index"]["agencies"]
+    groups = {g["group"]: g for g in view["groups"]}
+    assert groups["timeliness"]["points"] == pytest.approx(18.0)  # 20 × 18/20
+    assert groups["timeliness"]["maximum"] == 20
+    assert groups["digitisation"]["points"] == pytest.approx(1.25)  # reuse 2/4, T 80%
+    assert groups["digitisation"]["maximum"] == 2  # only reuse is measured of the 22
+    assert groups["digitisation"]["group_maximum"] == 22
+    assert groups["transparency"]["points"] is None  # not measured here, not zero
+    assert groups["online_payment"]["points"] is None
+    assert view["points_total"] == pytest.approx(19.25) and view["points_max"] == 22
+    assert board["index"]["total"]["points_total"] == pytest.approx(19.25)
+    assert [n["ref"] for n in board["index"]["not_measured"]][:4] == ["1.1", "1.2", "1.3", "1.4"]
+    # Incomplete: no center total, as for the other figures.
+    board = board_snapshot(answers[:1], 8, NOW, queue_size=5)
+    assert board["index"]["total"] is None

@@ -19,6 +19,9 @@ from schemas import (
     DossierEvent,
     EventType,
     InvalidEvent,
+    OnlineLevel,
+    PaymentMethod,
+    Rating,
     Reason,
     event_from_dict,
     parse_event,
@@ -47,6 +50,18 @@ KNOWN_FIELDS = {
     "step_due_at",
     "step_hours",
     "step_days",
+    "fee_due",
+    "components",
+    "components_digitised",
+    "components_reused",
+    "components_from_data_store",
+    "identity_verified",
+    "online_level",
+    "e_result",
+    "method",
+    "rating",
+    "criteria",
+    "reason",
 }
 
 
@@ -67,6 +82,10 @@ def msg(kind: str = "received", **fields: Any) -> dict[str, Any]:
         doc |= {"step": "THAM_DINH", "department": "SXD.QLXD", "step_hours": 16}
     elif kind == "step_completed":
         doc["step"] = "THAM_DINH"
+    elif kind == "paid":
+        doc["method"] = "national_portal"
+    elif kind == "rated":
+        doc["rating"] = "satisfied"
     for name, value in fields.items():
         if value is ...:
             doc.pop(name, None)
@@ -334,6 +353,27 @@ REASON_CASES: list[tuple[str, bytes, bytes | None, Reason]] = [
         None,
         Reason.BAD_STEP_DAYS,
     ),
+    ("fee-due-string", raw(msg(fee_due="true")), None, Reason.BAD_FLAG),
+    ("identity-verified-1", raw(msg(identity_verified=1)), None, Reason.BAD_FLAG),
+    ("e-result-null", raw(msg("returned", e_result=None)), None, Reason.BAD_FLAG),
+    ("components-negative", raw(msg(components=-1)), None, Reason.BAD_COMPONENT_COUNT),
+    ("components-fraction", raw(msg(components_reused=1.5)), None, Reason.BAD_COMPONENT_COUNT),
+    ("components-1001", raw(msg(components=1001)), None, Reason.BAD_COMPONENT_COUNT),
+    (
+        "digitised-over-total",
+        raw(msg(components=2, components_digitised=3)),
+        None,
+        Reason.COMPONENTS_OVER_TOTAL,
+    ),
+    ("online-level-3", raw(msg(channel="online", online_level="3")), None, Reason.BAD_ONLINE_LEVEL),
+    ("paid-no-method", raw(msg("paid", method=...)), None, Reason.BAD_PAYMENT_METHOD),
+    ("paid-cash", raw(msg("paid", method="cash")), None, Reason.BAD_PAYMENT_METHOD),
+    ("rated-no-rating", raw(msg("rated", rating=...)), None, Reason.BAD_RATING),
+    ("rated-stars", raw(msg("rated", rating=5)), None, Reason.BAD_RATING),
+    ("criteria-list", raw(msg("rated", criteria=[1, 2])), None, Reason.BAD_CRITERIA),
+    ("criteria-score-3", raw(msg("rated", criteria={"TC1": 3})), None, Reason.BAD_CRITERIA),
+    ("criteria-blank-code", raw(msg("rated", criteria={" ": 1})), None, Reason.BAD_CRITERIA),
+    ("reason-too-long", raw(msg("rated", reason="x" * 65)), None, Reason.BAD_RATING_REASON),
 ]
 
 
@@ -479,6 +519,46 @@ VALID = [
         {"step": "THAM_DINH", "department": None, "agency": None},
     ),
     (
+        "received-index-fields",
+        msg(
+            channel="online",
+            fee_due=True,
+            components=3,
+            components_digitised=3,
+            components_reused=1,
+            components_from_data_store=0,
+            identity_verified=False,
+            online_level="full",
+        ),
+        {
+            "fee_due": True,
+            "components": 3,
+            "components_digitised": 3,
+            "components_reused": 1,
+            "components_from_data_store": 0,
+            "identity_verified": False,
+            "online_level": OnlineLevel.FULL,
+        },
+    ),
+    # online_level means nothing for a dossier filed at the counter: checked, not kept.
+    ("received-direct-online-level", msg(online_level="partial"), {"online_level": None}),
+    ("returned-e-result", msg("returned", e_result=True), {"e_result": True}),
+    (
+        "paid",
+        msg("paid", method="provincial_gateway"),
+        {"method": PaymentMethod.PROVINCIAL_GATEWAY},
+    ),
+    ("rated", msg("rated"), {"rating": Rating.SATISFIED, "criteria": None, "reason": None}),
+    (
+        "rated-criteria-reason",
+        msg("rated", rating="dissatisfied", criteria={"TC9": 0, "TC1": 2.0}, reason="LATE"),
+        {
+            "rating": Rating.DISSATISFIED,
+            "criteria": (("TC1", 2), ("TC9", 0)),
+            "reason": "LATE",
+        },
+    ),
+    (
         "utc-z",
         msg("approved", occurred_at="2026-03-05T02:30:00Z"),
         {"occurred_at": _t("2026-03-05T09:30:00+07:00")},
@@ -578,6 +658,26 @@ def test_fields_of_other_types_are_not_stored() -> None:
     }
 
 
+def test_index_fields_stay_on_their_own_types() -> None:
+    # Issue 18's fields are checked wherever they appear and kept only on their own type.
+    event = parse_event(
+        raw(msg("approved", fee_due=True, e_result=True, rating="satisfied")), now=NOW
+    )
+    assert (event.fee_due, event.e_result, event.rating) == (None, None, None)
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(raw(msg("approved", components=-2)), now=NOW)
+    assert info.value.reason is Reason.BAD_COMPONENT_COUNT
+    paid = parse_event(raw(msg("paid", method="counter", e_result=True)), now=NOW)
+    assert paid.to_dict() == {
+        "schema_version": 1,
+        "event_id": "01J9Z6Q4N7S3-0001",
+        "dossier_id": "000.00.12.H12-260305-0001",
+        "type": "paid",
+        "occurred_at": "2026-03-05T09:30:00+07:00",
+        "method": "counter",
+    }
+
+
 def test_sort_key_follows_the_tie_order() -> None:
     order = [
         "received",
@@ -591,6 +691,8 @@ def test_sort_key_follows_the_tie_order() -> None:
         "withdrawn",
         "step_started",
         "step_completed",
+        "paid",
+        "rated",
     ]
     at = _t("2026-03-05T09:30:00+07:00")
     events = [
@@ -615,6 +717,9 @@ def test_schema_is_valid_draft_2020_12() -> None:
 def test_schema_type_enum_matches_the_code() -> None:
     assert SCHEMA["properties"]["type"]["enum"] == [t.value for t in EventType]
     assert SCHEMA["properties"]["channel"]["enum"] == [c.value for c in Channel]
+    assert SCHEMA["properties"]["online_level"]["enum"] == [v.value for v in OnlineLevel]
+    assert SCHEMA["properties"]["method"]["enum"] == [v.value for v in PaymentMethod]
+    assert SCHEMA["properties"]["rating"]["enum"] == [v.value for v in Rating]
 
 
 _CONTROL = [chr(c) for c in range(32)] + ["\x7f"]
@@ -698,6 +803,27 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
                 doc["step_hours"] = draw(st.integers(1, 2000))
             if "step_days" in dues:
                 doc["step_days"] = draw(st.integers(1, 365))
+    elif kind == "returned" and draw(st.booleans()):
+        doc["e_result"] = draw(st.booleans())
+    elif kind == "paid":
+        doc["method"] = draw(st.sampled_from([v.value for v in PaymentMethod]))
+    elif kind == "rated":
+        doc["rating"] = draw(st.sampled_from([v.value for v in Rating]))
+        if draw(st.booleans()):
+            doc["criteria"] = draw(st.dictionaries(_code, st.integers(0, 2), max_size=9))
+        if draw(st.booleans()):
+            doc["reason"] = draw(_code)
+    if kind == "received" and draw(st.booleans()):
+        total = draw(st.integers(0, 1000))
+        doc["components"] = total
+        for name in ("components_digitised", "components_reused", "components_from_data_store"):
+            if draw(st.booleans()):
+                doc[name] = draw(st.integers(0, total))
+        for name in ("fee_due", "identity_verified"):
+            if draw(st.booleans()):
+                doc[name] = draw(st.booleans())
+        if draw(st.booleans()):
+            doc["online_level"] = draw(st.sampled_from([v.value for v in OnlineLevel]))
     extra = draw(
         st.dictionaries(
             st.text(_text, max_size=12).filter(lambda k: k not in KNOWN_FIELDS),
@@ -724,13 +850,13 @@ def test_valid_documents_pass_both_validators(doc: dict[str, Any]) -> None:
         assert (event.due_at is None) == ("due_at" not in doc)
 
 
-# Invalid by the contract and rejected by both. Left out on purpose, because the JSON
-# Schema cannot express them (only the Python side checks): occurred_at more than 5
-# minutes in the future, the message key, the 64 KiB limit, UTF-8/JSON decoding, and
-# calendar validity of a well-formed timestamp (2026-02-30, 24:00:00, leap second :60,
-# offsets of ±24:00 or more, year 0000). Also left out: strings the schema's regexes only
-# let through because Python's `re` (used by jsonschema) differs from ECMA-262, which
-# JSON Schema specifies: `$` also matches before a final "\n", and `\d` matches any
+# Invalid by the contract and rejected by both. Left out on purpose, because the JSON Schema cannot
+# express them (only the Python side checks): a component count above `components`
+# (components_over_total), occurred_at more than 5 minutes in the future, the message key, the 64
+# KiB limit, UTF-8/JSON decoding, and calendar validity of a well-formed timestamp (2026-02-30,
+# 24:00:00, leap second :60, offsets of ±24:00 or more, year 0000). Also left out: strings the
+# schema's regexes only let through because Python's `re` (used by jsonschema) differs from
+# ECMA-262, which JSON Schema specifies: `$` also matches before a final "\n", and `\d` matches any
 # Unicode digit. The Python validator rejects those; see test_reason_codes.
 INVALID_DOCS = [
     ("not-object", ["received"]),
@@ -778,6 +904,16 @@ INVALID_DOCS = [
     ("extended-missing", msg("extended", new_due_at=...)),
     ("extended-naive", msg("extended", new_due_at="2026-03-20T17:00:00")),
     ("extended-null", msg("extended", new_due_at=None)),
+    ("fee-due-string", msg(fee_due="yes")),
+    ("components-negative", msg(components=-1)),
+    ("online-level-bad", msg(channel="online", online_level="level4")),
+    ("returned-e-result-1", msg("returned", e_result=1)),
+    ("paid-missing-method", msg("paid", method=...)),
+    ("paid-bad-method", msg("paid", method="cash")),
+    ("rated-missing-rating", msg("rated", rating=...)),
+    ("rated-criteria-3", msg("rated", criteria={"TC1": 3})),
+    ("rated-criteria-33", msg("rated", criteria={f"TC{i}": 1 for i in range(33)})),
+    ("rated-reason-empty", msg("rated", reason="")),
 ]
 
 
@@ -810,6 +946,9 @@ AGREEMENT_CASES = [
     ("approved-bad-due-at", msg("approved", due_at="not a date")),
     ("returned-bad-new-due-at", msg("returned", new_due_at=12)),
     ("supplement-requested-empty-agency", msg("supplement_requested", agency="")),
+    ("approved-bad-rating", msg("approved", rating="meh")),
+    ("received-criteria-fraction", msg(criteria={"TC1": 1.0})),
+    ("direct-online-level-full", msg(online_level="full")),
     # These two already agree; kept so a fix on one side does not break them.
     ("event-id-blank-is-an-id", msg(event_id=" ")),
     ("agency-zero-width-space", msg(agency="\u200b")),
@@ -848,7 +987,10 @@ _field_values = (
     _json_value
     | timestamps()
     | st.text(_text, max_size=45)
-    | st.sampled_from([t.value for t in EventType] + ["direct", "online", "postal"])
+    | st.sampled_from(
+        [t.value for t in EventType]
+        + ["direct", "online", "postal", "full", "partial", "counter", "dissatisfied"]
+    )
     | st.integers()
 )
 

@@ -14,7 +14,14 @@ import pytest
 import service.outputs.metrics as metrics
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar
-from service.domain.report import current_period, fold_with_facts, period_report
+from service.domain.index import INDICATORS
+from service.domain.report import (
+    current_period,
+    fold_with_facts,
+    index_report,
+    period_report,
+    with_period_timeliness,
+)
 from service.outputs.metrics import LedgerCollector
 from service.state.ledger import Ledger
 from service.tools.simulate import SimulationConfig, generate
@@ -94,6 +101,39 @@ def test_gauges_are_the_period_report_of_the_facts_held(ledger: Ledger) -> None:
     for key, value in handled.items():
         if value:
             assert rate[key] == pytest.approx(in_time[key] / value)
+
+
+def test_index_series_are_the_index_report_of_the_facts_held(ledger: Ledger) -> None:
+    collector = LedgerCollector(ledger)
+    got: dict[tuple[str, ...], float] = {}
+    for family in collector.collect():
+        for sample in family.samples:
+            if sample.name.startswith(("motcua_index_", "motcua_timeliness_score_portal")):
+                got[(sample.name, *sorted(sample.labels.items()))] = sample.value  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    # Every dossier, open and closed (the ledger keeps the closed ones as day totals).
+    facts = [f for d, events in FIRST.items() if (f := fold_with_facts(d, events, CAL)[1])]
+    period = current_period("month", now)
+    month = with_period_timeliness(
+        index_report(facts, *period, now=now), period_report(facts, *period, now=now)
+    )
+    assert month, "the simulated dossiers give a month"
+    for agency, figures in month.items():
+        for indicator in INDICATORS:
+            code = indicator.code
+            labels = (("agency", agency), ("indicator", code), ("period", "month"))
+            if not figures.denominator(code):
+                # Nobody reported it: no series at all, rather than a zero.
+                assert ("motcua_index_ratio", *labels) not in got
+                continue
+            assert got[("motcua_index_numerator", *labels)] == figures.numerator(code)
+            assert got[("motcua_index_denominator", *labels)] == figures.denominator(code)
+            assert got[("motcua_index_points", *labels)] == pytest.approx(figures.points(code))
+        labels = (("agency", agency), ("period", "month"))
+        assert got[("motcua_index_points_total", *labels)] == pytest.approx(figures.total_points())
+        assert got[("motcua_index_points_total_max", *labels)] == figures.total_maximum()
+        portal = figures.points("timeliness_portal")
+        assert got[("motcua_timeliness_score_portal", *labels)] == pytest.approx(portal)
 
 
 def test_a_fresh_answer_is_served_without_a_new_scan(ledger: Ledger) -> None:

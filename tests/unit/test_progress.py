@@ -10,8 +10,11 @@ the same way; duplicates and the per-dossier limit behave as the reference `merg
 from __future__ import annotations
 
 import dataclasses
+import struct
 from datetime import datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
 import reference_records as records
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +22,7 @@ from hypothesis import strategies as st
 from reference_records import merge
 from test_properties import CAL, DID, event_sets
 
+import service.domain.progress as progress_module
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
 from service.domain import LOCAL_TZ, Dossier, fold
 from service.domain.progress import MAX_EVENTS_PER_DOSSIER, DossierProgress, Step
@@ -193,6 +197,33 @@ def test_an_orphan_counts_nowhere_until_its_receipt() -> None:
     assert restored.advance(_receipt(), CAL) is Step.REPLAYED
     assert restored.dossier == fold(DID, [appraised, _receipt()], CAL)
     assert restored.dossier.is_received
+
+
+@QUICK
+@given(event_sets())
+def test_a_dossier_stored_before_the_index_unpacks_with_its_index(events: list[Any]) -> None:
+    # Packed before issue 18, the state line had 12 items and no index track: unpack
+    # gathers the track from the stored events, and the facts come out the same. (Steps came
+    # after the index: such a dossier had none.)
+    steps = (EventType.STEP_STARTED, EventType.STEP_COMPLETED)
+    events = [e for e in events if e.type not in steps]
+    progress = DossierProgress.of(DID, events, CAL)
+    raw = progress.pack()
+    head = "<BBbbbBBIHH"  # progress.py's header; the 9th item is the timeline's length
+    start = struct.calcsize(head) + struct.unpack_from(head, raw)[8]
+    end = raw.index(b"\n", start)
+    state = orjson.loads(raw[start:end])
+    old = raw[:start] + orjson.dumps(state[:12]) + raw[end:]
+    assert DossierProgress.unpack(DID, old) == progress
+    assert DossierProgress.unpack(DID, old).facts == progress.facts
+
+
+def test_every_event_type_has_its_own_packed_char() -> None:
+    # A new event type needs a char in progress._TYPE_CHAR; the first nine keep theirs.
+    chars = progress_module._TYPE_CHAR
+    assert set(chars) == set(EventType)
+    assert len(set(chars.values())) == len(chars)
+    assert "".join(chars[t] for t in list(EventType)[:9]) == "012345678"
 
 
 def test_unpack_refuses_an_unknown_version() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import Channel, DossierEvent, EventType
+from schemas import Channel, DossierEvent, EventType, OnlineLevel, PaymentMethod, Rating
 from service.domain import (
     Dossier,
     WorkingCalendar,
@@ -50,6 +50,16 @@ def receipts(draw: st.DrawFn, eid: str, start: datetime) -> DossierEvent:
         "procedure": draw(st.sampled_from(["1.000948", "2.001234"])),
         "channel": draw(st.sampled_from(list(Channel))),
     }
+    if draw(st.booleans()):
+        # The optional index fields (issue 18), each present or absent (unknown).
+        total = draw(st.integers(0, 5))
+        fields["components"] = total
+        for name in ("components_digitised", "components_reused", "components_from_data_store"):
+            fields[name] = draw(st.none() | st.integers(0, total))
+        for name in ("fee_due", "identity_verified"):
+            fields[name] = draw(st.none() | st.booleans())
+        if fields["channel"] is Channel.ONLINE:
+            fields["online_level"] = draw(st.none() | st.sampled_from(list(OnlineLevel)))
     which = draw(st.sampled_from(["days", "due", "none"]))
     if which == "days":
         fields["processing_days"] = draw(st.integers(1, 30))
@@ -100,6 +110,15 @@ def event_sets(draw: st.DrawFn) -> list[DossierEvent]:
                 fields[due] = _instant(at, draw(st.integers(-1440, 20 * 1440)), zone)
             else:
                 fields[due] = draw(st.integers(1, 100))
+        if kind is EventType.RETURNED:
+            fields["e_result"] = draw(st.none() | st.booleans())
+        if kind is EventType.PAID:
+            fields["method"] = draw(st.sampled_from(list(PaymentMethod)))
+        if kind is EventType.RATED:
+            fields["rating"] = draw(st.sampled_from(list(Rating)))
+            if draw(st.booleans()):
+                fields["criteria"] = (("TC1", draw(st.integers(0, 2))), ("TC7", 0))
+                fields["reason"] = draw(st.none() | st.just("STAFF"))
         events.append(DossierEvent(eid, DID, kind, at, **fields))
     return events
 

@@ -29,6 +29,7 @@ from service.domain.report import (
     PeriodFigures,
     current_period,
     facts_of,
+    index_report,
     period_report,
     total,
 )
@@ -620,7 +621,8 @@ def workers() -> Iterator[list[tuple[str, int]]]:
 
 
 def _answer(port: int, dossiers: list[DossierFacts], partitions: list[int]) -> None:
-    body = report_json(period_report(dossiers, *MAR), partitions, *MAR)
+    index = index_report(dossiers, *MAR)
+    body = report_json(period_report(dossiers, *MAR), partitions, *MAR, index_by_agency=index)
     _FakeWorker.answers[port] = (200, json.dumps(body).encode())
 
 
@@ -636,8 +638,13 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     assert err == ""
     body = json.loads(out)
     assert body["partitions"] == [0, 1, 2]
+    center_index = body["total"].pop("index")
     assert body["total"] == total(period_report(dossiers, *MAR).values()).to_dict()
     assert body["total"]["timeliness_score"] == pytest.approx(10.0)
+    # The index counts are summed across workers and its ratios recomputed.
+    assert center_index == index_report(dossiers, *MAR)[AG].to_dict()
+    legal = center_index["indicators"]["timeliness"]
+    assert (legal["numerator"], legal["denominator"], legal["points"]) == (3, 6, 10.0)
 
     assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
     table = capsys.readouterr().out
@@ -646,9 +653,13 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     assert "50.0%" in total_line and "10.00" in total_line
 
     assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}") == 0
-    rows = capsys.readouterr().out.splitlines()
+    figures, index = capsys.readouterr().out.split("\n\n")
+    rows = figures.splitlines()
     assert rows[0].startswith("agency,carried_over,new,")
     assert rows[-1].startswith("TOTAL,1,6,1,1,1,1,1,2,")
+    index_rows = index.splitlines()
+    assert index_rows[0] == "agency,indicator,numerator,denominator,ratio,points,max"
+    assert "TOTAL,timeliness,3,6,0.5,10.0,20" in index_rows
 
 
 def test_cli_warns_when_two_workers_answer_for_one_partition(
@@ -738,3 +749,16 @@ def test_dossiers_without_a_due_count_as_resolved_or_in_progress_but_are_never_j
     assert (figures.in_progress_within, figures.in_progress_without_due) == (0, 1)
     assert (figures.resolved, figures.in_progress, figures.judged) == (2, 1, 1)
     assert figures.timeliness_rate == 1.0  # 1 early / 1 judged
+
+
+def test_combine_refuses_index_counts_that_are_not_counts() -> None:
+    from service.outputs.report import ReportError, combine
+
+    row = PeriodFigures(new=1).to_dict()
+    for bad in ({"counts": {"made_up:num": 1}}, {"counts": {"online_share:den": -1}}, {}):
+        answer = {"partitions": [0], "agencies": {AG: {**row, "index": bad}}}
+        with pytest.raises(ReportError, match="agency 'SXD'"):
+            combine([("http://w", answer)])
+    # A worker from before the index answers without one: it adds no index counts.
+    _, _, _, index = combine([("http://w", {"partitions": [0], "agencies": {AG: row}})])
+    assert index[AG].counts == {}

@@ -19,6 +19,7 @@ from service.domain import DEFAULT_CALENDAR, Dossier, OpenState, Outcome, fold, 
 from service.domain.calendar import LOCAL_TZ
 from service.tools.simulate import (
     AGENCIES,
+    IndexRates,
     SimulationConfig,
     SimulationError,
     TokenBucket,
@@ -336,3 +337,66 @@ def test_dossiers_pass_two_to_four_steps_a_tenth_across_agencies(
         own = dossiers[did].agency
         assert all(s.get("agency", own) != own for s in steps[did] if "agency" in s)
         assert all(s["department"].startswith(s.get("agency", own) + ".") for s in steps[did])
+
+
+def _index_fields(config: SimulationConfig) -> tuple[Counter[str], list[dict[str, Any]]]:
+    """Event counts by type (each dossier's paid and rated once at most), and the receipts
+    old enough (3 days before now) for their payment to have happened."""
+    kinds: Counter[str] = Counter()
+    once: set[tuple[str, str]] = set()
+    receipts = []
+    for raw in generate(config):
+        event_from_dict(raw, now=NOW)  # every one meets the contract
+        kinds[raw["type"]] += 1
+        if raw["type"] in ("paid", "rated"):
+            assert (raw["dossier_id"], raw["type"]) not in once
+            once.add((raw["dossier_id"], raw["type"]))
+        if raw["type"] == "received":
+            receipts.append(raw)
+    old = NOW - timedelta(days=3)
+    paid = {d for d, kind in once if kind == "paid"}
+    assert all(r["dossier_id"] in paid for r in receipts if r.get("fee_due") and _t(r) < old)
+    return kinds, receipts
+
+
+def _t(raw: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(raw["occurred_at"])
+
+
+def test_index_fields_and_ratings_follow_their_rates() -> None:
+    everything = IndexRates(**{name: 1.0 for name in IndexRates.__dataclass_fields__})
+    kinds, receipts = _index_fields(
+        SimulationConfig(dossiers=300, seed=5, now=NOW, index=everything)
+    )
+    assert all(r["fee_due"] is True and r["components_digitised"] >= 1 for r in receipts)
+    assert len(receipts) == 300 and 0 < kinds["paid"] <= 300
+    assert 0 < kinds["rated"] <= kinds["returned"]
+    nothing = IndexRates(reported=0.0)
+    kinds, receipts = _index_fields(SimulationConfig(dossiers=300, seed=5, now=NOW, index=nothing))
+    assert not any("fee_due" in r or "components" in r for r in receipts)  # unknown, not false
+    assert kinds["paid"] == kinds["rated"] == 0
+
+
+def test_index_fields_leave_the_clock_events_unchanged() -> None:
+    # They draw from their own random stream: the same seed gives the same clock.
+    def clock(index: IndexRates) -> list[tuple[str, str, str]]:
+        config = SimulationConfig(dossiers=200, seed=9, now=NOW, index=index)
+        return [
+            (e["dossier_id"], e["type"], e["occurred_at"])
+            for e in generate(config)
+            if e["type"] not in ("paid", "rated")
+        ]
+
+    assert clock(IndexRates()) == clock(IndexRates(reported=0.0))
+
+
+def test_index_rates_parse_with_one_line_errors() -> None:
+    assert IndexRates.parse("fee=0.5, rated=0.1") == IndexRates(fee=0.5, rated=0.1)
+    assert IndexRates.parse("") == IndexRates()
+    for text, words in (
+        ("fees=1", "unknown index rate"),
+        ("fee=x", "not a number"),
+        ("fee=2", "[0, 1]"),
+    ):
+        with pytest.raises(SimulationError, match=re.escape(words)):
+            IndexRates.parse(text)

@@ -28,8 +28,15 @@ from test_keeper import (
 import service.state.keeper as keeper_module
 import service.state.worker_state as worker_state_module
 from schemas import InvalidEvent
-from service.domain.report import fold_with_facts, period_report
-from service.domain.steps import step_marks
+from service.domain.index import add_index
+from service.domain.report import (
+    fold_with_facts,
+    index_report,
+    period_bounds,
+    period_report,
+    with_period_timeliness,
+)
+from service.domain.steps import step_marks, step_outcomes
 from service.state.intake import parse
 from service.state.ledger import Ledger, add_figures
 from service.state.store import DossierStore
@@ -72,6 +79,10 @@ def truth_dossiers(log: MemoryLog) -> list[tuple[Any, Any]]:
             continue
         by_dossier[event.dossier_id].append(event)
     return [fold_with_facts(dossier_id, events, CAL) for dossier_id, events in by_dossier.items()]
+
+
+def counts_of(index: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {a: {k: n for k, n in f.counts.items() if n} for a, f in index.items() if f.counts}
 
 
 async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> Any:
@@ -162,5 +173,16 @@ def test_any_interleaving_ends_where_a_replay_ends(
         add_figures(got, closed)
         want = period_report(everything, start, end, now=now)
         assert {k: v.to_dict() for k, v in got.items()} == {k: v.to_dict() for k, v in want.items()}
+        # The national index: closed dossiers' counts from the day totals, open ones' scanned.
+        index = index_report(facts, start, end, now=now)
+        add_index(index, keeper.ledger.closed_index({"p": (start, end)}, now).by_period["p"])
+        want_index = index_report(everything, start, end, now=now)
+        assert counts_of(with_period_timeliness(index, got)) == counts_of(
+            with_period_timeliness(want_index, want)
+        )
+        # Step outcomes per department: closed dossiers' from the day totals, open ones'.
+        assert keeper.ledger.step_report(start, end) == step_outcomes(
+            steps, *period_bounds(start, end)
+        )
     state.store.close()
     replay.store.close()

@@ -25,9 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain import LOCAL_TZ, OpenState
 from service.domain.calendar import local_date
+from service.domain.index import GROUPS, NOT_MEASURED, IndexFigures
 from service.domain.report import PeriodFigures
 from service.outputs.queue import QueueQuery, encode_cursor, item_key
-from service.outputs.report import ReportError, combine
+from service.outputs.report import ReportError, combine, index_total
 
 TIMEOUT_S = 4.0
 MAX_BODY = 16 * 1024 * 1024
@@ -302,8 +303,8 @@ def board_snapshot(
     """The board's JSON: per-agency rows, the center total (only when complete), queues."""
     counted = [a for a in answers if a.ok]
     cover = coverage((a.partitions for a in counted), partition_count)
-    today_by, _, _ = combine([(a.url, a.today) for a in counted])
-    month_by, _, _ = combine([(a.url, a.month) for a in counted])
+    today_by, _, _, _ = combine([(a.url, a.today) for a in counted])
+    month_by, _, _, month_index = combine([(a.url, a.month) for a in counted])
     samples: Counter[Any] = Counter()
     for a in counted:
         samples.update(a.samples)
@@ -352,7 +353,59 @@ def board_snapshot(
         "agencies": rows,
         "departments": department_rows(samples),
         "total": total,
+        "index": {
+            "agencies": [
+                {"agency": code, **index_view(month_index[code])} for code in sorted(month_index)
+            ],
+            "total": index_view(index_total(month_index.values())) if cover.complete else None,
+            "not_measured": [
+                {
+                    "ref": n.ref,
+                    "group": n.group,
+                    "maximum": n.maximum,
+                    "title": n.title,
+                    "needs": n.needs,
+                }
+                for n in NOT_MEASURED
+            ],
+        },
         "queues": queues,
+    }
+
+
+def index_view(figures: IndexFigures) -> dict[str, Any]:
+    """One agency's (or the center's) national index this month, by group: the points of
+    the indicators measured here against their maximum; a group with none is "not measured
+    here" (null), never zero."""
+    groups = []
+    for group, group_max in GROUPS.items():
+        measured = [i for i in figures.measured() if i.group == group]
+        groups.append(
+            {
+                "group": group,
+                "group_maximum": group_max,
+                "points": sum(figures.points(i.code) or 0.0 for i in measured)
+                if measured
+                else None,
+                "maximum": sum(i.maximum for i in measured) if measured else None,
+                "indicators": [
+                    {
+                        "code": i.code,
+                        "ref": i.ref,
+                        "numerator": figures.numerator(i.code),
+                        "denominator": figures.denominator(i.code),
+                        "ratio": figures.ratio(i.code),
+                        "points": figures.points(i.code),
+                        "maximum": i.maximum,
+                    }
+                    for i in measured
+                ],
+            }
+        )
+    return {
+        "groups": groups,
+        "points_total": figures.total_points() if figures.measured() else None,
+        "points_max": figures.total_maximum() if figures.measured() else None,
     }
 
 

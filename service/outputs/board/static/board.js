@@ -76,6 +76,13 @@ const I18N = {
     departmentNone: "(không ở bước xử lý nào)",
     departmentOther: "khác (không có trong danh mục)",
     hHeld: "Phòng ban đang giữ",
+    indexTitle: "Chỉ số QĐ 766 từ đầu tháng",
+    indexCaption: "Điểm của từng nhóm trên điểm tối đa của các chỉ số đo được ở đây (theo cách chấm của Cổng Dịch vụ công quốc gia); tổng chỉ tính các chỉ số đo được.",
+    notMeasuredTitle: "Chưa đo ở đây (cần danh mục thủ tục hoặc dữ liệu khác)",
+    notMeasured: "chưa đo ở đây",
+    colIndexTotal: "Tổng trên phần đo được",
+    groups: { transparency: "Công khai, minh bạch", timeliness: "Tiến độ giải quyết", online_service: "Dịch vụ trực tuyến", online_payment: "Thanh toán trực tuyến", digitisation: "Số hóa hồ sơ", satisfaction: "Mức độ hài lòng" },
+    points: "điểm",
   },
   en: {
     skip: "Skip to the dossiers to act on",
@@ -149,6 +156,13 @@ const I18N = {
     departmentNone: "(in no processing step)",
     departmentOther: "other (not in the units file)",
     hHeld: "Held by department",
+    indexTitle: "QĐ 766 national index, month to date",
+    indexCaption: "Each group's points against the maximum of the indicators measured here (scored as the national portal does); the total counts only what is measured.",
+    notMeasuredTitle: "Not measured here (needs the procedure catalogue or other data)",
+    notMeasured: "not measured here",
+    colIndexTotal: "Total over what is measured",
+    groups: { transparency: "Transparency", timeliness: "Timeliness", online_service: "Online service", online_payment: "Online payment", digitisation: "Digitisation", satisfaction: "Satisfaction" },
+    points: "points",
   },
 };
 
@@ -336,6 +350,85 @@ function renderDepartments(data) {
   $("#departments-empty").hidden = rows.length !== 0;
 }
 
+// -- the national index (QĐ 766) ---------------------------------------------------------
+
+function fmtPoints(points, maximum) {
+  return points === null || points === undefined ? t("notMeasured") : `${fmtScore(points)} / ${fmtInt(maximum)}`;
+}
+
+function indexCells(tr, view) {
+  const cells = [...view.groups.map((g) => fmtPoints(g.points, g.maximum)), fmtPoints(view.points_total, view.points_max)];
+  const keys = [...view.groups.map((g) => g.group), "total"];
+  cells.forEach((text, j) => {
+    let td = tr.cells[j + 1];
+    if (!td) td = tr.appendChild(document.createElement("td"));
+    td.dataset.col = keys[j];
+    setText(td, text);
+    const cls = text === t("notMeasured") ? "unmeasured" : "";
+    if (td.className !== cls) td.className = cls;
+  });
+}
+
+function indexRow(parent, key, label) {
+  let tr = parent.querySelector(`tr[data-agency="${CSS.escape(key)}"]`);
+  if (!tr) {
+    tr = document.createElement("tr");
+    tr.dataset.agency = key;
+    const th = document.createElement("th");
+    th.scope = "row";
+    tr.appendChild(th);
+  }
+  setText(tr.firstChild, label);
+  return tr;
+}
+
+function renderIndex(data) {
+  const table = $("#index");
+  const index = data.index;
+  const head = table.tHead.rows[0];
+  const groups = index.agencies.length ? index.agencies[0].groups : (index.total ? index.total.groups : []);
+  const titles = [...groups.map((g) => `${t("groups")[g.group]} (/${fmtInt(g.group_maximum)})`), t("colIndexTotal")];
+  titles.forEach((title, j) => {
+    let th = head.cells[j + 1];
+    if (!th) { th = head.appendChild(document.createElement("th")); th.scope = "col"; }
+    setText(th, title);
+  });
+  const tbody = table.tBodies[0];
+  const wanted = new Set(index.agencies.map((r) => r.agency));
+  for (const tr of [...tbody.rows]) if (!wanted.has(tr.dataset.agency)) tr.remove();
+  index.agencies.forEach((row, i) => {
+    const tr = indexRow(tbody, row.agency, row.agency);
+    indexCells(tr, row);
+    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+  });
+  const tfoot = table.tFoot;
+  if (index.total) {
+    const tr = indexRow(tfoot, "__total__", t("total"));
+    if (!tr.parentNode) tfoot.replaceChildren(tr);
+    indexCells(tr, index.total);
+  } else {
+    const tr = indexRow(tfoot, "__none__", t("noTotal"));
+    tr.firstChild.colSpan = titles.length + 1;
+    if (!tr.parentNode) tfoot.replaceChildren(tr);
+  }
+  const rows = $("#index-not-measured").tBodies[0];
+  index.not_measured.forEach((item, i) => {
+    let tr = rows.rows[i];
+    if (!tr) {
+      tr = rows.insertRow();
+      tr.appendChild(Object.assign(document.createElement("th"), { scope: "row" }));
+      tr.insertCell();
+      tr.insertCell();
+      tr.insertCell();
+    }
+    tr.dataset.ref = item.ref;
+    setText(tr.cells[0], item.ref);
+    setText(tr.cells[1], item.title);
+    setText(tr.cells[2], t("groups")[item.group]);
+    setText(tr.cells[3], item.maximum === null ? "–" : `${fmtInt(item.maximum)} ${t("points")}`);
+  });
+}
+
 // -- the queues -------------------------------------------------------------------------
 
 const QUEUE_COLUMNS = [
@@ -493,6 +586,7 @@ function render() {
   setText($("#today"), last.today);
   renderAgencies(last);
   renderDepartments(last);
+  renderIndex(last);
   for (const name of QUEUE_NAMES) renderQueue(name, last.queues[name]);
   renderWorkers(last);
 }
