@@ -16,7 +16,16 @@ from service.tools.broker import LocalBroker
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = ("throughput_ratio", "latency_p99_s", "overdue_lag_s", "rss_mib_100k", "metrics_render_ms")
+KEYS = (
+    "throughput_ratio",
+    "latency_p99_s",
+    "overdue_lag_s",
+    "rss_mib_100k",
+    "metrics_render_ms",
+    "domain_cpu_us_per_event",
+    "takeover_events_per_s",
+    "history_bytes_per_closed",
+)
 
 
 def test_quick_bench_ends_with_a_json_line_of_figures(
@@ -36,6 +45,7 @@ def test_quick_bench_ends_with_a_json_line_of_figures(
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
+    assert len(figures["history_restart_s"]) == len(figures["history_rss_mib"]) == 2
     for key in KEYS:
         value = figures.get(key)
         assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)

@@ -21,10 +21,20 @@ class Plan:
     # Closed dossiers behind 20,000 open ones at which restart and memory are taken.
     history_closed: tuple[int, ...] = (0, 1_000_000)
     # Events a worker with an empty store catches up in the takeover-at-scale step.
-    takeover_events: int = 200_000
+    takeover_events: int = 1_000_000
 
 
-QUICK = Plan("quick", 20_000, 500, 15, (2_000, 20_000), 4.0, None)
+QUICK = Plan(
+    "quick",
+    20_000,
+    500,
+    15,
+    (2_000, 20_000),
+    4.0,
+    None,
+    history_closed=(0, 100_000),
+    takeover_events=50_000,
+)
 FULL = Plan(
     "full",
     200_000,
