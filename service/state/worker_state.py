@@ -1,11 +1,14 @@
-"""The worker's dossier state: load → apply → save, for every message of its partitions.
+"""The worker's dossier state: each batch of messages is one transaction (apply → commit).
 
-A partition's store is always the fold of a prefix of the log (offsets 0..applied): each
-batch of messages is applied in offset order and saved as one atomic write with the new
-applied offset and the operational counters. A message at or below the applied offset is
-already in the store: skipped, never counted again, never sent to the dead-letter topic
-again. The sums (`Ledger`) are rebuilt from the store when a partition is installed, then
-kept up to date event by event. Which messages arrive, and when, is `keeper.py`'s business.
+A partition's store is always the fold of a prefix of the log (offsets 0..applied): a batch
+is applied in offset order into a `Batch` (copies of the metas, a write buffer, the changes
+to the closed dossiers' sums and day totals) and committed as one atomic write; only then
+does anything the worker serves move. A message at or below the applied offset is already
+in the store: skipped, never counted again, never sent to the dead-letter topic again.
+Closed dossiers leave memory at the commit that closes them. The sums (`Ledger`) are
+rebuilt from the store's open dossiers, closed sums and day totals when a partition is
+installed, then kept up to date batch by batch. Which messages arrive, and when, is
+`keeper.py`'s business.
 """
 
 from __future__ import annotations
