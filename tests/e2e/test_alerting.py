@@ -82,6 +82,48 @@ def background(run: str) -> list[dict]:
     return events
 
 
+def index_and_steps(run: str) -> list[dict]:
+    """Two dossiers at SPIKE_AGENCY that feed the national-index and department panels: one
+    online, reporting every index field, paid online, returned with an electronic result
+    and rated; one whose first processing step ended and whose second is open. Their
+    department is not in the worker's units file, so it is counted as `other`."""
+    start = datetime.now(LOCAL) - timedelta(minutes=10)
+
+    def at(seconds: int) -> str:
+        return stamp(start + timedelta(seconds=seconds))
+
+    indexed, stepped = f"{run}-I0", f"{run}-I1"
+    base = {"agency": SPIKE_AGENCY, "procedure": PROCEDURE}
+    due = stamp(datetime.now(LOCAL) + timedelta(days=3))
+    events = [
+        event(
+            "received",
+            indexed,
+            **base,
+            channel="online",
+            due_at=due,
+            online_level="full",
+            fee_due=True,
+            components=3,
+            components_digitised=2,
+            components_reused=1,
+            components_from_data_store=1,
+            identity_verified=True,
+        ),
+        event("paid", indexed, method="national_portal"),
+        event("approved", indexed),
+        event("returned", indexed, e_result=True),
+        event("rated", indexed, rating="satisfied"),
+        event("received", stepped, **base, channel="direct", due_at=due),
+        event("step_started", stepped, step="TIEP_NHAN", department="H10.14.MC", step_hours=8),
+        event("step_completed", stepped, step="TIEP_NHAN"),
+        event("step_started", stepped, step="THAM_DINH", department="H10.14.CM", step_days=2),
+    ]
+    for n, item in enumerate(events):
+        item["occurred_at"] = at(n)  # in order: same-second ties would reorder them (R6)
+    return events
+
+
 def spike(run: str, count: int = 60) -> list[dict]:
     """`count` dossiers at SPIKE_AGENCY whose appointment passes within seconds. The
     delay lets Prometheus scrape them once while still in time, so the counter of newly
@@ -112,9 +154,11 @@ def test_an_overdue_spike_pages_the_center_duty_officer(
 
 
 def substitute(expr: str) -> str:
-    """What Grafana would send: the agency variable and its interval macros filled in."""
+    """What Grafana would send: the agency and department variables and the interval macros
+    filled in (the test's departments are not in the units file: `other`)."""
     return (
         expr.replace("$agency", SPIKE_AGENCY)
+        .replace("$department", "other")
         .replace("$__rate_interval", "1m")
         .replace("$__range", "1h")
     )
@@ -130,6 +174,7 @@ def test_every_dashboard_query_returns_data(
     run = f"dash{time.time_ns()}"
     motcua_worker.publish(background(run))
     motcua_worker.publish(spike(run, count=12))
+    motcua_worker.publish(index_and_steps(run))
     status, _, answer = gateway.post(
         "/v1/events",
         [event("approved", f"{run}-S0"), event("returned", f"{run}-S1"), {"type": "nonsense"}],
