@@ -293,6 +293,8 @@ DOTNET = (
                 ("open", "STP", "overdue"),
                 ("became_overdue", "STP"),
                 ("overdue_without_apology", "STP"),
+                # Overdue with no processing step open: held by its agency itself (R17).
+                ("overdue_held", "STP", "none"),
             }
         ),
     ),

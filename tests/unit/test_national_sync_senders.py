@@ -46,6 +46,7 @@ FAMILIES = {
     "withdrawn",
     "became_overdue",
     "open",
+    "overdue_held",
     "overdue_without_apology",
 }
 
