@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.app import app
 from service.faust_fixes import FETCH_MAX_WAIT_MS
 
@@ -96,3 +98,39 @@ async def test_kept_waiters_behave_like_faust_wait_first() -> None:
     await asyncio.sleep(0.01)
     consumer._stopped.set()
     assert (await waiting).stopped
+
+
+def test_a_withheld_batch_is_not_acknowledged_until_released() -> None:
+    """take_events acknowledges a batch in a `finally` even when the agent failed on it;
+    withheld messages must not reach the consumer's acked offsets until released."""
+    from types import SimpleNamespace
+
+    from faust.types.tuples import ConsumerMessage
+
+    from service.faust_fixes import release_acks, withhold_acks
+
+    class Consumer:
+        """faust's Consumer.ack bookkeeping, reduced to what is checked here."""
+
+        def __init__(self) -> None:
+            self.acked: list[int] = []
+            self._unacked_messages: set[Any] = set()
+
+        def ack(self, message: Any) -> bool:
+            if message.acked:
+                return False
+            message.acked = True
+            self._unacked_messages.discard(message)
+            self.acked.append(message.offset)
+            return True
+
+    consumer = Consumer()
+    messages = [ConsumerMessage("t", 0, n, 0.0, 0, None, None, b"x", None) for n in range(3)]
+    consumer._unacked_messages.update(messages)
+    events = [SimpleNamespace(message=m) for m in messages]
+    withhold_acks(events, consumer)
+    for event in events:  # what take_events' `finally` does with the failed batch
+        event.message.ack(consumer)
+    assert consumer.acked == [] and not consumer._unacked_messages
+    release_acks(events, consumer)
+    assert consumer.acked == [0, 1, 2]
