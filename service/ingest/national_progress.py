@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -32,13 +31,14 @@ from service.ingest.gateway.intake import (
     public_sentence,
 )
 from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.reference_file import ReferenceFile
 from service.ingest.national_sync import (
     SyncReason,
     UnmappableDossier,
     compact_time,
     parse_local_time,
 )
-from service.reference import Departments, DepartmentsError
+from service.reference import Departments, DepartmentsError, parse_departments
 
 if TYPE_CHECKING:  # the gateway app registers this route: no import at run time
     from service.ingest.gateway.app import Gateway
@@ -161,26 +161,19 @@ def map_progress_rows(
     return [map_progress_row(row, departments, now) for row in rows]
 
 
-class _DepartmentsCache:
-    """The units file's departments, read again when the file changes."""
+class _DepartmentsFile(ReferenceFile[Departments]):
+    """The units file's departments (its optional third column), read again when the file
+    changes; the gateway's own units check reports a file that cannot be read."""
 
-    def __init__(self) -> None:
-        self._stamp: tuple[Path | None, int, int] | None = None
-        self._departments = Departments()
+    KIND = "units"
+    ENCODING = "utf-8-sig"
+    Error = DepartmentsError
 
-    def get(self, path: Path | None) -> Departments:
-        try:
-            stat = path.stat() if path is not None else None
-        except OSError:
-            return self._departments  # the gateway's own units check reports the file
-        stamp = (path, stat.st_mtime_ns, stat.st_size) if stat is not None else (None, 0, 0)
-        if stamp != self._stamp:
-            try:
-                self._departments = Departments.load(path)
-            except DepartmentsError:
-                return self._departments  # the last good version stays in force
-            self._stamp = stamp
-        return self._departments
+    def _parse(self, text: str, origin: str) -> Departments:
+        return Departments(parse_departments(text, origin))
+
+    def _empty(self) -> Departments:
+        return Departments()
 
 
 def _error(status: int, code: str, sentence: str, **headers: str) -> web.Response:
@@ -195,7 +188,7 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 def progress_handler(gateway: Gateway) -> Handler:
     """`POST /v1/national-sync/progress` for `gateway`: authenticated, limited and answered
     like the dossier sync (per-row results; 200, 207 or 422), producing step events."""
-    departments = _DepartmentsCache()
+    departments = _DepartmentsFile(gateway.units.path)
 
     async def post_progress(request: web.Request) -> web.Response:
         source = gateway.caller(request)
@@ -237,7 +230,7 @@ def progress_handler(gateway: Gateway) -> Handler:
                 answer=answer,
                 **{"Retry-After": seconds},
             )
-        known = departments.get(gateway.units.path)
+        known = departments.content
         outcomes = map_progress_rows(rows, known, gateway.clock())
         return await gateway._produce(ROUTE_LABEL, source, outcomes, profile)
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from schemas.events import MAX_PROCESSING_DAYS
+from service.ingest.gateway.reference_file import ReferenceFile
 
 
 class ProceduresFileError(ValueError):
@@ -47,49 +46,22 @@ def parse_procedures(text: str, origin: str = "procedures file") -> dict[str, in
     return out
 
 
-@dataclass
-class ProceduresFile:
-    """The procedures file (see the module docstring)."""
+class ProceduresFile(ReferenceFile[dict[str, int]]):
+    """The procedures file, re-read when it changes."""
 
-    path: Path | None
-    _days: dict[str, int] = field(default_factory=dict)
-    _stamp: tuple[int, int] | None = None
-    last_error: str | None = None
+    KIND = "procedures"
+    ENCODING = "utf-8-sig"
+    Error = ProceduresFileError
 
-    def load(self) -> None:
-        """Read the file now; ProceduresFileError if it is missing or bad (at start-up)."""
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-            text = self.path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ProceduresFileError(
-                f"cannot read the procedures file {self.path}: {exc}"
-            ) from None
-        self._days = parse_procedures(text, str(self.path))
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self.last_error = None
+    def _parse(self, text: str, origin: str) -> dict[str, int]:
+        return parse_procedures(text, origin)
 
-    def _refresh(self) -> None:
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            self.last_error = f"cannot read the procedures file: {exc.strerror or exc}"
-            return
-        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
-            return
-        try:
-            self.load()
-        except ProceduresFileError as exc:
-            self.last_error = str(exc)
+    def _empty(self) -> dict[str, int]:
+        return {}
 
     def __len__(self) -> int:
-        return len(self._days)
+        return len(self._content)
 
     def working_days(self, procedure: str) -> int | None:
         """The procedure's time limit in working days, if the file lists it."""
-        self._refresh()
-        return self._days.get(procedure.strip())
+        return self.content.get(procedure.strip())

@@ -15,10 +15,10 @@ import hmac
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from service.ingest.gateway.reference_file import ReferenceFile
 from service.ingest.national_sync import DEFAULT_PROFILE, Meaning, SyncProfile
 
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -133,44 +133,18 @@ def parse_sources(text: str, origin: str = "sources file") -> dict[str, SourcePr
     return {name: _profile(name, table, origin) for name, table in sources.items()}
 
 
-@dataclass
-class SourcesFile:
-    """The profiles file, re-read when its modification time or size changes."""
+class SourcesFile(ReferenceFile[Mapping[str, SourceProfile]]):
+    """The profiles file, re-read when it changes."""
 
-    path: Path | None
-    _profiles: Mapping[str, SourceProfile] = field(default_factory=dict)
-    _stamp: tuple[int, int] | None = None
-    last_error: str | None = None
+    KIND = "sources"
+    Error = SourcesFileError
 
-    def load(self) -> None:
-        """Read the file now; SourcesFileError if it is missing or bad (used at start-up)."""
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourcesFileError(f"cannot read the sources file {self.path}: {exc}") from None
-        self._profiles = parse_sources(text, str(self.path))
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self.last_error = None
+    def _parse(self, text: str, origin: str) -> Mapping[str, SourceProfile]:
+        return parse_sources(text, origin)
 
-    def _refresh(self) -> None:
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            self.last_error = f"cannot read the sources file: {exc.strerror or exc}"
-            return
-        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
-            return
-        try:
-            self.load()
-        except SourcesFileError as exc:
-            self.last_error = str(exc)
+    def _empty(self) -> Mapping[str, SourceProfile]:
+        return {}
 
     def profile(self, source: str) -> SourceProfile:
         """The source's profile; the default for a source the file does not name."""
-        self._refresh()
-        return self._profiles.get(source, DEFAULT_SOURCE)
+        return self.content.get(source, DEFAULT_SOURCE)

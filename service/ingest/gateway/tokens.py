@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
-from pathlib import Path
+
+from service.ingest.gateway.reference_file import ReferenceFile
 
 # The name goes into a Kafka header and a metric label: a short code, nothing else.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -56,53 +56,32 @@ def parse_tokens(text: str, origin: str = "tokens file") -> dict[str, str]:
     return out
 
 
-@dataclass
-class TokenBook:
+class TokenBook(ReferenceFile[dict[str, str]]):
     """The token file, re-read when its modification time or size changes.
 
     A file that turns bad while running keeps the last good version in force (and
     `last_error` says why), so a half-saved edit never locks every system out.
     """
 
-    path: Path
-    _by_hash: dict[str, str] | None = None
-    _stamp: tuple[int, int] | None = None
-    last_error: str | None = None
+    KIND = "tokens"
+    Error = TokenFileError
 
-    def load(self) -> None:
-        """Read the file now; TokenFileError if it is missing or bad (used at start-up)."""
-        try:
-            stat = self.path.stat()
-            text = self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(f"cannot read the tokens file {self.path}: {exc}") from None
-        self._by_hash = parse_tokens(text, str(self.path))
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self.last_error = None
+    def _parse(self, text: str, origin: str) -> dict[str, str]:
+        return parse_tokens(text, origin)
 
-    def _refresh(self) -> None:
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            self.last_error = f"cannot read the tokens file: {exc.strerror or exc}"
-            return
-        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
-            return
-        try:
-            self.load()
-        except TokenFileError as exc:
-            self.last_error = str(exc)
+    def _empty(self) -> dict[str, str]:
+        return {}
 
     def system_for(self, token: str) -> str | None:
         """The calling system's name, or None for a token the file does not list."""
-        self._refresh()
-        if not self._by_hash or not token:
+        by_hash = self.content
+        if not by_hash or not token:
             return None
         digest = token_hash(token)
         # Compare against every entry in constant time; dict lookup alone would be fine for
         # hashes, but this keeps timing independent of which system matched.
         found = None
-        for known, name in self._by_hash.items():
+        for known, name in by_hash.items():
             if hmac.compare_digest(known, digest):
                 found = name
         return found

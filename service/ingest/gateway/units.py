@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
-from dataclasses import dataclass, field
-from pathlib import Path
+
+from service.ingest.gateway.reference_file import ReferenceFile
 
 
 class UnitsFileError(ValueError):
@@ -46,53 +46,28 @@ def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
     return out
 
 
-@dataclass
-class UnitsFile:
-    """The units file, re-read when its modification time or size changes; a file that
-    turns bad keeps the last good version in force (`last_error` says why)."""
+class UnitsFile(ReferenceFile[dict[str, str]]):
+    """The units file (see the module doc)."""
 
-    path: Path | None
-    _units: dict[str, str] = field(default_factory=dict)
-    _stamp: tuple[int, int] | None = None
-    last_error: str | None = None
+    KIND = "units"
+    ENCODING = "utf-8-sig"
+    Error = UnitsFileError
 
-    def load(self) -> None:
-        """Read the file now; UnitsFileError if it is missing or bad (used at start-up)."""
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-            text = self.path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UnitsFileError(f"cannot read the units file {self.path}: {exc}") from None
-        self._units = parse_units(text, str(self.path))
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self.last_error = None
+    def _parse(self, text: str, origin: str) -> dict[str, str]:
+        return parse_units(text, origin)
 
-    def _refresh(self) -> None:
-        if self.path is None:
-            return
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            self.last_error = f"cannot read the units file: {exc.strerror or exc}"
-            return
-        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
-            return
-        try:
-            self.load()
-        except UnitsFileError as exc:
-            self.last_error = str(exc)
+    def _empty(self) -> dict[str, str]:
+        return {}
 
     def __len__(self) -> int:
-        return len(self._units)
+        return len(self._content)
 
     def agency_for(self, unit_code: str | None, unit_name: str | None) -> str | None:
         """The agency of the unit: by MaDinhDanh if the file lists it, else by DonViXuLy."""
-        self._refresh()
+        units = self.content
         for key in (unit_code, unit_name):
             if key:
-                agency = self._units.get(fold_unit(key))
+                agency = units.get(fold_unit(key))
                 if agency is not None:
                     return agency
         return None
