@@ -537,20 +537,8 @@ def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
                 raise InvalidEvent(reason, f"received needs {name}")
         due_at = known.get("due_at")  # R1: the appointment on the receipt wins
         days = known.get("processing_days") if due_at is None else None  # R11: both may lack
-        if not index:
-            return DossierEvent(
-                event_id,
-                dossier_id,
-                event_type,
-                occurred_at,
-                known["agency"],
-                known["procedure"],
-                known["channel"],
-                due_at,
-                days,
-            )
         kept = {name: index[name] for name in _RECEIVED_INDEX if name in index}
-        if known["channel"] is not Channel.ONLINE:
+        if kept and known["channel"] is not Channel.ONLINE:
             kept.pop("online_level", None)  # only meaningful for an online dossier
         return DossierEvent(
             event_id,
