@@ -179,9 +179,7 @@ class PartitionLedger:
         counts = _strip(keys_between(self.history, INDEX_PREFIX, start, end_inclusive))
         ahead = self.ahead(now)
         if ahead:
-            pending = History()
-            for facts in ahead:
-                pending.add(facts)
+            pending = _history_of(ahead)
             counts.subtract(_strip(keys_between(pending, INDEX_PREFIX, start, end_inclusive)))
         return counts
 
@@ -193,10 +191,7 @@ class PartitionLedger:
         ahead = self.ahead(now)
         figures = history_report(self.history, (), start, end_inclusive, agency, now=now)
         if ahead:
-            pending = History()
-            for facts in ahead:
-                pending.add(facts)
-            taken = history_report(pending, (), start, end_inclusive, agency, now=now)
+            taken = history_report(_history_of(ahead), (), start, end_inclusive, agency, now=now)
             for code, part in taken.items():
                 figures[code].subtract(part)
         return figures, ahead
@@ -226,6 +221,14 @@ class PartitionLedger:
                 heap.append((when.timestamp(), dossier_id))
         heapq.heapify(heap)
         self.due_heap = heap
+
+
+def _history_of(facts: Iterable[DossierFacts]) -> History:
+    """The day totals of these closed dossiers alone (to take them back out of a report)."""
+    history = History()
+    for item in facts:
+        history.add(item)
+    return history
 
 
 def _strip(counts: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
