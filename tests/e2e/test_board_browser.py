@@ -510,7 +510,7 @@ def start_center(
     board_factory: Callable[[list[WorkerProcess]], BoardProcess],
     browser: WebDriver,
     dossiers: int,
-) -> tuple[WorkerProcess, WorkerProcess, list[dict[str, Any]]]:
+) -> tuple[WorkerProcess, WorkerProcess, list[dict[str, Any]], BoardProcess]:
     """Two workers splitting the partitions, fed by the simulator until their /metrics equal
     the domain core's; a board over both, open in the browser."""
     first = worker_factory()
@@ -532,10 +532,22 @@ def start_center(
     assert got == want, "the workers' /metrics differ from the domain core"
     board = board_factory([first, second])
     browser.get(board.url + "/")
-    return first, second, events
+    return first, second, events, board
 
 
-def stop_and_see_incomplete(browser: WebDriver, second: WorkerProcess) -> None:
+def board_diagnosis(board: BoardProcess, first: WorkerProcess) -> str:
+    """What the board says of each worker (with the reason), and the survivor's log tail."""
+    try:
+        with urllib.request.urlopen(board.url + "/api/board", timeout=5) as response:
+            workers = orjson.loads(response.read()).get("workers")
+    except (OSError, ValueError) as exc:
+        workers = f"no /api/board ({exc})"
+    return f"the board's workers: {workers}\nthe survivor's log:\n{first.tail(40)}"
+
+
+def stop_and_see_incomplete(
+    browser: WebDriver, board: BoardProcess, first: WorkerProcess, second: WorkerProcess
+) -> None:
     """kill -9 a worker: the page says the figures are incomplete, names the partitions
     that worker held, and gives no total."""
     lost = get_json(second, "/readyz")["partitions"]
@@ -545,7 +557,9 @@ def stop_and_see_incomplete(browser: WebDriver, second: WorkerProcess) -> None:
         text, cls = banner(browser)
         return "CHƯA ĐẦY ĐỦ" in text and f"thiếu phân vùng {ranges(lost)}" in text and "bad" in cls
 
-    assert wait_for(incomplete, WAIT_S), f"no incomplete-coverage warning: {banner(browser)}"
+    assert wait_for(incomplete, WAIT_S), (
+        f"no incomplete-coverage warning: {banner(browser)}\n{board_diagnosis(board, first)}"
+    )
     assert second.host_port in banner(browser)[0]
     foot = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
     assert foot.get_attribute("data-agency") == "__none__"
@@ -559,7 +573,7 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     board_factory: Callable[[list[WorkerProcess]], BoardProcess],
     browser: WebDriver,
 ) -> None:
-    first, second, events = start_center(
+    first, second, events, board = start_center(
         kafka_broker, worker_factory, board_factory, browser, dossiers=600
     )
     assert browser.execute_script("return document.documentElement.lang") == "vi"
@@ -685,7 +699,7 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     )
 
     # 5. A worker stops: incomplete, the missing partitions named, no total.
-    stop_and_see_incomplete(browser, second)
+    stop_and_see_incomplete(browser, board, first, second)
     save_screenshot(browser, "board-incomplete.png")
     assert browser.execute_script("return window.__sameDocument === true"), "the page reloaded"
 
@@ -698,11 +712,11 @@ def test_the_board_is_whole_again_when_the_other_worker_takes_over(
 ) -> None:
     """After a worker stops, the group gives its partitions to the other one: the board is
     exact again (with the total), and still warns that a listed worker does not answer."""
-    first, second, _ = start_center(
+    first, second, _, board = start_center(
         kafka_broker, worker_factory, board_factory, browser, dossiers=200
     )
     wait_page_matches(browser, [first, second])
-    stop_and_see_incomplete(browser, second)
+    stop_and_see_incomplete(browser, board, first, second)
 
     def complete_again() -> bool:
         text, cls = banner(browser)

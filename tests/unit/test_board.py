@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,3 +223,43 @@ def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
     # Incomplete: no center total, as for the other figures.
     board = board_snapshot(answers[:1], 8, NOW, queue_size=5)
     assert board["index"]["total"] is None
+
+
+async def test_a_worker_answer_sent_in_pieces_is_read_whole_and_a_huge_one_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A /metrics body that arrives over several network reads (a worker holding many
+    partitions) is read to its end, not cut at the first read; a body over the cap is
+    refused as an error, not parsed."""
+    from aiohttp import ClientSession, web
+
+    from service.outputs.board import gather
+
+    piece = b"x" * 70_000
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(int(request.query["pieces"])):
+            await response.write(piece)
+            await asyncio.sleep(0.02)  # each piece its own network read
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with ClientSession() as session:
+            status, body = await gather.get(session, f"http://127.0.0.1:{port}/metrics?pieces=5")
+            assert status == 200 and body == piece * 5
+            monkeypatch.setattr(gather, "MAX_BODY", 3 * len(piece))
+            with pytest.raises(gather.WorkerError, match="larger than") as refused:
+                await gather.get(session, f"http://127.0.0.1:{port}/metrics?pieces=5")
+            assert refused.value.status == "error"
+    finally:
+        await runner.cleanup()

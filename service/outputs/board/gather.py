@@ -78,10 +78,16 @@ async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
     """(status, body) of a GET; WorkerError("unreachable") when there is no answer."""
     try:
         async with session.get(url) as response:
-            body = await response.content.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
-                raise WorkerError("error", f"{url}: the answer is larger than {MAX_BODY} bytes")
-            return response.status, body
+            # `content.read(n)` returns what has arrived so far, not n bytes: a body larger
+            # than one network read came back cut short. Read to the end, within the cap.
+            parts: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise WorkerError("error", f"{url}: the answer is larger than {MAX_BODY} bytes")
+                parts.append(chunk)
+            return response.status, b"".join(parts)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise WorkerError("unreachable", f"{url}: no answer ({type(exc).__name__})") from None
 
