@@ -57,6 +57,19 @@ class NotMeasured:
     maximum: float | None  # None: the portal's weight is not known
     title: str
     needs: str
+    title_vi: str  # the board shows it in Vietnamese mode
+    needs_vi: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "group": self.group,
+            "maximum": self.maximum,
+            "title": self.title,
+            "needs": self.needs,
+            "title_vi": self.title_vi,
+            "needs_vi": self.needs_vi,
+        }
 
 
 # The six groups and their maxima as the portal shows them (docs/metrics.m0.json).
@@ -166,18 +179,54 @@ INDICATORS: tuple[Indicator, ...] = (
 BY_CODE: dict[str, Indicator] = {i.code: i for i in (*INDICATORS, TIMELINESS_LEGAL)}
 
 NOT_MEASURED: tuple[NotMeasured, ...] = (
-    NotMeasured("1.1", "transparency", 6, "procedures published on time", "procedure catalogue"),
-    NotMeasured("1.2", "transparency", 4, "procedures updated on time", "procedure catalogue"),
-    NotMeasured("1.3", "transparency", 2, "procedures with complete content", "catalogue"),
-    NotMeasured("1.4", "transparency", 6, "dossiers synced to the portal", "the portal's counts"),
-    NotMeasured("3.1", "online_service", None, "procedures offered online", "service catalogue"),
-    NotMeasured("3.2", "online_service", None, "online services with dossiers", "catalogue"),
-    NotMeasured("3.5 (C)", "online_payment", 2, "fee procedures synced", "procedure catalogue"),
-    NotMeasured("3.5b (B)", "online_payment", 2, "procedures paid online", "procedure catalogue"),
-    NotMeasured("4.x", "digitisation", 2, "communes certifying e-copies", "commune data"),
-    NotMeasured("4.5a", "digitisation", 2, "procedures using population data", "catalogue"),
-    NotMeasured("5.2", "satisfaction", 6, "petitions handled on time", "petition system"),
-    NotMeasured("5.3", "satisfaction", 6, "satisfaction with petitions", "petition system"),
+    NotMeasured(
+        *("1.1", "transparency", 6, "procedures published on time", "procedure catalogue"),
+        *("Thủ tục hành chính được công khai đúng hạn", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("1.2", "transparency", 4, "procedures updated on time", "procedure catalogue"),
+        *("Thủ tục hành chính được cập nhật đúng hạn", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("1.3", "transparency", 2, "procedures with complete content", "catalogue"),
+        *("Thủ tục hành chính có đầy đủ nội dung", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("1.4", "transparency", 6, "dossiers synced to the portal", "the portal's counts"),
+        *("Hồ sơ được đồng bộ lên Cổng Dịch vụ công quốc gia", "số liệu của Cổng"),
+    ),
+    NotMeasured(
+        *("3.1", "online_service", None, "procedures offered online", "service catalogue"),
+        *("Thủ tục cung cấp dịch vụ công trực tuyến", "danh mục dịch vụ công"),
+    ),
+    NotMeasured(
+        *("3.2", "online_service", None, "online services with dossiers", "catalogue"),
+        *("Dịch vụ công trực tuyến có phát sinh hồ sơ", "danh mục dịch vụ công"),
+    ),
+    NotMeasured(
+        *("3.5 (C)", "online_payment", 2, "fee procedures synced", "procedure catalogue"),
+        *("Thủ tục thu phí, lệ phí được đồng bộ", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("3.5b (B)", "online_payment", 2, "procedures paid online", "procedure catalogue"),
+        *("Thủ tục có thanh toán trực tuyến", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("4.x", "digitisation", 2, "communes certifying e-copies", "commune data"),
+        *("Xã thực hiện chứng thực bản sao điện tử", "dữ liệu cấp xã"),
+    ),
+    NotMeasured(
+        *("4.5a", "digitisation", 2, "procedures using population data", "catalogue"),
+        *("Thủ tục khai thác dữ liệu dân cư", "danh mục thủ tục hành chính"),
+    ),
+    NotMeasured(
+        *("5.2", "satisfaction", 6, "petitions handled on time", "petition system"),
+        *("Phản ánh, kiến nghị được xử lý đúng hạn", "hệ thống phản ánh, kiến nghị"),
+    ),
+    NotMeasured(
+        *("5.3", "satisfaction", 6, "satisfaction with petitions", "petition system"),
+        *("Mức độ hài lòng về xử lý phản ánh, kiến nghị", "hệ thống phản ánh, kiến nghị"),
+    ),
 )
 
 _ONLINE_METHODS = frozenset({PaymentMethod.NATIONAL_PORTAL, PaymentMethod.PROVINCIAL_GATEWAY})

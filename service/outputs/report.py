@@ -119,16 +119,7 @@ def report_json(
         "scope": SCOPE,
         "agencies": agencies,
         "total": center,
-        "index_not_measured": [
-            {
-                "ref": n.ref,
-                "group": n.group,
-                "maximum": n.maximum,
-                "title": n.title,
-                "needs": n.needs,
-            }
-            for n in NOT_MEASURED
-        ],
+        "index_not_measured": [n.to_dict() for n in NOT_MEASURED],
     }
     if steps is not None:
         body["departments"] = department_rows(steps)

@@ -485,6 +485,14 @@ def wait_queues_match(driver: WebDriver, events: list[dict[str, Any]]) -> dict[s
     return got
 
 
+def not_measured_titles(driver: WebDriver) -> list[str]:
+    """The titles of the "not measured here" list, in the page's language."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#index-not-measured tbody tr')]"
+        ".map(tr => tr.cells[1].textContent)"
+    )
+
+
 def banner(driver: WebDriver) -> tuple[str, str]:
     element = driver.find_element(By.ID, "status")
     return element.text, element.get_attribute("class") or ""
@@ -593,6 +601,7 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     wait_index_matches(browser, [first, second])
     not_measured = browser.find_elements(By.CSS_SELECTOR, "#index-not-measured tbody tr")
     assert [r.get_attribute("data-ref") for r in not_measured] == [n.ref for n in NOT_MEASURED]
+    assert not_measured_titles(browser) == [n.title_vi for n in NOT_MEASURED]
     assert browser.find_element(
         By.CSS_SELECTOR, '#index tfoot td[data-col="transparency"]'
     ).text == ("chưa đo ở đây")
@@ -685,6 +694,8 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     )
     wait_page_matches(browser, [first, second], lang="en")
     wait_departments_match(browser, [first, second], "en")
+    titles = [n.title for n in NOT_MEASURED]
+    assert wait_for(lambda: not_measured_titles(browser) == titles, 5), not_measured_titles(browser)
     browser.find_element(By.ID, "period-today").click()
     assert browser.find_element(By.ID, "period-today").get_attribute("aria-pressed") == "true"
     wait_page_matches(browser, [first, second], lang="en", period="today")

@@ -364,16 +364,7 @@ def board_snapshot(
                 {"agency": code, **index_view(month_index[code])} for code in sorted(month_index)
             ],
             "total": index_view(index_total(month_index.values())) if cover.complete else None,
-            "not_measured": [
-                {
-                    "ref": n.ref,
-                    "group": n.group,
-                    "maximum": n.maximum,
-                    "title": n.title,
-                    "needs": n.needs,
-                }
-                for n in NOT_MEASURED
-            ],
+            "not_measured": [n.to_dict() for n in NOT_MEASURED],
         },
         "queues": queues,
     }

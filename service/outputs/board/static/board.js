@@ -423,7 +423,7 @@ function renderIndex(data) {
     }
     tr.dataset.ref = item.ref;
     setText(tr.cells[0], item.ref);
-    setText(tr.cells[1], item.title);
+    setText(tr.cells[1], lang === "vi" && item.title_vi ? item.title_vi : item.title);
     setText(tr.cells[2], t("groups")[item.group]);
     setText(tr.cells[3], item.maximum === null ? "–" : `${fmtInt(item.maximum)} ${t("points")}`);
   });
