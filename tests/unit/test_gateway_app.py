@@ -315,9 +315,13 @@ async def test_metrics_count_requests_items_and_reasons_without_ids(client: Test
 async def test_openapi_document_is_served(client: TestClient) -> None:
     document = await (await client.get("/openapi.json")).json()
     assert document["openapi"] == "3.1.0"
-    assert {"/v1/events", "/v1/national-sync/dossiers"} <= set(document["paths"])
+    routes = {"/v1/events", "/v1/national-sync/dossiers", "/v1/national-sync/progress"}
+    assert routes <= set(document["paths"])
     reasons = document["components"]["schemas"]["ItemResult"]["properties"]["reason"]["enum"]
-    assert {r.value for r in Reason} <= set(reasons)
+    assert {r.value for r in Reason} | {"no_department", "unknown_unit"} <= set(reasons)
+    row = document["components"]["schemas"]["ProgressRow"]["properties"]
+    # The person is never read: the document does not even name a field for it.
+    assert "PhongBanXuLy" in row and not {"NguoiXuLy", "ChucDanh", "NoiDungXuLy"} & set(row)
 
 
 def _profiles(tmp_path: Path, text: str) -> SourcesFile:

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from schemas import SCHEMA_PATH, Reason
+from service.ingest.national_progress import NO_DEPARTMENT, PROGRESS_ROUTE, PROGRESS_SERVICE
 from service.ingest.national_sync import SyncReason
 
 VERSION = "1.0.0"
@@ -104,7 +105,31 @@ _DOSSIER = {
     },
 }
 
-_REASONS = sorted({r.value for r in Reason} | {r.value for r in SyncReason})
+_PROGRESS_ROW = {
+    "type": "object",
+    "description": "One progress row (CapNhatTienDoHoSoMC): a processing action on a dossier."
+    " Only the fields listed here are read; the person (NguoiXuLy), their title (ChucDanh)"
+    " and the note (NoiDungXuLy) are never read, stored or echoed. See"
+    " docs/national-sync-mapping.md.",
+    "required": ["MaHoSo", "PhongBanXuLy", "NgayBatDau", "NgayKetThucTheoQuyDinh"],
+    "properties": {
+        "MaHoSo": {"type": "string", "description": "Dossier number (mã hồ sơ)."},
+        "PhongBanXuLy": {
+            "type": "string",
+            "description": "The department holding the step, as the units file's department"
+            " column names it (compared after Unicode NFC normalization and case folding)."
+            " Empty: refused `no_department`.",
+        },
+        "NgayBatDau": {**_TIME, "description": "The step began (a step_started)."},
+        "NgayKetThucTheoQuyDinh": {**_TIME, "description": "The step's own due."},
+        "ThoiDiemXuLy": {
+            **_TIME,
+            "description": "The department acted: a step_completed when after NgayBatDau.",
+        },
+    },
+}
+
+_REASONS = sorted({r.value for r in Reason} | {r.value for r in SyncReason} | {NO_DEPARTMENT})
 
 _ITEM_RESULT = {
     "type": "object",
@@ -192,8 +217,9 @@ def _either(ref: str, portal: bool) -> dict[str, Any]:
     }
 
 
-def _responses(what: str) -> dict[str, Any]:
-    portal = what == "dossier"
+def _responses(what: str, portal: bool = False) -> dict[str, Any]:
+    """`portal`: a national-sync route, answered in the portal's shape when the source's
+    profile says so."""
     return {
         "200": {
             "description": f"Every {what} accepted: acknowledged by Kafka (acks=all).",
@@ -315,7 +341,33 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "security": [{"bearer": []}, {"opencpsSession": []}],
-                    "responses": _responses("dossier"),
+                    "responses": _responses("dossier", portal=True),
+                }
+            },
+            PROGRESS_ROUTE: {
+                "post": {
+                    "operationId": "postNationalSyncProgress",
+                    "summary": f"Send {PROGRESS_SERVICE} progress rows (who holds a dossier, at"
+                    " which step), converted into step_started and step_completed events.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/ProgressRow"},
+                                        },
+                                        {"$ref": "#/components/schemas/ProgressEnvelope"},
+                                        {"$ref": "#/components/schemas/ProgressRow"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "security": [{"bearer": []}, {"opencpsSession": []}],
+                    "responses": _responses("row", portal=True),
                 }
             },
             "/healthz": {
@@ -377,6 +429,21 @@ def openapi_document() -> dict[str, Any]:
                         "data": {
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/SyncDossier"},
+                        },
+                    },
+                },
+                "ProgressRow": _PROGRESS_ROW,
+                "ProgressEnvelope": {
+                    "type": "object",
+                    "description": "OpenCPS's form: {session, service, data}. `session`"
+                    " authenticates (opencpsSession).",
+                    "required": ["data"],
+                    "properties": {
+                        "session": {"type": "string", "writeOnly": True},
+                        "service": {"const": PROGRESS_SERVICE},
+                        "data": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/ProgressRow"},
                         },
                     },
                 },
