@@ -474,6 +474,7 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
 # -- stored forms ----------------------------------------------------------------------------
 
 _PAGE_VERSION = 1
+_WIDE_PAGE_VERSION = 2  # more than 255 keys (an agency with ~110 departments or more)
 _TOTALS_VERSION = 2
 
 
@@ -483,7 +484,9 @@ class HistoryDecodeError(ValueError):
 
 PAGE_DAYS = 32  # days per stored page: a restart reads ~12 pages an agency-year
 _KEYS_SEPARATOR = "\n"
-_PAGE_HEAD = struct.Struct("<BBB")  # version, days, keys
+_PAGE_HEAD = struct.Struct("<BBB")  # version 1: version, days, keys
+_WIDE_PAGE_HEAD = struct.Struct("<BBH")  # version 2: version, days, keys (two bytes)
+_MAX_KEYS = 65535
 
 
 def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
@@ -492,21 +495,27 @@ def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
     Version 1: version, number of days, number of keys (one byte each); each day's offset
     in the page (one byte each, ascending); the totals as little-endian int32, all days of
     the first key, then of the next; the keys in UTF-8, sorted, joined by newlines.
-    Fixed-width columns decode at C speed: a restart reads every page.
+    Version 2, only for a page of more than 255 keys: the same with the number of keys in
+    two bytes (little-endian). Fixed-width columns decode at C speed: a restart reads every
+    page.
     """
     days = sorted(day for day, row in rows.items() if any(row.values()))
     if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
         raise ValueError("a page holds one or more days of one page")
     keys = sorted({key for day in days for key, value in rows[day].items() if value})
-    if len(keys) > 255 or any(not key or _KEYS_SEPARATOR in key for key in keys):
-        raise ValueError("a page holds at most 255 keys, none empty or with a newline")
+    if len(keys) > _MAX_KEYS or any(not key or _KEYS_SEPARATOR in key for key in keys):
+        raise ValueError(f"a page holds at most {_MAX_KEYS} keys, none empty or with a newline")
+    if len(keys) > 255:
+        head = _WIDE_PAGE_HEAD.pack(_WIDE_PAGE_VERSION, len(days), len(keys))
+    else:
+        head = _PAGE_HEAD.pack(_PAGE_VERSION, len(days), len(keys))
     first = days[0] // PAGE_DAYS * PAGE_DAYS
     values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
     if sys.byteorder == "big":
         values.byteswap()
     return b"".join(
         (
-            _PAGE_HEAD.pack(_PAGE_VERSION, len(days), len(keys)),
+            head,
             bytes(day - first for day in days),
             values.tobytes(),
             _KEYS_SEPARATOR.join(keys).encode(),
@@ -524,11 +533,13 @@ def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
 
 
 def _decode_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
-    if len(data) < _PAGE_HEAD.size or data[0] != _PAGE_VERSION:
+    version = data[0] if data else None
+    head = {_PAGE_VERSION: _PAGE_HEAD, _WIDE_PAGE_VERSION: _WIDE_PAGE_HEAD}.get(version)
+    if head is None or len(data) < head.size:
         raise HistoryDecodeError(f"page version {data[:1].hex() or 'missing'}")
-    _, count, width = _PAGE_HEAD.unpack_from(data)
-    offsets = data[_PAGE_HEAD.size : _PAGE_HEAD.size + count]
-    start = _PAGE_HEAD.size + count
+    _, count, width = head.unpack_from(data)
+    offsets = data[head.size : head.size + count]
+    start = head.size + count
     stop = start + 4 * count * width
     if count == 0 or len(data) < stop:
         raise HistoryDecodeError("truncated page")

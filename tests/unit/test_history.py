@@ -402,6 +402,19 @@ def test_a_page_encodes_columns_of_int32_then_sorted_keys() -> None:
     }
 
 
+def test_a_page_of_more_than_255_keys_is_version_2_and_reads_back() -> None:
+    """An agency with ~130 departments has more than 255 keys in a page (two step outcomes
+    per department): its batches must not fail. Version 2 counts keys in two bytes."""
+    page = 23114
+    keys = {f"step.D{n:03d}.on_time": n + 1 for n in range(300)}
+    rows = {739649: keys, 739651: {"withdrawn": 1}}
+    raw = encode_page(rows)
+    assert raw[:4] == b"\x02\x02\x2d\x01"  # version 2, two days, 301 keys (0x012D)
+    assert decode_page(page, raw) == rows
+    # Up to 255 keys a page is written as version 1, byte for byte as before.
+    assert encode_page({739649: {"withdrawn": 1}})[:3] == b"\x01\x01\x01"
+
+
 def test_a_page_holds_the_days_of_one_page() -> None:
     with pytest.raises(ValueError, match="one page"):
         encode_page({739679: {"withdrawn": 1}, 739680: {"withdrawn": 1}})
@@ -422,7 +435,7 @@ def test_a_page_key_sorts_one_agencys_pages_in_order() -> None:
     "raw",
     [
         b"",  # no version
-        b"\x02\x01\x01\x00\x01\x00\x00\x00a",  # a version this code does not know
+        b"\x03\x01\x01\x00\x01\x00\x00\x00a",  # a version this code does not know
         b"\x01\x01\x01\x00\x01\x00",  # one total announced, half of it there
         b"\x01\x01\x01\x00\x01\x00\x00\x00a\nb",  # two keys for one column
         b"\x01\x01\x01\x00\x01\x00\x00\x00",  # an empty key

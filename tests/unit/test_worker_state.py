@@ -12,7 +12,7 @@ import asyncio
 import struct
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -311,3 +311,54 @@ def test_a_late_event_on_a_closed_dossier_moves_its_saved_contribution(tmp_path:
     assert state.ledger.totals()[("received", "SXD", "direct")] == 1
     state.store.close()
     assert new_state(tmp_path).closed_totals(0) == saved
+
+
+def test_an_agency_with_many_departments_commits_and_reports_them_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """150 departments of one agency, each with a step kept and a step late in dossiers that
+    then close: a page of the agency's day totals holds 300+ keys. The batch commits, and a
+    restarted worker's step report names every department with both outcomes (history page
+    version 2)."""
+    departments = [f"SXD.P{n:03d}" for n in range(150)]
+    events: list[dict] = []
+    for n, department in enumerate(departments * 2):
+        dossier = f"HS-D{n:03d}"
+
+        def event(kind: str, at: str, dossier: str = dossier, **fields: object) -> dict:
+            head = {"event_id": f"{dossier}-{kind}", "dossier_id": dossier, "type": kind}
+            return {**head, "occurred_at": at, **fields}
+
+        events += [
+            event(
+                "received",
+                "2026-10-05T08:00:00+07:00",
+                agency="SXD",
+                procedure="1.000948",
+                channel="direct",
+                processing_days=5,
+            ),
+            event(
+                "step_started",
+                "2026-10-05T09:00:00+07:00",
+                step="S1",
+                department=department,
+                step_hours=8,
+            ),
+            # The first dossier of a department within its 8 working hours, the second late.
+            event(
+                "step_completed",
+                "2026-10-05T15:00:00+07:00" if n < 150 else "2026-10-07T15:00:00+07:00",
+                step="S1",
+            ),
+            event("returned", "2026-10-08T10:00:00+07:00"),
+        ]
+    state = new_state(tmp_path)
+    state.commit(state.apply(log_of(events), live=True))
+    state.store.close()
+
+    reopened = new_state(tmp_path)
+    report = reopened.ledger.step_report(date(2026, 10, 1), date(2026, 10, 31))
+    assert set(report) == {("SXD", d) for d in departments}
+    for department in departments:
+        assert report[("SXD", department)] == Counter({"on_time": 1, "late": 1})
