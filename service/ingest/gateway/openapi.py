@@ -277,6 +277,28 @@ def _responses(what: str, portal: bool = False) -> dict[str, Any]:
     }
 
 
+def _national_sync(
+    operation: str, summary: str, body: tuple[str, ...], what: str
+) -> dict[str, Any]:
+    """A national-sync route: a JSON array of `body[0]`, or any of the other forms named
+    (an envelope, a single item); bearer or OpenCPS's session; answered as the profile says."""
+    item, *others = body
+    forms = [{"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}}]
+    forms += [{"$ref": f"#/components/schemas/{name}"} for name in others]
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"oneOf": forms}}},
+            },
+            "security": [{"bearer": []}, {"opencpsSession": []}],
+            "responses": _responses(what, portal=True),
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The document as a dict (JSON Schema 2020-12 inside, as OpenAPI 3.1 allows)."""
@@ -319,57 +341,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": _responses("event"),
                 }
             },
-            SYNC_ROUTE: {
-                "post": {
-                    "operationId": "postNationalSyncDossiers",
-                    "summary": "Send DongBoHoSoMC dossier snapshots (the national portal's"
-                    " sync body), converted into contract events.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {
-                                            "type": "array",
-                                            "items": {"$ref": "#/components/schemas/SyncDossier"},
-                                        },
-                                        {"$ref": "#/components/schemas/SyncEnvelope"},
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "security": [{"bearer": []}, {"opencpsSession": []}],
-                    "responses": _responses("dossier", portal=True),
-                }
-            },
-            PROGRESS_ROUTE: {
-                "post": {
-                    "operationId": "postNationalSyncProgress",
-                    "summary": f"Send {PROGRESS_SERVICE} progress rows (who holds a dossier, at"
-                    " which step), converted into step_started and step_completed events.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {
-                                            "type": "array",
-                                            "items": {"$ref": "#/components/schemas/ProgressRow"},
-                                        },
-                                        {"$ref": "#/components/schemas/ProgressEnvelope"},
-                                        {"$ref": "#/components/schemas/ProgressRow"},
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "security": [{"bearer": []}, {"opencpsSession": []}],
-                    "responses": _responses("row", portal=True),
-                }
-            },
+            SYNC_ROUTE: _national_sync(
+                "postNationalSyncDossiers",
+                "Send DongBoHoSoMC dossier snapshots (the national portal's sync body),"
+                " converted into contract events.",
+                ("SyncDossier", "SyncEnvelope"),
+                "dossier",
+            ),
+            PROGRESS_ROUTE: _national_sync(
+                "postNationalSyncProgress",
+                f"Send {PROGRESS_SERVICE} progress rows (who holds a dossier, at which step),"
+                " converted into step_started and step_completed events.",
+                ("ProgressRow", "ProgressEnvelope", "ProgressRow"),
+                "row",
+            ),
             "/healthz": {
                 "get": {
                     "operationId": "health",
