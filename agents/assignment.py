@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from service import app as worker
+from service import faust_fixes
 
 
 @worker.app.on_partitions_revoked.connect
@@ -22,7 +23,10 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     worker.pipeline.rebalances += 1
     if worker.keeper is not None:
         topic = worker.settings.topic
-        worker.keeper.on_assigned({tp.partition for tp in assigned if tp.topic == topic})
+        worker.keeper.on_assigned(
+            {tp.partition for tp in assigned if tp.topic == topic},
+            member=faust_fixes.member_id(worker.app),
+        )
 
 
 @worker.app.on_before_shutdown.connect

@@ -12,17 +12,14 @@ from typing import Any
 
 import orjson
 
-from schemas import MAX_MESSAGE_BYTES
 from service import app as worker
 from service.app import dead_letter_topic, pipeline, settings, status_topic
+from service.outputs.dead_letter import fit_dead_letter
 from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
 from service.state.worker_state import SOURCE_HEADER, Batch, source_of
 
 log = logging.getLogger(__name__)
-
-# Headers and Kafka's record overhead beside a dead letter's value.
-DEAD_LETTER_OVERHEAD = 4 * 1024
 
 
 def _status_value(change: StatusChange) -> bytes:
@@ -79,18 +76,6 @@ async def announce(batch: Batch) -> None:
     await publish_status(batch.changes)
 
 
-def dead_letter_value(value: bytes | None, limit: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The rejected message's bytes untouched when they fit the dead-letter topic's
-    max.message.bytes (`limit`, read at start); else cut to the contract's 64 KiB, with the
-    original size in a header (the original stays in the input topic, which keeps
-    everything: motcua-offset points at it). A dead letter the broker refused would fail
-    its batch again and again."""
-    raw = value if value is not None else b""
-    if len(raw) + DEAD_LETTER_OVERHEAD <= limit or len(raw) <= MAX_MESSAGE_BYTES:
-        return raw, []
-    return raw[:MAX_MESSAGE_BYTES], [("motcua-truncated", str(len(raw)).encode())]
-
-
 async def send_dead_letters(batch: Batch) -> None:
     """Every rejected message with its reason in headers, acknowledged by the broker."""
     sends = []
@@ -98,19 +83,19 @@ async def send_dead_letters(batch: Batch) -> None:
         where = f"{settings.topic}/{message.partition}/{message.offset}"
         # Offsets, not payloads, in logs: a message may carry what it should not.
         log.info("rejected %s: %s", where, error.reason.value)
-        value, extra = dead_letter_value(message.value, worker.dead_letter_limit)
+        letter = fit_dead_letter(
+            message.key,
+            message.value,
+            [
+                ("motcua-reason", error.reason.value.encode()),
+                ("motcua-detail", error.detail[:300].encode("utf-8", "replace")),
+                ("motcua-offset", where.encode()),
+                # The center system that sent it (gateway token name), if known.
+                (SOURCE_HEADER, source_of(message.headers).encode()),
+            ],
+            worker.dead_letter_limit,
+        )
         sends.append(
-            dead_letter_topic.send(
-                key=message.key,
-                value=value,
-                headers=[
-                    ("motcua-reason", error.reason.value.encode()),
-                    ("motcua-detail", error.detail[:300].encode("utf-8", "replace")),
-                    ("motcua-offset", where.encode()),
-                    # The center system that sent it (gateway token name), if known.
-                    (SOURCE_HEADER, source_of(message.headers).encode()),
-                    *extra,
-                ],
-            )
+            dead_letter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
         )
     await _acknowledged("dead letters", sends)

@@ -24,6 +24,7 @@ from service.state.ledger import Ledger
 from service.state.log_reader import LogReader
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState
+from service.tools.topics import DLQ_MAX_BYTES
 
 log = logging.getLogger(__name__)
 settings = Settings.from_env()
@@ -34,9 +35,6 @@ calendar: WorkingCalendar = (
 )
 
 
-# A dead letter is the rejected message untouched plus headers: it must fit even when the
-# message was as large as the broker allows (1 MiB by default).
-DLQ_MAX_BYTES = 2 * 1024 * 1024
 # The dead-letter topic's max.message.bytes as found at start (service/worker.py).
 dead_letter_limit = DLQ_MAX_BYTES
 
@@ -99,6 +97,10 @@ ledger = Ledger(calendar)
 registry = CollectorRegistry(auto_describe=True)
 pipeline = PipelineCounters()
 
+# Seconds between checks of the group's committed offsets against the store (readiness
+# lapses after a few missed ones: service/state/keeper.py).
+COMMITTED_CHECK_S = 2.0
+
 # Set by `open_state` when the worker starts (opening the store at import would lock it for
 # every process that merely imports the app).
 keeper: PartitionKeeper | None = None
@@ -116,7 +118,7 @@ def stop_worker(why: str) -> None:
 def open_state(send_dead_letters: Sender, announce: Sender) -> PartitionKeeper:
     """Open the local store and wire the state layer to the outputs."""
     global keeper
-    store = DossierStore(settings.data_dir / "worker" / "dossiers", settings.topic)
+    store = DossierStore(settings.store_path, settings.topic)
     reader = LogReader(
         settings.bootstrap,
         settings.topic,
@@ -130,5 +132,6 @@ def open_state(send_dead_letters: Sender, announce: Sender) -> PartitionKeeper:
         announce,
         stop_worker,
         accept_truncated_log=settings.accept_truncated_log,
+        check_every=COMMITTED_CHECK_S,
     )
     return keeper

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
@@ -226,6 +227,23 @@ def _steps(text: str) -> list[str]:
     return names
 
 
+def cmd_dlq_limit(args: argparse.Namespace) -> int:
+    from service.settings import Settings
+    from service.tools.topics import TopicError, raise_dead_letter_limit
+
+    settings = Settings.from_env()
+    if args.broker:
+        settings = replace(settings, broker=args.broker)
+    if args.topic:
+        settings = replace(settings, topic=args.topic)
+    try:
+        print(raise_dead_letter_limit(settings, args.bytes))
+    except TopicError as exc:
+        print(f"motcua dlq-limit: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from service.tools.bench import run_bench
 
@@ -321,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=Path, help="TOML file of targets (docs/board.md)")
     p.add_argument("--interval", type=_non_negative_float, default=5.0, help="seconds")
     p.add_argument("--queue-size", type=_positive, default=25, help="dossiers per queue")
+
+    p = add(
+        "dlq-limit",
+        cmd_dlq_limit,
+        "raise max.message.bytes of the dead-letter topic (<topic>-dlq) so every dead letter fits",
+    )
+    p.add_argument("--bytes", type=_positive, default=2 * 1024 * 1024, help="default 2 MiB")
+    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
 
     p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")
     p.add_argument("--quick", action="store_true", help="a run of under 2 minutes")

@@ -143,3 +143,15 @@ def release_acks(events: Any, consumer: Any) -> None:
         message = event.message
         message.acked = False
         consumer.ack(message)
+
+
+def member_id(app: faust.App) -> str | None:
+    """The worker consumer's member id in its group, or None before it has one. faust does
+    not pass it to rebalance callbacks; a new one at an assignment means the consumer was
+    fenced (expelled after missing the session timeout) and joined again."""
+    try:
+        consumer = app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+        member = consumer._coordinator.member_id
+    except Exception:  # no consumer yet (tools), or faust's internals moved (test_faust_fixes)
+        return None
+    return member if isinstance(member, str) and member else None

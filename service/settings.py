@@ -91,6 +91,11 @@ class Settings:
     gateway_send_timeout: int = 10  # seconds to wait for the broker's acknowledgement
 
     @property
+    def store_path(self) -> Path:
+        """The worker's local dossier store (RocksDB)."""
+        return self.data_dir / "worker" / "dossiers"
+
+    @property
     def dlq_topic(self) -> str:
         return f"{self.topic}-dlq"
 

@@ -17,6 +17,7 @@ from service.app import DLQ_MAX_BYTES, app, ledger, open_state, pipeline, regist
 from service.outputs.metrics import LedgerCollector
 from service.outputs.pipeline_metrics import PipelineCollector
 from service.reference import Departments
+from service.state.store import StoreError
 
 # Imported for their decorators (agents, timers, pages); named so linters keep them.
 REGISTERED = (agents.assignment, agents.deadlines, agents.lifecycle, service.outputs.web)
@@ -121,9 +122,9 @@ def check_dead_letter_topic(admin: Any) -> str | None:
         return None
     return (
         f"topic {topic} has max.message.bytes={value}, below the {DEAD_LETTER_NEEDS} bytes a "
-        "dead letter may need (a 64 KiB event plus headers): raise it, e.g. kafka-configs.sh "
-        f"--alter --entity-type topics --entity-name {topic} --add-config "
-        f"max.message.bytes={DLQ_MAX_BYTES}"
+        "dead letter may need (a 64 KiB event plus headers): raise it with "
+        f"`MOTCUA_BROKER={settings.bootstrap} MOTCUA_TOPIC={settings.topic} motcua dlq-limit "
+        f"--bytes {DLQ_MAX_BYTES}`"
     )
 
 
@@ -157,12 +158,20 @@ def run(loglevel: str = "info") -> None:
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin client
     ensure_topics()
-    open_state(send_dead_letters, announce)
+    try:
+        open_state(send_dead_letters, announce)
+    except StoreError as exc:
+        # Before joining the group: a worker that cannot use its store takes no partition.
+        log.critical("stopping: %s", exc)
+        logging.shutdown()
+        raise SystemExit(70) from None
     registry.register(LedgerCollector(ledger, Departments.load(settings.units_file)))
     # Consumer lag and the few pipeline figures operators use, computed at scrape time:
     # faust's Prometheus sensor cost 27 µs on every event (docs/benchmarks.md).
     pipeline.register(registry)
-    registry.register(PipelineCollector(settings.topic, ledger, pipeline, _end_offset))
+    registry.register(
+        PipelineCollector(settings.topic, ledger, pipeline, _end_offset, settings.store_path)
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("faust").setLevel(logging.WARNING)
     worker = Worker(app, loglevel=loglevel, quiet=True)

@@ -138,7 +138,7 @@ class LedgerCollector(Collector):
             labels=["partition"],
         )
         for partition in sorted(ledger.assignment or ()):
-            by_partition.add_metric([str(partition)], 0.0 if partition in ledger.waiting else 1.0)
+            by_partition.add_metric([str(partition)], 1.0 if ledger.counted(partition) else 0.0)
         yield by_partition
         if ledger.last_event_timestamp is not None:
             last = GaugeMetricFamily(

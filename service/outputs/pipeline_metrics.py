@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Histogram
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from service.state.ledger import Ledger
+from service.state.store import disk_space
 
 # Batches take from a millisecond (a few live events) to a second (1,000 events catching up).
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -49,6 +51,7 @@ class PipelineCollector(Collector):
     counters: PipelineCounters
     # Partition → the end offset the consumer last saw (faust's highwater), or None.
     end_offset: Callable[[int], int | None]
+    store_path: Path | None = None
 
     def collect(self) -> Iterator[Any]:
         end = GaugeMetricFamily(
@@ -88,3 +91,16 @@ class PipelineCollector(Collector):
         )
         rebalances.add_metric([], float(self.counters.rebalances))
         yield rebalances
+        space = disk_space(self.store_path) if self.store_path is not None else None
+        if space is not None:
+            free = GaugeMetricFamily(
+                "motcua_store_disk_free_bytes",
+                "Free bytes on the filesystem of the local store (full: the worker stops)",
+            )
+            free.add_metric([], float(space.free))
+            yield free
+            size = GaugeMetricFamily(
+                "motcua_store_disk_size_bytes", "Size of the filesystem of the local store"
+            )
+            size.add_metric([], float(space.total))
+            yield size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.app import app, ledger, registry
+from service.app import app, ledger, registry, settings
 from service.domain import OpenState
 from service.domain.index import add_index
 from service.domain.report import index_report, period_report, with_period_timeliness
@@ -19,6 +20,7 @@ from service.outputs.queue import BadQuery as BadQueueQuery
 from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
 from service.state.ledger import add_figures
+from service.state.store import disk_space
 
 NOT_READY = "not ready: partitions are catching up from the log (see /readyz)"
 MAX_PARAM = 64
@@ -97,6 +99,13 @@ class Ready(View):
         }
         if ledger.assignment is None:
             body["reason"] = "no partition assignment yet (the consumer group is rebalancing)"
+        elif (unchecked := ledger.unchecked()) is not None:
+            body["reason"] = unchecked
+        if ledger.checked_at is not None:
+            body["checked_s_ago"] = round(time.monotonic() - ledger.checked_at, 1)
+        space = disk_space(settings.store_path)
+        if space is not None:
+            body["disk"] = {"free_bytes": space.free, "total_bytes": space.total}
         return self.json(body, status=200 if ledger.ready else 503)
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
@@ -31,6 +32,11 @@ Sender = Callable[[Batch], Awaitable[None]]
 TRANSACTION_EVENTS = 20_000
 # Seconds before trying a failed catch-up or repair again (times the attempt, up to 30 s).
 RETRY_S = 2.0
+# Seconds to wait for the group's committed offsets; past it the check failed (not ready).
+CHECK_TIMEOUT_S = 5.0
+# A broker check is trusted for this many check intervals: a worker paused longer (a GC
+# pause, a frozen VM, a cut network) serves nothing until it has asked the broker again.
+CHECKS_TRUSTED = 5
 
 
 class SideEffectFailed(RuntimeError):
@@ -53,6 +59,10 @@ class PartitionKeeper:
     announce: Sender
     stop: Callable[[str], None]
     accept_truncated_log: bool = False
+    # Seconds between checks of the group's committed offsets (None: no check, for tools and
+    # tests that drive the keeper by hand). Readiness needs a check younger than
+    # CHECKS_TRUSTED of these: a worker that stalled is not ready until it has asked again.
+    check_every: float | None = None
     _tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     _blocked: set[int] = field(default_factory=set)
@@ -60,6 +70,18 @@ class PartitionKeeper:
     # One partition at a time: the work is CPU-bound on one thread, so interleaving them
     # only delays the first; readiness needs them all anyway.
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Per partition, one writer at a time: a catch-up started by the committed-offset check
+    # may begin while the agent holds a live batch of the same partition.
+    _writers: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # The consumer's member id in the group at the last assignment: a new one means it was
+    # fenced (expelled after a pause) and trusts nothing it kept.
+    _member: str | None = None
+    _checker: asyncio.Task[None] | None = None
+    _check_failing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.check_every is not None:
+            self.ledger.check_max_age = self.check_every * CHECKS_TRUSTED
 
     @property
     def ledger(self) -> Ledger:
@@ -72,25 +94,103 @@ class PartitionKeeper:
             task.cancel()
         self._tasks.clear()
 
-    def on_assigned(self, partitions: Iterable[int]) -> None:
-        held = set(self.ledger.partitions)
-        self.ledger.assign(partitions)
-        self._blocked &= set(partitions)
-        for partition in sorted(self.ledger.waiting):
+    def on_assigned(self, partitions: Iterable[int], member: str | None = None) -> None:
+        """A new assignment. Every partition, kept or new, is checked against the broker
+        (the store's applied offset against the group's committed offset and the log's end)
+        before it counts: another member may have advanced a kept one meanwhile."""
+        assigned = set(partitions)
+        if member is not None:
+            if self._member is not None and member != self._member and self.ledger.partitions:
+                log.warning(
+                    "this worker rejoined the group as a new member (it was fenced, e.g. after "
+                    "a pause longer than the session timeout): the sums it kept are dropped and "
+                    "every partition is checked and caught up from its store and the log"
+                )
+                self.ledger.partitions.clear()
+                self.state.drop_caches()
+            self._member = member
+        kept = set(self.ledger.partitions) & assigned
+        self.ledger.assign(assigned)
+        for partition in kept:
+            self.ledger.hold(partition, "checking the store against the group's committed offset")
+        self._blocked &= assigned
+        # Kept partitions first: their check is one request, a new one may read for minutes.
+        for partition in sorted(self.ledger.waiting, key=lambda p: (p not in kept, p)):
             self._tasks[partition] = asyncio.ensure_future(self._catch_up(partition))
         log.info(
-            "assigned partitions %s (%d kept counted, %d to catch up)",
-            sorted(partitions),
-            len(held & set(partitions)),
-            len(self._tasks),
+            "assigned partitions %s (%d kept, checked against the broker before they count; "
+            "%d to catch up)",
+            sorted(assigned),
+            len(kept),
+            len(self._tasks) - len(kept),
         )
         self._assigned.set()
+        if self.check_every is not None and self._checker is None:
+            self._checker = asyncio.ensure_future(self._check_committed_forever())
 
     async def close(self) -> None:
         """Stop catching up and close the log reader (the worker is shutting down)."""
+        if self._checker is not None:
+            self._checker.cancel()
+            self._checker = None
         self.on_revoked()
         await self.reader.stop()
         self.state.store.close()
+
+    async def _check_committed_forever(self) -> None:
+        assert self.check_every is not None
+        while True:
+            try:
+                await asyncio.wait_for(self.check_committed(), CHECK_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker unreachable: readiness lapses on its own
+                if not self._check_failing:
+                    log.warning(
+                        "cannot read the group's committed offsets (%s: %s): not ready until "
+                        "the broker answers",
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
+                self._check_failing = True
+            else:
+                if self._check_failing:
+                    log.info("the group's committed offsets can be read again")
+                self._check_failing = False
+            await asyncio.sleep(self.check_every)
+
+    async def check_committed(self) -> None:
+        """Compare each counted partition's applied offset with the group's committed offset.
+        One the group committed past what this worker applied was advanced by another member
+        (this worker was fenced, or stalled, and has not heard yet): not counted until caught
+        up, even if no message arrives. A check that passes renews readiness."""
+        ledger = self.ledger
+        assignment = ledger.assignment
+        if assignment is None:
+            return
+        asked_at = time.monotonic()
+        await self.reader.start()
+        committed = {p: await self.reader.committed(p) for p in sorted(assignment)}
+        if ledger.assignment != assignment:
+            return  # a rebalance meanwhile: its own checks run
+        for partition, offset in committed.items():
+            task = self._tasks.get(partition)
+            if offset is None or partition not in ledger.partitions or partition in self._blocked:
+                continue
+            if task is not None and not task.done():
+                continue  # catching up or repairing: it reads to the committed offset itself
+            applied = self.state.meta(partition).applied
+            if offset > applied + 1:
+                log.warning(
+                    "partition %d: the group committed offset %d but this worker applied up to "
+                    "%d: another member advanced it; not counted until caught up",
+                    partition,
+                    offset,
+                    applied,
+                )
+                ledger.hold(partition, f"another member advanced it to offset {offset}")
+                self._tasks[partition] = asyncio.ensure_future(self._catch_up(partition))
+        ledger.checked_at = asked_at
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         """Until every assigned partition is caught up or given up (for tools and tests)."""
@@ -117,6 +217,8 @@ class PartitionKeeper:
         started = time.monotonic()
         state = self.state
         try:
+            # Sums kept from an earlier assignment: they stay only if nothing needs reading.
+            kept = partition in self.ledger.partitions
             await self.reader.start()
             (earliest, end) = (await self.reader.bounds([partition]))[partition]
             committed = await self.reader.committed(partition)
@@ -132,10 +234,14 @@ class PartitionKeeper:
                     meta.applied,
                     end,
                 )
+                self.ledger.wait(partition, "reading the partition again from the beginning")
+                kept = False
                 state.forget(partition)
                 meta = state.meta(partition)
             first = meta.applied + 1
             if first < earliest:
+                self.ledger.wait(partition, "its log lost its beginning")
+                kept = False
                 if not self.accept_truncated_log:
                     self._give_up(partition, first, earliest)
                     return True
@@ -156,40 +262,67 @@ class PartitionKeeper:
             # so their dead letters are sent now (at least once: consumers dedupe on
             # motcua-offset).
             target = committed if committed is not None else first
-            dead_letters = meta.start > 0 and meta.applied < meta.start
-            read = await self._read_range(
-                partition, meta.applied + 1, target, live=False, dead_letters=dead_letters
-            )
-            if read is None:
-                return True  # revoked meanwhile
-            caught_up = time.monotonic() - started
-            try:
-                ledger = await state.rebuild(partition)
-            except (ValueError, KeyError, IndexError, struct.error) as exc:
-                # A stored record this code cannot read (corruption, a foreign format): the
-                # store is only a cache of the log, so the partition is read again.
-                log.error(
-                    "partition %d: a stored dossier cannot be read (%s); reading the partition "
-                    "again from the log",
+            if kept and target <= first:
+                self.ledger.release(partition)
+                log.info(
+                    "partition %d kept: the store holds offsets up to %d, the group committed "
+                    "%s: counted",
                     partition,
-                    str(exc)[:200],
+                    meta.applied,
+                    committed,
                 )
-                state.forget(partition)
-                return False
-            if not self._still_assigned(partition):
                 return True
-            self.ledger.install(partition, ledger)
-            log.info(
-                "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
-                "%.2fs (%d dossiers, store up to offset %d)",
-                partition,
-                read,
-                caught_up,
-                time.monotonic() - started - caught_up,
-                len(ledger.contributions),
-                state.meta(partition).applied,
-            )
-            return True
+            if kept:
+                log.warning(
+                    "partition %d: offsets %d..%d were handled by another member: its kept "
+                    "sums are dropped and rebuilt after reading them",
+                    partition,
+                    first,
+                    target - 1,
+                )
+                self.ledger.wait(partition, f"reading offsets {first}..{target - 1} from the log")
+            dead_letters = meta.start > 0 and meta.applied < meta.start
+            # The partition's writer is held until its sums are installed: a live batch that
+            # waits for it then lands on the rebuilt sums, not between the store and them.
+            async with self._writer(partition):
+                read = await self._read_range(
+                    partition,
+                    meta.applied + 1,
+                    target,
+                    live=False,
+                    dead_letters=dead_letters,
+                    locked=True,
+                )
+                if read is None:
+                    return True  # revoked meanwhile
+                caught_up = time.monotonic() - started
+                try:
+                    ledger = await state.rebuild(partition)
+                except (ValueError, KeyError, IndexError, struct.error) as exc:
+                    # A stored record this code cannot read (corruption, a foreign format): the
+                    # store is only a cache of the log, so the partition is read again.
+                    log.error(
+                        "partition %d: a stored dossier cannot be read (%s); reading the partition "
+                        "again from the log",
+                        partition,
+                        str(exc)[:200],
+                    )
+                    state.forget(partition)
+                    return False
+                if not self._still_assigned(partition):
+                    return True
+                self.ledger.install(partition, ledger)
+                log.info(
+                    "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
+                    "%.2fs (%d dossiers, store up to offset %d)",
+                    partition,
+                    read,
+                    caught_up,
+                    time.monotonic() - started - caught_up,
+                    len(ledger.contributions),
+                    state.meta(partition).applied,
+                )
+                return True
         except asyncio.CancelledError:
             raise
         except StoreError as exc:
@@ -213,6 +346,7 @@ class PartitionKeeper:
         *,
         live: bool,
         dead_letters: bool | None = None,
+        locked: bool = False,
     ) -> int | None:
         """Apply the log's records first <= offset < stop, one transaction a chunk; the
         number read, or None if the partition was revoked meanwhile (checked after every
@@ -221,22 +355,31 @@ class PartitionKeeper:
         read = 0
         batch: Batch | None = None
         await self.reader.start()
-        async for chunk in self.reader.read(partition, first, stop):
+        async with contextlib.AsyncExitStack() as held:
+            if not locked:
+                await held.enter_async_context(self._writer(partition))
+            async for chunk in self.reader.read(partition, first, stop):
+                if not self._still_assigned(partition):
+                    return None
+                batch = state.apply(chunk, live=live, dead_letters=dead_letters, into=batch)
+                read += len(chunk)
+                if batch.applied >= TRANSACTION_EVENTS:
+                    if not await self._commit(partition, batch):
+                        return None
+                    batch = None
+                await asyncio.sleep(0)
+            if batch is not None and not await self._commit(partition, batch):
+                return None
             if not self._still_assigned(partition):
                 return None
-            batch = state.apply(chunk, live=live, dead_letters=dead_letters, into=batch)
-            read += len(chunk)
-            if batch.applied >= TRANSACTION_EVENTS:
-                if not await self._commit(partition, batch):
-                    return None
-                batch = None
-            await asyncio.sleep(0)
-        if batch is not None and not await self._commit(partition, batch):
-            return None
-        if not self._still_assigned(partition):
-            return None
-        state.advance(partition, stop - 1)
+            state.advance(partition, stop - 1)
         return read
+
+    def _writer(self, partition: int) -> asyncio.Lock:
+        lock = self._writers.get(partition)
+        if lock is None:
+            lock = self._writers[partition] = asyncio.Lock()
+        return lock
 
     async def _commit(self, partition: int, batch: Batch) -> bool:
         """Side effects, then save; False if the partition was revoked meanwhile."""
@@ -274,27 +417,33 @@ class PartitionKeeper:
         await self._assigned.wait()
         await self._wait_for_tasks({m.partition for m in messages})
         wanted = self._owned(messages)
-        gaps = self._gaps(wanted)
-        for partition, (first, stop) in gaps.items():
-            log.warning(
-                "partition %d: offsets %d..%d were not delivered; reading them from the log",
-                partition,
-                first,
-                stop - 1,
-            )
-            await self._read_range(partition, first, stop, live=True)
-        if gaps:
-            # A gap left unfilled (revoked while reading it) keeps its partition out: the
-            # store must stay a prefix of the log.
+        async with contextlib.AsyncExitStack() as held:
+            for partition in sorted({m.partition for m in wanted}):
+                await held.enter_async_context(self._writer(partition))
+            # What a catch-up saved while this batch waited is skipped by `apply`; what it
+            # did not reach is a gap like any other.
             wanted = self._owned(wanted)
-            unfilled = self._gaps(wanted)
-            wanted = [m for m in wanted if m.partition not in unfilled]
-        batch = self.state.apply(wanted, live=True)
-        await self._side_effects(batch)
-        # Revoked while sending: the store may still save the batch (it stays a prefix of
-        # the log), but the sums of a partition this worker no longer counts are not touched
-        # (WorkerState.commit asks the ledger what it owns now).
-        self.state.commit(batch)
+            gaps = self._gaps(wanted)
+            for partition, (first, stop) in gaps.items():
+                log.warning(
+                    "partition %d: offsets %d..%d were not delivered; reading them from the log",
+                    partition,
+                    first,
+                    stop - 1,
+                )
+                await self._read_range(partition, first, stop, live=True, locked=True)
+            if gaps:
+                # A gap left unfilled (revoked while reading it) keeps its partition out: the
+                # store must stay a prefix of the log.
+                wanted = self._owned(wanted)
+                unfilled = self._gaps(wanted)
+                wanted = [m for m in wanted if m.partition not in unfilled]
+            batch = self.state.apply(wanted, live=True)
+            await self._side_effects(batch)
+            # Revoked while sending: the store may still save the batch (it stays a prefix
+            # of the log), but the sums of a partition this worker no longer counts are not
+            # touched (WorkerState.commit asks the ledger what it owns now).
+            self.state.commit(batch)
 
     async def _wait_for_tasks(self, partitions: set[int]) -> None:
         """Until no catch-up or repair of `partitions` is running. A task cancelled by a

@@ -10,6 +10,7 @@ with no event (due soon, overdue), so the timer never scans all dossiers. No Fau
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -316,10 +317,37 @@ class Ledger:
     assignment: frozenset[int] | None = None  # None until the first assignment
     waiting: dict[int, str] = field(default_factory=dict)
     last_event_timestamp: float | None = None
+    # Readiness is checked against the broker, not remembered: with a maximum age set (the
+    # worker sets it), the last broker check that passed (time.monotonic()) must be younger.
+    check_max_age: float | None = None
+    checked_at: float | None = None
 
     @property
     def ready(self) -> bool:
-        return self.assignment is not None and not self.waiting
+        return self.assignment is not None and not self.waiting and self.unchecked() is None
+
+    def unchecked(self, now: float | None = None) -> str | None:
+        """Why nothing is exact now for lack of a recent broker check, else None."""
+        if self.check_max_age is None:
+            return None
+        if self.checked_at is None:
+            return "not checked against the broker yet"
+        age = (time.monotonic() if now is None else now) - self.checked_at
+        if age <= self.check_max_age:
+            return None
+        return (
+            f"last checked against the broker {age:.0f} s ago (a stall, or the broker "
+            "unreachable): checking again"
+        )
+
+    def counted(self, partition: int) -> bool:
+        """Whether `partition` is assigned and exact now (what /metrics calls ready)."""
+        return (
+            self.assignment is not None
+            and partition in self.assignment
+            and partition not in self.waiting
+            and self.unchecked() is None
+        )
 
     def assign(self, partitions: Iterable[int]) -> None:
         """A new assignment: sums of partitions no longer held are dropped (no stale series);

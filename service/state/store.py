@@ -16,6 +16,7 @@ less. A restart's cost follows the open dossiers and the days, not the closed hi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -45,6 +46,35 @@ _KINDS = (_OPEN, _CLOSED, _META, _CLOSED_TOTALS, _DAYS)
 
 class StoreError(RuntimeError):
     """The local store cannot be opened, read or written (disk full, corruption)."""
+
+
+# RocksDB's status texts that mean the store itself is damaged (a missing table or manifest
+# file inside it is damage too). Anything else — no space, permission denied, a lock held by
+# another process, an I/O error — is the machine's, and the store is left as it is.
+_CORRUPTION = ("Corruption:", "No such file or directory", "Invalid argument:")
+
+
+def is_corruption(status: str) -> bool:
+    """Whether RocksDB's error text says the store is damaged (set aside and rebuilt)."""
+    return any(mark in status for mark in _CORRUPTION)
+
+
+def _environment_line(path: Path, status: str) -> str:
+    """One line: why the store cannot be used now, and what the operator does about it."""
+    text = " ".join(status.split())[:200]
+    lowered = text.lower()
+    if "no space" in lowered or "disk quota" in lowered:
+        fix = f"the disk is full: free space on the disk of {path.parent} (df -h), then start again"
+    elif "lock" in lowered:
+        fix = (
+            "it is in use by another process (another worker with the same MOTCUA_DATA_DIR?): "
+            "give each worker its own MOTCUA_DATA_DIR"
+        )
+    elif "permission denied" in lowered or "read-only" in lowered:
+        fix = f"the worker may not write there: give its user write access to {path.parent}"
+    else:
+        fix = "fix the cause and start again (the store is kept; docs/runbook.md)"
+    return f"local store {path} cannot be used ({text}): {fix}; the store was left untouched"
 
 
 def _prefix(kind: bytes, partition: int) -> bytes:
@@ -136,28 +166,51 @@ class DossierStore:
         self._unreadable_mark.write_text(why + "\n", encoding="utf-8")
 
     def _open(self) -> Rdict:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if self._unreadable_mark.exists():
-                raise StoreError(self._unreadable_mark.read_text(encoding="utf-8").strip())
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(_environment_line(self.path, str(exc))) from None
+        if self._unreadable_mark.exists():
+            # Found corrupt by a read while running: set aside and rebuilt.
+            self._set_aside(self._unreadable_mark.read_text(encoding="utf-8").strip())
+        try:
             db = Rdict(str(self.path), _options())
-        except Exception as exc:  # rocksdict raises plain Exceptions for corruption
-            # A store that cannot be opened is only a cache of the log: set it aside (for a
-            # post-mortem, never deleted silently) and rebuild from the log.
-            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
-            log.error(
-                "local store %s cannot be opened (%s); moved to %s, rebuilding from the log",
-                self.path,
-                str(exc)[:200],
-                aside,
-            )
+        except Exception as exc:  # rocksdict raises plain Exceptions, RocksDB's status text
+            if not is_corruption(str(exc)):
+                # Disk full, permission denied, a lock held by another worker, an I/O error:
+                # the store may well be whole. Stop and say why; never move it.
+                raise StoreError(_environment_line(self.path, str(exc))) from None
+            self._set_aside(str(exc))
             try:
-                if self.path.exists():
-                    shutil.move(str(self.path), str(aside))
-                self._unreadable_mark.unlink(missing_ok=True)
                 db = Rdict(str(self.path), _options())
             except Exception as again:
-                raise StoreError(f"local store {self.path}: {str(again)[:200]}") from None
+                raise StoreError(_environment_line(self.path, str(again))) from None
+        try:
+            return self._check_layout(db)
+        except StoreError:
+            raise
+        except Exception as exc:  # a write of the identity or layout on a full disk
+            db.close()
+            raise StoreError(_environment_line(self.path, str(exc))) from None
+
+    def _set_aside(self, why: str) -> None:
+        """A corrupt store is only a cache of the log: set it aside (for a post-mortem, never
+        deleted silently) and let the worker rebuild it from the log."""
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        log.error(
+            "local store %s cannot be opened (%s); moved to %s, rebuilding from the log",
+            self.path,
+            why[:200],
+            aside,
+        )
+        try:
+            if self.path.exists():
+                shutil.move(str(self.path), str(aside))
+            self._unreadable_mark.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(_environment_line(self.path, str(exc))) from None
+
+    def _check_layout(self, db: Rdict) -> Rdict:
         layout = db.get(_FORMAT)
         if layout != FORMAT and db.get(_IDENTITY) is not None:
             # Written by an older release (another key layout): a cache of the log like any
@@ -216,8 +269,8 @@ class DossierStore:
     def _read(self, key: bytes) -> bytes | None:
         try:
             return self._db.get(key)
-        except Exception as exc:  # a corrupt block
-            raise self._unreadable(f"read failed: {str(exc)[:200]}") from None
+        except Exception as exc:  # a corrupt block, or the disk's own failure
+            raise self._read_failed(f"read failed: {str(exc)[:200]}") from None
 
     def open_dossiers(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """(dossier id, record) of every open (or not yet received) dossier of `partition`."""
@@ -251,14 +304,18 @@ class DossierStore:
         try:
             it.status()
         except Exception as exc:
-            raise self._unreadable(
+            raise self._read_failed(
                 f"partition {partition} cannot be read whole: {str(exc)[:200]}"
             ) from None
 
-    def _unreadable(self, why: str) -> StoreError:
-        """A read found corruption: marked, so that the next start rebuilds from the log."""
+    def _read_failed(self, why: str) -> StoreError:
+        """A read found corruption: marked, so that the next start rebuilds from the log. Any
+        other failure (an I/O error of the disk) leaves the store as it is."""
+        if not is_corruption(why):
+            return StoreError(_environment_line(self.path, why))
         error = StoreError(f"local store {self.path}: {why}")
-        self.mark_unreadable(str(error))
+        with contextlib.suppress(OSError):  # the next start finds the corruption again
+            self.mark_unreadable(str(error))
         return error
 
     def write(
@@ -278,7 +335,7 @@ class DossierStore:
         try:
             self._db.write(batch)
         except Exception as exc:
-            raise StoreError(f"local store {self.path}: write failed: {str(exc)[:200]}") from None
+            raise StoreError(_environment_line(self.path, f"write failed: {exc}")) from None
 
     def drop(self, partition: int) -> None:
         """Forget a partition (every kind of record): it is read again from the log."""
@@ -288,7 +345,27 @@ class DossierStore:
         try:
             self._db.write(batch)
         except Exception as exc:
-            raise StoreError(f"local store {self.path}: write failed: {str(exc)[:200]}") from None
+            raise StoreError(_environment_line(self.path, f"write failed: {exc}")) from None
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    """The store's filesystem: a full one stops the worker (exit 70), so it is watched."""
+
+    free: int
+    total: int
+
+
+def disk_space(path: Path) -> DiskSpace | None:
+    """Free and total bytes of the filesystem holding `path` (or its nearest existing parent)."""
+    for where in (path, *path.parents):
+        if where.exists():
+            try:
+                usage = shutil.disk_usage(where)
+            except OSError:
+                return None
+            return DiskSpace(usage.free, usage.total)
+    return None
 
 
 def _options() -> Options:

@@ -137,6 +137,12 @@ class WorkerState:
             meta = self._metas[partition] = self.store.meta(partition)
         return meta
 
+    def drop_caches(self) -> None:
+        """Read every partition's meta, closed sums and day totals from the store again."""
+        self._metas.clear()
+        self._closed.clear()
+        self._history.clear()
+
     def forget(self, partition: int) -> None:
         """Drop a partition's store: it will be read again from the log's beginning."""
         self.store.drop(partition)

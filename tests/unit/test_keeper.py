@@ -373,3 +373,149 @@ def test_the_ledger_refuses_sums_for_a_partition_not_assigned_now() -> None:
         ledger.accept(0, fold("HS-1", [], CAL), NOW)
     ledger.install(0, PartitionLedger(CAL))  # a catch-up finishing after its revocation
     assert 0 not in ledger.partitions
+
+
+# -- readiness is checked against the broker (issue 23) ---------------------------------------
+
+
+def test_a_kept_partition_another_member_advanced_is_caught_up_before_it_counts(
+    tmp_path: Path,
+) -> None:
+    """A worker that stalled past the session timeout gets its partition back after another
+    member handled more of it: the sums it kept are not served; the offsets the other member
+    committed are read from the log first, with no new message needed."""
+    log = MemoryLog({0: messages_of(0, simulated(60, seed=11)), 1: []})
+    messages = log.partitions[0]
+    assert len(messages) > 120
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def scenario() -> None:
+        keeper.on_assigned([0, 1])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:40])
+        log.committed_offsets[0] = 40
+        stale = keeper.ledger.partitions[0]
+        keeper.on_revoked()
+        log.committed_offsets[0] = 120  # the other member's work, committed
+        keeper.on_assigned([0, 1])
+        assert not keeper.ledger.ready  # checked against the broker before it counts
+        await keeper.wait_caught_up(timeout=10)
+        assert keeper.ledger.partitions[0] is not stale
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == 119
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_kept_partition_nobody_advanced_keeps_its_sums(tmp_path: Path) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(30, seed=12))})
+    messages = log.partitions[0]
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:30])
+        log.committed_offsets[0] = 30
+        kept = keeper.ledger.partitions[0]
+        keeper.on_revoked()
+        keeper.on_assigned([0])
+        assert 0 in keeper.ledger.waiting  # held while asking the broker
+        await keeper.wait_caught_up(timeout=10)
+        assert keeper.ledger.ready and keeper.ledger.partitions[0] is kept
+
+    asyncio.run(scenario())
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_partition_advanced_by_another_member_while_running_stops_counting_until_caught_up(
+    tmp_path: Path,
+) -> None:
+    """No rebalance has reached this worker yet and no message arrives: the periodic check
+    of the committed offset alone takes the partition out, and the catch-up brings it back."""
+    log = MemoryLog({0: messages_of(0, simulated(60, seed=13)), 1: []})
+    messages = log.partitions[0]
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+    seen: list[bool] = []
+
+    async def scenario() -> None:
+        keeper.on_assigned([0, 1])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:50])
+        log.committed_offsets[0] = 50
+        await keeper.check_committed()
+        assert keeper.ledger.ready
+        log.committed_offsets[0] = 100
+        await keeper.check_committed()
+        seen.append(keeper.ledger.ready)
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.check_committed()
+
+    asyncio.run(scenario())
+    assert seen == [False]
+    assert keeper.state.meta(0).applied == 99
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_readiness_lapses_without_a_recent_broker_check(tmp_path: Path) -> None:
+    """A worker paused longer than a few check intervals (SIGSTOP, a frozen VM) is not ready
+    when it wakes, whatever it remembers, until the broker has answered again."""
+    log = MemoryLog({0: messages_of(0, simulated(20, seed=14))})
+    store = FlakyStore(tmp_path / "store", TOPIC)
+    ledger = Ledger(CAL)
+    outputs = Outputs()
+    keeper = PartitionKeeper(
+        WorkerState(store, ledger, CAL),
+        log,
+        outputs.send_dead_letters,
+        outputs.announce,
+        outputs.stop,  # type: ignore[arg-type]
+        check_every=1.0,
+    )
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        assert ledger.unchecked() == "not checked against the broker yet"
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.check_committed()
+        assert ledger.ready
+        ready = samples(ledger)
+        assert ready[("motcua_ready", ())] == 1.0
+        assert ready[("motcua_partition_ready", (("partition", "0"),))] == 1.0
+        assert ledger.checked_at is not None
+        ledger.checked_at -= 6.0  # five intervals and more without an answer
+        assert not ledger.ready
+        assert "last checked against the broker 6 s ago" in (ledger.unchecked() or "")
+        stale = samples(ledger)
+        assert stale[("motcua_ready", ())] == 0.0
+        assert stale[("motcua_partition_ready", (("partition", "0"),))] == 0.0
+        assert not [name for name, _ in stale if name.startswith("motcua_dossiers")]
+        await keeper.check_committed()
+        assert ledger.ready
+        await keeper.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_consumer_that_rejoined_as_a_new_member_trusts_nothing_it_kept(tmp_path: Path) -> None:
+    log = MemoryLog({0: messages_of(0, simulated(30, seed=15))})
+    messages = log.partitions[0]
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def scenario() -> None:
+        keeper.on_assigned([0], member="motcua-1-aaa")
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:30])
+        kept = keeper.ledger.partitions[0]
+        keeper.on_revoked()
+        keeper.on_assigned([0], member="motcua-1-aaa")
+        await keeper.wait_caught_up(timeout=10)
+        assert keeper.ledger.partitions[0] is kept  # the same member: kept, checked
+        keeper.on_revoked()
+        keeper.on_assigned([0], member="motcua-1-bbb")  # fenced, joined again
+        assert 0 not in keeper.ledger.partitions
+        await keeper.wait_caught_up(timeout=10)
+        assert keeper.ledger.partitions[0] is not kept
+
+    asyncio.run(scenario())
+    assert_equals_replay(keeper, log, tmp_path)
