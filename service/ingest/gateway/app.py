@@ -10,6 +10,7 @@ how it authenticates, how its snapshots are read and in which shape it is answer
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,14 +20,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.ingest.gateway import intake
-from service.ingest.gateway.answers import error, json_response, results
+from service.ingest.gateway.answers import PORTAL_OK, error, json_response, results
+from service.ingest.gateway.credentials import address_in, hash_password, password_matches
 from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejection
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
 from service.ingest.gateway.openapi import openapi_document
 from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, EventSink, Record
-from service.ingest.gateway.routes import ROUTES, References, Route
+from service.ingest.gateway.relay import Relay, UpstreamAnswer, UpstreamFailed
+from service.ingest.gateway.routes import DOSSIERS, PROGRESS, ROUTES, References, Route
+from service.ingest.gateway.sessions import LoginGuard, SessionBook
 from service.ingest.gateway.sources import (
     DEFAULT_SOURCE,
     Answer,
@@ -36,6 +40,7 @@ from service.ingest.gateway.sources import (
 )
 from service.ingest.gateway.tokens import ANONYMOUS, TokenBook
 from service.ingest.gateway.units import DepartmentsFile, UnitsFile
+from service.ingest.national_progress import PROGRESS_SERVICE
 
 log = logging.getLogger("motcua.gateway")
 
@@ -51,8 +56,21 @@ UNAUTHORIZED_SENTENCE = (
     " body's `session` and the `dstcode` header)"
 )
 
+# A sender's own base URL: a path secret, or OpenCPS's adapter_url; the tail is the path the
+# sender appends (its old endpoint), kept for relaying.
+INBOX_ROUTE = "/v1/in/{secret}{tail:(/.*)?}"
+OPENCPS_ROUTE = "/v1/opencps{tail:(/.*)?}"
+# OpenCPS's envelope services, by the route that reads them; its lookup before each sync.
+_OPENCPS_SERVICES = {intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS}
+LOOKUP_SERVICE = "TraCuuHoSo"
+# Keeps a refused login as slow as an accepted one when the user name is unknown.
+_NO_SUCH_USER = hash_password("", salt=b"motcua-no-user!!")
+
 _ROUTE_LABELS = {
     **{route.path: route.label for route in ROUTES},
+    # aiohttp's canonical form of a pattern drops the regular expressions.
+    "/v1/in/{secret}{tail}": "sender_inbox",
+    "/v1/opencps{tail}": "opencps",
     "/healthz": "healthz",
     "/readyz": "readyz",
     "/metrics": "metrics",
@@ -103,6 +121,9 @@ class Gateway:
         self.sources = sources or SourcesFile(None)
         self.procedures = procedures or ProceduresFile(None)
         self.references = References(units, self.procedures, DepartmentsFile(units.path))
+        self.sessions = SessionBook()
+        self.login_guard = LoginGuard()
+        self.relay = Relay()
 
     # -- access -----------------------------------------------------------------------------
 
@@ -155,17 +176,35 @@ class Gateway:
 
         return handle
 
+    def admitted(self, request: web.Request, source: str, answer: Answer) -> web.Response | None:
+        """None if the source's network allowlist admits the TCP peer, else the 403."""
+        if address_in(request.remote, self.sources.profile(source).networks):
+            return None
+        log.warning("refused %s: its request came from outside its networks", source)
+        return error(
+            403,
+            "forbidden_network",
+            "this source may only call from the networks its profile lists",
+            answer,
+        )
+
     async def ingest(
         self,
         request: web.Request,
         route: Route,
         source: str,
         body: bytes | web.Response | None = None,
+        tail: str | None = None,
     ) -> web.Response:
-        """From an authenticated request to its answer: body, items, limits, mapping,
-        producing. `body` when the caller already read it (to authenticate)."""
+        """From an authenticated request to its answer: network, body, items, limits,
+        mapping, producing, and relaying when the profile names an upstream (only on a
+        sender's own base URL, whose `tail` is the path it appended). `body` when the
+        caller already read it (to authenticate)."""
         profile = self.profile_for(route, source)
         answer = profile.answer
+        refused = self.admitted(request, source, answer)
+        if refused is not None:
+            return refused
         if body is None:
             body = await self.read_body(request)
         if isinstance(body, web.Response):
@@ -178,7 +217,155 @@ class Gateway:
         if refused is not None:
             return refused
         outcomes = route.map(items, self.references, profile.sync, self.clock())
-        return await self.produce(route, source, outcomes, answer)
+        if tail is None or profile.upstream is None:
+            return await self.produce(route, source, outcomes, answer)
+        # Relay: counted first, so nothing the upstream accepts goes uncounted; a broker
+        # that does not acknowledge stops the body here (503: the sender sends it again,
+        # to both). A re-send after any failure gives the same event ids: no double count.
+        refused = await self.send(route, source, outcomes, answer)
+        if refused is not None:
+            return refused
+        self.count(route, source, outcomes)
+        return await self.forward(request, source, profile, tail, body)
+
+    async def forward(
+        self, request: web.Request, source: str, profile: SourceProfile, tail: str, body: bytes
+    ) -> web.Response:
+        """The upstream's answer to the unchanged body, as it is."""
+        upstream = await self.ask_upstream(request, source, profile, tail, body)
+        if isinstance(upstream, web.Response):
+            return upstream
+        return web.Response(
+            status=upstream.status,
+            body=upstream.body,
+            headers={"Content-Type": upstream.content_type},
+        )
+
+    async def ask_upstream(
+        self, request: web.Request, source: str, profile: SourceProfile, tail: str, body: bytes
+    ) -> UpstreamAnswer | web.Response:
+        """The upstream's answer, or our 502/504 when it gives none."""
+        assert profile.upstream is not None
+        try:
+            upstream = await self.relay.forward(
+                profile.upstream + tail, body, request.headers, profile.upstream_timeout
+            )
+        except UpstreamFailed as exc:
+            self.metrics.relayed.labels(source, exc.kind).inc()
+            log.warning("relay for %s: the upstream gave no answer (%s)", source, exc.kind)
+            timeout = exc.kind == "timeout"
+            return error(
+                504 if timeout else 502,
+                "upstream_timeout" if timeout else "upstream_unreachable",
+                "the upstream (the portal) did not answer; send the same request again",
+                profile.answer,
+            )
+        self.metrics.relayed.labels(source, f"{upstream.status // 100}xx").inc()
+        return upstream
+
+    # -- the senders' own base URLs -----------------------------------------------------------
+
+    async def post_inbox(self, request: web.Request) -> web.Response:
+        """`/v1/in/<path secret>/<the sender's own path>`: a sender that sends no credential
+        (the .NET system). Its `progress_path` carries progress rows, any other path
+        dossiers."""
+        source = self.sources.by_path_secret(request.match_info["secret"])
+        if source is None:
+            return unauthorized()
+        tail = request.match_info["tail"]
+        profile = self.sources.profile(source)
+        route = PROGRESS if profile.progress_path == tail else DOSSIERS
+        return await self.ingest(request, route, source, tail=tail)
+
+    async def post_opencps(self, request: web.Request) -> web.Response:
+        """OpenCPS's adapter_url: its login (username, password) and then, with the session
+        it got, its integration envelopes, dispatched by their `service`."""
+        tail = request.match_info["tail"]
+        body = await self.read_body(request)
+        if isinstance(body, web.Response):
+            return self.too_large(Answer.PORTAL)
+        doc = intake.json_object(body)
+        if doc is not None and "username" in doc and "password" in doc:
+            return await self.login(request, tail, body, doc)
+        session = doc.get("session") if doc is not None else None
+        source = self.sessions.source_of(session) if isinstance(session, str) else None
+        if source is None:
+            return unauthorized()
+        profile = self.sources.profile(source)
+        if profile.dstcode_sha256 is not None and not profile.dstcode_matches(
+            request.headers.get(DSTCODE_HEADER, "")
+        ):
+            return unauthorized()
+        service = doc.get("service") if doc is not None else None
+        route = _OPENCPS_SERVICES.get(service) if isinstance(service, str) else None
+        if route is not None:
+            return await self.ingest(request, route, source, body, tail=tail)
+        # Another service (the lookup before each sync): nothing to count.
+        refused = self.admitted(request, source, profile.answer)
+        if refused is not None:
+            return refused
+        if profile.upstream is not None:
+            return await self.forward(request, source, profile, tail, body)
+        if service == LOOKUP_SERVICE:  # motcua keeps no dossier to find
+            return json_response(200, {"error_code": PORTAL_OK, "message": "", "result": []})
+        return error(
+            422,
+            "unsupported_service",
+            f"only {intake.SYNC_SERVICE} and {PROGRESS_SERVICE} are read here",
+            profile.answer,
+        )
+
+    async def login(
+        self, request: web.Request, tail: str, body: bytes, doc: dict[str, Any]
+    ) -> web.Response:
+        """OpenCPS's getAccessToken: {"username", "password"} in, {"error_code": 0,
+        "session"} out. Checked against the sources file's scrypt line, and the dstcode
+        header when the profile has its hash; never logged; failures limited per peer."""
+        peer = request.remote or ""
+        wait = self.login_guard.wait(peer)
+        if wait > 0:
+            self.metrics.logins.labels("locked").inc()
+            return error(
+                429,
+                "too_many_failed_logins",
+                "too many failed logins from this address; wait",
+                Answer.PORTAL,
+                retry_after=max(1, math.ceil(wait)),
+            )
+        user, password = doc.get("username"), doc.get("password")
+        source = self.sources.by_login(user) if isinstance(user, str) else None
+        profile = self.sources.profile(source) if source is not None else DEFAULT_SOURCE
+        line = profile.login_password or _NO_SUCH_USER
+        ok = password_matches(password if isinstance(password, str) else "", line)
+        dstcode = request.headers.get(DSTCODE_HEADER, "")
+        ok = ok and source is not None
+        ok = ok and (profile.dstcode_sha256 is None or profile.dstcode_matches(dstcode))
+        ok = ok and address_in(request.remote, profile.networks)
+        if not ok or source is None:
+            self.login_guard.failed(peer)
+            self.metrics.logins.labels("refused").inc()
+            log.warning("OpenCPS login refused for %s from %s", source or "an unknown user", peer)
+            return error(401, "login_failed", "wrong user name or password", Answer.PORTAL)
+        self.login_guard.succeeded(peer)
+        if profile.upstream is not None:
+            # Relay: the portal's own session, which the sender then sends to it through us.
+            answer = await self.forward(request, source, profile, tail, body)
+            data = intake.json_object(answer.body if isinstance(answer.body, bytes) else b"")
+            session = data.get("session") if data is not None else None
+            if (
+                answer.status < 300
+                and isinstance(session, str)
+                and session
+                and str(data.get("error_code")) == "0"
+            ):  # type: ignore[union-attr]
+                self.sessions.remember(session, source, profile.session_minutes)
+                self.metrics.logins.labels("accepted").inc()
+            return answer
+        self.metrics.logins.labels("accepted").inc()
+        session = self.sessions.issue(source, profile.session_minutes)
+        return json_response(
+            200, {"error_code": 0, "message": "Đăng nhập thành công", "session": session}
+        )
 
     async def read_body(self, request: web.Request) -> bytes | web.Response:
         """The body, or a 413 answer (motcua's shape; `too_large` gives the profile's)."""
@@ -311,7 +498,10 @@ def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamRespo
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        route = _ROUTE_LABELS.get(request.path, "other")
+        # By the route's pattern, never the path: a sender's path holds its secret.
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else ""
+        route = _ROUTE_LABELS.get(pattern, "other")
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -339,6 +529,13 @@ def build_app(gateway: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gateway
     for route in ROUTES:
         app.router.add_post(route.path, gateway.handler(route))
+    app.router.add_post(INBOX_ROUTE, gateway.post_inbox)
+    app.router.add_post(OPENCPS_ROUTE, gateway.post_opencps)
+
+    async def close_relay(_: web.Application) -> None:
+        await gateway.relay.close()
+
+    app.on_cleanup.append(close_relay)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics_page)
