@@ -138,8 +138,8 @@ async def _json(response: Any) -> Any:
 
 def gateway_log(caplog: pytest.LogCaptureFixture) -> str:
     """What the gateway logged. The test server's own access log is left out: `motcua
-    gateway` runs with aiohttp's access log off (server.py), which the integration test
-    checks on the real process's output."""
+    gateway` runs aiohttp with access_log=None (server.py run_gateway), so a path's secret
+    is never written there."""
     return "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
 
 
