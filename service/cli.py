@@ -186,6 +186,32 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return run_gateway(port=args.port)
 
 
+def cmd_gateway_secret(args: argparse.Namespace) -> int:
+    from service.ingest.gateway.credentials import new_path_secret, secret_hash
+
+    secret = new_path_secret()
+    print(f"path secret (put it in the sender's base URL, /v1/in/<secret>): {secret}")
+    print(f'sources file: path_secret_sha256 = ["{secret_hash(secret)}"]')
+    return 0
+
+
+def cmd_gateway_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from service.ingest.gateway.credentials import hash_password
+
+    # A terminal is asked without echo; a pipe is read as one line (never an argument:
+    # argv is visible to every user of the machine).
+    if sys.stdin.isatty():
+        password = getpass.getpass("OpenCPS password (as in its DVCQG_INTEGRATION config): ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise UsageError("motcua gateway-password: no password given")
+    print(f'login_password = "{hash_password(password)}"')
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.tools.demo import run_demo
 
@@ -288,6 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gateway", cmd_gateway, "HTTP ingestion: contract events and national-sync dossiers")
     p.add_argument(
         "--port", type=_port, help="default $MOTCUA_GATEWAY_PORT or 6070 (host: MOTCUA_WEB_HOST)"
+    )
+
+    add(
+        "gateway-secret",
+        cmd_gateway_secret,
+        "a new path secret for a sender that sends no credential, and its sources-file line",
+    )
+    add(
+        "gateway-password",
+        cmd_gateway_password,
+        "the sources-file line (scrypt) of an OpenCPS login password, read from stdin",
     )
 
     p = add("simulate", cmd_simulate, "simulated center traffic, to Kafka or JSON Lines")

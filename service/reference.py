@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,11 @@ class DepartmentsError(ValueError):
 
 
 def fold_name(text: str) -> str:
-    """A unit or department name as compared: whitespace collapsed, case folded."""
-    return " ".join(text.split()).casefold()
+    """A unit or department name as compared, everywhere a name is matched: Unicode NFC
+    (a name typed in decomposed form, NFD, is the same name), case folded, whitespace
+    collapsed. NFC again after folding, because case folding can decompose."""
+    folded = " ".join(unicodedata.normalize("NFC", text).split()).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def parse_departments(text: str, origin: str = "units file") -> dict[str, tuple[str, str]]:

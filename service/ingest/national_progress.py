@@ -7,18 +7,17 @@ A progress row records one processing action on a dossier: the department holdin
 department acted after the step began, a `step_completed` at `ThoiDiemXuLy`. The person
 (`NguoiXuLy`), their title (`ChucDanh`) and the note (`NoiDungXuLy`) are never read. Event
 ids derive from the dossier, the department and the times, so a re-sent row is a duplicate.
-`progress_handler` serves the gateway route `POST /v1/national-sync/progress` (docs/gateway.md).
+The gateway serves it at `POST /v1/national-sync/progress` (gateway/routes.py, docs/gateway.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-from aiohttp import web
 
 from schemas import DossierEvent, EventType, InvalidEvent, Reason, event_from_dict
 from service.ingest.gateway.intake import (
@@ -30,22 +29,16 @@ from service.ingest.gateway.intake import (
     media_type,
     public_sentence,
 )
-from service.ingest.gateway.limits import RateLimiter
-from service.ingest.gateway.reference_file import ReferenceFile
 from service.ingest.national_sync import (
     SyncReason,
     UnmappableDossier,
     compact_time,
     parse_local_time,
 )
-from service.reference import Departments, DepartmentsError, parse_departments
-
-if TYPE_CHECKING:  # the gateway app registers this route: no import at run time
-    from service.ingest.gateway.app import Gateway
+from service.reference import Departments
 
 PROGRESS_ROUTE = "/v1/national-sync/progress"
 PROGRESS_SERVICE = "CapNhatTienDoHoSoMC"
-ROUTE_LABEL = "national_progress"  # metrics' route label; the motcua-via header's key
 # A department name longer than this is not a name (the units file's own limit).
 _MAX_NAME = 300
 # Reason codes of this route beyond the contract's and the dossier sync's.
@@ -159,79 +152,3 @@ def map_progress_rows(
     rows: Iterable[Any], departments: Departments, now: datetime
 ) -> list[Outcome]:
     return [map_progress_row(row, departments, now) for row in rows]
-
-
-class _DepartmentsFile(ReferenceFile[Departments]):
-    """The units file's departments (its optional third column), read again when the file
-    changes; the gateway's own units check reports a file that cannot be read."""
-
-    KIND = "units"
-    ENCODING = "utf-8-sig"
-    Error = DepartmentsError
-
-    def _parse(self, text: str, origin: str) -> Departments:
-        return Departments(parse_departments(text, origin))
-
-    def _empty(self) -> Departments:
-        return Departments()
-
-
-def _error(status: int, code: str, sentence: str, **headers: str) -> web.Response:
-    """An error answer in the gateway's shape ({"error", "sentence"})."""
-    body = orjson.dumps({"error": code, "sentence": sentence})
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def progress_handler(gateway: Gateway) -> Handler:
-    """`POST /v1/national-sync/progress` for `gateway`: authenticated, limited and answered
-    like the dossier sync (per-row results; 200, 207 or 422), producing step events."""
-    departments = _DepartmentsFile(gateway.units.path)
-
-    async def post_progress(request: web.Request) -> web.Response:
-        source = gateway.caller(request)
-        body: bytes | web.Response | None = None
-        if source is None and "Authorization" not in request.headers:
-            body = await gateway._read_body(request)
-            if isinstance(body, bytes):  # OpenCPS's form: the token as the body's `session`
-                source = gateway.session_caller(request, body)
-        if source is None:
-            return _error(
-                401,
-                "unauthorized",
-                "send `Authorization: Bearer <token>` with a token listed for your system"
-                " (or, for a source whose profile says opencps_session, the token as the"
-                " body's `session` and the `dstcode` header)",
-                **{"WWW-Authenticate": 'Bearer realm="motcua"'},
-            )
-        profile = gateway.sources.profile(source)
-        answer = profile.answer
-        if body is None:
-            body = await gateway._read_body(request, answer)
-        if isinstance(body, web.Response):
-            return body
-        try:
-            rows = read_progress_items(body, request.content_type, gateway.limits.max_items)
-        except BodyError as exc:
-            return _error(exc.status, exc.code, exc.sentence, answer=answer)
-        wait = gateway.limiter.take(source, len(rows))
-        if wait == float("inf"):
-            return _error(
-                413, "too_many_items", "more rows than one system may send at once", answer=answer
-            )
-        if wait > 0:
-            seconds = str(int(RateLimiter.retry_after_header(wait)))
-            return _error(
-                429,
-                "rate_limited",
-                f"{source} sent too many items; retry later",
-                answer=answer,
-                **{"Retry-After": seconds},
-            )
-        known = departments.content
-        outcomes = map_progress_rows(rows, known, gateway.clock())
-        return await gateway._produce(ROUTE_LABEL, source, outcomes, profile)
-
-    return post_progress

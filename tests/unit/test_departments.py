@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from service.domain import WorkingCalendar
 from service.domain.report import fold_with_facts
 from service.ingest.gateway.units import parse_units
 from service.outputs.metrics import LedgerCollector
-from service.reference import Departments, DepartmentsError, parse_departments
+from service.reference import Departments, DepartmentsError, fold_name, parse_departments
 from service.state.ledger import Ledger
 
 CAL = WorkingCalendar()
@@ -135,3 +136,29 @@ def test_step_metrics_sum_the_dossiers_by_agency_and_department(tmp_path: Path) 
         ("motcua_dossiers_overdue_held", ("STNMT", "STNMT.DD")): 1.0,
         ("motcua_dossiers_overdue_held", ("SXD", "none")): 1.0,
     }
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Phòng Đất đai",  # NFC, as written in the file
+        unicodedata.normalize("NFD", "Phòng Đất đai"),
+        unicodedata.normalize("NFD", "PHÒNG  ĐẤT ĐAI "),
+        "phÒng đẤt ĐAI",
+    ],
+)
+def test_a_department_is_found_whatever_its_normal_form_case_and_spaces(typed: str) -> None:
+    departments = Departments(parse_departments(UNITS))
+    assert departments.find(typed) == ("STNMT", "STNMT.DD")
+
+
+def test_one_folding_for_every_name() -> None:
+    nfc = "Sở Lao động – Thương binh và Xã hội"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    assert fold_name(nfd) == fold_name(nfc) == fold_name(f" {nfc.upper()}  ")
+    assert fold_name(nfd) == unicodedata.normalize("NFC", fold_name(nfd))
+    # The file's own names fold the same way, whichever form the file was saved in.
+    units = parse_units(f"unit,agency\n{nfd},SLDTBXH\n")
+    assert units == {fold_name(nfc): "SLDTBXH"}
+    assert fold_name("Sở Tư pháp") != fold_name("Sở Tư Pháp x")

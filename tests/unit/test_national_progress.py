@@ -11,6 +11,7 @@ NgayKetThucTheoQuyDinh left "" (createSyncDossierStatusBodyRequest).
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +152,33 @@ async def test_another_agency_s_department_holds_the_liên_thông_step(client: T
     (record,) = sink_of(client).records
     event = orjson.loads(record.value)
     assert (event["agency"], event["department"]) == ("STNMT", "STNMT.DD")
+
+
+async def test_names_in_decomposed_unicode_and_other_case_match_on_both_sync_routes(
+    client: TestClient,
+) -> None:
+    # A department typed in NFD and upper case: the same department (it was unknown_unit).
+    nfd = unicodedata.normalize("NFD", "PHÒNG QUẢN LÝ XÂY DỰNG")
+    assert nfd != "PHÒNG QUẢN LÝ XÂY DỰNG"
+    body = await (
+        await client.post("/v1/national-sync/progress", json=[row(PhongBanXuLy=nfd)])
+    ).json()
+    assert body["accepted"] == 1, body
+    assert orjson.loads(sink_of(client).records[0].value)["department"] == "SXD.QLXD"
+    # A unit name in NFD and mixed case on the dossier route: the same agency.
+    snapshot = {
+        "MaHoSo": DOSSIER,
+        "MaTTHC": "1.000948",
+        "KenhThucHien": "1",
+        "TrangThaiHoSo": "2",
+        "NgayTiepNhan": "20261120091500",
+        "NgayHenTra": "20261127170000",
+        "DonViXuLy": unicodedata.normalize("NFD", "sở XÂY dựng"),
+    }
+    body = await (await client.post("/v1/national-sync/dossiers", json=[snapshot])).json()
+    assert body["accepted"] == 1, body
+    events = [orjson.loads(r.value) for r in sink_of(client).records]
+    assert [e["agency"] for e in events if e["type"] == "received"] == ["SXD"]
 
 
 async def test_opencps_envelope_and_per_row_reasons(client: TestClient) -> None:

@@ -1,30 +1,36 @@
-"""The gateway's HTTP layer (aiohttp): authenticate, limit, call the pure intake, produce.
+"""The gateway's HTTP layer (aiohttp): one pipeline for every ingestion route.
 
-Every decision about an item is made in intake.py and national_sync.py; this module only
-translates outcomes into status codes and Kafka records, and counts what it did. A source's
-profile (sources.py) says how it authenticates, how its snapshots are read and in which
-shape it is answered.
+Each route (routes.py) supplies how its body is read, how an item maps to contract events
+and what an accepted item's result says; authentication, body limits, rate limiting,
+producing and every answer are done here, once. Every decision about an item is made in
+intake.py, national_sync.py and national_progress.py. A source's profile (sources.py) says
+how it authenticates, how its snapshots are read and in which shape it is answered.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.ingest.gateway import intake
+from service.ingest.gateway.answers import PORTAL_OK, error, json_response, results
+from service.ingest.gateway.credentials import address_in, hash_password, password_matches
 from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejection
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
-from service.ingest.gateway.openapi import EVENTS_ROUTE, SYNC_ROUTE, openapi_document
+from service.ingest.gateway.openapi import openapi_document
 from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, EventSink, Record
+from service.ingest.gateway.relay import Relay, UpstreamAnswer, UpstreamFailed
+from service.ingest.gateway.routes import DOSSIERS, PROGRESS, ROUTES, References, Route
+from service.ingest.gateway.sessions import LoginGuard, SessionBook
 from service.ingest.gateway.sources import (
     DEFAULT_SOURCE,
     Answer,
@@ -33,32 +39,38 @@ from service.ingest.gateway.sources import (
     SourcesFile,
 )
 from service.ingest.gateway.tokens import ANONYMOUS, TokenBook
-from service.ingest.gateway.units import UnitsFile
-from service.ingest.national_progress import PROGRESS_ROUTE, progress_handler
+from service.ingest.gateway.units import DepartmentsFile, UnitsFile
+from service.ingest.national_progress import PROGRESS_SERVICE
 
 log = logging.getLogger("motcua.gateway")
 
 SOURCE_HEADER = "motcua-source"
 VIA_HEADER = "motcua-via"
-# Route label -> the motcua-via header of what it produces.
-VIA = {
-    "events": b"gateway-events",
-    "national_sync": b"gateway-national-sync",
-    "national_progress": b"gateway-national-progress",
-}
 # Seconds a caller is asked to wait after a 503.
 BROKER_RETRY_AFTER = 5
 # OpenCPS's header naming the receiving system, checked against the profile's hash.
 DSTCODE_HEADER = "dstcode"
-# The portal's answer: error_code "0" and a message containing "thành công" is success for
-# both senders (the .NET one checks both, OpenCPS the code); anything else is a failure.
-PORTAL_OK = "0"
-PORTAL_FAILED = "-1"
+UNAUTHORIZED_SENTENCE = (
+    "send `Authorization: Bearer <token>` with a token listed for your system"
+    " (or, for a source whose profile says opencps_session, the token as the"
+    " body's `session` and the `dstcode` header)"
+)
+
+# A sender's own base URL: a path secret, or OpenCPS's adapter_url; the tail is the path the
+# sender appends (its old endpoint), kept for relaying.
+INBOX_ROUTE = "/v1/in/{secret}{tail:(/.*)?}"
+OPENCPS_ROUTE = "/v1/opencps{tail:(/.*)?}"
+# OpenCPS's envelope services, by the route that reads them; its lookup before each sync.
+_OPENCPS_SERVICES = {intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS}
+LOOKUP_SERVICE = "TraCuuHoSo"
+# Keeps a refused login as slow as an accepted one when the user name is unknown.
+_NO_SUCH_USER = hash_password("", salt=b"motcua-no-user!!")
 
 _ROUTE_LABELS = {
-    EVENTS_ROUTE: "events",
-    SYNC_ROUTE: "national_sync",
-    PROGRESS_ROUTE: "national_progress",
+    **{route.path: route.label for route in ROUTES},
+    # aiohttp's canonical form of a pattern drops the regular expressions.
+    "/v1/in/{secret}{tail}": "sender_inbox",
+    "/v1/opencps{tail}": "opencps",
     "/healthz": "healthz",
     "/readyz": "readyz",
     "/metrics": "metrics",
@@ -74,37 +86,14 @@ class GatewayLimits:
     max_items: int
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+def unauthorized() -> web.Response:
+    """401: nobody is known yet, so the answer is motcua's shape whatever the route."""
+    return error(
+        401,
+        "unauthorized",
+        UNAUTHORIZED_SENTENCE,
+        headers={"WWW-Authenticate": 'Bearer realm="motcua"'},
     )
-
-
-def _error(
-    status: int,
-    code: str,
-    sentence: str,
-    retry_after: int | None = None,
-    answer: Answer = Answer.MOTCUA,
-    **headers: str,
-) -> web.Response:
-    body: dict[str, Any] = {"error": code, "sentence": sentence}
-    if retry_after is not None:
-        body["retry_after"] = retry_after
-        headers["Retry-After"] = str(retry_after)
-    if answer is Answer.PORTAL:
-        body = {"error_code": PORTAL_FAILED, "message": f"Đồng bộ thất bại: {code}", "motcua": body}
-    return _json(status, body, headers)
-
-
-def portal_answer(ours: dict[str, Any]) -> dict[str, Any]:
-    """Our per-item answer in the portal's shape; the detail stays under "motcua"."""
-    accepted, rejected = ours["accepted"], ours["rejected"]
-    if rejected:
-        message = f"Đồng bộ thất bại: {rejected} hồ sơ bị từ chối, {accepted} hồ sơ được nhận"
-        return {"error_code": PORTAL_FAILED, "message": message, "motcua": ours}
-    message = f"Đồng bộ thành công {accepted} hồ sơ"
-    return {"error_code": PORTAL_OK, "message": message, "motcua": ours}
 
 
 class Gateway:
@@ -131,6 +120,10 @@ class Gateway:
         self.clock = clock
         self.sources = sources or SourcesFile(None)
         self.procedures = procedures or ProceduresFile(None)
+        self.references = References(units, self.procedures, DepartmentsFile(units.path))
+        self.sessions = SessionBook()
+        self.login_guard = LoginGuard()
+        self.relay = Relay()
 
     # -- access -----------------------------------------------------------------------------
 
@@ -162,89 +155,273 @@ class Gateway:
             return None
         return source
 
-    # -- the two ingestion routes -----------------------------------------------------------
+    def profile_for(self, route: Route, source: str) -> SourceProfile:
+        return self.sources.profile(source) if route.profiled else DEFAULT_SOURCE
 
-    async def post_events(self, request: web.Request) -> web.Response:
-        return await self._ingest(request, "events")
+    # -- the one ingestion pipeline -------------------------------------------------------------
 
-    async def post_national_sync(self, request: web.Request) -> web.Response:
-        return await self._ingest(request, "national_sync")
+    def handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The aiohttp handler of `route`: who calls, then the pipeline."""
 
-    async def _ingest(self, request: web.Request, route: str) -> web.Response:
-        source = self.caller(request)
-        body: bytes | web.Response | None = None
-        if source is None and route == "national_sync" and "Authorization" not in request.headers:
-            body = await self._read_body(request)
-            if isinstance(body, bytes):
-                source = self.session_caller(request, body)
-        if source is None:
-            return _error(
-                401,
-                "unauthorized",
-                "send `Authorization: Bearer <token>` with a token listed for your system"
-                " (or, for a source whose profile says opencps_session, the token as the"
-                " body's `session` and the `dstcode` header)",
-                **{"WWW-Authenticate": 'Bearer realm="motcua"'},
-            )
-        profile = self.sources.profile(source) if route == "national_sync" else DEFAULT_SOURCE
-        answer = profile.answer
-        if body is None:
-            body = await self._read_body(request, answer)
-        if isinstance(body, web.Response):
-            return body
-        now = self.clock()
-        try:
-            if route == "events":
-                items = intake.read_event_items(body, request.content_type, self.limits.max_items)
-            else:
-                items = intake.read_sync_items(body, request.content_type, self.limits.max_items)
-        except BodyError as exc:
-            return _error(exc.status, exc.code, exc.sentence, answer=answer)
-        wait = self.limiter.take(source, len(items))
-        if wait == float("inf"):
-            return _error(
-                413,
-                "too_many_items",
-                f"{len(items)} items exceed what one system may send at once"
-                f" ({self.limiter.burst:g}); split the request",
-                answer=answer,
-            )
-        if wait > 0:
-            seconds = int(RateLimiter.retry_after_header(wait))
-            return _error(
-                429,
-                "rate_limited",
-                f"{source} sent more than {self.limiter.rate:g} items a second; retry later",
-                retry_after=seconds,
-                answer=answer,
-            )
-        if route == "events":
-            outcomes = intake.validate_events(items, now)
-        else:
-            outcomes = intake.map_snapshots(items, self.units, now, profile.sync, self.procedures)
-        return await self._produce(route, source, outcomes, profile)
+        async def handle(request: web.Request) -> web.Response:
+            source = self.caller(request)
+            body: bytes | web.Response | None = None
+            if source is None and route.profiled and "Authorization" not in request.headers:
+                body = await self.read_body(request)
+                if isinstance(body, bytes):  # OpenCPS's form: the token as the body's session
+                    source = self.session_caller(request, body)
+            if source is None:
+                return unauthorized()
+            return await self.ingest(request, route, source, body)
 
-    async def _read_body(
-        self, request: web.Request, answer: Answer = Answer.MOTCUA
-    ) -> bytes | web.Response:
-        limit = self.limits.max_body_bytes
-        too_large = _error(
-            413,
-            "body_too_large",
-            f"the body is larger than {limit} bytes; split the request",
-            answer=answer,
+        return handle
+
+    def admitted(self, request: web.Request, source: str, answer: Answer) -> web.Response | None:
+        """None if the source's network allowlist admits the TCP peer, else the 403."""
+        if address_in(request.remote, self.sources.profile(source).networks):
+            return None
+        log.warning("refused %s: its request came from outside its networks", source)
+        return error(
+            403,
+            "forbidden_network",
+            "this source may only call from the networks its profile lists",
+            answer,
         )
+
+    async def ingest(
+        self,
+        request: web.Request,
+        route: Route,
+        source: str,
+        body: bytes | web.Response | None = None,
+        tail: str | None = None,
+    ) -> web.Response:
+        """From an authenticated request to its answer: network, body, items, limits,
+        mapping, producing, and relaying when the profile names an upstream (only on a
+        sender's own base URL, whose `tail` is the path it appended). `body` when the
+        caller already read it (to authenticate)."""
+        profile = self.profile_for(route, source)
+        answer = profile.answer
+        refused = self.admitted(request, source, answer)
+        if refused is not None:
+            return refused
+        if body is None:
+            body = await self.read_body(request)
+        if isinstance(body, web.Response):
+            return self.too_large(answer)
+        try:
+            items = route.read(body, request.content_type, self.limits.max_items)
+        except BodyError as exc:
+            return error(exc.status, exc.code, exc.sentence, answer)
+        refused = self.rate_limit(source, len(items), answer)
+        if refused is not None:
+            return refused
+        outcomes = route.map(items, self.references, profile.sync, self.clock())
+        if tail is None or profile.upstream is None:
+            return await self.produce(route, source, outcomes, answer)
+        # Relay: counted first, so nothing the upstream accepts goes uncounted; a broker
+        # that does not acknowledge stops the body here (503: the sender sends it again,
+        # to both). A re-send after any failure gives the same event ids: no double count.
+        refused = await self.send(route, source, outcomes, answer)
+        if refused is not None:
+            return refused
+        self.count(route, source, outcomes)
+        return await self.forward(request, source, profile, tail, body)
+
+    async def forward(
+        self, request: web.Request, source: str, profile: SourceProfile, tail: str, body: bytes
+    ) -> web.Response:
+        """The upstream's answer to the unchanged body, as it is."""
+        upstream = await self.ask_upstream(request, source, profile, tail, body)
+        if isinstance(upstream, web.Response):
+            return upstream
+        return web.Response(
+            status=upstream.status,
+            body=upstream.body,
+            headers={"Content-Type": upstream.content_type},
+        )
+
+    async def ask_upstream(
+        self, request: web.Request, source: str, profile: SourceProfile, tail: str, body: bytes
+    ) -> UpstreamAnswer | web.Response:
+        """The upstream's answer, or our 502/504 when it gives none."""
+        assert profile.upstream is not None
+        try:
+            upstream = await self.relay.forward(
+                profile.upstream + tail, body, request.headers, profile.upstream_timeout
+            )
+        except UpstreamFailed as exc:
+            self.metrics.relayed.labels(source, exc.kind).inc()
+            log.warning("relay for %s: the upstream gave no answer (%s)", source, exc.kind)
+            timeout = exc.kind == "timeout"
+            return error(
+                504 if timeout else 502,
+                "upstream_timeout" if timeout else "upstream_unreachable",
+                "the upstream (the portal) did not answer; send the same request again",
+                profile.answer,
+            )
+        self.metrics.relayed.labels(source, f"{upstream.status // 100}xx").inc()
+        return upstream
+
+    # -- the senders' own base URLs -----------------------------------------------------------
+
+    async def post_inbox(self, request: web.Request) -> web.Response:
+        """`/v1/in/<path secret>/<the sender's own path>`: a sender that sends no credential
+        (the .NET system). Its `progress_path` carries progress rows, any other path
+        dossiers."""
+        source = self.sources.by_path_secret(request.match_info["secret"])
+        if source is None:
+            return unauthorized()
+        tail = request.match_info["tail"]
+        profile = self.sources.profile(source)
+        route = PROGRESS if profile.progress_path == tail else DOSSIERS
+        return await self.ingest(request, route, source, tail=tail)
+
+    async def post_opencps(self, request: web.Request) -> web.Response:
+        """OpenCPS's adapter_url: its login (username, password) and then, with the session
+        it got, its integration envelopes, dispatched by their `service`."""
+        tail = request.match_info["tail"]
+        body = await self.read_body(request)
+        if isinstance(body, web.Response):
+            return self.too_large(Answer.PORTAL)
+        doc = intake.json_object(body)
+        if doc is not None and "username" in doc and "password" in doc:
+            return await self.login(request, tail, body, doc)
+        session = doc.get("session") if doc is not None else None
+        source = self.sessions.source_of(session) if isinstance(session, str) else None
+        if source is None:
+            return unauthorized()
+        profile = self.sources.profile(source)
+        if profile.dstcode_sha256 is not None and not profile.dstcode_matches(
+            request.headers.get(DSTCODE_HEADER, "")
+        ):
+            return unauthorized()
+        service = doc.get("service") if doc is not None else None
+        route = _OPENCPS_SERVICES.get(service) if isinstance(service, str) else None
+        if route is not None:
+            return await self.ingest(request, route, source, body, tail=tail)
+        # Another service (the lookup before each sync): nothing to count.
+        refused = self.admitted(request, source, profile.answer)
+        if refused is not None:
+            return refused
+        if profile.upstream is not None:
+            return await self.forward(request, source, profile, tail, body)
+        if service == LOOKUP_SERVICE:  # motcua keeps no dossier to find
+            return json_response(200, {"error_code": PORTAL_OK, "message": "", "result": []})
+        return error(
+            422,
+            "unsupported_service",
+            f"only {intake.SYNC_SERVICE} and {PROGRESS_SERVICE} are read here",
+            profile.answer,
+        )
+
+    async def login(
+        self, request: web.Request, tail: str, body: bytes, doc: dict[str, Any]
+    ) -> web.Response:
+        """OpenCPS's getAccessToken: {"username", "password"} in, {"error_code": 0,
+        "session"} out. Checked against the sources file's scrypt line, and the dstcode
+        header when the profile has its hash; never logged; failures limited per peer."""
+        peer = request.remote or ""
+        wait = self.login_guard.wait(peer)
+        if wait > 0:
+            self.metrics.logins.labels("locked").inc()
+            return error(
+                429,
+                "too_many_failed_logins",
+                "too many failed logins from this address; wait",
+                Answer.PORTAL,
+                retry_after=max(1, math.ceil(wait)),
+            )
+        user, password = doc.get("username"), doc.get("password")
+        source = self.sources.by_login(user) if isinstance(user, str) else None
+        profile = self.sources.profile(source) if source is not None else DEFAULT_SOURCE
+        line = profile.login_password or _NO_SUCH_USER
+        ok = password_matches(password if isinstance(password, str) else "", line)
+        dstcode = request.headers.get(DSTCODE_HEADER, "")
+        ok = ok and source is not None
+        ok = ok and (profile.dstcode_sha256 is None or profile.dstcode_matches(dstcode))
+        ok = ok and address_in(request.remote, profile.networks)
+        if not ok or source is None:
+            self.login_guard.failed(peer)
+            self.metrics.logins.labels("refused").inc()
+            log.warning("OpenCPS login refused for %s from %s", source or "an unknown user", peer)
+            return error(401, "login_failed", "wrong user name or password", Answer.PORTAL)
+        self.login_guard.succeeded(peer)
+        if profile.upstream is not None:
+            # Relay: the portal's own session, which the sender then sends to it through us.
+            answer = await self.forward(request, source, profile, tail, body)
+            data = intake.json_object(answer.body if isinstance(answer.body, bytes) else b"")
+            session = data.get("session") if data is not None else None
+            if (
+                answer.status < 300
+                and isinstance(session, str)
+                and session
+                and str(data.get("error_code")) == "0"
+            ):  # type: ignore[union-attr]
+                self.sessions.remember(session, source, profile.session_minutes)
+                self.metrics.logins.labels("accepted").inc()
+            return answer
+        self.metrics.logins.labels("accepted").inc()
+        session = self.sessions.issue(source, profile.session_minutes)
+        return json_response(
+            200, {"error_code": 0, "message": "Đăng nhập thành công", "session": session}
+        )
+
+    async def read_body(self, request: web.Request) -> bytes | web.Response:
+        """The body, or a 413 answer (motcua's shape; `too_large` gives the profile's)."""
+        limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return too_large
+            return self.too_large(Answer.MOTCUA)
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return too_large
+            return self.too_large(Answer.MOTCUA)
 
-    async def _produce(
-        self, route: str, source: str, outcomes: Sequence[Outcome], profile: SourceProfile
+    def too_large(self, answer: Answer) -> web.Response:
+        limit = self.limits.max_body_bytes
+        return error(
+            413,
+            "body_too_large",
+            f"the body is larger than {limit} bytes; split the request",
+            answer,
+        )
+
+    def rate_limit(self, source: str, items: int, answer: Answer) -> web.Response | None:
+        """None if `source` may send `items` now, else the 413 or 429 answer."""
+        wait = self.limiter.take(source, items)
+        if wait == float("inf"):
+            return error(
+                413,
+                "too_many_items",
+                f"{items} items exceed what one system may send at once"
+                f" ({self.limiter.burst:g}); split the request",
+                answer,
+            )
+        if wait > 0:
+            return error(
+                429,
+                "rate_limited",
+                f"{source} sent more than {self.limiter.rate:g} items a second; retry later",
+                answer,
+                retry_after=int(RateLimiter.retry_after_header(wait)),
+            )
+        return None
+
+    async def produce(
+        self, route: Route, source: str, outcomes: Sequence[Outcome], answer: Answer
     ) -> web.Response:
-        headers = ((SOURCE_HEADER, source.encode()), (VIA_HEADER, VIA[route]))
+        """Send the accepted items' events; answer per item once the broker acknowledged,
+        or 503 claiming nothing."""
+        refused = await self.send(route, source, outcomes, answer)
+        if refused is not None:
+            return refused
+        return results(self.count(route, source, outcomes), answer)
+
+    async def send(
+        self, route: Route, source: str, outcomes: Sequence[Outcome], answer: Answer
+    ) -> web.Response | None:
+        """None once the broker acknowledged every accepted item's events, else the 503."""
+        headers = ((SOURCE_HEADER, source.encode()), (VIA_HEADER, route.via))
         records = [
             Record(event.dossier_id.encode("utf-8"), event.to_json(), headers)
             for outcome in outcomes
@@ -258,31 +435,27 @@ class Gateway:
         except BrokerUnavailable as exc:
             self.metrics.broker_unavailable.inc()
             log.warning("answering 503: %s", exc)
-            return _error(
+            return error(
                 503,
                 "broker_unavailable",
                 "the event log (Kafka) did not acknowledge; nothing from this request is"
                 " claimed as accepted. Send the same request again (safe: event ids).",
+                answer,
                 retry_after=BROKER_RETRY_AFTER,
-                answer=profile.answer,
             )
-        return self._results(route, source, outcomes, len(records), profile.answer)
+        if records:
+            self.metrics.events_produced.labels(route.label, source).inc(len(records))
+        return None
 
-    def _results(
-        self,
-        route: str,
-        source: str,
-        outcomes: Sequence[Outcome],
-        produced: int,
-        answer: Answer = Answer.MOTCUA,
-    ) -> web.Response:
-        results: list[dict[str, Any]] = []
+    def count(self, route: Route, source: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        """Our per-item answer ({"accepted", "rejected", "results"}), counted in metrics."""
+        entries: list[dict[str, Any]] = []
         accepted = rejected = 0
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, Rejection):
                 rejected += 1
-                self.metrics.items_rejected.labels(route, source, outcome.reason).inc()
-                results.append(
+                self.metrics.items_rejected.labels(route.label, source, outcome.reason).inc()
+                entries.append(
                     {
                         "index": index,
                         "status": "rejected",
@@ -292,32 +465,22 @@ class Gateway:
                 )
                 continue
             accepted += 1
-            item: dict[str, Any] = {"index": index, "status": "accepted"}
-            if route == "events":
-                item["event_id"] = outcome.events[0].event_id
-            else:
-                item["dossier_id"] = outcome.dossier_id
-                item["event_ids"] = [event.event_id for event in outcome.events]
-            results.append(item)
+            entries.append({"index": index, "status": "accepted", **route.accepted(outcome)})
         if accepted:
-            self.metrics.items_accepted.labels(route, source).inc(accepted)
-        if produced:
-            self.metrics.events_produced.labels(route, source).inc(produced)
-        status = 200 if not rejected else 207 if accepted else 422
-        ours = {"accepted": accepted, "rejected": rejected, "results": results}
-        return _json(status, portal_answer(ours) if answer is Answer.PORTAL else ours)
+            self.metrics.items_accepted.labels(route.label, source).inc(accepted)
+        return {"accepted": accepted, "rejected": rejected, "results": entries}
 
     # -- operations -------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return _json(200, {"status": "ok"})
+        return json_response(200, {"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = await self.sink.ready()
         self.metrics.ready.set(1 if ready else 0)
         if ready:
-            return _json(200, {"status": "ready"})
-        return _json(503, {"status": "the broker does not answer"})
+            return json_response(200, {"status": "ready"})
+        return json_response(503, {"status": "the broker does not answer"})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         self.metrics.units.set(len(self.units))
@@ -327,7 +490,7 @@ class Gateway:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(200, openapi_document())
+        return json_response(200, openapi_document())
 
 
 def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -335,12 +498,15 @@ def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamRespo
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        route = _ROUTE_LABELS.get(request.path, "other")
+        # By the route's pattern, never the path: a sender's path holds its secret.
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else ""
+        route = _ROUTE_LABELS.get(pattern, "other")
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             # aiohttp's own answers (404, 405, …) as JSON, like every other error here.
-            response = _error(exc.status, "http_error", exc.reason)
+            response = error(exc.status, "http_error", exc.reason)
             for name in ("Allow",):
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
@@ -357,13 +523,19 @@ def build_app(gateway: Gateway) -> web.Application:
     """The aiohttp application; the caller starts and stops `gateway.sink`."""
     app = web.Application(
         middlewares=[_count_requests(gateway)],
-        # Past this aiohttp raises HTTPRequestEntityTooLarge, which _read_body answers in JSON.
+        # Past this aiohttp raises HTTPRequestEntityTooLarge, which read_body answers in JSON.
         client_max_size=gateway.limits.max_body_bytes,
     )
     app[GATEWAY_KEY] = gateway
-    app.router.add_post(EVENTS_ROUTE, gateway.post_events)
-    app.router.add_post(SYNC_ROUTE, gateway.post_national_sync)
-    app.router.add_post(PROGRESS_ROUTE, progress_handler(gateway))
+    for route in ROUTES:
+        app.router.add_post(route.path, gateway.handler(route))
+    app.router.add_post(INBOX_ROUTE, gateway.post_inbox)
+    app.router.add_post(OPENCPS_ROUTE, gateway.post_opencps)
+
+    async def close_relay(_: web.Application) -> None:
+        await gateway.relay.close()
+
+    app.on_cleanup.append(close_relay)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics_page)

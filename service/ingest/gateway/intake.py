@@ -142,6 +142,15 @@ def validate_events(items: Iterable[Any], now: datetime) -> list[Outcome]:
     return [validate_event(item, now) for item in items]
 
 
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None if it is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def session_of(body: bytes) -> str | None:
     """The `session` of an OpenCPS envelope (its token), or None if the body has none."""
     try:

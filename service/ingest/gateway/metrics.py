@@ -59,6 +59,19 @@ class GatewayMetrics:
             "Requests answered 503 because the broker did not acknowledge in time.",
             registry=r,
         )
+        self.relayed = Counter(
+            "motcua_gateway_relayed",
+            "Bodies forwarded to a source's upstream (relay mode), by calling system and"
+            " the upstream's status class (2xx, 4xx, 5xx) or timeout / unreachable.",
+            ("source", "outcome"),
+            registry=r,
+        )
+        self.logins = Counter(
+            "motcua_gateway_logins",
+            "OpenCPS logins, by result: accepted, refused, locked (too many failures).",
+            ("result",),
+            registry=r,
+        )
         self.ready = Gauge(
             "motcua_gateway_ready",
             "1 when the gateway's producer is connected to the broker, else 0.",

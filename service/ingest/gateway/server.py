@@ -1,7 +1,8 @@
 """`motcua gateway`: start-up checks, TLS, and running the aiohttp application.
 
 Refuses to start (one line on stderr, exit 2) on a non-loopback address without a tokens
-file, with a bad tokens or units file, or with half a TLS pair.
+file (unless the sources file gives a sender its own credential, a path secret or OpenCPS's
+login), with a bad tokens, units, sources or procedures file, or with half a TLS pair.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from service.ingest.gateway.app import Gateway, GatewayLimits, build_app
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError
 from service.ingest.gateway.producer import KafkaSink
-from service.ingest.gateway.sources import SourcesFile, SourcesFileError
+from service.ingest.gateway.sources import Auth, SourcesFile, SourcesFileError
 from service.ingest.gateway.tokens import TokenBook, TokenFileError
 from service.ingest.gateway.units import UnitsFile, UnitsFileError
 from service.settings import Settings, SettingsError
@@ -59,6 +60,21 @@ def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 
 def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | None, str]:
     """Everything checked before a socket opens: (gateway, TLS context, access summary)."""
+    units = UnitsFile(settings.units_file)
+    sources = SourcesFile(settings.gateway_sources_file)
+    procedures = ProceduresFile(settings.procedures_file)
+    try:
+        units.load()
+        sources.load()
+        procedures.load()
+    except (UnitsFileError, SourcesFileError, ProceduresFileError) as exc:
+        raise GatewayStartError(str(exc)) from None
+    # Senders with their own credential (a path secret, OpenCPS's login) need no tokens file.
+    own = sorted(
+        name
+        for name, profile in sources.content.items()
+        if profile.auth in (Auth.PATH_SECRET, Auth.OPENCPS_LOGIN)
+    )
     tokens: TokenBook | None = None
     if settings.gateway_tokens_file is not None:
         tokens = TokenBook(settings.gateway_tokens_file)
@@ -69,20 +85,16 @@ def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | No
         access = f"bearer tokens from {settings.gateway_tokens_file}"
     elif is_loopback(host):
         access = "OPEN on loopback (no MOTCUA_GATEWAY_TOKENS_FILE): callers are 'anonymous'"
+    elif own:
+        tokens = TokenBook(None)  # no bearer token is valid
+        access = "no bearer tokens"
     else:
         raise GatewayStartError(
             f"refusing to listen on {host} without MOTCUA_GATEWAY_TOKENS_FILE"
             " (only a loopback address may run open)"
         )
-    units = UnitsFile(settings.units_file)
-    sources = SourcesFile(settings.gateway_sources_file)
-    procedures = ProceduresFile(settings.procedures_file)
-    try:
-        units.load()
-        sources.load()
-        procedures.load()
-    except (UnitsFileError, SourcesFileError, ProceduresFileError) as exc:
-        raise GatewayStartError(str(exc)) from None
+    if own:
+        access += f"; own credentials (sources file): {', '.join(own)}"
     context = _tls_context(settings.gateway_tls_cert, settings.gateway_tls_key)
     sink = KafkaSink(
         settings.bootstrap, settings.topic, settings.security, settings.gateway_send_timeout

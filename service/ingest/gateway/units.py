@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 
 from service.ingest.gateway.reference_file import ReferenceFile
+from service.reference import Departments, DepartmentsError, fold_name, parse_departments
 
 
 class UnitsFileError(ValueError):
     """The units file cannot be used; str(e) names the file and line."""
-
-
-def fold_unit(text: str) -> str:
-    """The form unit names are compared in: NFC, case-folded, single spaces."""
-    folded = " ".join(unicodedata.normalize("NFC", text).split()).casefold()
-    return unicodedata.normalize("NFC", folded)
 
 
 def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
@@ -39,7 +33,7 @@ def parse_units(text: str, origin: str = "units file") -> dict[str, str]:
             continue
         if len(row) != len(names) or not row[0].strip() or not row[1].strip():
             raise UnitsFileError(f"{origin} line {number}: expected `unit,agency`")
-        unit, agency = fold_unit(row[0]), row[1].strip()
+        unit, agency = fold_name(row[0]), row[1].strip()
         if unit in out and out[unit] != agency:
             raise UnitsFileError(f"{origin} line {number}: the unit is mapped twice")
         out[unit] = agency
@@ -67,7 +61,23 @@ class UnitsFile(ReferenceFile[dict[str, str]]):
         units = self.content
         for key in (unit_code, unit_name):
             if key:
-                agency = units.get(fold_unit(key))
+                agency = units.get(fold_name(key))
                 if agency is not None:
                     return agency
         return None
+
+
+class DepartmentsFile(ReferenceFile[Departments]):
+    """The units file's departments (its optional third column), for the progress rows;
+    read again when the file changes. The units check above reports a file that cannot be
+    read."""
+
+    KIND = "units"
+    ENCODING = "utf-8-sig"
+    Error = DepartmentsError
+
+    def _parse(self, text: str, origin: str) -> Departments:
+        return Departments(parse_departments(text, origin))
+
+    def _empty(self) -> Departments:
+        return Departments()
