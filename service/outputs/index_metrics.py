@@ -104,7 +104,8 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
     )
     total = GaugeMetricFamily(
         "motcua_index_points_total",
-        "QĐ 766 points of the indicators measured here this period (see _max for their maximum)",
+        "QĐ 766 points of the indicators measured here this period, 3.3 (weight unverified) "
+        "left out (see _max for their maximum)",
         labels=["agency", "period"],
     )
     total_max = GaugeMetricFamily(
