@@ -223,7 +223,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.to < args.from_:
         raise UsageError("motcua report: --to is before --from")
-    return run_report_cli(args.from_, args.to, args.agency, args.format, args.url)
+    sheet = None
+    if args.compare is not None:
+        from service.outputs.compare import SheetError, load_score_sheet
+
+        try:
+            sheet = load_score_sheet(args.compare)
+        except SheetError as exc:
+            raise UsageError(f"motcua report: --compare {args.compare}: {exc}") from None
+    return run_report_cli(
+        args.from_, args.to, args.agency, args.format, args.url, sheet, str(args.compare or "")
+    )
 
 
 def cmd_board(args: argparse.Namespace) -> int:
@@ -365,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agency")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--url", default="http://127.0.0.1:6066", help="a worker's web address")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="CSV of the portal's published scores (agency,indicator,points[,numerator,"
+        "denominator]) to line up with the index; see docs/report.md",
+    )
 
     p = add("board", cmd_board, "the center's live board over the workers (web page)")
     p.add_argument("--workers", default="http://127.0.0.1:6066", help="URL[,URL…] of workers")

@@ -26,6 +26,16 @@ from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, ordered_uniqu
 VERIFIED = "verified"  # the rule reproduces the portal's published scores (qd766 M0 fit)
 TRANSCRIBED = "transcribed"  # taken from the formula documents; not checked against scores
 
+# The two readings of every indicator (docs/report.md "Unknown, and the two figures"):
+# PORTAL divides by what the portal divides by, reads an unreported field as absent and
+# gives 0 for an empty denominator; MOTCUA counts only the dossiers whose answer the
+# reported facts decide, and has no figure (None) for an empty denominator.
+PORTAL = "portal"
+MOTCUA = "motcua"
+RULES: tuple[str, ...] = (PORTAL, MOTCUA)
+# The portal's denominators: every dossier received in the period, except payment's.
+RECEIVED = "received"
+
 
 @dataclass(frozen=True, slots=True)
 class Indicator:
@@ -42,6 +52,12 @@ class Indicator:
     target: float | None
     status: str  # VERIFIED or TRANSCRIBED
     title: str
+    # False: the portal's weight for this indicator is a guess (3.3); its points are shown,
+    # marked, and kept out of the totals compared with the portal.
+    weight_verified: bool = True
+    # The mark key whose count is the portal's denominator (RECEIVED: every dossier
+    # received in the period); None: not a portal indicator (the legal timeliness).
+    portal_denominator: str | None = RECEIVED
 
     def points(self, ratio: float) -> float:
         scale = self.target or 1.0
@@ -89,7 +105,8 @@ TIMELINESS_PORTAL = Indicator(
     20,
     None,
     VERIFIED,
-    "dossiers on time or in time by the portal's rules ÷ dossiers handled",
+    "dossiers on time or in time by the portal's rules ÷ dossiers received",
+    portal_denominator="timeliness_portal:den",  # its own marks: every dossier received
 )
 TIMELINESS_LEGAL = Indicator(
     "timeliness",
@@ -99,6 +116,7 @@ TIMELINESS_LEGAL = Indicator(
     None,
     VERIFIED,
     "dossiers early, on time or in progress within the legal due ÷ dossiers handled",
+    portal_denominator=None,
 )
 INDICATORS: tuple[Indicator, ...] = (
     TIMELINESS_PORTAL,
@@ -110,6 +128,7 @@ INDICATORS: tuple[Indicator, ...] = (
         0.5,
         TRANSCRIBED,
         "dossiers received online ÷ dossiers received",
+        weight_verified=False,
     ),
     Indicator(
         "online_payment",
@@ -119,6 +138,7 @@ INDICATORS: tuple[Indicator, ...] = (
         None,
         VERIFIED,
         "dossiers with a fee paid online ÷ dossiers with a fee",
+        portal_denominator="online_payment:den",  # the portal leaves out dossiers without a fee
     ),
     Indicator(
         "e_result",
@@ -137,7 +157,7 @@ INDICATORS: tuple[Indicator, ...] = (
         None,
         VERIFIED,
         "returned dossiers with a digitised component and an electronic result ÷ returned "
-        "dossiers reporting both",
+        "dossiers reporting enough to say",
     ),
     Indicator(
         "reuse",
@@ -164,7 +184,8 @@ INDICATORS: tuple[Indicator, ...] = (
         2,
         None,
         VERIFIED,
-        "dossiers using population data (VNeID or the data store) ÷ dossiers reporting it",
+        "dossiers using population data (VNeID or the data store) ÷ dossiers reporting enough "
+        "to say",
     ),
     Indicator(
         "dossier_satisfaction",
@@ -173,10 +194,13 @@ INDICATORS: tuple[Indicator, ...] = (
         6,
         0.9,
         VERIFIED,
-        "100% − resolved dossiers late or rated dissatisfied ÷ resolved dossiers",
+        "100% − dossiers late by the portal's rules or rated dissatisfied ÷ dossiers received",
+        portal_denominator="dossier_satisfaction:den",  # its own marks: every one received
     ),
 )
 BY_CODE: dict[str, Indicator] = {i.code: i for i in (*INDICATORS, TIMELINESS_LEGAL)}
+# The indicators whose points are compared with the portal's (3.3's weight is a guess).
+COMPARED: tuple[Indicator, ...] = tuple(i for i in INDICATORS if i.weight_verified)
 
 NOT_MEASURED: tuple[NotMeasured, ...] = (
     NotMeasured(
@@ -292,6 +316,15 @@ def _either(a: bool | None, b: bool | None) -> bool | None:
     if a is None or b is None:
         return None
     return False
+
+
+def _both(a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued and: known false if either is, known true only if both are."""
+    if a is False or b is False:
+        return False
+    if a is None or b is None:
+        return None
+    return True
 
 
 class IndexTrack:
@@ -536,14 +569,17 @@ def index_marks(facts: IndexFacts) -> list[Mark]:
             out.append((received, f"{code}:den"))
             if flag:
                 out.append((received, f"{code}:num"))
-    if facts.returned_at is not None and facts.e_result is not None:
-        out.append((received, "e_result:den"))
-        if facts.e_result:
-            out.append((received, "e_result:num"))
-        if facts.digitised is not None:
-            out.append((received, "digitised:den"))
-            if facts.digitised and facts.e_result:
-                out.append((received, "digitised:num"))
+    if facts.returned_at is not None:
+        # One rule for unknown (three-valued logic): a dossier is in a denominator when its
+        # reported facts decide the indicator's question, whichever facts those are.
+        for code, answer in (
+            ("e_result", facts.e_result),
+            ("digitised", _both(facts.digitised, facts.e_result)),
+        ):
+            if answer is not None:
+                out.append((received, f"{code}:den"))
+                if answer:
+                    out.append((received, f"{code}:num"))
     if facts.ended_at is not None:
         on_time = facts.portal_on_time(math.inf)
         out.append((received, "timeliness_portal:den"))
@@ -589,6 +625,24 @@ def unfinished_keys(
 # -- period figures --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One indicator's figure under one rule (PORTAL or MOTCUA)."""
+
+    numerator: int
+    denominator: int
+    ratio: float | None  # None: motcua's figure of an empty denominator (unknown)
+    points: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numerator": self.numerator,
+            "denominator": self.denominator,
+            "ratio": self.ratio,
+            "points": self.points,
+        }
+
+
 @dataclass
 class IndexFigures:
     """The counts behind one agency's (or the center's) indicators for one period."""
@@ -603,6 +657,10 @@ class IndexFigures:
             self.add_key(key, n)
         return self
 
+    def received(self) -> int:
+        """Dossiers received in the period: every one has an `online_share:den` mark."""
+        return self.counts.get("online_share:den", 0)
+
     def denominator(self, code: str) -> int:
         return self.counts.get(f"{code}:den", 0)
 
@@ -612,7 +670,7 @@ class IndexFigures:
         return self.counts.get(f"{code}:num", 0)
 
     def ratio(self, code: str) -> float | None:
-        """None when no dossier reports what the indicator needs (unknown, not zero)."""
+        """motcua's ratio: None when no dossier's reported facts decide it (unknown)."""
         den = self.denominator(code)
         return self.numerator(code) / den if den else None
 
@@ -620,37 +678,74 @@ class IndexFigures:
         ratio = self.ratio(code)
         return None if ratio is None else BY_CODE[code].points(ratio)
 
+    def portal_denominator(self, code: str) -> int:
+        base = BY_CODE[code].portal_denominator
+        if base is None:
+            raise ValueError(f"{code} is not scored by the portal")
+        return self.received() if base == RECEIVED else self.counts.get(base, 0)
+
+    def figure(self, code: str, rule: str) -> Figure | None:
+        """The indicator under `rule`; None for the portal's reading of the legal
+        timeliness, which the portal does not score. The numerator is the same under both
+        rules (dossiers known to count: an unreported field is not a yes); the portal
+        divides by its own denominator and gives 0 when it is empty."""
+        indicator = BY_CODE[code]
+        if rule == MOTCUA:
+            return Figure(
+                self.numerator(code), self.denominator(code), self.ratio(code), self.points(code)
+            )
+        if rule != PORTAL:
+            raise ValueError(f"rule must be portal or motcua, not {rule!r}")
+        if indicator.portal_denominator is None:
+            return None
+        den = self.portal_denominator(code)
+        num = self.numerator(code)
+        ratio = num / den if den else 0.0
+        return Figure(num, den, ratio, indicator.points(ratio))
+
     def measured(self) -> list[Indicator]:
         """The index's indicators with data this period (the legal timeliness is beside the
         index, not in it: the portal scores its own clock)."""
         return [i for i in INDICATORS if self.denominator(i.code)]
 
-    def total_points(self) -> float:
-        return sum(self.points(i.code) or 0.0 for i in self.measured())
+    def total_points(self, rule: str = MOTCUA) -> float:
+        """The points compared with the portal's: 3.3 (weight unverified) left out; under
+        MOTCUA, only the indicators measured."""
+        return sum((self.figure(i.code, rule) or _NONE).points or 0.0 for i in self._total(rule))
 
-    def total_maximum(self) -> float:
-        return sum(i.maximum for i in self.measured())
+    def total_maximum(self, rule: str = MOTCUA) -> float:
+        return sum(i.maximum for i in self._total(rule))
+
+    def _total(self, rule: str) -> list[Indicator]:
+        if rule == PORTAL:
+            return list(COMPARED)
+        return [i for i in COMPARED if self.denominator(i.code)]
 
     def to_dict(self) -> dict[str, Any]:
+        """Counts, then per indicator its figure under each rule (the portal's first), then
+        the totals compared with the portal."""
         indicators = {}
         for indicator in (*INDICATORS, TIMELINESS_LEGAL):
             code = indicator.code
+            portal = self.figure(code, PORTAL)
             indicators[code] = {
                 "ref": indicator.ref,
                 "group": indicator.group,
-                "numerator": self.numerator(code),
-                "denominator": self.denominator(code),
-                "ratio": self.ratio(code),
-                "points": self.points(code),
                 "maximum": indicator.maximum,
                 "rule": "linear" if indicator.target is None else f"T {indicator.target:.0%}",
                 "status": indicator.status,
+                "weight_verified": indicator.weight_verified,
+                PORTAL: None if portal is None else portal.to_dict(),
+                MOTCUA: (self.figure(code, MOTCUA) or _NONE).to_dict(),
             }
         return {
             "counts": dict(sorted(self.counts.items())),
             "indicators": indicators,
-            "points_total": self.total_points(),
-            "points_max": self.total_maximum(),
+            "totals": {
+                rule: {"points": self.total_points(rule), "maximum": self.total_maximum(rule)}
+                for rule in RULES
+            },
+            "total_excludes": [i.code for i in INDICATORS if not i.weight_verified],
         }
 
     @classmethod
@@ -666,6 +761,9 @@ class IndexFigures:
             if type(value) is not int or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer, got {value!r:.40}")
         return cls(dict(counts))
+
+
+_NONE = Figure(0, 0, None, None)
 
 
 def iter_keys() -> Iterator[str]:

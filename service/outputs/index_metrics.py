@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from service.domain.index import (
     INDICATORS,
+    PORTAL,
     TIMELINESS_PORTAL,
     IndexFigures,
     add_index,
@@ -104,7 +105,8 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
     )
     total = GaugeMetricFamily(
         "motcua_index_points_total",
-        "QĐ 766 points of the indicators measured here this period (see _max for their maximum)",
+        "QĐ 766 points of the indicators measured here this period, 3.3 (weight unverified) "
+        "left out (see _max for their maximum)",
         labels=["agency", "period"],
     )
     total_max = GaugeMetricFamily(
@@ -117,9 +119,35 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
         "QĐ 766 timeliness by the portal's rules (20 × on time ÷ handled), out of 20",
         labels=["agency", "period"],
     )
+    # The portal's reading (docs/report.md): its denominators, 0 for an empty one, so every
+    # indicator of an agency with dossiers received has a series.
+    portal_numerator = GaugeMetricFamily(
+        "motcua_index_portal_numerator",
+        "QĐ 766 indicator numerator this period, as the portal counts it",
+        labels=labels,
+    )
+    portal_denominator = GaugeMetricFamily(
+        "motcua_index_portal_denominator",
+        "QĐ 766 indicator denominator this period, the portal's (dossiers received; payment: "
+        "those with a fee)",
+        labels=labels,
+    )
+    portal_scored = GaugeMetricFamily(
+        "motcua_index_portal_points",
+        "QĐ 766 indicator points this period as the portal scores them (0 when empty)",
+        labels=labels,
+    )
     for kind, by_agency in scan.figures.items():
         for agency in sorted(by_agency):
             figures = by_agency[agency]
+            if figures.received():
+                for indicator in INDICATORS:
+                    figure = figures.figure(indicator.code, PORTAL)
+                    assert figure is not None and figure.points is not None
+                    key = [agency, indicator.code, kind]
+                    portal_numerator.add_metric(key, figure.numerator)
+                    portal_denominator.add_metric(key, figure.denominator)
+                    portal_scored.add_metric(key, figure.points)
             for indicator in INDICATORS:
                 code = indicator.code
                 den = figures.denominator(code)
@@ -150,12 +178,30 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
         "This month's dossiers handled, as the portal will count them at the month's end",
         labels=["agency"],
     )
+    # Every indicator's month-end projection, the portal's reading, on the same assumption.
+    projected_numerator = GaugeMetricFamily(
+        "motcua_index_projected_numerator",
+        "This month's QĐ 766 numerator at the month's end as the portal will count it, if "
+        "no open dossier moves and none more is received",
+        labels=["agency", "indicator"],
+    )
+    projected_denominator = GaugeMetricFamily(
+        "motcua_index_projected_denominator",
+        "This month's QĐ 766 denominator (the portal's) at the month's end, on the same assumption",
+        labels=["agency", "indicator"],
+    )
     for agency in sorted(scan.projected):
         figures = scan.projected[agency]
         handled = figures.denominator(TIMELINESS_PORTAL.code)
         if handled:
             projected_on_time.add_metric([agency], figures.numerator(TIMELINESS_PORTAL.code))
             projected_handled.add_metric([agency], handled)
+        if figures.received():
+            for indicator in INDICATORS:
+                figure = figures.figure(indicator.code, PORTAL)
+                assert figure is not None
+                projected_numerator.add_metric([agency, indicator.code], figure.numerator)
+                projected_denominator.add_metric([agency, indicator.code], figure.denominator)
     marks = CounterMetricFamily(
         "motcua_index_marks",
         "QĐ 766 numerator and denominator marks of every dossier held, by mark "
@@ -165,4 +211,6 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
     for (agency, key), count in sorted(scan.marks.items()):
         marks.add_metric([agency, key], count)
     yield from (ratio, points, maximum, numerator, denominator, total, total_max, portal)
-    yield from (projected_on_time, projected_handled, marks)
+    yield from (portal_numerator, portal_denominator, portal_scored)
+    yield from (projected_on_time, projected_handled, projected_numerator, projected_denominator)
+    yield marks

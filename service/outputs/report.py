@@ -16,8 +16,24 @@ from typing import Any
 
 import orjson
 
-from service.domain.index import BY_CODE, INDICATORS, NOT_MEASURED, TIMELINESS_LEGAL, IndexFigures
+from service.domain.index import (
+    BY_CODE,
+    INDICATORS,
+    MOTCUA,
+    NOT_MEASURED,
+    PORTAL,
+    RULES,
+    TIMELINESS_LEGAL,
+    IndexFigures,
+    Indicator,
+)
 from service.domain.report import PeriodFigures, total
+from service.outputs.compare import (
+    PublishedScore,
+    compare,
+    comparison_csv_rows,
+    render_comparison,
+)
 
 SCOPE = "this worker's partitions; motcua report sums all workers"
 TIMEOUT_S = 10.0
@@ -292,8 +308,17 @@ def render_csv(by_agency: dict[str, PeriodFigures]) -> str:
     return buffer.getvalue()
 
 
-def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: str) -> int:
-    """Ask every worker in the comma-separated `url`, sum their answers, print the report."""
+def run_report_cli(
+    start: date,
+    end: date,
+    agency: str | None,
+    fmt: str,
+    url: str,
+    sheet: Sequence[PublishedScore] | None = None,
+    sheet_name: str = "",
+) -> int:
+    """Ask every worker in the comma-separated `url`, sum their answers, print the report;
+    with a portal score `sheet` (`--compare`), line it up with the index after it."""
     bases = [part.strip() for part in url.split(",") if part.strip()]
     if not bases:
         print("motcua report: --url names no worker", file=sys.stderr)
@@ -310,79 +335,133 @@ def run_report_cli(start: date, end: date, agency: str | None, fmt: str, url: st
     for warning in warnings:
         print(f"motcua report: warning: {warning}", file=sys.stderr)
 
+    compared = compare(sheet, index, index_total(index.values())) if sheet else None
     if fmt == "json":
         body = report_json(by_agency, partitions, start, end, steps=steps, index_by_agency=index)
         body["scope"] = f"sum of {len(bases)} worker(s): {', '.join(bases)}"
+        if compared is not None:
+            body["compare"] = {"sheet": sheet_name, "lines": [c.to_dict() for c in compared]}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "csv":
         sys.stdout.write(render_csv(by_agency))
         sys.stdout.write("\n" + render_index_csv(index))
+        if compared is not None:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(comparison_csv_rows(compared))
+            sys.stdout.write("\n" + buffer.getvalue())
     else:
         sys.stdout.write(render_table(by_agency, start, end, partitions))
         sys.stdout.write("\n" + render_index_table(index))
         sys.stdout.write(render_steps(steps))
+        if compared is not None:
+            sys.stdout.write("\n" + render_comparison(compared, sheet_name))
     return 0
 
 
 _INDEX_ROWS = (*INDICATORS, TIMELINESS_LEGAL)
+RULE_LABELS = {PORTAL: "portal", MOTCUA: "motcua"}
+UNVERIFIED = "weight unverified"
 
 
-def _index_cell(figures: IndexFigures, code: str) -> str:
-    ratio = figures.ratio(code)
-    if ratio is None:
+def _index_cell(figures: IndexFigures, code: str, rule: str) -> str:
+    """`ratio points/maximum (numerator/denominator)`; "–" where motcua has no figure (no
+    dossier's reported facts decide it) or the portal does not score it."""
+    figure = figures.figure(code, rule)
+    if figure is None or figure.ratio is None or figure.points is None:
         return "–"
-    points = figures.points(code)
-    assert points is not None
-    return f"{100 * ratio:.1f}% {points:.2f}/{BY_CODE[code].maximum:g}"
+    maximum = BY_CODE[code].maximum
+    return (
+        f"{100 * figure.ratio:.1f}% {figure.points:.2f}/{maximum:g} "
+        f"({figure.numerator}/{figure.denominator})"
+    )
+
+
+def _index_label(indicator: Indicator) -> str:
+    label = f"{indicator.ref} {indicator.code}"
+    if indicator is TIMELINESS_LEGAL:
+        label += " (legal, beside the index)"
+    if not indicator.weight_verified:
+        label += f" ({UNVERIFIED})"
+    return label
 
 
 def render_index_table(index: dict[str, IndexFigures]) -> str:
-    """The national index: one row per indicator, a column per agency and the center; each
-    cell `ratio points/maximum` ("–": no dossier reports what it needs)."""
+    """The national index: two rows per indicator, the portal's figure then motcua's, a
+    column per agency and the center; then the totals compared with the portal."""
     columns = [*sorted(index), TOTAL_LABEL]
     figures = [*(index[code] for code in sorted(index)), index_total(index.values())]
-    rows = [["Chỉ số / indicator", *columns]]
+    rows = [["Chỉ số / indicator", "rule", *columns]]
     for indicator in _INDEX_ROWS:
-        label = f"{indicator.ref} {indicator.code}"
-        if indicator is TIMELINESS_LEGAL:
-            label += " (legal, beside the index)"
-        rows.append([label, *(_index_cell(f, indicator.code) for f in figures)])
-    rows.append(
-        [
-            "points over what is measured",
-            *(f"{f.total_points():.2f}/{f.total_maximum():g}" for f in figures),
-        ]
-    )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 1)]
-    out = ["Chỉ số QĐ 766 / national index (ratio points/maximum)"]
+        label = _index_label(indicator)
+        for rule in RULES:
+            if indicator.portal_denominator is None and rule == PORTAL:
+                continue  # the legal clock: the portal does not score it
+            cells = (_index_cell(f, indicator.code, rule) for f in figures)
+            rows.append([label, RULE_LABELS[rule], *cells])
+            label = ""
+    excluded = ", ".join(i.ref for i in INDICATORS if not i.weight_verified)
+    for rule in RULES:
+        rows.append(
+            [
+                f"total compared ({excluded} left out)" if rule == PORTAL else "",
+                RULE_LABELS[rule],
+                *(f"{f.total_points(rule):.2f}/{f.total_maximum(rule):g}" for f in figures),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 2)]
+    out = [
+        "Chỉ số QĐ 766 / national index: ratio points/maximum (numerator/denominator)",
+        "  portal = the portal's denominator (every dossier received; payment: those with a "
+        "fee), an unreported field counted as no, 0 when empty",
+        "  motcua = only the dossiers whose reported facts decide it, – when none do",
+    ]
     for row in rows:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
         out.append("  ".join(cells).rstrip())
     not_measured = ", ".join(n.ref for n in NOT_MEASURED)
     out.append(f"not measured here (need catalogue or other data): {not_measured}")
     return "\n".join(out) + "\n"
 
 
+INDEX_CSV_HEADER = (
+    "agency",
+    "indicator",
+    "rule",
+    "numerator",
+    "denominator",
+    "ratio",
+    "points",
+    "max",
+    "weight_verified",
+)
+
+
 def render_index_csv(index: dict[str, IndexFigures]) -> str:
-    """One row per agency (and TOTAL) and indicator: numerator, denominator, ratio, points."""
+    """One row per agency (and TOTAL), indicator and rule (portal first): numerator,
+    denominator, ratio, points; empty cells where the rule gives no figure."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["agency", "indicator", "numerator", "denominator", "ratio", "points", "max"])
+    writer.writerow(INDEX_CSV_HEADER)
     rows = [(code, index[code]) for code in sorted(index)]
     rows.append(("TOTAL", index_total(index.values())))
     for code, figures in rows:
         for indicator in _INDEX_ROWS:
-            ratio, points = figures.ratio(indicator.code), figures.points(indicator.code)
-            writer.writerow(
-                [
-                    code,
-                    indicator.code,
-                    figures.numerator(indicator.code),
-                    figures.denominator(indicator.code),
-                    "" if ratio is None else ratio,
-                    "" if points is None else points,
-                    indicator.maximum,
-                ]
-            )
+            for rule in RULES:
+                figure = figures.figure(indicator.code, rule)
+                if figure is None:
+                    continue
+                writer.writerow(
+                    [
+                        code,
+                        indicator.code,
+                        rule,
+                        figure.numerator,
+                        figure.denominator,
+                        "" if figure.ratio is None else figure.ratio,
+                        "" if figure.points is None else figure.points,
+                        indicator.maximum,
+                        str(indicator.weight_verified).lower(),
+                    ]
+                )
     return buffer.getvalue()

@@ -203,8 +203,18 @@ def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
         answer("http://a", [0, 1, 2, 3], 4, "2026-03-16T23:59:59+07:00"),
         answer("http://b", [4, 5, 6, 7], 2, "2026-03-13T23:59:59+07:00"),
     ]
-    counts_a = {"timeliness_portal:den": 10, "timeliness_portal:num": 8, "reuse:den": 4}
-    counts_b = {"timeliness_portal:den": 10, "timeliness_portal:num": 10, "reuse:num": 2}
+    counts_a = {
+        "online_share:den": 10,
+        "timeliness_portal:den": 10,
+        "timeliness_portal:num": 8,
+        "reuse:den": 4,
+    }
+    counts_b = {
+        "online_share:den": 10,
+        "timeliness_portal:den": 10,
+        "timeliness_portal:num": 10,
+        "reuse:num": 2,
+    }
     answers[0].month["agencies"]["SXD"]["index"] = {"counts": counts_a}
     answers[1].month["agencies"]["SXD"]["index"] = {"counts": counts_b}
     board = board_snapshot(answers, 8, NOW, queue_size=5)
@@ -219,6 +229,17 @@ def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
     assert groups["online_payment"]["points"] is None
     assert view["points_total"] == pytest.approx(19.25) and view["points_max"] == 22
     assert board["index"]["total"]["points_total"] == pytest.approx(19.25)
+    # The portal's reading leads: 20 received; reuse 2 of the 20, T 80%: 2 × 0.1 / 0.8;
+    # the other digitisation indicators score 0 of their maxima; 5.4 and payment 0.
+    assert groups["timeliness"]["portal_points"] == pytest.approx(18.0)
+    assert groups["digitisation"]["portal_points"] == pytest.approx(0.25)
+    assert groups["digitisation"]["portal_maximum"] == 6 + 4 + 2 + 4 + 2
+    assert groups["online_payment"]["portal_points"] == 0.0
+    assert groups["transparency"]["portal_points"] is None
+    # 3.3 is measured (0 of 20 online) but its weight is a guess: in no total.
+    assert groups["online_service"]["weight_unverified"] == ["3.3"]
+    assert groups["online_service"]["portal_points"] is None
+    assert view["portal_total"] == pytest.approx(18.25) and view["portal_max"] == 50
     assert [n["ref"] for n in board["index"]["not_measured"]][:4] == ["1.1", "1.2", "1.3", "1.4"]
     # Incomplete: no center total, as for the other figures.
     board = board_snapshot(answers[:1], 8, NOW, queue_size=5)

@@ -134,6 +134,23 @@ def test_index_series_are_the_index_report_of_the_facts_held(ledger: Ledger) -> 
         assert got[("motcua_index_points_total_max", *labels)] == figures.total_maximum()
         portal = figures.points("timeliness_portal")
         assert got[("motcua_timeliness_score_portal", *labels)] == pytest.approx(portal)
+    # The portal's reading: a series for every indicator, its denominator, 0 when empty;
+    # and the month-end projection (every open dossier judged at the month's end).
+    projected = index_report(facts, *period)
+    for agency, figures in month.items():
+        for indicator in INDICATORS:
+            labels = (("agency", agency), ("indicator", indicator.code), ("period", "month"))
+            figure = figures.figure(indicator.code, "portal")
+            assert figure is not None
+            assert got[("motcua_index_portal_numerator", *labels)] == figure.numerator
+            assert got[("motcua_index_portal_denominator", *labels)] == figure.denominator
+            assert got[("motcua_index_portal_points", *labels)] == pytest.approx(figure.points)
+            assert figure.denominator >= figures.denominator(indicator.code)
+            at_end = projected[agency].figure(indicator.code, "portal")
+            assert at_end is not None
+            labels = labels[:2]
+            assert got[("motcua_index_projected_numerator", *labels)] == at_end.numerator
+            assert got[("motcua_index_projected_denominator", *labels)] == at_end.denominator
 
 
 def test_a_fresh_answer_is_served_without_a_new_scan(ledger: Ledger) -> None:

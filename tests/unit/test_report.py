@@ -33,6 +33,7 @@ from service.domain.report import (
     period_report,
     total,
 )
+from service.outputs.compare import read_score_sheet
 from service.outputs.report import report_json, run_report_cli
 
 CAL = WorkingCalendar()
@@ -644,6 +645,8 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     # The index counts are summed across workers and its ratios recomputed.
     assert center_index == index_report(dossiers, *MAR)[AG].to_dict()
     legal = center_index["indicators"]["timeliness"]
+    assert legal["portal"] is None  # the legal clock is not the portal's
+    legal = legal["motcua"]
     assert (legal["numerator"], legal["denominator"], legal["points"]) == (3, 6, 10.0)
 
     assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
@@ -658,8 +661,11 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     assert rows[0].startswith("agency,carried_over,new,")
     assert rows[-1].startswith("TOTAL,1,6,1,1,1,1,1,2,")
     index_rows = index.splitlines()
-    assert index_rows[0] == "agency,indicator,numerator,denominator,ratio,points,max"
-    assert "TOTAL,timeliness,3,6,0.5,10.0,20" in index_rows
+    assert index_rows[0] == (
+        "agency,indicator,rule,numerator,denominator,ratio,points,max,weight_verified"
+    )
+    assert "TOTAL,timeliness,motcua,3,6,0.5,10.0,20,true" in index_rows
+    assert not any(row.startswith("TOTAL,timeliness,portal,") for row in index_rows)
 
 
 def test_cli_warns_when_two_workers_answer_for_one_partition(
@@ -762,3 +768,36 @@ def test_combine_refuses_index_counts_that_are_not_counts() -> None:
     # A worker from before the index answers without one: it adds no index counts.
     _, _, _, index = combine([("http://w", {"partitions": [0], "agencies": {AG: row}})])
     assert index[AG].counts == {}
+
+
+def test_cli_leads_with_the_portals_figure_and_lines_up_a_score_sheet(
+    workers: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # March: 6 dossiers received, 4 on time by the portal's rule (R1, R2, R6 withdrawn in
+    # time, R4 not yet due at the end); nobody reports an electronic result.
+    (url_a, port_a), _ = workers
+    _answer(port_a, _one_of_each(), [0])
+    sheet = read_score_sheet("SXD,2.1,13.33,4,6\nSXD,4.1,1.5\nTOTAL,2.1,13.33\n")
+    assert run_report_cli(*MAR, None, "table", url_a, sheet, "march.csv") == 0
+    lines = capsys.readouterr().out.splitlines()
+    e_result = next(i for i, line in enumerate(lines) if line.startswith("4.1 e_result"))
+    # The portal's row first: 0 of the 6 received; motcua's has no dossier that says.
+    assert lines[e_result].split()[2:] == [
+        "portal",
+        "0.0%",
+        "0.00/6",
+        "(0/6)",
+        "0.0%",
+        "0.00/6",
+        "(0/6)",
+    ]
+    assert lines[e_result + 1].split() == ["motcua", "–", "–"]
+    assert any(line.startswith("3.3 online_share (weight unverified)") for line in lines)
+    assert "differ (1 of 3): SXD 4.1 e_result" in lines
+
+    assert run_report_cli(*MAR, None, "json", url_a, sheet, "march.csv") == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [line["differs"] for line in body["compare"]["lines"]] == [[], ["points"], []]
+    e_result_here = body["agencies"][AG]["index"]["indicators"]["e_result"]
+    assert e_result_here["portal"]["denominator"] == 6 and e_result_here["motcua"]["ratio"] is None
+    assert body["total"]["index"]["totals"]["portal"]["maximum"] == 50

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain import LOCAL_TZ, OpenState
 from service.domain.calendar import local_date
-from service.domain.index import GROUPS, NOT_MEASURED, IndexFigures
+from service.domain.index import COMPARED, GROUPS, NOT_MEASURED, PORTAL, Figure, IndexFigures
 from service.domain.report import PeriodFigures
 from service.outputs.queue import QueueQuery, encode_cursor, item_key
 from service.outputs.report import ReportError, combine, index_total
@@ -371,24 +371,33 @@ def board_snapshot(
 
 
 def index_view(figures: IndexFigures) -> dict[str, Any]:
-    """One agency's (or the center's) national index this month, by group: the points of
-    the indicators measured here against their maximum; a group with none is "not measured
-    here" (null), never zero."""
+    """One agency's (or the center's) national index this month, by group, the portal's
+    reading first: `portal_points` of the group's indicators whose weight is verified, as
+    the portal scores them (its denominators, 0 when empty), and `points` of the indicators
+    measured here under motcua's reading (dossiers whose reported facts decide them); a
+    group with none is "not measured here" (null), never zero. docs/report.md."""
     groups = []
     for group, group_max in GROUPS.items():
         measured = [i for i in figures.measured() if i.group == group]
+        compared = [i for i in COMPARED if i.group == group]
+        portal = [figures.figure(i.code, PORTAL) for i in compared]
         groups.append(
             {
                 "group": group,
                 "group_maximum": group_max,
+                "portal_points": sum(f.points or 0.0 for f in portal if f) if compared else None,
+                "portal_maximum": sum(i.maximum for i in compared) if compared else None,
                 "points": sum(figures.points(i.code) or 0.0 for i in measured)
                 if measured
                 else None,
                 "maximum": sum(i.maximum for i in measured) if measured else None,
+                "weight_unverified": [i.ref for i in measured if not i.weight_verified],
                 "indicators": [
                     {
                         "code": i.code,
                         "ref": i.ref,
+                        "weight_verified": i.weight_verified,
+                        "portal": (figures.figure(i.code, PORTAL) or _NO_FIGURE).to_dict(),
                         "numerator": figures.numerator(i.code),
                         "denominator": figures.denominator(i.code),
                         "ratio": figures.ratio(i.code),
@@ -399,11 +408,17 @@ def index_view(figures: IndexFigures) -> dict[str, Any]:
                 ],
             }
         )
+    measured_total = [i for i in figures.measured() if i.weight_verified]
     return {
         "groups": groups,
-        "points_total": figures.total_points() if figures.measured() else None,
-        "points_max": figures.total_maximum() if figures.measured() else None,
+        "portal_total": figures.total_points(PORTAL) if figures.counts else None,
+        "portal_max": figures.total_maximum(PORTAL),
+        "points_total": figures.total_points() if measured_total else None,
+        "points_max": figures.total_maximum() if measured_total else None,
     }
+
+
+_NO_FIGURE = Figure(0, 0, None, None)
 
 
 async def merged_dossiers(
