@@ -8,28 +8,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from service import app as worker
 from service import faust_fixes
+from service.app import Worker
 
 
-@worker.app.on_partitions_revoked.connect
-async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-    if worker.keeper is not None:
-        worker.keeper.on_revoked()
+def register(worker: Worker) -> None:
+    """Connect the app's rebalance and shutdown signals to the worker's keeper."""
+    app = worker.app
+    topic = worker.settings.topic
 
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        if worker.keeper is not None:
+            worker.keeper.on_revoked()
 
-@worker.app.on_partitions_assigned.connect
-async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    worker.pipeline.rebalances += 1
-    if worker.keeper is not None:
-        topic = worker.settings.topic
-        worker.keeper.on_assigned(
-            {tp.partition for tp in assigned if tp.topic == topic},
-            member=faust_fixes.member_id(worker.app),
-        )
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        worker.pipeline.rebalances += 1
+        if worker.keeper is not None:
+            worker.keeper.on_assigned(
+                {tp.partition for tp in assigned if tp.topic == topic},
+                member=faust_fixes.member_id(app),
+            )
 
+    async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+        if worker.keeper is not None:
+            await worker.keeper.close()
 
-@worker.app.on_before_shutdown.connect
-async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-    if worker.keeper is not None:
-        await worker.keeper.close()
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_before_shutdown.connect(on_shutdown)

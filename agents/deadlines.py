@@ -10,29 +10,35 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from agents.status import publish_status
-from service.app import app, ledger
+from service.app import Worker
 from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-# Changes the clock made whose status messages the broker has not acknowledged yet: sent
-# again at the next tick (the sums moved already; the news must not be lost).
-_untold: list[StatusChange] = []
 
 
-@app.timer(interval=TICK_SECONDS)
-async def watch_deadlines() -> None:
-    if not ledger.ready:
-        return
-    changes = [*_untold, *ledger.tick(datetime.now(UTC))]
-    _untold.clear()
-    if not changes:
-        return
-    try:
-        await publish_status(changes)
-    except SideEffectFailed as exc:
-        _untold.extend(changes)
-        log.error("status messages not sent, trying again next tick: %s", exc)
+def register(worker: Worker) -> None:
+    """The timer that moves the worker's open dossiers with the clock."""
+    ledger = worker.ledger
+    # Changes the clock made whose status messages the broker has not acknowledged yet: sent
+    # again at the next tick (the sums moved already; the news must not be lost).
+    untold: list[StatusChange] = []
+
+    async def watch_deadlines() -> None:
+        if not ledger.ready:
+            return
+        changes = [*untold, *ledger.tick(datetime.now(UTC))]
+        untold.clear()
+        if not changes:
+            return
+        try:
+            await worker.status.publish(changes)
+        except SideEffectFailed as exc:
+            untold.extend(changes)
+            log.error("status messages not sent, trying again next tick: %s", exc)
+
+    worker.app.timer(interval=TICK_SECONDS, name="agents.deadlines.watch_deadlines")(
+        watch_deadlines
+    )

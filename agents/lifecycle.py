@@ -18,8 +18,8 @@ from typing import Any
 
 import faust
 
-from service import app as worker
 from service import faust_fixes
+from service.app import Worker
 from service.state.log_reader import Incoming
 from service.state.store import StoreError
 
@@ -31,31 +31,36 @@ BATCH_MAX = 1000
 BATCH_WITHIN = 0.05
 
 
-@worker.app.agent(worker.events_topic, concurrency=1)
-async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        started = time.perf_counter()
-        messages = [_incoming(event.message) for event in events]
-        keeper = worker.keeper
-        assert keeper is not None, "the worker opens its state before agents start"
-        try:
-            await keeper.deliver(messages)
-        except StoreError as exc:
-            worker.stop_worker(str(exc))
-        except BaseException as exc:
-            # take_events acknowledges a batch even when the body failed on it: hold the
-            # acknowledgement back until the batch is read again from the log and saved.
-            consumer = worker.app.consumer
-            faust_fixes.withhold_acks(events, consumer)
-            why = type(exc).__name__ if isinstance(exc, Exception) else "agent stopped"
-            keeper.abandon(
-                messages, why, release=functools.partial(faust_fixes.release_acks, events, consumer)
-            )
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the agent is stopping
-            log.error("batch not applied (%s: %s); reading it again from the log", why, exc)
-        if worker.pipeline.batch_seconds is not None:
-            worker.pipeline.batch_seconds.observe(time.perf_counter() - started)
+def register(worker: Worker) -> None:
+    """The agent that hands the worker's input batches to its state layer."""
+
+    async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            started = time.perf_counter()
+            messages = [_incoming(event.message) for event in events]
+            keeper = worker.keeper
+            assert keeper is not None, "the worker opens its state before agents start"
+            try:
+                await keeper.deliver(messages)
+            except StoreError as exc:
+                worker.stop(str(exc))
+            except BaseException as exc:
+                # take_events acknowledges a batch even when the body failed on it: hold the
+                # acknowledgement back until the batch is read again from the log and saved.
+                consumer = worker.app.consumer
+                faust_fixes.withhold_acks(events, consumer)
+                why = type(exc).__name__ if isinstance(exc, Exception) else "agent stopped"
+                release = functools.partial(faust_fixes.release_acks, events, consumer)
+                keeper.abandon(messages, why, release=release)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the agent is stopping
+                log.error("batch not applied (%s: %s); reading it again from the log", why, exc)
+            if worker.pipeline.batch_seconds is not None:
+                worker.pipeline.batch_seconds.observe(time.perf_counter() - started)
+
+    worker.app.agent(worker.events_topic, name="agents.lifecycle.track_dossiers", concurrency=1)(
+        track_dossiers
+    )
 
 
 def _incoming(message: Any) -> Incoming:

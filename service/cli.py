@@ -128,14 +128,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from service.settings import SettingsError
+    from service.settings import Settings, SettingsError
+    from service.worker import run
 
     try:
-        from service.worker import run
+        settings = Settings.from_env()
     except SettingsError as exc:
         raise UsageError(f"motcua worker: {exc}") from None
     sys.argv = [sys.argv[0], "worker"]
-    run(loglevel=args.loglevel)
+    run(settings, loglevel=args.loglevel)
     return 0
 
 

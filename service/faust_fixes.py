@@ -145,6 +145,13 @@ def release_acks(events: Any, consumer: Any) -> None:
         consumer.ack(message)
 
 
+def apply() -> None:
+    """The work-arounds the worker runs with (process-wide: call once, when it starts)."""
+    bound_fetch_wait()
+    drop_monitor()
+    keep_flow_waiters()
+
+
 def member_id(app: faust.App) -> str | None:
     """The worker consumer's member id in its group, or None before it has one. faust does
     not pass it to rebalance callbacks; a new one at an assignment means the consumer was

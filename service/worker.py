@@ -1,26 +1,28 @@
-"""Start a worker: topics checked, the local state opened, agents, timers and web endpoints."""
+"""Start a worker: topics checked, the local state opened, agents, timers and web endpoints.
+
+`build_worker(settings)` assembles one (service/app.py's parts, with the agents, timers and
+pages registered on them); `run(settings)` checks the topics, opens the store and runs it.
+Importing this module builds nothing and reads nothing."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Any
 
-import agents.assignment
-import agents.deadlines
-import agents.lifecycle
-import service.outputs.web
-from agents.status import announce, send_dead_letters
+from agents import assignment, deadlines, lifecycle
 from schemas import MAX_MESSAGE_BYTES
-from service import app as worker_app
-from service.app import DLQ_MAX_BYTES, app, ledger, open_state, pipeline, registry, settings
+from service import faust_fixes
+from service.app import STORE_FAILED, Worker, worker_parts
+from service.domain import WorkingCalendar
+from service.outputs import web
+from service.outputs.dead_letter import DLQ_MAX_BYTES
 from service.outputs.metrics import LedgerCollector
 from service.outputs.pipeline_metrics import PipelineCollector
 from service.reference import Departments
+from service.settings import Settings
 from service.state.store import StoreError
-
-# Imported for their decorators (agents, timers, pages); named so linters keep them.
-REGISTERED = (agents.assignment, agents.deadlines, agents.lifecycle, service.outputs.web)
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,22 @@ log = logging.getLogger(__name__)
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
-def ensure_topics() -> list[str]:
+def build_worker(settings: Settings, calendar: WorkingCalendar | None = None) -> Worker:
+    """A worker with its agents, timers and pages registered; nothing connects, and the store
+    is not opened, until it runs."""
+    worker = worker_parts(settings, calendar)
+    lifecycle.register(worker)
+    assignment.register(worker)
+    deadlines.register(worker)
+    web.register(worker.app, worker.ledger, worker.registry, settings.store_path)
+    return worker
+
+
+def ensure_topics(settings: Settings) -> tuple[list[str], int]:
     """Create the input, dead-letter and status topics before the group forms (a topic that
     appears after the first assignment is only picked up at the next rebalance), then check
-    the input topic. Returns the warnings about it (also logged)."""
+    them. Returns the warnings about the input topic (also logged) and the dead-letter topic's
+    max.message.bytes."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -62,16 +76,16 @@ def ensure_topics() -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 admin.create_topics(missing)
-        problem = check_dead_letter_topic(admin)
+        limit, problem = check_dead_letter_topic(admin, settings)
         if problem is not None:
             log.error("%s", problem)
             raise SystemExit(f"motcua worker: {problem}")
-        return check_input_topic(admin)
+        return check_input_topic(admin, settings), limit
     finally:
         admin.close()
 
 
-def check_input_topic(admin: Any) -> list[str]:
+def check_input_topic(admin: Any, settings: Settings) -> list[str]:
     """Say clearly when the input topic is not what the worker expects."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -105,9 +119,10 @@ def check_input_topic(admin: Any) -> list[str]:
 DEAD_LETTER_NEEDS = MAX_MESSAGE_BYTES + 4 * 1024
 
 
-def check_dead_letter_topic(admin: Any) -> str | None:
-    """Why an existing dead-letter topic cannot take every dead letter, or None. A dead
-    letter the broker refuses fails its batch, so the worker would stall on it."""
+def check_dead_letter_topic(admin: Any, settings: Settings) -> tuple[int, str | None]:
+    """The dead-letter topic's max.message.bytes, and why it cannot take every dead letter
+    (or None). Dead letters are cut to fit it (service/outputs/dead_letter.py), but one of a
+    valid-sized event must fit whole."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
     topic = settings.dlq_topic
@@ -116,11 +131,10 @@ def check_dead_letter_topic(admin: Any) -> str | None:
     )
     value = _config_values(configs, topic).get("max.message.bytes")
     if value is None or not value.isdigit():
-        return None
-    worker_app.dead_letter_limit = int(value)
+        return DLQ_MAX_BYTES, None
     if int(value) >= DEAD_LETTER_NEEDS:
-        return None
-    return (
+        return int(value), None
+    return int(value), (
         f"topic {topic} has max.message.bytes={value}, below the {DEAD_LETTER_NEEDS} bytes a "
         "dead letter may need (a 64 KiB event plus headers): raise it with "
         f"`MOTCUA_BROKER={settings.bootstrap} MOTCUA_TOPIC={settings.topic} motcua dlq-limit "
@@ -139,17 +153,8 @@ def _config_values(configs: Any, topic: str) -> dict[str, str]:
     return {}
 
 
-def _end_offset(partition: int) -> int | None:
-    from faust.types import TP
-
-    try:
-        return app.consumer.highwater(TP(settings.topic, partition))
-    except Exception:  # no consumer yet, or the partition not fetched yet
-        return None
-
-
-def run(loglevel: str = "info") -> None:
-    from faust.worker import Worker
+def run(settings: Settings, loglevel: str = "info") -> None:
+    from faust.worker import Worker as FaustWorker
 
     # Before faust sets up its logging: what the topic checks and the store say at start
     # must be ERROR lines with a time, like the rest of the log.
@@ -157,22 +162,38 @@ def run(loglevel: str = "info") -> None:
         level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin client
-    ensure_topics()
+    faust_fixes.apply()
+    worker = build_worker(settings)
+    _, worker.dead_letters.limit = ensure_topics(settings)
     try:
-        open_state(send_dead_letters, announce)
+        worker.open_state()
     except StoreError as exc:
         # Before joining the group: a worker that cannot use its store takes no partition.
         log.critical("stopping: %s", exc)
         logging.shutdown()
-        raise SystemExit(70) from None
-    registry.register(LedgerCollector(ledger, Departments.load(settings.units_file)))
+        raise SystemExit(STORE_FAILED) from None
+    worker.registry.register(LedgerCollector(worker.ledger, Departments.load(settings.units_file)))
     # Consumer lag and the few pipeline figures operators use, computed at scrape time:
     # faust's Prometheus sensor cost 27 µs on every event (docs/benchmarks.md).
-    pipeline.register(registry)
-    registry.register(
-        PipelineCollector(settings.topic, ledger, pipeline, _end_offset, settings.store_path)
+    worker.pipeline.register(worker.registry)
+    worker.registry.register(
+        PipelineCollector(
+            settings.topic,
+            worker.ledger,
+            worker.pipeline,
+            functools.partial(_end_offset, worker),
+            settings.store_path,
+        )
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("faust").setLevel(logging.WARNING)
-    worker = Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def _end_offset(worker: Worker, partition: int) -> int | None:
+    from faust.types import TP
+
+    try:
+        return worker.app.consumer.highwater(TP(worker.settings.topic, partition))
+    except Exception:  # no consumer yet, or the partition not fetched yet
+        return None

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from schemas import MAX_MESSAGE_BYTES
 
+# The dead-letter topic's max.message.bytes the worker creates it with: room for a copy of the
+# largest message the broker accepts by default (1 MiB), plus headers.
+DLQ_MAX_BYTES = 2 * 1024 * 1024
 # Kafka's framing of one record in its batch (lengths, offset and time deltas, the batch
 # header and CRC), with room to spare.
 RECORD_FRAMING = 512

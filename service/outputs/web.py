@@ -1,4 +1,7 @@
-"""HTTP endpoints beside /metrics: health, readiness and per-procedure drill-down (JSON)."""
+"""HTTP endpoints beside /metrics: health, readiness and per-procedure drill-down (JSON).
+
+The pages read one worker's sums; `register` binds them to that worker's app (nothing is
+registered at import)."""
 
 from __future__ import annotations
 
@@ -6,20 +9,21 @@ import asyncio
 import time
 from collections import Counter
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from service.app import app, ledger, registry, settings
 from service.domain import OpenState
 from service.domain.index import add_index
 from service.domain.report import index_report, period_report, with_period_timeliness
 from service.outputs.queue import BadQuery as BadQueueQuery
 from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
-from service.state.ledger import add_figures
+from service.state.ledger import Ledger, add_figures
 from service.state.store import disk_space
 
 NOT_READY = "not ready: partitions are catching up from the log (see /readyz)"
@@ -52,7 +56,7 @@ def _limit(request: Request) -> int:
     return int(raw)
 
 
-def procedures_report(agency: str | None, state: str, limit: int) -> dict[str, Any]:
+def procedures_report(ledger: Ledger, agency: str | None, state: str, limit: int) -> dict[str, Any]:
     """Open dossiers in `state` per (agency, procedure), largest first."""
     counts: Counter[tuple[str, str]] = Counter()
     for partition in ledger.partitions.values():
@@ -72,45 +76,53 @@ def procedures_report(agency: str | None, state: str, limit: int) -> dict[str, A
     }
 
 
-@app.page("/metrics")
-class Metrics(View):
-    """Prometheus exposition of the worker's registry (ledger, pipeline)."""
+class WorkerView(View):
+    """A page over one worker's sums (bound by `register`)."""
+
+    ledger: Ledger
+    registry: CollectorRegistry
+    store_path: Path
+
+
+class Metrics(WorkerView):
+    """Prometheus exposition of the worker's registry (self.ledger, pipeline)."""
 
     async def get(self, request: Request) -> Response:
         # aiohttp refuses a charset in content_type; the header carries it whole.
-        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return self.bytes(
+            generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
 
-@app.page("/healthz")
-class Health(View):
+class Health(WorkerView):
     async def get(self, request: Request) -> Response:
         return self.json({"status": "ok"})
 
 
-@app.page("/readyz")
-class Ready(View):
+class Ready(WorkerView):
     async def get(self, request: Request) -> Response:
         body: dict[str, Any] = {
-            "ready": ledger.ready,
-            "partitions": sorted(ledger.partitions),
-            "assigned": sorted(ledger.assignment) if ledger.assignment is not None else None,
+            "ready": self.ledger.ready,
+            "partitions": sorted(self.ledger.partitions),
+            "assigned": sorted(self.ledger.assignment)
+            if self.ledger.assignment is not None
+            else None,
             # Why each assigned partition is not counted yet (catching up, log truncated…).
-            "waiting": {str(p): why for p, why in sorted(ledger.waiting.items())},
+            "waiting": {str(p): why for p, why in sorted(self.ledger.waiting.items())},
         }
-        if ledger.assignment is None:
+        if self.ledger.assignment is None:
             body["reason"] = "no partition assignment yet (the consumer group is rebalancing)"
-        elif (unchecked := ledger.unchecked()) is not None:
+        elif (unchecked := self.ledger.unchecked()) is not None:
             body["reason"] = unchecked
-        if ledger.checked_at is not None:
-            body["checked_s_ago"] = round(time.monotonic() - ledger.checked_at, 1)
-        space = disk_space(settings.store_path)
+        if self.ledger.checked_at is not None:
+            body["checked_s_ago"] = round(time.monotonic() - self.ledger.checked_at, 1)
+        space = disk_space(self.store_path)
         if space is not None:
             body["disk"] = {"free_bytes": space.free, "total_bytes": space.total}
-        return self.json(body, status=200 if ledger.ready else 503)
+        return self.json(body, status=200 if self.ledger.ready else 503)
 
 
-@app.page("/api/procedures")
-class Procedures(View):
+class Procedures(WorkerView):
     async def get(self, request: Request) -> Response:
         try:
             agency = _param(request, "agency")
@@ -120,9 +132,9 @@ class Procedures(View):
             limit = _limit(request)
         except BadQuery as exc:
             return self.json({"error": str(exc)}, status=400)
-        if not ledger.ready:
+        if not self.ledger.ready:
             return self.json({"error": NOT_READY}, status=503)
-        return self.json(procedures_report(agency, state, limit))
+        return self.json(procedures_report(self.ledger, agency, state, limit))
 
 
 def _date(request: Request, name: str) -> date:
@@ -134,8 +146,7 @@ def _date(request: Request, name: str) -> date:
         raise BadQuery(f"{name} must be a date like 2026-11-01") from None
 
 
-@app.page("/api/report")
-class Report(View):
+class Report(WorkerView):
     """Period report (docs/report.md) for this worker's partitions."""
 
     async def get(self, request: Request) -> Response:
@@ -148,19 +159,19 @@ class Report(View):
             agency = _param(request, "agency")
         except BadQuery as exc:
             return self.json({"error": str(exc)}, status=400)
-        if not ledger.ready:
+        if not self.ledger.ready:
             return self.json({"error": NOT_READY}, status=503)
         now = datetime.now(UTC)
         # The scan takes ~0.3 s a million dossiers: off the event loop, on a snapshot taken
         # with the partitions it covers (the facts themselves are immutable).
-        partitions = sorted(ledger.partitions)
+        partitions = sorted(self.ledger.partitions)
         # Closed dossiers from their day totals (on the loop), the rest from their facts.
-        [closed], facts = ledger.report_parts([(start, end)], agency, now)
+        [closed], facts = self.ledger.report_parts([(start, end)], agency, now)
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
         add_figures(figures, closed)
-        steps = ledger.step_report(start, end)
+        steps = self.ledger.step_report(start, end)
         index = await asyncio.to_thread(index_report, facts, start, end, agency, now=now)
-        closed_index = ledger.closed_index({"period": (start, end)}, now).by_period["period"]
+        closed_index = self.ledger.closed_index({"period": (start, end)}, now).by_period["period"]
         add_index(index, {a: f for a, f in closed_index.items() if agency in (None, a)})
         index = with_period_timeliness(index, figures)
         return self.json(
@@ -170,8 +181,7 @@ class Report(View):
         )
 
 
-@app.page("/api/dossiers")
-class Dossiers(View):
+class Dossiers(WorkerView):
     """The per-dossier queue (docs/board.md): open dossiers, most overdue first.
 
     Answered on the loop from the due index: a few bisects per cell plus the page's
@@ -182,11 +192,28 @@ class Dossiers(View):
             query = parse_query(request.query.items())
         except BadQueueQuery as exc:
             return self.json({"error": str(exc)}, status=400)
-        if not ledger.ready:
+        if not self.ledger.ready:
             return self.json({"error": "not ready: see /readyz"}, status=503)
         views = [
             PartitionView(p, part.due_index, part.open)
-            for p, part in sorted(ledger.partitions.items())
+            for p, part in sorted(self.ledger.partitions.items())
         ]
-        body = dossiers_page(views, query, datetime.now(UTC), ledger.calendar)
+        body = dossiers_page(views, query, datetime.now(UTC), self.ledger.calendar)
         return self.bytes(orjson.dumps(body), content_type="application/json")
+
+
+PAGES: dict[str, type[WorkerView]] = {
+    "/metrics": Metrics,
+    "/healthz": Health,
+    "/readyz": Ready,
+    "/api/procedures": Procedures,
+    "/api/report": Report,
+    "/api/dossiers": Dossiers,
+}
+
+
+def register(app: faust.App, ledger: Ledger, registry: CollectorRegistry, store_path: Path) -> None:
+    """Serve the pages on `app`, over `ledger`, `registry` and the store at `store_path`."""
+    bound = {"ledger": ledger, "registry": registry, "store_path": store_path}
+    for path, view in PAGES.items():
+        app.page(path)(type(view.__name__, (view,), bound))

@@ -3,10 +3,8 @@ names when it refuses to start on a dead-letter topic too small for a dead lette
 
 from __future__ import annotations
 
+from service.outputs.dead_letter import DLQ_MAX_BYTES
 from service.settings import Settings
-
-# Room for a copy of the largest message the broker accepts by default (1 MiB), plus headers.
-DLQ_MAX_BYTES = 2 * 1024 * 1024
 
 
 class TopicError(RuntimeError):

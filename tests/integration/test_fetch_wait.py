@@ -13,9 +13,11 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 
-from service.app import app
+from service import faust_fixes
 from service.faust_fixes import FETCH_MAX_WAIT_MS
+from service.settings import Settings
 from service.tools.broker import LocalBroker
+from service.worker import build_worker
 
 
 async def test_the_worker_consumer_asks_the_broker_to_wait_briefly(
@@ -29,6 +31,8 @@ async def test_the_worker_consumer_asks_the_broker_to_wait_briefly(
         return real_request(max_wait_time, *args, **kwargs)
 
     monkeypatch.setattr(aiokafka_fetcher, "FetchRequest", recording_request)
+    faust_fixes.apply()  # as `motcua worker` does when it starts
+    app = build_worker(Settings()).app
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     consumer._client._bootstrap_servers = kafka_broker.bootstrap  # the test's broker
     await consumer.start()

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from schemas import MAX_MESSAGE_BYTES
 from service import worker
-from service.app import settings
 from service.outputs.dead_letter import KEY_KEPT, fit_dead_letter, record_size
+from service.settings import Settings
 
+settings = Settings(topic="center-events")
 HEADERS = [
     ("motcua-reason", b"schema_invalid"),
     ("motcua-detail", "không phải JSON".encode()),
@@ -84,8 +85,8 @@ class Admin:
 
 
 def test_a_dead_letter_topic_below_the_contract_limit_is_named_with_the_fix() -> None:
-    problem = worker.check_dead_letter_topic(Admin("10000"))
-    assert problem is not None
+    limit, problem = worker.check_dead_letter_topic(Admin("10000"), settings)
+    assert limit == 10000 and problem is not None
     assert f"topic {settings.dlq_topic} has max.message.bytes=10000" in problem
     assert "\n" not in problem
     # The fix is a command the project installs, with the broker it must reach.
@@ -95,9 +96,6 @@ def test_a_dead_letter_topic_below_the_contract_limit_is_named_with_the_fix() ->
     )
 
 
-def test_a_dead_letter_topic_large_enough_passes_and_sets_the_limit() -> None:
-    from service import app
-
-    assert worker.check_dead_letter_topic(Admin("1048588")) is None
-    assert app.dead_letter_limit == 1048588
-    app.dead_letter_limit = app.DLQ_MAX_BYTES
+def test_a_dead_letter_topic_large_enough_passes_and_gives_its_limit() -> None:
+    assert worker.check_dead_letter_topic(Admin("1048588"), settings) == (1048588, None)
+    assert worker.check_dead_letter_topic(Admin("102400"), settings) == (102400, None)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.app import app
+from service import faust_fixes
 from service.faust_fixes import FETCH_MAX_WAIT_MS
+from service.settings import Settings
+from service.worker import build_worker
+
+faust_fixes.apply()  # as `motcua worker` does when it starts
+app = build_worker(Settings()).app
 
 
 async def test_the_worker_consumer_waits_briefly_for_fetches() -> None:

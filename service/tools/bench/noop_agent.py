@@ -22,33 +22,18 @@ from prometheus_client.core import CounterMetricFamily
 
 from agents.lifecycle import BATCH_MAX, BATCH_WITHIN
 from service import faust_fixes
-from service.app import app, events_topic, settings
-
-taken = 0
+from service.app import worker_parts
+from service.settings import Settings
 
 
 class _Taken:
+    def __init__(self) -> None:
+        self.taken = 0
+
     def collect(self):  # type: ignore[no-untyped-def]
         family = CounterMetricFamily("motcua_events", "Events taken", labels=["type"])
-        family.add_metric(["noop"], float(taken))
+        family.add_metric(["noop"], float(self.taken))
         yield family
-
-
-registry = CollectorRegistry()
-registry.register(_Taken())  # type: ignore[arg-type]
-
-
-@app.agent(events_topic, concurrency=1)
-async def count_only(stream: faust.StreamT[bytes]) -> None:
-    global taken
-    async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
-        taken += len(events)
-
-
-@app.page("/readyz")
-class Ready(View):
-    async def get(self, request: Request) -> Response:
-        return self.json({"ready": True})
 
 
 def main() -> None:
@@ -60,6 +45,24 @@ def main() -> None:
         help="faust's own per-message wait_first (four tasks a message) instead of the fix",
     )
     args = parser.parse_args()
+    settings = Settings.from_env()
+    faust_fixes.apply()
+    worker = worker_parts(settings)  # the worker's own app and topic settings
+    app = worker.app
+    counter = _Taken()
+    registry = CollectorRegistry()
+    registry.register(counter)  # type: ignore[arg-type]
+
+    @app.agent(worker.events_topic, concurrency=1)
+    async def count_only(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            counter.taken += len(events)
+
+    @app.page("/readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"ready": True})
+
     if args.faust_wait_first:
         faust_fixes.new_waiters_per_message()
     if args.sensors == "monitor":
