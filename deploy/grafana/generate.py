@@ -32,7 +32,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import piechart as piechart_model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
-from service.domain.index import INDICATORS, TIMELINESS_PORTAL, Indicator
+from service.domain.index import COMPARED, INDICATORS, TIMELINESS_PORTAL, Indicator
 
 #: Must equal the uid in provisioning/datasources/prometheus.yaml.
 DATASOURCE_UID = "motcua-prometheus"
@@ -860,10 +860,49 @@ def index_points(indicator: Indicator, selector: str, by: str = "") -> str:
     return f"clamp_max({indicator.maximum:g} * {ratio}{scale}, {indicator.maximum:g})"
 
 
+def portal_points(indicator: Indicator, selector: str, family: str = "portal") -> str:
+    """PromQL for an indicator's points as the portal scores them, from the workers' summed
+    portal numerators and denominators (`family` "portal": this month's,
+    motcua_index_portal_*; "projected": the month-end projection, motcua_index_projected_*).
+    The portal gives 0 for an empty denominator, and so does this (`> 0`, `or vector(0)`)."""
+    period = ',period="month"' if family == "portal" else ""
+    labels = f'indicator="{indicator.code}"{period}{selector}'
+    ratio = (
+        f"(sum (motcua_index_{family}_numerator{{{labels}}})"
+        f" / (sum (motcua_index_{family}_denominator{{{labels}}}) > 0))"
+    )
+    scale = f" / {indicator.target:g}" if indicator.target else ""
+    return (
+        f"(clamp_max({indicator.maximum:g} * {ratio}{scale}, {indicator.maximum:g}) or vector(0))"
+    )
+
+
+def portal_total(selector: str, family: str = "portal") -> str:
+    """The total compared with the portal: its points of the indicators whose weight is
+    verified (3.3 left out), out of 50."""
+    return " + ".join(portal_points(i, selector, family) for i in COMPARED)
+
+
+PORTAL_LABEL = "Cổng DVCQG (cách chấm của Cổng)"
+MOTCUA_LABEL = "motcua: dữ kiện đã biết"
+UNVERIFIED = "trọng số chưa kiểm chứng"
+EXCLUDED = ", ".join(i.ref for i in INDICATORS if not i.weight_verified)
+
+
+def _indicator_title(indicator: Indicator) -> str:
+    title = f"{indicator.ref} {indicator.title.split(' ÷ ')[0]}"
+    return title if indicator.weight_verified else f"{title} ({UNVERIFIED})"
+
+
+def _rule(indicator: Indicator) -> str:
+    return "linear" if indicator.target is None else f"T {indicator.target:.0%}"
+
+
 def national_index() -> model.Dashboard:
-    """The QĐ 766 national index beyond timeliness (docs/report.md): this month's points of
-    every indicator motcua measures, for the center and one agency, and the month-end
-    projection of the portal's timeliness."""
+    """The QĐ 766 national index (docs/report.md) this month, the portal's reading first
+    (its denominators, 0 when empty: the figure to compare with the portal), then motcua's
+    (the dossiers whose reported facts decide each indicator); for the center and one
+    agency, with the month-end projection. 3.3's weight is unverified: marked, in no total."""
     agency = (
         dashboard.QueryVariable("agency")
         .label("Cơ quan")
@@ -877,30 +916,81 @@ def national_index() -> model.Dashboard:
         _base(
             INDEX_DASHBOARD_UID,
             "Chỉ số QĐ 766",
-            "The national service index (QĐ 766/QĐ-TTg) this month, as the portal scores it, "
-            "for what motcua measures from the events; groups that need the procedure "
-            "catalogue are not shown (docs/report.md lists them).",
+            "The national service index (QĐ 766/QĐ-TTg) this month: first as the portal will "
+            "score it (Cổng DVCQG: its denominators, 0 for an empty one), then motcua's "
+            "reading (known facts only); groups that need the procedure catalogue are not "
+            f"shown (docs/report.md lists them). {EXCLUDED}: weight unverified, in no total.",
         )
         .with_variable(agency)
-        .with_row(dashboard.Row("Toàn trung tâm, tháng này"))
+        .with_row(dashboard.Row(f"Toàn trung tâm, tháng này: {PORTAL_LABEL}"))
+        .with_panel(
+            stat_panel(
+                f"Tổng so sánh với Cổng (/50, không tính {EXCLUDED})",
+                "The portal's points of the eight indicators whose weight is verified, each "
+                "0 when its denominator is empty, out of 50: the total to compare with the "
+                f"portal's page (less what needs the catalogue). {EXCLUDED} left out.",
+                query(portal_total(""), instant=True),
+            ).decimals(2)
+        )
+        .with_panel(
+            stat_panel(
+                "Dự báo cuối tháng (/50)",
+                "The same total at the month's end if no open dossier moves and none more is "
+                "received (motcua_index_projected_*; docs/report.md, the month-end projection).",
+                query(portal_total("", "projected"), instant=True),
+            ).decimals(2)
+        )
     )
     for indicator in INDICATORS:
         built = built.with_panel(
             stat_panel(
-                f"{indicator.ref} {indicator.title.split(' ÷ ')[0]}",
-                f"{indicator.title}. Points (max {indicator.maximum:g}) under the "
-                f"{'linear' if indicator.target is None else f'T {indicator.target:.0%}'} rule, "
-                f"{indicator.status} (docs/report.md). Empty: no dossier reports it.",
+                _indicator_title(indicator),
+                f"{indicator.title}, the portal's denominator, 0 when empty. Points (max "
+                f"{indicator.maximum:g}) under the {_rule(indicator)} rule, {indicator.status} "
+                "(docs/report.md)."
+                + ("" if indicator.weight_verified else " Weight unverified: in no total."),
+                query(portal_points(indicator, ""), instant=True),
+            ).decimals(2)
+        )
+    built = built.with_row(dashboard.Row(f"Toàn trung tâm, tháng này: {MOTCUA_LABEL}"))
+    for indicator in INDICATORS:
+        built = built.with_panel(
+            stat_panel(
+                _indicator_title(indicator),
+                f"{indicator.title}, over the dossiers whose reported facts decide it. Points "
+                f"(max {indicator.maximum:g}) under the {_rule(indicator)} rule, "
+                f"{indicator.status} (docs/report.md). Empty: no dossier reports it."
+                + ("" if indicator.weight_verified else " Weight unverified: in no total."),
                 query(index_points(indicator, ""), instant=True),
             ).decimals(2)
         )
+    agency_selector = ',agency="$agency"'
     built = (
         built.with_row(dashboard.Row("Cơ quan $agency, tháng này"))
         .with_panel(
             timeseries_panel(
-                "Điểm từng chỉ số",
-                "The agency's points per indicator this month (summed over the workers).",
-                *(query(index_points(i, ',agency="$agency"'), i.code) for i in INDICATORS),
+                f"Điểm từng chỉ số: {PORTAL_LABEL}",
+                "The agency's points per indicator this month as the portal scores them "
+                f"(summed over the workers; 0 when the denominator is empty). {EXCLUDED}: "
+                "weight unverified.",
+                *(query(portal_points(i, agency_selector), _legend(i)) for i in INDICATORS),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                f"Tổng so sánh với Cổng (/50, không tính {EXCLUDED}) và dự báo cuối tháng",
+                "The agency's total compared with the portal this month, and the same at "
+                "the month's end if no open dossier moves and none more is received.",
+                query(portal_total(agency_selector), "Cổng DVCQG"),
+                query(portal_total(agency_selector, "projected"), "dự báo cuối tháng"),
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                f"Điểm từng chỉ số: {MOTCUA_LABEL}",
+                "The agency's points per indicator this month over the dossiers whose reported "
+                "facts decide each one (summed over the workers; none: nobody reports it).",
+                *(query(index_points(i, agency_selector), _legend(i)) for i in INDICATORS),
             )
         )
         .with_panel(
@@ -909,7 +999,7 @@ def national_index() -> model.Dashboard:
                 "Timeliness points out of 20 this month: by the portal's rules (more than one "
                 "supplement request is overdue; withdrawn dossiers count) and by the legal "
                 "clock. docs/report.md lists every difference.",
-                query(index_points(TIMELINESS_PORTAL, ',agency="$agency"'), "portal"),
+                query(portal_points(TIMELINESS_PORTAL, agency_selector), "portal"),
                 query(
                     '20 * sum(motcua_timeliness_in_time{agency="$agency",period="month"})'
                     ' / sum(motcua_timeliness_handled{agency="$agency",period="month"})',
@@ -932,6 +1022,10 @@ def national_index() -> model.Dashboard:
         .build()
     )
     return _finish(built)
+
+
+def _legend(indicator: Indicator) -> str:
+    return indicator.code if indicator.weight_verified else f"{indicator.code} ({UNVERIFIED})"
 
 
 #: File name in deploy/grafana/dashboards/ -> dashboard factory.

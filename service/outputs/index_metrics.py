@@ -8,9 +8,9 @@ dossier reports are exported: no series is "unknown", never a zero.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -60,14 +60,9 @@ def scan_index(
         index = index_report(facts, *current_period(kind, now), now=now)
         add_index(index, closed.by_period[kind])
         by_kind[kind] = with_period_timeliness(index, figures[kind])
-    # A conservative projection: nothing more is resolved this month, so every dossier open
-    # now is judged at the month's end as the portal will judge it then.
-    month = current_period("month", now)
-    projected = index_report(facts, *month)
-    add_index(projected, closed.by_period["month"])
-    month_end = period_report(facts, *month)
-    add_figures(month_end, closed_figures)
-    projected = with_period_timeliness(projected, month_end)
+    projected = month_end_projection(
+        facts, current_period("month", now), closed.by_period["month"], closed_figures
+    )
     # Dossiers share a few hundred shapes (agency and keys): count shapes, then expand.
     shapes: Counter[tuple[str, tuple[str, ...]]] = Counter()
     for f in facts:
@@ -78,6 +73,26 @@ def scan_index(
         for key in keys:
             marks[(agency, key)] += count
     return IndexScan(by_kind, projected, +marks)
+
+
+def month_end_projection(
+    facts: Sequence[DossierFacts],
+    month: tuple[date, date],
+    closed_index: dict[str, IndexFigures],
+    closed_figures: dict[str, PeriodFigures],
+    agency: str | None = None,
+) -> dict[str, IndexFigures]:
+    """The month's index counts at its end if no open dossier moves and none more is
+    received (a conservative projection: nothing more is resolved this month, so every
+    dossier open now is judged at the month's end as the portal will judge it then).
+    `facts`: the dossiers to judge (open, or closed after now); `closed_index`,
+    `closed_figures`: the closed dossiers' month counts from the day totals, which a later
+    instant cannot change. The metrics and /api/report both project with this."""
+    projected = index_report(facts, *month, agency)
+    add_index(projected, {a: f for a, f in closed_index.items() if agency in (None, a)})
+    month_end = period_report(facts, *month, agency)
+    add_figures(month_end, {a: f for a, f in closed_figures.items() if agency in (None, a)})
+    return with_period_timeliness(projected, month_end)
 
 
 def index_families(scan: IndexScan) -> Iterator[Any]:

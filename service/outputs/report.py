@@ -115,10 +115,11 @@ def report_json(
     as_of: datetime | None = None,
     steps: StepOutcomes | None = None,
     index_by_agency: dict[str, IndexFigures] | None = None,
+    projection: Projection | None = None,
 ) -> dict[str, Any]:
     """The /api/report body of one worker: its partitions' figures per agency and in total,
     each with its national index (QĐ 766) counts, indicators and points, and, when given,
-    the step outcomes per department."""
+    the step outcomes per department and the current month's end projection."""
     index_by_agency = index_by_agency or {}
     agencies: dict[str, Any] = {}
     for code in sorted(set(figures_by_agency) | set(index_by_agency)):
@@ -139,7 +140,74 @@ def report_json(
     }
     if steps is not None:
         body["departments"] = department_rows(steps)
+    if projection is not None:
+        body["projection"] = projection_json(*projection)
     return body
+
+
+# The current month (first, last local date) and its index counts per agency at its end.
+Projection = tuple[tuple[date, date], dict[str, IndexFigures]]
+PROJECTION_ASSUMPTION = (
+    "the month's end if no open dossier moves and none more is received: every dossier "
+    "open now judged then, as the portal will judge it"
+)
+
+
+def projection_json(month: tuple[date, date], by_agency: dict[str, IndexFigures]) -> dict[str, Any]:
+    """The month-end projection: per agency and in total, each indicator's portal figure
+    (its counts, so that several workers' projections can be summed and rescored)."""
+    return {
+        "from": month[0].isoformat(),
+        "to": month[1].isoformat(),
+        "assumption": PROJECTION_ASSUMPTION,
+        "agencies": {code: _projected(by_agency[code]) for code in sorted(by_agency)},
+        "total": _projected(index_total(by_agency.values())),
+    }
+
+
+def _projected(figures: IndexFigures) -> dict[str, Any]:
+    indicators = {}
+    for indicator in INDICATORS:
+        figure = figures.figure(indicator.code, PORTAL)
+        assert figure is not None  # every index indicator is the portal's
+        indicators[indicator.code] = {
+            "ref": indicator.ref,
+            "maximum": indicator.maximum,
+            "weight_verified": indicator.weight_verified,
+            PORTAL: figure.to_dict(),
+        }
+    return {
+        "counts": dict(sorted(figures.counts.items())),
+        "indicators": indicators,
+        "total": {"points": figures.total_points(PORTAL), "maximum": figures.total_maximum(PORTAL)},
+        "total_excludes": [i.code for i in INDICATORS if not i.weight_verified],
+    }
+
+
+def combine_projection(
+    answers: Sequence[tuple[str, dict[str, Any]]],
+) -> tuple[Projection | None, str | None]:
+    """The workers' month-end projections summed, or None (with a warning when only some
+    workers gave one, or for different months: a partial sum would look like the real one)."""
+    given = [(base, data["projection"]) for base, data in answers if "projection" in data]
+    if not given:
+        return None, None
+    months: set[tuple[Any, Any]] = set()
+    out: dict[str, IndexFigures] = {}
+    for base, projection in given:
+        try:
+            month = (date.fromisoformat(projection["from"]), date.fromisoformat(projection["to"]))
+            for code, figures in projection["agencies"].items():
+                out.setdefault(code, IndexFigures()).add(IndexFigures.from_dict(figures))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReportError(f"{base}: the projection is not one ({exc})") from None
+        months.add(month)
+    if len(given) < len(answers) or len(months) > 1:
+        return None, (
+            "the month-end projection is left out: not every worker gave one for the same "
+            "month (a month just began?)"
+        )
+    return (months.pop(), out), None
 
 
 def index_total(figures: Any) -> IndexFigures:
@@ -329,15 +397,26 @@ def run_report_cli(
             answers.append((base, _fetch(base, start, end, agency)))
         by_agency, partitions, warnings, index = combine(answers)
         steps = combine_steps(answers)
+        projection, warning = combine_projection(answers)
     except ReportError as exc:
         print(f"motcua report: {exc}", file=sys.stderr)
         return 1
+    if warning is not None:
+        warnings.append(warning)
     for warning in warnings:
         print(f"motcua report: warning: {warning}", file=sys.stderr)
 
     compared = compare(sheet, index, index_total(index.values())) if sheet else None
     if fmt == "json":
-        body = report_json(by_agency, partitions, start, end, steps=steps, index_by_agency=index)
+        body = report_json(
+            by_agency,
+            partitions,
+            start,
+            end,
+            steps=steps,
+            index_by_agency=index,
+            projection=projection,
+        )
         body["scope"] = f"sum of {len(bases)} worker(s): {', '.join(bases)}"
         if compared is not None:
             body["compare"] = {"sheet": sheet_name, "lines": [c.to_dict() for c in compared]}
@@ -345,6 +424,8 @@ def run_report_cli(
     elif fmt == "csv":
         sys.stdout.write(render_csv(by_agency))
         sys.stdout.write("\n" + render_index_csv(index))
+        if projection is not None:
+            sys.stdout.write("\n" + render_projection_csv(*projection))
         if compared is not None:
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\n").writerows(comparison_csv_rows(compared))
@@ -352,6 +433,8 @@ def run_report_cli(
     else:
         sys.stdout.write(render_table(by_agency, start, end, partitions))
         sys.stdout.write("\n" + render_index_table(index))
+        if projection is not None:
+            sys.stdout.write("\n" + render_projection_table(*projection))
         sys.stdout.write(render_steps(steps))
         if compared is not None:
             sys.stdout.write("\n" + render_comparison(compared, sheet_name))
@@ -464,4 +547,64 @@ def render_index_csv(index: dict[str, IndexFigures]) -> str:
                         str(indicator.weight_verified).lower(),
                     ]
                 )
+    return buffer.getvalue()
+
+
+def render_projection_table(month: tuple[date, date], by_agency: dict[str, IndexFigures]) -> str:
+    """The month-end projection: one row per indicator, the portal's figure per agency and
+    for the center; then the total compared with the portal (3.3 left out)."""
+    columns = [*sorted(by_agency), TOTAL_LABEL]
+    figures = [*(by_agency[code] for code in sorted(by_agency)), index_total(by_agency.values())]
+    rows = [["Chỉ số / indicator", *columns]]
+    for indicator in INDICATORS:
+        rows.append(
+            [_index_label(indicator), *(_index_cell(f, indicator.code, PORTAL) for f in figures)]
+        )
+    excluded = ", ".join(i.ref for i in INDICATORS if not i.weight_verified)
+    rows.append(
+        [
+            f"total compared ({excluded} left out)",
+            *(f"{f.total_points(PORTAL):.2f}/{f.total_maximum(PORTAL):g}" for f in figures),
+        ]
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns) + 1)]
+    out = [
+        f"Dự kiến cuối tháng / month-end projection {month[0].isoformat()} – "
+        f"{month[1].isoformat()}, portal reading: ratio points/maximum (numerator/denominator)",
+        f"  at {PROJECTION_ASSUMPTION}",
+    ]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out) + "\n"
+
+
+PROJECTED = "portal_projected"
+
+
+def render_projection_csv(month: tuple[date, date], by_agency: dict[str, IndexFigures]) -> str:
+    """The projection as index CSV rows (same header), rule `portal_projected`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(INDEX_CSV_HEADER)
+    rows = [(code, by_agency[code]) for code in sorted(by_agency)]
+    rows.append(("TOTAL", index_total(by_agency.values())))
+    for code, figures in rows:
+        for indicator in INDICATORS:
+            figure = figures.figure(indicator.code, PORTAL)
+            assert figure is not None and figure.points is not None
+            writer.writerow(
+                [
+                    code,
+                    indicator.code,
+                    PROJECTED,
+                    figure.numerator,
+                    figure.denominator,
+                    figure.ratio,
+                    figure.points,
+                    indicator.maximum,
+                    str(indicator.weight_verified).lower(),
+                ]
+            )
     return buffer.getvalue()

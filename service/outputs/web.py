@@ -18,8 +18,15 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from service.domain import OpenState
+from service.domain.calendar import local_date
 from service.domain.index import add_index
-from service.domain.report import index_report, period_report, with_period_timeliness
+from service.domain.report import (
+    current_period,
+    index_report,
+    period_report,
+    with_period_timeliness,
+)
+from service.outputs.index_metrics import month_end_projection
 from service.outputs.queue import BadQuery as BadQueueQuery
 from service.outputs.queue import PartitionView, dossiers_page, parse_query
 from service.outputs.report import report_json
@@ -165,18 +172,37 @@ class Report(WorkerView):
         # The scan takes ~0.3 s a million dossiers: off the event loop, on a snapshot taken
         # with the partitions it covers (the facts themselves are immutable).
         partitions = sorted(self.ledger.partitions)
+        # A period that runs through today to the month's end (the month, a year) also gets
+        # the month-end projection, made as the metrics make it (docs/report.md).
+        month = current_period("month", now)
+        periods = {"period": (start, end)}
+        if start <= local_date(now) <= end and end >= month[1]:
+            periods["month"] = month
         # Closed dossiers from their day totals (on the loop), the rest from their facts.
-        [closed], facts = self.ledger.report_parts([(start, end)], agency, now)
+        closed, facts = self.ledger.report_parts(list(periods.values()), agency, now)
         figures = await asyncio.to_thread(period_report, facts, start, end, agency, now=now)
-        add_figures(figures, closed)
+        add_figures(figures, closed[0])
         steps = self.ledger.step_report(start, end)
         index = await asyncio.to_thread(index_report, facts, start, end, agency, now=now)
-        closed_index = self.ledger.closed_index({"period": (start, end)}, now).by_period["period"]
-        add_index(index, {a: f for a, f in closed_index.items() if agency in (None, a)})
+        closed_index = self.ledger.closed_index(periods, now).by_period
+        add_index(index, {a: f for a, f in closed_index["period"].items() if agency in (None, a)})
         index = with_period_timeliness(index, figures)
+        projection = None
+        if "month" in periods:
+            projected = await asyncio.to_thread(
+                month_end_projection, facts, month, closed_index["month"], closed[1], agency
+            )
+            projection = (month, projected)
         return self.json(
             report_json(
-                figures, partitions, start, end, as_of=now, steps=steps, index_by_agency=index
+                figures,
+                partitions,
+                start,
+                end,
+                as_of=now,
+                steps=steps,
+                index_by_agency=index,
+                projection=projection,
             )
         )
 

@@ -37,9 +37,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from schemas import event_from_dict
-from service.domain import DEFAULT_CALENDAR, OpenState, fold, open_state
+from service.domain import DEFAULT_CALENDAR, LOCAL_TZ, OpenState, fold, open_state
 from service.domain.calendar import local_date
-from service.domain.index import GROUPS, NOT_MEASURED, IndexFigures
+from service.domain.index import GROUPS, INDICATORS, NOT_MEASURED
 from service.tools.simulate import SimulationConfig, catalog, generate
 
 pytestmark = pytest.mark.e2e
@@ -370,46 +370,71 @@ def wait_page_matches(
 
 
 READ_INDEX = """
-return [...document.querySelectorAll('#index tbody tr, #index tfoot tr')].map(tr => [
-  tr.dataset.agency,
-  Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col, td.textContent]))]);
+return [...document.querySelectorAll('#index tbody tr, #index tfoot tr')]
+  .filter(tr => tr.dataset.rule)
+  .map(tr => [tr.dataset.agency + '/' + tr.dataset.rule,
+    Object.fromEntries([...tr.querySelectorAll('td')].map(td => [td.dataset.col,
+      [td.querySelector('.v').textContent, (td.querySelector('.st') || {}).textContent || '']]))]);
+"""
+READ_INDEX_LABELS = """
+return [...document.querySelectorAll('#index tbody tr')]
+  .map(tr => tr.querySelector('th.rule').textContent);
 """
 
 
-Cell = tuple[float, float] | None  # (points, maximum of what is measured), None: not measured
+Cell = tuple[float, float] | None  # (points, maximum), None: not measured here
+READINGS = ("portal", "motcua")
 
 
 def expected_index(workers: list[WorkerProcess]) -> dict[str, dict[str, Cell]]:
-    """Per agency and for the center, each cell of the Index view, from the workers'
-    motcua_index_numerator / _denominator of the month, summed here and scored with the
-    transcribed rules."""
-    counts: dict[str, IndexFigures] = defaultdict(IndexFigures)
+    """Per agency and for the center, both rows of the Index view (key "agency/reading"),
+    from the workers' month series, summed here and scored with the transcribed rules: the
+    portal's reading from motcua_index_portal_numerator / _denominator (every indicator of
+    an agency with dossiers, 0 when empty), motcua's from motcua_index_numerator /
+    _denominator (only what some dossier decides)."""
+    names = {
+        "motcua_index_portal_numerator": ("portal", 0),
+        "motcua_index_portal_denominator": ("portal", 1),
+        "motcua_index_numerator": ("motcua", 0),
+        "motcua_index_denominator": ("motcua", 1),
+    }
+    counts: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(dict)
     for worker in workers:
         for (name, labels), value in parse_metrics(worker.get("/metrics")[1].decode()).items():
             label = dict(labels)
-            if label.get("period") != "month":
+            if label.get("period") != "month" or name not in names:
                 continue
-            if name in ("motcua_index_numerator", "motcua_index_denominator"):
-                part = "den" if name.endswith("denominator") else "num"
-                counts[label["agency"]].add_key(f"{label['indicator']}:{part}", int(value))
-    center = IndexFigures()
-    for figures in counts.values():
-        center.add(figures)
+            reading, part = names[name]
+            for agency in (label["agency"], "__total__"):
+                pair = counts[agency, reading].setdefault(label["indicator"], [0, 0])
+                pair[part] += int(value)
+    agencies = {agency for agency, reading in counts if reading == "motcua"}
 
-    def cell(figures: IndexFigures, indicators: list[Any]) -> Cell:
+    def cell(reading_counts: dict[str, list[int]], indicators: list[Any]) -> Cell:
         if not indicators:
             return None
-        ratios = [figures.numerator(i.code) / figures.denominator(i.code) for i in indicators]
-        points = sum(i.points(r) for i, r in zip(indicators, ratios, strict=True))
+        points = 0.0
+        for i in indicators:
+            num, den = reading_counts.get(i.code, [0, 0])
+            points += i.points(num / den if den else 0.0)
         return points, sum(i.maximum for i in indicators)
 
-    rows = {}
-    for agency, figures in [*counts.items(), ("__total__", center)]:
-        measured = figures.measured()
-        cells = {g: cell(figures, [i for i in measured if i.group == g]) for g in GROUPS}
-        # 3.3's weight is a guess: shown in its group, kept out of the total.
-        cells["total"] = cell(figures, [i for i in measured if i.weight_verified])
-        rows[agency] = cells
+    rows: dict[str, dict[str, Cell]] = {}
+    for agency in agencies:
+        motcua, portal = counts[agency, "motcua"], counts[agency, "portal"]
+        measured = [i for i in INDICATORS if motcua.get(i.code, [0, 0])[1]]
+        mine = {g: cell(motcua, [i for i in measured if i.group == g]) for g in GROUPS}
+        # Both totals leave 3.3 out; the portal's counts every verified one (0 when empty).
+        mine["total"] = cell(motcua, [i for i in measured if i.weight_verified])
+        theirs = {
+            g: cell(
+                portal,
+                [i for i in INDICATORS if i.group == g and (i.weight_verified or i in measured)],
+            )
+            for g in GROUPS
+        }
+        theirs["total"] = cell(portal, [i for i in INDICATORS if i.weight_verified])
+        rows[f"{agency}/motcua"], rows[f"{agency}/portal"] = mine, theirs
     return rows
 
 
@@ -427,15 +452,19 @@ def index_mismatches(driver: WebDriver, workers: list[WorkerProcess]) -> list[st
     if set(shown) != set(want):
         return [f"rows shown {sorted(shown)} != {sorted(want)}"]
     problems = []
-    for agency, cells in want.items():
+    for row, cells in want.items():
         for column, value in cells.items():
-            got = parse_index_cell(shown[agency].get(column, "?"))
+            text, mark = shown[row].get(column, ["?", ""])
+            got = parse_index_cell(text)
             if value is None or got is None:
                 ok = value is None and got is None
             else:  # points shown to 0.01
                 ok = abs(got[0] - value[0]) <= 0.005 + 1e-9 and got[1] == value[1]
+            # 3.3's weight is a guess: its group says so wherever it has points.
+            unverified = column == "online_service" and value is not None
+            ok = ok and (mark == "⚠ 3.3: trọng số chưa kiểm chứng") == unverified
             if not ok:
-                problems.append(f"{agency}.{column}: page {shown[agency].get(column)!r}, {value}")
+                problems.append(f"{row}.{column}: page {shown[row].get(column)!r}, {value}")
     return problems
 
 
@@ -448,6 +477,51 @@ def wait_index_matches(driver: WebDriver, workers: list[WorkerProcess]) -> None:
             return
         time.sleep(1)
     pytest.fail("the Index view differs from the metrics:\n" + "\n".join(problems[:30]))
+
+
+HAND = "HW.766"
+
+
+def hand_worked_events(now: datetime) -> list[dict[str, Any]]:
+    """Four dossiers of agency HW.766 received this month, each silent about something,
+    for the Index view's figures worked by hand (see the test):
+    1 online, a fee paid on the national portal, VNeID-verified, 2 components (1 digitised,
+    none reused or from the data store), returned with an electronic result;
+    2 direct, not VNeID-verified, components not reported, returned with a paper result;
+    3 direct, nothing reported, still open (due in 10 working days);
+    4 direct, nothing reported, returned without saying what result."""
+    month_start = datetime.combine(local_date(now).replace(day=1), datetime.min.time(), LOCAL_TZ)
+    at = max(now - timedelta(minutes=4), month_start + timedelta(seconds=1))
+    base = {"agency": HAND, "procedure": "1.000948", "processing_days": 10}
+
+    def event(n: int, kind: str, seconds: int, **fields: Any) -> dict[str, Any]:
+        when = (at + timedelta(seconds=seconds)).isoformat()
+        return {
+            "event_id": f"{HAND}-{n}-{kind}",
+            "dossier_id": f"{HAND}-{n}",
+            "type": kind,
+            "occurred_at": when,
+            **fields,
+        }
+
+    first = {
+        "components": 2,
+        "components_digitised": 1,
+        "components_reused": 0,
+        "components_from_data_store": 0,
+        "identity_verified": True,
+        "fee_due": True,
+    }
+    return [
+        event(1, "received", 0, **base, channel="online", **first),
+        event(1, "paid", 1, method="national_portal"),
+        event(1, "returned", 2, e_result=True),
+        event(2, "received", 0, **base, channel="direct", identity_verified=False),
+        event(2, "returned", 2, e_result=False),
+        event(3, "received", 0, **base, channel="direct"),
+        event(4, "received", 0, **base, channel="direct"),
+        event(4, "returned", 2),
+    ]
 
 
 def queue_truth(events: list[dict[str, Any]], now: datetime) -> dict[str, list[str]]:
@@ -535,7 +609,7 @@ def start_center(
     assert wait_for(split, WAIT_S), "the two workers never split the partitions"
     now = datetime.now(UTC) - timedelta(seconds=5)
     config = SimulationConfig(dossiers=dossiers, seed=21, now=now, overdue_ratio=0.1)
-    events = list(generate(config))
+    events = [*generate(config), *hand_worked_events(now)]
     produce_events(kafka_broker.bootstrap, first.topic, events)
     got, want = wait_exact([first, second], events, timeout=WAIT_S)
     assert got == want, "the workers' /metrics differ from the domain core"
@@ -606,6 +680,40 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     assert browser.find_element(
         By.CSS_SELECTOR, '#index tfoot td[data-col="transparency"]'
     ).text == ("chưa đo ở đây")
+    # HW.766, worked by hand (hand_worked_events): 4 received, all on time (the open one
+    # judged now, 10 working days ahead) and none rated: 2.1 20 × 4/4, 5.4 6 (T 90%);
+    # 3.6 A: 1 paid online of the 1 with a fee: 6. 3.3: 1 of 4 online, T 50%:
+    # 12 × 0.25 / 0.5 = 6 under both readings, marked. Digitisation, the portal dividing by
+    # the 4 received: 4.1 6 × 1/4 = 1.5, 4.2 4 × 1/4 = 1, 4.3 0, 4.4 0, 4.5b 2 × 1/4 = 0.5:
+    # 3 of 18; motcua dividing by the dossiers whose facts decide: 4.1 1/2 (dossier 4 said
+    # nothing) 3, 4.2 1/2 (dossier 2's paper result decides it) 2, 4.3 0/1, 4.4 0/1,
+    # 4.5b 1/1 (only dossier 1 decides) 2: 7 of 18. Totals without 3.3: 20 + 6 + 3 + 6 = 35
+    # and 20 + 6 + 7 + 6 = 39, of 50.
+    hand = dict(browser.execute_script(READ_INDEX))
+    mark = "⚠ 3.3: trọng số chưa kiểm chứng"
+    assert hand[f"{HAND}/portal"] == {
+        "transparency": ["chưa đo ở đây", ""],
+        "timeliness": ["20,00 / 20", ""],
+        "online_service": ["6,00 / 12", mark],
+        "online_payment": ["6,00 / 6", ""],
+        "digitisation": ["3,00 / 18", ""],
+        "satisfaction": ["6,00 / 6", ""],
+        "total": ["35,00 / 50", ""],
+    }
+    assert hand[f"{HAND}/motcua"] == {
+        **hand[f"{HAND}/portal"],
+        "digitisation": ["7,00 / 18", ""],
+        "total": ["39,00 / 50", ""],
+    }
+    rows = browser.find_elements(By.CSS_SELECTOR, "#index tbody tr")
+    assert [r.get_attribute("data-rule") for r in rows[:2]] == ["portal", "motcua"]
+    assert browser.execute_script(READ_INDEX_LABELS)[:2] == [
+        "Cổng DVCQG (cách chấm của Cổng)",
+        "motcua: dữ kiện đã biết",
+    ]
+    assert browser.find_element(By.CSS_SELECTOR, "#index thead th:last-child").text == (
+        "Tổng so sánh với Cổng (/50, không tính 3.3)"
+    )
 
     # 2. The overdue queue: without apology first, then with, then due soon, each in due order.
     queues = wait_queues_match(browser, events)
@@ -697,6 +805,16 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     wait_departments_match(browser, [first, second], "en")
     titles = [n.title for n in NOT_MEASURED]
     assert wait_for(lambda: not_measured_titles(browser) == titles, 5), not_measured_titles(browser)
+    assert browser.execute_script(READ_INDEX_LABELS)[:2] == [
+        "Cổng DVCQG (portal rule)",
+        "motcua: known facts",
+    ]
+    hand = dict(browser.execute_script(READ_INDEX))
+    assert hand[f"{HAND}/portal"]["online_service"] == ["6.00 / 12", "⚠ 3.3: weight unverified"]
+    assert hand[f"{HAND}/portal"]["total"] == ["35.00 / 50", ""]
+    assert browser.find_element(By.CSS_SELECTOR, "#index thead th:last-child").text == (
+        "Total compared with the portal (/50, 3.3 left out)"
+    )
     browser.find_element(By.ID, "period-today").click()
     assert browser.find_element(By.ID, "period-today").get_attribute("aria-pressed") == "true"
     wait_page_matches(browser, [first, second], lang="en", period="today")

@@ -81,6 +81,36 @@ def test_report_agrees_with_the_gauges(kafka_broker: Any, worker_factory: Any) -
     )
     assert report["total"]["new"] == month_receipts
 
+    # The month runs through today to its end: the answer projects it, each indicator's
+    # portal figure at the month's end, as the worker's projected gauges do (one function).
+    projection = report["projection"]
+    assert (projection["from"], projection["to"]) == (start.isoformat(), end.isoformat())
+
+    def projected_gauges() -> dict[tuple[str, str, str], float]:
+        names = {"motcua_index_projected_numerator": "numerator"}
+        names["motcua_index_projected_denominator"] = "denominator"
+        return {
+            (dict(labels)["agency"], dict(labels)["indicator"], names[metric]): value
+            for (metric, labels), value in worker.metrics().items()
+            if metric in names
+        }
+
+    from_report = {
+        (code, indicator, part): figure["portal"][part]
+        for code, row in projection["agencies"].items()
+        if row["counts"].get("online_share:den")
+        for indicator, figure in row["indicators"].items()
+        for part in ("numerator", "denominator")
+    }
+    assert from_report, "a simulated month has dossiers to project"
+    assert wait_for(lambda: projected_gauges() == from_report, 60), sorted(
+        set(projected_gauges().items()) ^ set(from_report.items())
+    )[:10]
+    # A period that stops before the month's end (the board's month to date) projects
+    # nothing.
+    status, body = worker.get(f"/api/report?from={start}&to={start}")
+    assert status == 200 and "projection" not in json.loads(body)
+
 
 def test_report_command_reads_the_worker(kafka_broker: Any, worker_factory: Any) -> None:
     worker: WorkerProcess = worker_factory()

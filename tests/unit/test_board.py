@@ -214,6 +214,7 @@ def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
         "timeliness_portal:den": 10,
         "timeliness_portal:num": 10,
         "reuse:num": 2,
+        "online_share:num": 5,
     }
     answers[0].month["agencies"]["SXD"]["index"] = {"counts": counts_a}
     answers[1].month["agencies"]["SXD"]["index"] = {"counts": counts_b}
@@ -236,10 +237,19 @@ def test_the_index_view_sums_the_workers_and_scores_by_group() -> None:
     assert groups["digitisation"]["portal_maximum"] == 6 + 4 + 2 + 4 + 2
     assert groups["online_payment"]["portal_points"] == 0.0
     assert groups["transparency"]["portal_points"] is None
-    # 3.3 is measured (0 of 20 online) but its weight is a guess: in no total.
-    assert groups["online_service"]["weight_unverified"] == ["3.3"]
-    assert groups["online_service"]["portal_points"] is None
+    # 3.3 is measured (5 of 20 online, T 50%: 12 × 0.25 / 0.5 = 6) but its weight is a
+    # guess: drawn in its group under both readings, marked, in no total.
+    online = groups["online_service"]
+    assert online["weight_unverified"] == ["3.3"]
+    assert online["portal_points"] is None and online["portal_maximum"] is None
+    assert online["portal_unverified_points"] == pytest.approx(6.0)
+    assert online["portal_unverified_maximum"] == 12
+    assert online["points"] == pytest.approx(6.0) and online["maximum"] == 12
+    assert groups["timeliness"]["portal_unverified_points"] is None
+    assert groups["timeliness"]["weight_unverified"] == []
     assert view["portal_total"] == pytest.approx(18.25) and view["portal_max"] == 50
+    assert view["points_total"] == pytest.approx(19.25)  # still without 3.3's 6 points
+    assert board["index"]["total_excludes"] == ["3.3"]
     assert [n["ref"] for n in board["index"]["not_measured"]][:4] == ["1.1", "1.2", "1.3", "1.4"]
     # Incomplete: no center total, as for the other figures.
     board = board_snapshot(answers[:1], 8, NOW, queue_size=5)

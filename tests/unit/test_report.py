@@ -801,3 +801,132 @@ def test_cli_leads_with_the_portals_figure_and_lines_up_a_score_sheet(
     e_result_here = body["agencies"][AG]["index"]["indicators"]["e_result"]
     assert e_result_here["portal"]["denominator"] == 6 and e_result_here["motcua"]["ratio"] is None
     assert body["total"]["index"]["totals"]["portal"]["maximum"] == 50
+
+
+# -- the month-end projection ----------------------------------------------------------------
+
+NOW_MAR18 = T("2026-03-18T10:00:00+07:00")
+
+
+def _march_to_project() -> list[DossierFacts]:
+    """Three SXD dossiers at Wed 18 Mar 2026 10:00 (no holiday in March):
+    A online, received Mon 2 Mar, 5 working days (due Mon 9 Mar), returned Thu 5 Mar: on time;
+    B received Mon 16 Mar, 1 working day (due Tue 17 Mar), open: already late;
+    C received Wed 18 Mar 08:00, 5 working days (due Wed 25 Mar), open: in time now, late
+    at the month's end if nothing moves."""
+    return [
+        facts(
+            rec("A", "2026-03-02T09:00:00+07:00", days=5, channel=Channel.ONLINE),
+            ev("A", "returned", "2026-03-05T15:00:00+07:00"),
+        ),
+        facts(rec("B", "2026-03-16T09:00:00+07:00", days=1)),
+        facts(rec("C", "2026-03-18T08:00:00+07:00", days=5)),
+    ]
+
+
+def test_the_month_end_projection_judges_the_open_dossiers_at_the_months_end() -> None:
+    from service.domain.index import PORTAL, IndexFigures
+    from service.outputs.index_metrics import month_end_projection
+
+    dossiers = _march_to_project()
+    # Now: A and C on time, B late: 2.1 = 20 × 2/3 = 13.33; 5.4 = 6 × (2/3) / 0.9 = 4.44.
+    now = index_report(dossiers, *MAR, now=NOW_MAR18)[AG]
+    assert now.figure("timeliness_portal", PORTAL).points == pytest.approx(40 / 3)
+    # At the month's end C is late too: 20 × 1/3 = 6.67; 5.4: 6 × (1/3) / 0.9 = 2.22.
+    projected = month_end_projection(dossiers, MAR, {}, {})[AG]
+    timeliness = projected.figure("timeliness_portal", PORTAL)
+    assert (timeliness.numerator, timeliness.denominator) == (1, 3)
+    assert timeliness.points == pytest.approx(20 / 3)
+    satisfaction = projected.figure("dossier_satisfaction", PORTAL)
+    assert (satisfaction.numerator, satisfaction.denominator) == (1, 3)
+    assert satisfaction.points == pytest.approx(6 * (1 / 3) / 0.9)
+    # What does not depend on time is today's figure: 3.3 1 of 3 online, T 50%: 8.
+    online = projected.figure("online_share", PORTAL)
+    assert (online.numerator, online.denominator, online.points) == (1, 3, pytest.approx(8.0))
+    # The legal clock at the month's end: A early (the law's own rule), B and C overdue.
+    assert (projected.numerator("timeliness"), projected.denominator("timeliness")) == (1, 3)
+    # A closed dossier's counts (the day totals: one received on time) are added as they
+    # are: 2 of 4 on time, 20 × 2/4 = 10; another agency's are left out with a filter.
+    closed = {
+        AG: IndexFigures(
+            {
+                "online_share:den": 1,
+                "timeliness_portal:den": 1,
+                "timeliness_portal:num": 1,
+                "dossier_satisfaction:den": 1,
+            }
+        ),
+        "STP": IndexFigures({"online_share:den": 5}),
+    }
+    both = month_end_projection(dossiers, MAR, closed, {}, agency=AG)
+    assert set(both) == {AG}
+    assert both[AG].figure("timeliness_portal", PORTAL).points == pytest.approx(10.0)
+    # The portal's total, 3.3 left out: 2.1 10 + 5.4 6 × (2/4) / 0.9 = 3.33, the rest 0.
+    assert both[AG].total_points(PORTAL) == pytest.approx(10 + 10 / 3)
+
+
+def _answer_with_projection(port: int, dossiers: list[DossierFacts], partitions: list[int]) -> None:
+    from service.outputs.index_metrics import month_end_projection
+
+    index = index_report(dossiers, *MAR, now=NOW_MAR18)
+    body = report_json(
+        period_report(dossiers, *MAR, now=NOW_MAR18),
+        partitions,
+        *MAR,
+        index_by_agency=index,
+        projection=(MAR, month_end_projection(dossiers, MAR, {}, {})),
+    )
+    _FakeWorker.answers[port] = (200, json.dumps(body).encode())
+
+
+def test_cli_sums_the_workers_month_end_projections(
+    workers: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dossiers = _march_to_project()
+    (url_a, port_a), (url_b, port_b) = workers
+    _answer_with_projection(port_a, dossiers[:2], [0])
+    _answer_with_projection(port_b, dossiers[2:], [1])
+    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}") == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    projection = json.loads(out)["projection"]
+    assert (projection["from"], projection["to"]) == ("2026-03-01", "2026-03-31")
+    # Summed over the two workers and rescored: A on time of A, B, C (worked above).
+    timeliness = projection["total"]["indicators"]["timeliness_portal"]["portal"]
+    assert (timeliness["numerator"], timeliness["denominator"]) == (1, 3)
+    assert timeliness["points"] == pytest.approx(20 / 3)
+    sxd = projection["agencies"][AG]
+    assert sxd["indicators"]["online_share"]["weight_verified"] is False
+    # 2.1 6.67 + 5.4 2.22, every other verified indicator 0 of its portal denominator.
+    assert sxd["total"] == {"points": pytest.approx(20 / 3 + 20 / 9), "maximum": 50}
+
+    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("Dự kiến cuối tháng"))
+    assert "2026-03-01 – 2026-03-31" in lines[head]
+    row = next(line for line in lines[head:] if line.startswith("2.1 timeliness_portal"))
+    assert row.split()[2:] == ["33.3%", "6.67/20", "(1/3)"] * 2  # SXD, then the center
+    row = next(line for line in lines[head:] if line.startswith("3.3 online_share"))
+    assert "(weight unverified)" in row and row.split()[-3:] == ["33.3%", "8.00/12", "(1/3)"]
+    row = next(line for line in lines[head:] if line.startswith("total compared"))
+    assert row.split()[-1] == "8.89/50"
+
+    assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}") == 0
+    sections = capsys.readouterr().out.split("\n\n")
+    assert len(sections) == 3
+    projected = sections[2].splitlines()
+    assert projected[0].startswith("agency,indicator,rule,numerator,denominator")
+    assert "TOTAL,timeliness_portal,portal_projected,1,3," in "\n".join(projected)
+
+
+def test_cli_leaves_out_a_projection_not_every_worker_gave(
+    workers: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dossiers = _march_to_project()
+    (url_a, port_a), (url_b, port_b) = workers
+    _answer_with_projection(port_a, dossiers[:2], [0])
+    _answer(port_b, dossiers[2:], [1])  # a period not through today: no projection
+    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}") == 0
+    out, err = capsys.readouterr()
+    assert "projection" not in json.loads(out)
+    assert err.count("\n") == 1 and "month-end projection is left out" in err

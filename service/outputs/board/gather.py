@@ -25,7 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain import LOCAL_TZ, OpenState
 from service.domain.calendar import local_date
-from service.domain.index import COMPARED, GROUPS, NOT_MEASURED, PORTAL, Figure, IndexFigures
+from service.domain.index import (
+    COMPARED,
+    GROUPS,
+    INDICATORS,
+    NOT_MEASURED,
+    PORTAL,
+    Figure,
+    IndexFigures,
+)
 from service.domain.report import PeriodFigures
 from service.outputs.queue import QueueQuery, encode_cursor, item_key
 from service.outputs.report import ReportError, combine, index_total
@@ -365,6 +373,8 @@ def board_snapshot(
             ],
             "total": index_view(index_total(month_index.values())) if cover.complete else None,
             "not_measured": [n.to_dict() for n in NOT_MEASURED],
+            # Shown in their group, marked, and left out of both totals (weight a guess).
+            "total_excludes": [i.ref for i in INDICATORS if not i.weight_verified],
         },
         "queues": queues,
     }
@@ -381,17 +391,27 @@ def index_view(figures: IndexFigures) -> dict[str, Any]:
         measured = [i for i in figures.measured() if i.group == group]
         compared = [i for i in COMPARED if i.group == group]
         portal = [figures.figure(i.code, PORTAL) for i in compared]
+        unverified = [i for i in measured if not i.weight_verified]
+        portal_unverified = [figures.figure(i.code, PORTAL) for i in unverified]
         groups.append(
             {
                 "group": group,
                 "group_maximum": group_max,
                 "portal_points": sum(f.points or 0.0 for f in portal if f) if compared else None,
                 "portal_maximum": sum(i.maximum for i in compared) if compared else None,
+                # The portal's reading of the measured indicators whose weight is a guess
+                # (3.3): drawn beside the group's figure, marked, in no total.
+                "portal_unverified_points": sum(f.points or 0.0 for f in portal_unverified if f)
+                if unverified
+                else None,
+                "portal_unverified_maximum": sum(i.maximum for i in unverified)
+                if unverified
+                else None,
                 "points": sum(figures.points(i.code) or 0.0 for i in measured)
                 if measured
                 else None,
                 "maximum": sum(i.maximum for i in measured) if measured else None,
-                "weight_unverified": [i.ref for i in measured if not i.weight_verified],
+                "weight_unverified": [i.ref for i in unverified],
                 "indicators": [
                     {
                         "code": i.code,

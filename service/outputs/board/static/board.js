@@ -77,10 +77,14 @@ const I18N = {
     departmentOther: "khác (không có trong danh mục)",
     hHeld: "Phòng ban đang giữ",
     indexTitle: "Chỉ số QĐ 766 từ đầu tháng",
-    indexCaption: "Điểm của từng nhóm trên điểm tối đa của các chỉ số đo được ở đây (theo cách chấm của Cổng Dịch vụ công quốc gia); tổng chỉ tính các chỉ số đo được.",
+    indexCaption: "Mỗi cơ quan hai dòng. Dòng đầu: điểm Cổng Dịch vụ công quốc gia sẽ chấm (mẫu số của Cổng, mẫu số rỗng là 0 điểm), để so với trang của Cổng. Dòng sau: điểm motcua chỉ tính trên hồ sơ đã báo đủ dữ kiện.",
     notMeasuredTitle: "Chưa đo ở đây (cần danh mục thủ tục hoặc dữ liệu khác)",
     notMeasured: "chưa đo ở đây",
-    colIndexTotal: "Tổng trên phần đo được",
+    colRule: "Cách tính",
+    rulePortal: "Cổng DVCQG (cách chấm của Cổng)",
+    ruleMotcua: "motcua: dữ kiện đã biết",
+    unverified: (refs) => `⚠ ${refs}: trọng số chưa kiểm chứng`,
+    colIndexTotal: (refs) => refs ? `Tổng so sánh với Cổng (/50, không tính ${refs})` : "Tổng so sánh với Cổng (/50)",
     groups: { transparency: "Công khai, minh bạch", timeliness: "Tiến độ giải quyết", online_service: "Dịch vụ trực tuyến", online_payment: "Thanh toán trực tuyến", digitisation: "Số hóa hồ sơ", satisfaction: "Mức độ hài lòng" },
     points: "điểm",
   },
@@ -157,10 +161,14 @@ const I18N = {
     departmentOther: "other (not in the units file)",
     hHeld: "Held by department",
     indexTitle: "QĐ 766 national index, month to date",
-    indexCaption: "Each group's points against the maximum of the indicators measured here (scored as the national portal does); the total counts only what is measured.",
+    indexCaption: "Two rows per agency. First: the points the national portal (Cổng DVCQG) will give (its denominators, 0 for an empty one), to compare with the portal's page. Second: motcua's points over the dossiers whose reported facts decide each indicator.",
     notMeasuredTitle: "Not measured here (needs the procedure catalogue or other data)",
     notMeasured: "not measured here",
-    colIndexTotal: "Total over what is measured",
+    colRule: "Reading",
+    rulePortal: "Cổng DVCQG (portal rule)",
+    ruleMotcua: "motcua: known facts",
+    unverified: (refs) => `⚠ ${refs}: weight unverified`,
+    colIndexTotal: (refs) => refs ? `Total compared with the portal (/50, ${refs} left out)` : "Total compared with the portal (/50)",
     groups: { transparency: "Transparency", timeliness: "Timeliness", online_service: "Online service", online_payment: "Online payment", digitisation: "Digitisation", satisfaction: "Satisfaction" },
     points: "points",
   },
@@ -356,30 +364,84 @@ function fmtPoints(points, maximum) {
   return points === null || points === undefined ? t("notMeasured") : `${fmtScore(points)} / ${fmtInt(maximum)}`;
 }
 
-function indexCells(tr, view) {
-  const cells = [...view.groups.map((g) => fmtPoints(g.points, g.maximum)), fmtPoints(view.points_total, view.points_max)];
+const RULES = ["portal", "motcua"];
+
+// A group's cell under one reading: [points, maximum] or null (not measured here). The
+// portal row adds the indicators whose weight is a guess (3.3) to their group's cell;
+// they stay marked, and neither total counts them.
+function groupFigure(group, rule) {
+  if (rule === "motcua") return group.points === null ? null : [group.points, group.maximum];
+  const parts = [[group.portal_points, group.portal_maximum],
+    [group.portal_unverified_points, group.portal_unverified_maximum]].filter(([p]) => p !== null && p !== undefined);
+  if (!parts.length) return null;
+  return [parts.reduce((a, [p]) => a + p, 0), parts.reduce((a, [, m]) => a + m, 0)];
+}
+
+function totalFigure(view, rule) {
+  return rule === "portal"
+    ? (view.portal_total === null ? null : [view.portal_total, view.portal_max])
+    : (view.points_total === null ? null : [view.points_total, view.points_max]);
+}
+
+function setIndexCell(td, figure, unverified) {
+  const text = figure ? fmtPoints(figure[0], figure[1]) : t("notMeasured");
+  const value = $(".v", td) || td.appendChild(Object.assign(document.createElement("span"), { className: "v" }));
+  setText(value, text);
+  let st = $(".st", td);
+  if (figure && unverified.length) {
+    if (!st) st = td.appendChild(Object.assign(document.createElement("span"), { className: "st" }));
+    setText(st, t("unverified")(unverified.join(", ")));
+  } else if (st) {
+    st.remove();
+  }
+  const cls = [figure ? "" : "unmeasured", figure && unverified.length ? "unverified" : ""].filter(Boolean).join(" ");
+  if (td.className !== cls) td.className = cls;
+}
+
+function indexCells(tr, view, rule) {
   const keys = [...view.groups.map((g) => g.group), "total"];
-  cells.forEach((text, j) => {
-    let td = tr.cells[j + 1];
-    if (!td) td = tr.appendChild(document.createElement("td"));
-    td.dataset.col = keys[j];
-    setText(td, text);
-    const cls = text === t("notMeasured") ? "unmeasured" : "";
-    if (td.className !== cls) td.className = cls;
+  keys.forEach((key, j) => {
+    let td = tr.querySelector(`td[data-col="${key}"]`);
+    if (!td) {
+      td = tr.appendChild(document.createElement("td"));
+      td.dataset.col = key;
+    }
+    if (key === "total") setIndexCell(td, totalFigure(view, rule), []);
+    else setIndexCell(td, groupFigure(view.groups[j], rule), view.groups[j].weight_unverified || []);
   });
 }
 
-function indexRow(parent, key, label) {
-  let tr = parent.querySelector(`tr[data-agency="${CSS.escape(key)}"]`);
-  if (!tr) {
-    tr = document.createElement("tr");
-    tr.dataset.agency = key;
-    const th = document.createElement("th");
-    th.scope = "row";
-    tr.appendChild(th);
-  }
-  setText(tr.firstChild, label);
-  return tr;
+// Two rows per agency, the portal's reading first; the agency's header spans both.
+function indexRows(parent, key, label) {
+  return RULES.map((rule) => {
+    let tr = parent.querySelector(`tr[data-agency="${CSS.escape(key)}"][data-rule="${rule}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.agency = key;
+      tr.dataset.rule = rule;
+      tr.className = `rule-${rule}`;
+      if (rule === "portal") {
+        const th = document.createElement("th");
+        th.scope = "rowgroup";
+        th.rowSpan = 2;
+        th.className = "agency";
+        tr.appendChild(th);
+      }
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.className = "rule";
+      tr.appendChild(th);
+    }
+    if (rule === "portal") setText($("th.agency", tr), label);
+    setText($("th.rule", tr), t(rule === "portal" ? "rulePortal" : "ruleMotcua"));
+    return tr;
+  });
+}
+
+function placeRows(parent, rows, at) {
+  rows.forEach((tr, k) => {
+    if (parent.rows[at + k] !== tr) parent.insertBefore(tr, parent.rows[at + k] || null);
+  });
 }
 
 function renderIndex(data) {
@@ -387,7 +449,8 @@ function renderIndex(data) {
   const index = data.index;
   const head = table.tHead.rows[0];
   const groups = index.agencies.length ? index.agencies[0].groups : (index.total ? index.total.groups : []);
-  const titles = [...groups.map((g) => `${t("groups")[g.group]} (/${fmtInt(g.group_maximum)})`), t("colIndexTotal")];
+  const excluded = (index.total_excludes || []).join(", ");
+  const titles = [t("colRule"), ...groups.map((g) => `${t("groups")[g.group]} (/${fmtInt(g.group_maximum)})`), t("colIndexTotal")(excluded)];
   titles.forEach((title, j) => {
     let th = head.cells[j + 1];
     if (!th) { th = head.appendChild(document.createElement("th")); th.scope = "col"; }
@@ -397,19 +460,25 @@ function renderIndex(data) {
   const wanted = new Set(index.agencies.map((r) => r.agency));
   for (const tr of [...tbody.rows]) if (!wanted.has(tr.dataset.agency)) tr.remove();
   index.agencies.forEach((row, i) => {
-    const tr = indexRow(tbody, row.agency, row.agency);
-    indexCells(tr, row);
-    if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+    const rows = indexRows(tbody, row.agency, row.agency);
+    rows.forEach((tr, k) => indexCells(tr, row, RULES[k]));
+    placeRows(tbody, rows, 2 * i);
   });
   const tfoot = table.tFoot;
   if (index.total) {
-    const tr = indexRow(tfoot, "__total__", t("total"));
-    if (!tr.parentNode) tfoot.replaceChildren(tr);
-    indexCells(tr, index.total);
+    const rows = indexRows(tfoot, "__total__", t("total"));
+    if (rows[0].parentNode !== tfoot) tfoot.replaceChildren(...rows);
+    rows.forEach((tr, k) => indexCells(tr, index.total, RULES[k]));
   } else {
-    const tr = indexRow(tfoot, "__none__", t("noTotal"));
+    let tr = tfoot.querySelector("tr[data-agency='__none__']");
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.agency = "__none__";
+      tr.appendChild(Object.assign(document.createElement("th"), { scope: "row" }));
+      tfoot.replaceChildren(tr);
+    }
     tr.firstChild.colSpan = titles.length + 1;
-    if (!tr.parentNode) tfoot.replaceChildren(tr);
+    setText(tr.firstChild, t("noTotal"));
   }
   const rows = $("#index-not-measured").tBodies[0];
   index.not_measured.forEach((item, i) => {
