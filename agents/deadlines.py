@@ -11,8 +11,8 @@ import logging
 from datetime import UTC, datetime
 
 from service.app import Worker
-from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
+from service.state.log_applier import SideEffectFailed
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import orjson
 
 from service.outputs.dead_letter import DLQ_MAX_BYTES, fit_dead_letter
 from service.outputs.pipeline_metrics import PipelineCounters
-from service.state.keeper import SideEffectFailed
 from service.state.ledger import StatusChange
-from service.state.worker_state import SOURCE_HEADER, Batch, source_of
+from service.state.log_applier import SideEffectFailed
+from service.state.transaction import SOURCE_HEADER, Transaction, source_of
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Topic(Protocol):
 
 
 class Sink(Protocol):
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Transaction) -> None:
         """Send the batch's part, acknowledged by the broker, or raise SideEffectFailed."""
 
 
@@ -48,7 +48,7 @@ class DeadLetterSink:
         # The dead-letter topic's max.message.bytes, as found at start (service/worker.py).
         self.limit = DLQ_MAX_BYTES
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Transaction) -> None:
         if not batch.rejected:
             return
         sends = []
@@ -82,7 +82,7 @@ class StatusSink:
         self.send_timeout = send_timeout
         self.counters = counters
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: Transaction) -> None:
         if batch.changes:
             await self.publish(batch.changes)
 

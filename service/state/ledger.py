@@ -296,14 +296,6 @@ def add_figures(into: dict[str, PeriodFigures], more: dict[str, PeriodFigures]) 
             found.add(figures)
 
 
-class NotAssigned(RuntimeError):
-    """A write to the sums of a partition this worker does not count now."""
-
-    def __init__(self, partition: int) -> None:
-        super().__init__(f"partition {partition} is not assigned to this worker now")
-        self.partition = partition
-
-
 @dataclass
 class Ledger:
     """All partitions this worker holds. Partitions come and go with rebalances.
@@ -377,6 +369,31 @@ class Ledger:
         if partition in self.partitions:
             self.waiting.pop(partition, None)
 
+    def commit(
+        self,
+        partition: int,
+        meta: PartitionMeta,
+        closed: Counter[Key],
+        history: History,
+        dossiers: list[Touched] | None,
+        now: datetime,
+        last_timestamp: float = 0.0,
+    ) -> None:
+        """A saved transaction's part of `partition`: its meta, closed sums and day totals as
+        saved, and (`dossiers`, a live transaction's) the open sums, for a partition this
+        worker counts now. The one way the sums follow the store."""
+        counted = self.partitions.get(partition)
+        if counted is None:
+            return
+        counted.meta = meta
+        counted.closed = closed
+        counted.history = history
+        if dossiers is None or partition not in self.owned():
+            return
+        counted.apply_batch(dossiers, now)
+        if last_timestamp:
+            self.last_event_timestamp = max(self.last_event_timestamp or 0.0, last_timestamp)
+
     def install(self, partition: int, ledger: PartitionLedger) -> None:
         """The sums of `partition`, rebuilt: it counts from now on."""
         if self.assignment is None or partition not in self.assignment:
@@ -391,37 +408,6 @@ class Ledger:
         if self.assignment is None:
             return frozenset(self.partitions)
         return self.assignment & self.partitions.keys()
-
-    def accept(
-        self,
-        partition: int,
-        dossier: Dossier,
-        now: datetime,
-        facts: DossierFacts | None = None,
-        before: Dossier | None = None,
-        before_facts: DossierFacts | None = None,
-    ) -> StatusChange | None:
-        """`dossier` (with its `facts`) changed from `before` (with `before_facts`): tools
-        and tests; the worker commits whole batches. Refuses a partition this worker does
-        not count now."""
-        if partition not in self.owned():
-            raise NotAssigned(partition)
-        ledger = self.partitions[partition]
-        if facts is not None and dossier.closed_by is None:
-            ledger.facts[dossier.dossier_id] = facts
-        was_closed = before is not None and before.closed_by is not None
-        if was_closed:
-            old = contribution(before, now, self.calendar)  # type: ignore[arg-type]
-            ledger.closed.subtract(old)
-            if before_facts is not None:
-                ledger.history.add(before_facts, -1)
-        change = ledger.apply(dossier, now)
-        if dossier.closed_by is not None:
-            ledger.closed.update(contribution(dossier, now, self.calendar))
-            ledger.closed = +ledger.closed
-            if facts is not None:
-                ledger.history.add(facts)
-        return None if was_closed else change
 
     @classmethod
     def counting(cls, calendar: WorkingCalendar, partitions: Iterable[int]) -> Ledger:

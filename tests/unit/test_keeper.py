@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,15 +18,18 @@ from typing import Any
 import orjson
 import pytest
 
-import service.state.keeper as keeper_module
-import service.state.worker_state as worker_state_module
+import service.state.log_applier as applier_module
+import service.state.recovery as recovery_module
+import service.state.transaction as transaction_module
 from service.domain import WorkingCalendar
+from service.domain.history import History
 from service.outputs.metrics import LedgerCollector
 from service.state.keeper import PartitionKeeper, SideEffectFailed
 from service.state.ledger import Ledger, PartitionLedger
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore, StoreError
-from service.state.worker_state import Batch, WorkerState
+from service.state.transaction import Transaction
+from service.state.worker_state import WorkerState
 from service.tools.simulate import SimulationConfig, generate
 
 CAL = WorkingCalendar()
@@ -100,13 +104,13 @@ class Outputs:
         self.refuse = 0
         self.stopped: list[str] = []
 
-    async def send_dead_letters(self, batch: Batch) -> None:
+    async def send_dead_letters(self, batch: Transaction) -> None:
         if self.refuse:
             self.refuse -= 1
             raise SideEffectFailed("1 of 1 dead letters not acknowledged: KafkaTimeoutError")
         self.dead_letters.extend((m.partition, m.offset) for m, _ in batch.rejected)
 
-    async def announce(self, batch: Batch) -> None:
+    async def announce(self, batch: Transaction) -> None:
         return None
 
     def stop(self, why: str) -> None:
@@ -128,7 +132,7 @@ def keeper_over(path: Path, log: MemoryLog, outputs: Outputs) -> tuple[Partition
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keeper_module, "RETRY_S", 0.001)
+    monkeypatch.setattr(recovery_module, "RETRY_S", 0.001)
 
 
 def samples(ledger: Ledger) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -170,7 +174,7 @@ def test_an_exception_mid_chunk_is_retried_from_the_saved_state(
     log.committed_offsets[0] = len(log.partitions[0])
     outputs = Outputs()
     keeper, _ = keeper_over(tmp_path / "store", log, outputs)
-    real_parse = worker_state_module.parse
+    real_parse = transaction_module.parse
     failures = iter([True])
 
     def flaky_parse(value: Any, key: Any, now: datetime) -> Any:
@@ -180,7 +184,7 @@ def test_an_exception_mid_chunk_is_retried_from_the_saved_state(
         return event
 
     async def scenario() -> None:
-        monkeypatch.setattr(worker_state_module, "parse", flaky_parse)
+        monkeypatch.setattr(transaction_module, "parse", flaky_parse)
         keeper.on_assigned([0])
         await keeper.wait_caught_up(timeout=10)
 
@@ -192,7 +196,7 @@ def test_an_exception_mid_chunk_is_retried_from_the_saved_state(
 def test_a_failed_store_write_stops_the_worker_and_a_restart_is_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(keeper_module, "TRANSACTION_EVENTS", CHUNK)  # one chunk a transaction
+    monkeypatch.setattr(applier_module, "TRANSACTION_EVENTS", CHUNK)  # one chunk a transaction
     log = MemoryLog({0: messages_of(0, simulated(40, seed=2))})
     log.committed_offsets[0] = len(log.partitions[0])
     outputs = Outputs()
@@ -360,19 +364,25 @@ def test_a_partition_reassigned_to_the_same_worker_keeps_counting_exactly(tmp_pa
     assert_equals_replay(keeper, log, tmp_path)
 
 
-def test_the_ledger_refuses_sums_for_a_partition_not_assigned_now() -> None:
-    from service.state.ledger import NotAssigned
+def test_the_ledger_moves_no_sums_for_a_partition_not_counted_now() -> None:
+    """A transaction saved after its partition was revoked keeps the store a prefix of the
+    log, but sums this worker does not count now are never touched or served."""
+    from service.domain import fold
+    from service.state.store import PartitionMeta
 
     ledger = Ledger.counting(CAL, [0])
-    from service.domain import fold
-
-    with pytest.raises(NotAssigned):
-        ledger.accept(3, fold("HS-1", [], CAL), NOW)
-    ledger.assign([1])
-    with pytest.raises(NotAssigned):
-        ledger.accept(0, fold("HS-1", [], CAL), NOW)
+    dossier = fold("HS-1", [], CAL)
+    before = dict(ledger.partitions[0].contributions)
+    ledger.assign([1])  # partition 0 went elsewhere
+    assert 0 not in ledger.partitions
+    ledger.commit(0, PartitionMeta(applied=5), Counter(), History(), [(dossier, None, None)], NOW)
+    assert 0 not in ledger.partitions and before == {}
     ledger.install(0, PartitionLedger(CAL))  # a catch-up finishing after its revocation
     assert 0 not in ledger.partitions
+    ledger.install(1, PartitionLedger(CAL))
+    ledger.revoke()  # a rebalance under way: installed sums stay, nothing is served
+    ledger.commit(1, PartitionMeta(applied=3), Counter(), History(), [], NOW)
+    assert ledger.partitions[1].meta.applied == 3 and not ledger.ready
 
 
 # -- readiness is checked against the broker (issue 23) ---------------------------------------

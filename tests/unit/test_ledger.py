@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import orjson
+from ledger_tools import accept
 
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar, contribution, fold
@@ -45,7 +46,7 @@ def test_event_by_event_and_rebuilt_sums_agree_with_the_domain_core() -> None:
         before = fold(event.dossier_id, seen[event.dossier_id], CAL)
         seen[event.dossier_id].append(event)
         dossier, facts = fold_with_facts(event.dossier_id, seen[event.dossier_id], CAL)
-        live.accept(hash(event.dossier_id) % 4, dossier, NOW, facts, before=before)
+        accept(live, hash(event.dossier_id) % 4, dossier, NOW, facts, before=before)
     later = NOW + timedelta(seconds=5)  # past the live dues: the timer must turn them
     changes = live.tick(later)
     assert any(change.status == "overdue" for change in changes)
@@ -91,7 +92,7 @@ def test_only_actionable_status_changes_are_announced() -> None:
     statuses: Counter[str] = Counter()
     for event in events:
         seen[event.dossier_id].append(event)
-        change = ledger.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)
+        change = accept(ledger, 0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW)
         if change is not None:
             statuses[change.status] += 1
     later = NOW + timedelta(seconds=5)
@@ -107,7 +108,7 @@ def test_dossiers_in_the_same_state_share_one_contribution() -> None:
         by_dossier[event.dossier_id].append(event)
     ledger = Ledger.counting(CAL, [0])
     for dossier_id, history in by_dossier.items():
-        ledger.accept(0, fold(dossier_id, history, CAL), NOW)
+        accept(ledger, 0, fold(dossier_id, history, CAL), NOW)
     contributions = list(ledger.iter_contributions())
     distinct = {id(c) for c in contributions}
     assert len(distinct) == len(set(contributions)) < len(contributions)
@@ -121,7 +122,7 @@ def test_a_rebuilt_due_index_equals_the_one_kept_event_by_event() -> None:
     for event in events:
         before = fold(event.dossier_id, seen[event.dossier_id], CAL)
         seen[event.dossier_id].append(event)
-        live.accept(0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW, before=before)
+        accept(live, 0, fold(event.dossier_id, seen[event.dossier_id], CAL), NOW, before=before)
     stored = [fold_with_facts(d, history, CAL) for d, history in seen.items()]
     rebuilt = PartitionLedger.rebuilt(CAL, PartitionMeta(), iter(stored), NOW)
     kept = live.partitions[0].due_index

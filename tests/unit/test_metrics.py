@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from ledger_tools import accept
 
 import service.outputs.metrics as metrics
 from schemas import DossierEvent, parse_event
@@ -42,7 +43,7 @@ def simulated_dossiers(count: int, seed: int) -> dict[str, list[DossierEvent]]:
 def load(ledger: Ledger, dossiers: dict[str, list[DossierEvent]]) -> None:
     for n, (dossier_id, events) in enumerate(sorted(dossiers.items())):
         dossier, facts = fold_with_facts(dossier_id, events, CAL)
-        ledger.accept(n % PARTITIONS, dossier, NOW, facts)
+        accept(ledger, n % PARTITIONS, dossier, NOW, facts)
 
 
 def gauges(collector: LedgerCollector, name: str) -> dict[tuple[str, str], float]:

@@ -25,8 +25,9 @@ from test_keeper import (
     simulated,
 )
 
-import service.state.keeper as keeper_module
-import service.state.worker_state as worker_state_module
+import service.state.log_applier as applier_module
+import service.state.recovery as recovery_module
+import service.state.transaction as transaction_module
 from schemas import InvalidEvent
 from service.domain.index import add_index
 from service.domain.report import (
@@ -120,8 +121,8 @@ async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> 
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keeper_module, "RETRY_S", 0.001)
-    monkeypatch.setattr(keeper_module, "TRANSACTION_EVENTS", 11)
+    monkeypatch.setattr(recovery_module, "RETRY_S", 0.001)
+    monkeypatch.setattr(applier_module, "TRANSACTION_EVENTS", 11)
 
 
 @settings(
@@ -136,7 +137,7 @@ def test_any_interleaving_ends_where_a_replay_ends(
     path = tmp_path_factory.mktemp("state")
     log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13))})
     failures = Failures()
-    monkeypatch.setattr(worker_state_module, "parse", failures.parse)
+    monkeypatch.setattr(transaction_module, "parse", failures.parse)
     keeper = asyncio.run(run(ops, log, path / "store", failures))
     state = keeper.state
     assert keeper.ledger.ready

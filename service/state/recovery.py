@@ -1,0 +1,335 @@
+"""Recovery, apart from live delivery: a partition is caught up from the log before it counts.
+
+- on assignment every partition, kept or new, is checked against the broker: the store's
+  applied offset against the group's committed offset and the log's end; what another member
+  handled meanwhile is read from the log (as history: its dead letters and status messages
+  were sent) before the partition counts;
+- while running, the committed offsets are checked every few seconds: a partition another
+  member advanced (this worker was fenced and has not heard yet) stops counting until caught
+  up, even with no new message, and readiness lapses when no check has passed lately;
+- a live batch that failed is read again from the log until it is saved (`repair`);
+- a partition that cannot be counted (its oldest events deleted, a catch-up that keeps
+  failing) waits with the reason, and no total is served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.state.ledger import Ledger
+from service.state.log_applier import LogApplier
+from service.state.log_reader import LogReader
+from service.state.store import PartitionMeta, StoreError
+from service.state.worker_state import WorkerState
+
+log = logging.getLogger(__name__)
+
+# Seconds before trying a failed catch-up or repair again (times the attempt, up to 30 s).
+RETRY_S = 2.0
+# Seconds to wait for the group's committed offsets; past it the check failed (not ready).
+CHECK_TIMEOUT_S = 5.0
+# A broker check is trusted for this many check intervals: a worker paused longer (a GC
+# pause, a frozen VM, a cut network) serves nothing until it has asked the broker again.
+CHECKS_TRUSTED = 5
+
+
+@dataclass
+class Recovery:
+    """Catch-up, checks against the broker and repairs, one task per partition."""
+
+    state: WorkerState
+    reader: LogReader
+    applier: LogApplier
+    stop: Callable[[str], None]
+    accept_truncated_log: bool = False
+    # Seconds between checks of the group's committed offsets (None: no check, for tools and
+    # tests that drive the keeper by hand).
+    check_every: float | None = None
+    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    blocked: set[int] = field(default_factory=set)
+    releases: set[asyncio.Future[None]] = field(default_factory=set)
+    # One partition at a time: the work is CPU-bound on one thread, so interleaving them
+    # only delays the first; readiness needs them all anyway.
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _checker: asyncio.Task[None] | None = None
+    _check_failing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.check_every is not None:
+            self.ledger.check_max_age = self.check_every * CHECKS_TRUSTED
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.state.ledger
+
+    def start(self, partitions: list[int]) -> None:
+        """Catch `partitions` up (kept ones first: their check is one request), and start
+        the periodic check against the broker if it is not running."""
+        for partition in partitions:
+            self.tasks[partition] = asyncio.ensure_future(self.catch_up(partition))
+        if self.check_every is not None and self._checker is None:
+            self._checker = asyncio.ensure_future(self.check_committed_forever())
+
+    def cancel(self) -> None:
+        """A revocation: stop every catch-up and repair (the next owner does them)."""
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+    def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            self._checker = None
+        self.cancel()
+
+    def running(self, partition: int) -> asyncio.Task[None] | None:
+        task = self.tasks.get(partition)
+        return task if task is not None and not task.done() else None
+
+    async def check_committed_forever(self) -> None:
+        assert self.check_every is not None
+        while True:
+            try:
+                await asyncio.wait_for(self.check_committed(), CHECK_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker unreachable: readiness lapses on its own
+                if not self._check_failing:
+                    log.warning(
+                        "cannot read the group's committed offsets (%s: %s): not ready until "
+                        "the broker answers",
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
+                self._check_failing = True
+            else:
+                if self._check_failing:
+                    log.info("the group's committed offsets can be read again")
+                self._check_failing = False
+            await asyncio.sleep(self.check_every)
+
+    async def check_committed(self) -> None:
+        """Compare each counted partition's applied offset with the group's committed offset.
+        One the group committed past what this worker applied was advanced by another member
+        (this worker was fenced, or stalled, and has not heard yet): not counted until caught
+        up, even if no message arrives. A check that passes renews readiness."""
+        ledger = self.ledger
+        assignment = ledger.assignment
+        if assignment is None:
+            return
+        asked_at = time.monotonic()
+        await self.reader.start()
+        committed = {p: await self.reader.committed(p) for p in sorted(assignment)}
+        if ledger.assignment != assignment:
+            return  # a rebalance meanwhile: its own checks run
+        for partition, offset in committed.items():
+            task = self.tasks.get(partition)
+            if offset is None or partition not in ledger.partitions or partition in self.blocked:
+                continue
+            if task is not None and not task.done():
+                continue  # catching up or repairing: it reads to the committed offset itself
+            applied = self.state.meta(partition).applied
+            if offset > applied + 1:
+                log.warning(
+                    "partition %d: the group committed offset %d but this worker applied up to "
+                    "%d: another member advanced it; not counted until caught up",
+                    partition,
+                    offset,
+                    applied,
+                )
+                ledger.hold(partition, f"another member advanced it to offset {offset}")
+                self.tasks[partition] = asyncio.ensure_future(self.catch_up(partition))
+        ledger.checked_at = asked_at
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:
+        """Until every assigned partition is caught up or given up (for tools and tests)."""
+        tasks = [t for t in self.tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def catch_up(self, partition: int) -> None:
+        """Catch up until it works: a broker that does not answer now may answer later, and
+        the partition stays not counted (with the reason) meanwhile."""
+        attempt = 0
+        while not await self._caught_up_in_turn(partition):
+            attempt += 1
+            await asyncio.sleep(min(30.0, RETRY_S * attempt))
+
+    async def _caught_up_in_turn(self, partition: int) -> bool:
+        async with self._one_at_a_time:
+            return await self._catch_up_once(partition)
+
+    async def _catch_up_once(self, partition: int) -> bool:
+        """One attempt; False when it should be tried again. Every batch is a transaction, so
+        a failed attempt leaves the saved store and meta as they were: the next attempt
+        starts from them."""
+        started = time.monotonic()
+        state = self.state
+        try:
+            # Sums kept from an earlier assignment: they stay only if nothing needs reading.
+            kept = partition in self.ledger.partitions
+            await self.reader.start()
+            (earliest, end) = (await self.reader.bounds([partition]))[partition]
+            committed = await self.reader.committed(partition)
+            if not self.applier.still_assigned(partition):
+                return True  # revoked while asking the broker: the next owner catches up
+            meta = state.meta(partition)
+            if meta.applied >= end:
+                # The store goes further than the log: the topic was deleted and made anew.
+                log.warning(
+                    "partition %d: the local store holds offsets up to %d but the log ends at "
+                    "%d (topic re-created?): reading it again from the beginning",
+                    partition,
+                    meta.applied,
+                    end,
+                )
+                self.ledger.wait(partition, "reading the partition again from the beginning")
+                kept = False
+                state.forget(partition)
+                meta = state.meta(partition)
+            first = meta.applied + 1
+            if first < earliest:
+                self.ledger.wait(partition, "its log lost its beginning")
+                kept = False
+                if not self.accept_truncated_log:
+                    self._give_up(partition, first, earliest)
+                    return True
+                log.warning(
+                    "partition %d: offsets %d..%d were deleted from the log; counting from %d "
+                    "on (MOTCUA_ACCEPT_TRUNCATED_LOG)",
+                    partition,
+                    first,
+                    earliest - 1,
+                    earliest,
+                )
+                state.forget(partition)
+                state.set_meta(partition, PartitionMeta(applied=earliest - 1, start=earliest))
+                meta = state.meta(partition)
+            # History: what the group already handled (dead letters sent, statuses told) —
+            # unless this partition starts over after its log lost its beginning: a worker
+            # that refused to count it may have let faust commit offsets it never handled,
+            # so their dead letters are sent now (at least once: consumers dedupe on
+            # motcua-offset).
+            target = committed if committed is not None else first
+            if kept and target <= first:
+                self.ledger.release(partition)
+                log.info(
+                    "partition %d kept: the store holds offsets up to %d, the group committed "
+                    "%s: counted",
+                    partition,
+                    meta.applied,
+                    committed,
+                )
+                return True
+            if kept:
+                log.warning(
+                    "partition %d: offsets %d..%d were handled by another member: its kept "
+                    "sums are dropped and rebuilt after reading them",
+                    partition,
+                    first,
+                    target - 1,
+                )
+                self.ledger.wait(partition, f"reading offsets {first}..{target - 1} from the log")
+            dead_letters = meta.start > 0 and meta.applied < meta.start
+            # The partition's writer is held until its sums are installed: a live batch that
+            # waits for it then lands on the rebuilt sums, not between the store and them.
+            async with self.applier.writer(partition):
+                read = await self.applier.read_range(
+                    partition,
+                    meta.applied + 1,
+                    target,
+                    live=False,
+                    dead_letters=dead_letters,
+                    locked=True,
+                )
+                if read is None:
+                    return True  # revoked meanwhile
+                caught_up = time.monotonic() - started
+                try:
+                    ledger = await state.rebuild(partition)
+                except (ValueError, KeyError, IndexError, struct.error) as exc:
+                    # A stored record this code cannot read (corruption, a foreign format): the
+                    # store is only a cache of the log, so the partition is read again.
+                    log.error(
+                        "partition %d: a stored dossier cannot be read (%s); reading the partition "
+                        "again from the log",
+                        partition,
+                        str(exc)[:200],
+                    )
+                    state.forget(partition)
+                    return False
+                if not self.applier.still_assigned(partition):
+                    return True
+                self.ledger.install(partition, ledger)
+                log.info(
+                    "partition %d ready: %d events read from the log in %.2fs, sums rebuilt in "
+                    "%.2fs (%d dossiers, store up to offset %d)",
+                    partition,
+                    read,
+                    caught_up,
+                    time.monotonic() - started - caught_up,
+                    len(ledger.contributions),
+                    state.meta(partition).applied,
+                )
+                return True
+        except asyncio.CancelledError:
+            raise
+        except StoreError as exc:
+            self.stop(str(exc))
+            return True
+        except Exception as exc:  # never serve a partition whose catch-up failed
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.error("partition %d: catch-up failed, trying again: %s", partition, why)
+            self.ledger.wait(partition, f"catch-up failed, trying again: {why}")
+            return False
+
+    def _give_up(self, partition: int, first: int, earliest: int) -> None:
+        reason = (
+            f"the log's offsets {first}..{earliest - 1} of partition {partition} were deleted "
+            "(retention) and the local store does not hold them: restore the events, or "
+            "accept a fresh start (docs/operations.md)"
+        )
+        log.error("partition %d not counted: %s", partition, reason)
+        self.ledger.wait(partition, reason)
+        self.blocked.add(partition)
+
+    async def repair(self, partition: int, stop: int, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        attempt = 0
+        while self.applier.still_assigned(partition):
+            try:
+                first = self.state.meta(partition).applied + 1
+                if await self.applier.read_range(partition, first, stop, live=True) is not None:
+                    self.ledger.release(partition)
+                return
+            except asyncio.CancelledError:
+                raise
+            except StoreError as exc:
+                self.stop(str(exc))
+                return
+            except Exception as exc:
+                attempt += 1
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.error("partition %d: re-reading a batch failed, retrying: %s", partition, why)
+                self.ledger.hold(partition, f"re-reading a batch failed, trying again: {why}")
+                await asyncio.sleep(min(30.0, RETRY_S * attempt))
+
+    async def release_after(
+        self, repairs: list[asyncio.Task[None]], stops: dict[int, int], release: Callable[[], None]
+    ) -> None:
+        if repairs:
+            await asyncio.wait(repairs)
+        try:
+            if all(
+                self.applier.still_assigned(p) and self.state.meta(p).applied >= stop - 1
+                for p, stop in stops.items()
+            ):
+                release()
+        finally:
+            self.releases.discard(asyncio.current_task())  # type: ignore[arg-type]

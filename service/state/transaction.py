@@ -1,0 +1,291 @@
+"""One batch of messages as a transaction: folded into copies and a write buffer, saved in one
+atomic write, and only then swapped in (modelled on Quix Streams' `PartitionTransaction`).
+
+A transaction is STARTED when made, takes messages with `apply` (in offset order per
+partition), is PREPARED when its write buffer is built (the touched dossiers' records in
+their range, the closed dossiers' sums, the day totals' pages) and COMMITTED once the store
+wrote it; any failure leaves it FAILED and nothing the worker serves has moved. It reads its
+own writes: a dossier touched earlier in the same transaction is taken from it, not from the
+store. The order of a commit (side effects acknowledged, then the write, then the swap) is
+the keeper's `save` (service/state/keeper.py), written once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Protocol
+
+from schemas import InvalidEvent
+from service.domain import Dossier, Key, WorkingCalendar, contribution
+from service.domain.history import (
+    History,
+    HistoryDelta,
+    add_counts,
+    closed_delta,
+    encode_closed_totals,
+    encode_page_key,
+)
+from service.domain.progress import DossierProgress, Step
+from service.domain.report import DossierFacts
+from service.domain.steps import history_marks as step_history_marks
+from service.state.intake import parse
+from service.state.ledger import Ledger, StatusChange, Touched, status_change
+from service.state.log_reader import Incoming
+from service.state.store import (
+    DossierStore,
+    PartitionMeta,
+    closed_key,
+    closed_totals_key,
+    day_key,
+    open_key,
+)
+
+SOURCE_HEADER = "motcua-source"
+# Status messages are for what is happening now: an event that occurred, or was published,
+# longer ago than this (a worker reading a backlog, a new deployment reading the center's
+# history, a center system back-filling last year) changes the sums silently, so citizens
+# are never told again about a dossier closed months ago. Changes made by the
+# clock (due soon, overdue) are always current and always announced (agents/deadlines.py).
+FRESH_FOR_S = 600.0
+
+Rejected = tuple[Incoming, InvalidEvent]
+Where = tuple[int, str]  # (partition, dossier id)
+
+
+class SavedState(Protocol):
+    """What a transaction is made over: the saved state (service/state/worker_state.py)."""
+
+    store: DossierStore
+    ledger: Ledger
+    calendar: WorkingCalendar
+
+    def meta(self, partition: int) -> PartitionMeta: ...
+    def closed_totals(self, partition: int) -> Counter[Key]: ...
+    def history(self, partition: int) -> History: ...
+    def swap_in(self, transaction: Transaction) -> None: ...
+
+
+class TransactionStatus(Enum):
+    STARTED = "started"
+    PREPARED = "prepared"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class TransactionError(RuntimeError):
+    """A transaction used out of order (applied after it was prepared, committed twice)."""
+
+
+def source_of(headers: object) -> str:
+    """The calling system a message came from (header motcua-source), else 'direct'."""
+    if headers:
+        for name, value in headers:  # type: ignore[attr-defined]
+            if name == SOURCE_HEADER and value:
+                return bytes(value)[:64].decode("utf-8", "replace")
+    return "direct"
+
+
+class Transaction:
+    """What applying messages leaves to save, to send and to swap in.
+
+    `live`: also compute status changes and dead letters, and bring the sums up to date at
+    commit; a catch-up of history does none of that (its messages were handled when first
+    read, and the sums are rebuilt from the store once it is caught up). `dead_letters`
+    overrides whether rejected messages are collected for sending.
+    """
+
+    def __init__(self, state: SavedState, *, live: bool, dead_letters: bool | None = None) -> None:
+        self.state = state
+        self.live = live
+        self.send_rejected = live if dead_letters is None else dead_letters
+        self.status = TransactionStatus.STARTED
+        self.now = datetime.now(UTC)
+        # Copies of the partitions' saved metas, changed as messages are applied.
+        self.metas: dict[int, PartitionMeta] = {}
+        # The touched dossiers' new states: the transaction's own writes, read first.
+        self.dossiers: dict[Where, DossierProgress] = {}
+        # Stored before this transaction: open ones (their open record is replaced or
+        # deleted) and closed ones with the contribution their closed state made (taken back
+        # if changed).
+        self.stored_open: set[Where] = set()
+        self.closed_before: dict[Where, tuple[Dossier, DossierFacts | None]] = {}
+        # The contribution each touched dossier has reached, for status changes.
+        self.reached: dict[Where, tuple[Key, ...]] = {}
+        self.changes: list[StatusChange] = []
+        self.rejected: list[Rejected] = []
+        self.applied = 0  # messages applied (not skipped)
+        self.last_timestamp = 0.0
+        # The write buffer, built by `prepare`.
+        self.puts: dict[bytes, bytes] = {}
+        self.deletes: list[bytes] = []
+        self.closed: dict[int, Counter[Key]] = {}  # per partition, the closed sums after
+        self.history: dict[int, HistoryDelta] = {}  # per partition, the day totals' change
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self.metas)
+
+    def dossier(self, where: Where) -> DossierProgress:
+        """The dossier as this transaction sees it: its own write, else the store's record
+        (noted as stored open or closed), else a dossier not received yet."""
+        progress = self.dossiers.get(where)
+        if progress is not None:
+            return progress
+        partition, dossier_id = where
+        raw = self.state.store.get(partition, dossier_id.encode())
+        if raw is None:
+            progress = DossierProgress.start(dossier_id)
+        else:
+            progress = DossierProgress.unpack(dossier_id, raw)
+            if progress.closed_by is None:
+                self.stored_open.add(where)
+            else:
+                self.closed_before[where] = (progress.dossier, progress.facts)
+                self.reached[where] = contribution(progress.dossier, self.now, self.state.calendar)
+        self.dossiers[where] = progress
+        return progress
+
+    def apply(self, messages: list[Incoming]) -> None:
+        """Fold `messages` (in offset order per partition) in. A message at or below its
+        partition's applied offset is already in the store: skipped."""
+        if self.status is not TransactionStatus.STARTED:
+            raise TransactionError(f"apply to a {self.status.value} transaction")
+        calendar = self.state.calendar
+        fresh_from = self.now.timestamp() - FRESH_FOR_S
+        # Per dossier with an event applied here: whether its last one is fresh news.
+        fresh: dict[Where, bool] = {}
+        for message in messages:
+            partition = message.partition
+            meta = self.metas.get(partition)
+            if meta is None:
+                meta = self.metas[partition] = self.state.meta(partition).copy()
+            if message.offset <= meta.applied:
+                continue  # already in the store
+            meta.applied = message.offset
+            self.applied += 1
+            try:
+                # The message's own timestamp, not the clock: re-reading the log in a year
+                # must give the same verdicts (state is a function of the log).
+                event = parse(
+                    message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
+                )
+                where = (partition, event.dossier_id)
+                step = self.dossier(where).advance(event, calendar)  # the domain core: R6, R7
+            except InvalidEvent as exc:
+                meta.rejected[exc.reason.value] += 1
+                if self.send_rejected:
+                    self.rejected.append((message, exc))
+                continue
+            if step is Step.DUPLICATE:
+                meta.duplicates[source_of(message.headers)] += 1
+                continue
+            meta.events[event.type.value] += 1
+            if self.live:
+                fresh[where] = (
+                    message.timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
+                )
+        for where, is_fresh in fresh.items():
+            # Once a dossier a batch, from its state before the batch to its state after:
+            # a notification system acts on where a dossier is now, not on the steps a
+            # batch of a few milliseconds went through.
+            change = self._change(where, self.dossiers[where].dossier)
+            if change is not None and is_fresh:
+                self.changes.append(change)
+        self.last_timestamp = max(self.last_timestamp, _last_timestamp(messages))
+
+    def _change(self, where: Where, dossier: Dossier) -> StatusChange | None:
+        """The status change the dossier made, judged against its state before (the sums
+        themselves change only at commit); its new contribution is kept in `reached`."""
+        old = self.reached.get(where)
+        if old is None:
+            counted = self.state.ledger.partitions.get(where[0])
+            old = counted.contributions.get(dossier.dossier_id, ()) if counted else ()
+        new = contribution(dossier, self.now, self.state.calendar)
+        self.reached[where] = new
+        if new == old:
+            return None
+        return status_change(dossier, old, new, self.now, self.state.calendar)
+
+    def prepare(self) -> None:
+        """Build the write buffer: the touched dossiers' records in their range (open or
+        closed), the closed dossiers' sums (a dossier that closed adds its contribution, one
+        closed already takes its old one back first: a late event may change it) and the
+        day totals' pages."""
+        if self.status is TransactionStatus.PREPARED:
+            return
+        if self.status is not TransactionStatus.STARTED:
+            raise TransactionError(f"prepare a {self.status.value} transaction")
+        state, calendar = self.state, self.state.calendar
+        puts, deletes = self.puts, self.deletes
+        delta: dict[int, Counter[Key]] = {}
+        for where, progress in self.dossiers.items():
+            partition, dossier_id = where
+            key = dossier_id.encode()
+            if progress.closed_by is None:
+                puts[open_key(partition, key)] = progress.pack()
+                continue
+            puts[closed_key(partition, key)] = progress.pack()
+            if where in self.stored_open:
+                deletes.append(open_key(partition, key))
+            sums = delta.setdefault(partition, Counter())
+            marks = self.history.setdefault(partition, HistoryDelta())
+            old_dossier, old_facts = self.closed_before.get(where, (None, None))
+            add_counts(sums, closed_delta(old_dossier, progress.dossier, calendar))
+            if old_facts is not None:
+                marks.add(old_facts, -1)
+            if old_dossier is not None:
+                marks.add_instant_marks(step_history_marks(old_dossier.steps_done), -1)
+            facts = progress.facts
+            if facts is not None:
+                marks.add(facts, 1)
+                marks.add_instant_marks(step_history_marks(progress.dossier.steps_done), 1)
+        for partition, change in delta.items():
+            totals = state.closed_totals(partition).copy()
+            add_counts(totals, change)
+            self.closed[partition] = totals
+            puts[closed_totals_key(partition)] = encode_closed_totals(totals)
+        for partition, marks in self.history.items():
+            for (agency, page), raw in state.history(partition).pages_after(marks).items():
+                key = day_key(partition, encode_page_key(agency, page))
+                if raw is not None:
+                    puts[key] = raw
+                else:
+                    deletes.append(key)
+        self.status = TransactionStatus.PREPARED
+
+    def commit(self) -> None:
+        """Write the buffer and the metas in one atomic write (raises StoreError), then swap
+        them in: only now does anything the worker serves move."""
+        if self.status is TransactionStatus.STARTED:
+            self.prepare()
+        if self.status is not TransactionStatus.PREPARED:
+            raise TransactionError(f"commit a {self.status.value} transaction")
+        try:
+            if self.puts or self.deletes or self.metas:
+                self.state.store.write(self.puts, self.deletes, self.metas)
+        except BaseException:
+            self.status = TransactionStatus.FAILED
+            raise
+        self.state.swap_in(self)
+        self.status = TransactionStatus.COMMITTED
+
+    def fail(self) -> None:
+        """Thrown away (a side effect not acknowledged, a revocation): nothing moved."""
+        if self.status is not TransactionStatus.COMMITTED:
+            self.status = TransactionStatus.FAILED
+
+    def touched(self, partition: int) -> list[Touched]:
+        """The committed dossiers of `partition` in their new states, for the sums."""
+        reached = self.reached
+        return [
+            (progress.dossier, progress.facts, reached.get(where))
+            for where, progress in self.dossiers.items()
+            if where[0] == partition
+        ]
+
+
+def _last_timestamp(messages: Iterable[Incoming]) -> float:
+    return max((m.timestamp for m in messages), default=0.0)
