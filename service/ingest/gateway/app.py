@@ -25,7 +25,7 @@ from service.ingest.gateway.credentials import address_in, hash_password, passwo
 from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejection
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
-from service.ingest.gateway.openapi import openapi_document
+from service.ingest.gateway.openapi import LOOKUP_SERVICE, openapi_document
 from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, EventSink, Record
 from service.ingest.gateway.relay import Relay, UpstreamAnswer, UpstreamFailed
@@ -57,12 +57,12 @@ UNAUTHORIZED_SENTENCE = (
 )
 
 # A sender's own base URL: a path secret, or OpenCPS's adapter_url; the tail is the path the
-# sender appends (its old endpoint), kept for relaying.
-INBOX_ROUTE = "/v1/in/{secret}{tail:(/.*)?}"
-OPENCPS_ROUTE = "/v1/opencps{tail:(/.*)?}"
-# OpenCPS's envelope services, by the route that reads them; its lookup before each sync.
+# sender appends (its old endpoint), kept for relaying. Any tail, control characters
+# included (`(?s:…)`), so a strange path is refused by its credential, never a bare 404.
+INBOX_ROUTE = "/v1/in/{secret}{tail:(/(?s:.*))?}"
+OPENCPS_ROUTE = "/v1/opencps{tail:(/(?s:.*))?}"
+# OpenCPS's envelope services, by the route that reads them.
 _OPENCPS_SERVICES = {intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS}
-LOOKUP_SERVICE = "TraCuuHoSo"
 # Keeps a refused login as slow as an accepted one when the user name is unknown.
 _NO_SUCH_USER = hash_password("", salt=b"motcua-no-user!!")
 

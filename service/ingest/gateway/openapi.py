@@ -8,16 +8,21 @@ drift; the reason codes are the validator's and the mapping's enums.
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from schemas import SCHEMA_PATH, Reason
+from service.ingest.gateway.intake import SYNC_SERVICE
 from service.ingest.national_progress import NO_DEPARTMENT, PROGRESS_ROUTE, PROGRESS_SERVICE
 from service.ingest.national_sync import SyncReason
 
 VERSION = "1.0.0"
 EVENTS_ROUTE = "/v1/events"
 SYNC_ROUTE = "/v1/national-sync/dossiers"
+# The senders' own base URLs as OpenAPI paths (app.py's routes also take an empty tail).
+INBOX_PATH = "/v1/in/{secret}/{path}"
+OPENCPS_PATH = "/v1/opencps/{path}"
+# OpenCPS's lookup before each sync (answered, never counted).
+LOOKUP_SERVICE = "TraCuuHoSo"
 
 
 def _rewrite_refs(node: Any) -> Any:
@@ -299,7 +304,205 @@ def _national_sync(
     }
 
 
-@cache
+def _sender_responses(what: str, login: bool) -> dict[str, Any]:
+    """A sender's own base URL (`login`: OpenCPS's, which also answers its login and lookup):
+    the national-sync answers, plus the network check and relay mode's own failures."""
+    out = _responses(what, portal=True)
+    out["401"] = {
+        "description": "A path secret no profile lists (/v1/in), or a session the gateway"
+        " did not issue or that expired, or a wrong `dstcode` (/v1/opencps): motcua's shape,"
+        " the caller is not known yet."
+        + (
+            " A refused login (wrong user name, password or dstcode) is 401 `login_failed`"
+            " in the portal's shape."
+            if login
+            else ""
+        ),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        "content": _either("Error", login),
+    }
+    out["403"] = {
+        "description": "The caller's address is outside the source's `networks` (behind a"
+        " proxy listed in MOTCUA_GATEWAY_TRUSTED_PROXIES, the forwarded address).",
+        "content": _either("Error", True),
+    }
+    out["502"] = {
+        "description": "Relay mode: the upstream could not be reached (`upstream_unreachable`);"
+        " the body was counted, send it again.",
+        "content": _either("Error", True),
+    }
+    out["504"] = {
+        "description": "Relay mode: the upstream did not answer within upstream_timeout"
+        " (`upstream_timeout`); the body was counted, send it again.",
+        "content": _either("Error", True),
+    }
+    if login:
+        out["200"] = {
+            "description": "A login accepted (the session to send back), a lookup"
+            f" ({LOOKUP_SERVICE}: motcua keeps no dossier, so its `result` is empty), or"
+            " every item of a sync envelope accepted.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/OpencpsSession"},
+                            {"$ref": "#/components/schemas/OpencpsLookupAnswer"},
+                            {"$ref": "#/components/schemas/ItemResults"},
+                            {"$ref": "#/components/schemas/PortalAnswer"},
+                        ]
+                    }
+                }
+            },
+        }
+        out["422"]["description"] += (
+            f" A service other than {SYNC_SERVICE}, {PROGRESS_SERVICE} and"
+            f" {LOOKUP_SERVICE} is `unsupported_service`."
+        )
+        out["429"]["description"] = (
+            "This system sent more items than its rate allows, or (login) too many failed"
+            " logins from this address: `too_many_failed_logins`, in the portal's shape."
+        )
+    return out
+
+
+_RELAY_NOTE = (
+    " With `upstream` in the source's profile (relay mode) the body, once counted, is"
+    " forwarded unchanged and the answer is the upstream's own status and body, which this"
+    " document does not describe; only 502 and 504 are the gateway's."
+)
+
+
+def _sender_paths() -> dict[str, Any]:
+    """The two senders' own base URLs (docs/senders.md)."""
+    tail = {
+        "name": "path",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The path the sender appends to its base URL (it may hold further"
+        " `/`), kept for relaying.",
+    }
+    inbox_body = {
+        "anyOf": [
+            {"type": "array", "items": {"$ref": "#/components/schemas/SyncDossier"}},
+            {"$ref": "#/components/schemas/SyncEnvelope"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/ProgressRow"}},
+            {"$ref": "#/components/schemas/ProgressEnvelope"},
+        ]
+    }
+    opencps_body = {
+        "anyOf": [
+            {"$ref": "#/components/schemas/OpencpsLogin"},
+            {"$ref": "#/components/schemas/SyncEnvelope"},
+            {"$ref": "#/components/schemas/ProgressEnvelope"},
+            {"$ref": "#/components/schemas/OpencpsLookup"},
+        ]
+    }
+    return {
+        INBOX_PATH: {
+            "post": {
+                "operationId": "postSenderInbox",
+                "summary": "A sender that sends no credential (the .NET system): its base URL"
+                " is /v1/in/<path secret>. A path equal to the profile's progress_path carries"
+                f" {PROGRESS_SERVICE} progress rows, any other DongBoHoSoMC dossier snapshots;"
+                " answered in the profile's shape." + _RELAY_NOTE,
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "secret",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "The path secret: its SHA-256 is in the source's"
+                        " path_secret_sha256 (`motcua gateway-secret`). Never logged.",
+                    },
+                    tail,
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": inbox_body}},
+                },
+                "responses": _sender_responses("dossier or row", login=False),
+            }
+        },
+        OPENCPS_PATH: {
+            "post": {
+                "operationId": "postOpencps",
+                "summary": "OpenCPS's adapter_url: its login ({username, password}: the"
+                " session to send back) and, with that session, its envelopes by `service`:"
+                f" {SYNC_SERVICE} (dossiers), {PROGRESS_SERVICE} (progress rows),"
+                f" {LOOKUP_SERVICE} (answered with an empty result)." + _RELAY_NOTE,
+                "security": [],
+                "parameters": [
+                    {
+                        **tail,
+                        "description": "OpenCPS's auth_endpoint or integration_endpoint;"
+                        " the body, not the path, says which.",
+                    },
+                    {
+                        "name": "dstcode",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Checked against the profile's dstcode_sha256 when"
+                        " it has one (login and every envelope).",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": opencps_body}},
+                },
+                "responses": _sender_responses("dossier or row", login=True),
+            }
+        },
+    }
+
+
+_OPENCPS_SCHEMAS = {
+    "OpencpsLogin": {
+        "type": "object",
+        "description": "OpenCPS's getAccessToken body, checked against the profile's"
+        " login_user and login_password (scrypt). Never logged.",
+        "required": ["username", "password"],
+        "properties": {
+            "username": {"type": "string"},
+            "password": {"type": "string", "writeOnly": True},
+        },
+    },
+    "OpencpsSession": {
+        "type": "object",
+        "description": "An accepted login: the session OpenCPS sends back in every envelope"
+        " (valid session_minutes).",
+        "required": ["error_code", "message", "session"],
+        "properties": {
+            "error_code": {"const": 0},
+            "message": {"type": "string"},
+            "session": {"type": "string"},
+        },
+    },
+    "OpencpsLookup": {
+        "type": "object",
+        "description": f"Another service, such as {LOOKUP_SERVICE} (the lookup OpenCPS"
+        " makes before each dossier), with the session.",
+        "required": ["session", "service"],
+        "properties": {
+            "session": {"type": "string", "writeOnly": True},
+            "service": {"type": "string"},
+        },
+    },
+    "OpencpsLookupAnswer": {
+        "type": "object",
+        "description": f"{LOOKUP_SERVICE} in direct mode: motcua keeps no dossier to find.",
+        "required": ["error_code", "message", "result"],
+        "properties": {
+            "error_code": {"const": "0"},
+            "message": {"type": "string"},
+            "result": {"type": "array", "maxItems": 0},
+        },
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """The document as a dict (JSON Schema 2020-12 inside, as OpenAPI 3.1 allows)."""
     return {
@@ -355,6 +558,7 @@ def openapi_document() -> dict[str, Any]:
                 ("ProgressRow", "ProgressEnvelope", "ProgressRow"),
                 "row",
             ),
+            **_sender_paths(),
             "/healthz": {
                 "get": {
                     "operationId": "health",
@@ -432,6 +636,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                 },
+                **_OPENCPS_SCHEMAS,
                 "ItemResult": _ITEM_RESULT,
                 "ItemResults": _ITEM_RESULTS,
                 "Error": _ERROR,
