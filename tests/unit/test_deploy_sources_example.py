@@ -18,6 +18,7 @@ from service.ingest.gateway.sources import (
     SourcesFileError,
     parse_sources,
 )
+from service.ingest.national_sync import Meaning, SyncProfile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "gateway" / "sources.toml"
@@ -90,6 +91,7 @@ def test_the_commented_sender_tables_load_when_switched_on(tmp_path: Path) -> No
     assert dotnet.networks and all(isinstance(n, Network) for n in dotnet.networks)
     assert dotnet.progress_path == "/api/DongBoTienTrinh"
     assert dotnet.upstream == "https://dichvucong.example.gov.vn"
+    assert dotnet.sync.finished_without_date is Meaning.PAUSED
 
     opencps = sources.profile("opencps-bg")
     assert opencps.auth is Auth.OPENCPS_LOGIN
@@ -99,7 +101,11 @@ def test_the_commented_sender_tables_load_when_switched_on(tmp_path: Path) -> No
     assert opencps.dstcode_matches("compose-demo-dstcode")
     assert opencps.session_minutes == 60
     assert opencps.upstream == "https://adapter.example.gov.vn"
-    assert sources.profile("opencps-province").auth is Auth.OPENCPS_SESSION
+    assert opencps.sync == SyncProfile("direct", True, {8: Meaning.REJECTED}, None)
+    province = sources.profile("opencps-province")
+    assert province.auth is Auth.OPENCPS_SESSION
+    assert province.dstcode_matches("compose-demo-dstcode")
+    assert not province.dstcode_matches("compose-demo-dstcodE")
 
 
 def test_every_key_the_senders_guide_shows_is_in_the_example_or_refused_clearly() -> None:

@@ -15,7 +15,6 @@ from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileErro
 from service.ingest.gateway.server import GatewayStartError, is_loopback, prepare
 from service.ingest.gateway.sources import (
     Answer,
-    Auth,
     SourceProfile,
     SourcesFile,
     SourcesFileError,
@@ -23,8 +22,7 @@ from service.ingest.gateway.sources import (
 )
 from service.ingest.gateway.tokens import TokenBook, TokenFileError, parse_tokens, token_hash
 from service.ingest.gateway.units import UnitsFile, UnitsFileError, parse_units
-from service.ingest.national_sync import Meaning, SyncProfile
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 
 def test_token_file_maps_hashes_to_system_names() -> None:
@@ -143,21 +141,8 @@ def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "gateway"
 
 
-def test_the_shipped_examples_parse_and_their_commented_profiles_too() -> None:
-    text = (DEPLOY / "sources.toml").read_text(encoding="utf-8")
-    assert parse_sources(text)["compose-demo"] == SourceProfile()
-    uncommented = "\n".join(
-        line[2:] if line.startswith("# [") or (line.startswith("# ") and "=" in line) else line
-        for line in text.splitlines()
-    )
-    profiles = parse_sources(uncommented)
-    assert profiles["dvc-dotnet"].answer is Answer.PORTAL
-    assert profiles["dvc-dotnet"].sync.finished_without_date is Meaning.PAUSED
-    opencps = profiles["opencps-province"]
-    assert opencps.auth is Auth.OPENCPS_SESSION
-    assert opencps.dstcode_matches("compose-demo-dstcode")
-    assert not opencps.dstcode_matches("compose-demo-dstcodE")
-    assert opencps.sync == SyncProfile("direct", True, {8: Meaning.REJECTED}, None)
+def test_the_shipped_procedures_example_parses() -> None:
+    # deploy/gateway/sources.toml: tests/unit/test_deploy_sources_example.py.
     days = parse_procedures((DEPLOY / "procedures.csv").read_text(encoding="utf-8"))
     assert days["1.000948"] == 15
 
@@ -228,3 +213,15 @@ def test_sources_and_procedures_files_reload_and_keep_the_last_good(tmp_path: Pa
     procedures.load()
     assert procedures.working_days(" 1.0 ") == 5 and procedures.working_days("2.0") is None
     assert ProceduresFile(None).working_days("1.0") is None
+
+
+def test_trusted_proxies_are_cidr_blocks_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1,")
+    assert Settings.from_env().gateway_trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    monkeypatch.delenv("MOTCUA_GATEWAY_TRUSTED_PROXIES")
+    assert Settings.from_env().gateway_trusted_proxies == ()
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")
+    with pytest.raises(SettingsError, match=r"'proxy\.local' is not a CIDR block"):
+        Settings.from_env()

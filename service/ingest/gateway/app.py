@@ -21,7 +21,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.ingest.gateway import intake
 from service.ingest.gateway.answers import PORTAL_OK, error, json_response, results
-from service.ingest.gateway.credentials import address_in, hash_password, password_matches
+from service.ingest.gateway.credentials import (
+    Network,
+    address_in,
+    client_address,
+    hash_password,
+    password_matches,
+)
 from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejection
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
@@ -110,6 +116,7 @@ class Gateway:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sources: SourcesFile | None = None,
         procedures: ProceduresFile | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         self.sink = sink
         self.tokens = tokens
@@ -120,6 +127,7 @@ class Gateway:
         self.clock = clock
         self.sources = sources or SourcesFile(None)
         self.procedures = procedures or ProceduresFile(None)
+        self.trusted_proxies = trusted_proxies
         self.references = References(units, self.procedures, DepartmentsFile(units.path))
         self.sessions = SessionBook()
         self.login_guard = LoginGuard()
@@ -176,9 +184,15 @@ class Gateway:
 
         return handle
 
+    def client(self, request: web.Request) -> str | None:
+        """The caller's address: the TCP peer, or behind a trusted proxy the address it
+        forwarded (credentials.client_address)."""
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        return client_address(request.remote, forwarded, self.trusted_proxies)
+
     def admitted(self, request: web.Request, source: str, answer: Answer) -> web.Response | None:
-        """None if the source's network allowlist admits the TCP peer, else the 403."""
-        if address_in(request.remote, self.sources.profile(source).networks):
+        """None if the source's network allowlist admits the caller's address, else the 403."""
+        if address_in(self.client(request), self.sources.profile(source).networks):
             return None
         log.warning("refused %s: its request came from outside its networks", source)
         return error(
@@ -321,7 +335,7 @@ class Gateway:
         """OpenCPS's getAccessToken: {"username", "password"} in, {"error_code": 0,
         "session"} out. Checked against the sources file's scrypt line, and the dstcode
         header when the profile has its hash; never logged; failures limited per peer."""
-        peer = request.remote or ""
+        peer = self.client(request) or ""
         wait = self.login_guard.wait(peer)
         if wait > 0:
             self.metrics.logins.labels("locked").inc()
@@ -340,7 +354,7 @@ class Gateway:
         dstcode = request.headers.get(DSTCODE_HEADER, "")
         ok = ok and source is not None
         ok = ok and (profile.dstcode_sha256 is None or profile.dstcode_matches(dstcode))
-        ok = ok and address_in(request.remote, profile.networks)
+        ok = ok and address_in(peer, profile.networks)
         if not ok or source is None:
             self.login_guard.failed(peer)
             self.metrics.logins.labels("refused").inc()

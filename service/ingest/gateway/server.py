@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from service.ingest.gateway.app import Gateway, GatewayLimits, build_app
+from service.ingest.gateway.credentials import parse_networks
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError
 from service.ingest.gateway.producer import KafkaSink
@@ -107,6 +108,7 @@ def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | No
         limiter=RateLimiter(settings.gateway_rate, settings.gateway_burst),
         sources=sources,
         procedures=procedures,
+        trusted_proxies=parse_networks(settings.gateway_trusted_proxies),
     )
     return gateway, context, access
 
