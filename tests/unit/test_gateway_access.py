@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from service.ingest.gateway.app import GATEWAY_KEY
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError, parse_procedures
-from service.ingest.gateway.server import GatewayStartError, is_loopback, prepare
+from service.ingest.gateway.server import GatewayStartError, build_gateway, is_loopback
 from service.ingest.gateway.sources import (
     Answer,
     SourceProfile,
@@ -121,19 +122,38 @@ def test_loopback(host: str, loopback: bool) -> None:
 
 
 def test_open_gateway_only_on_loopback(tmp_path: Path) -> None:
-    _, _, access = prepare(Settings(), "127.0.0.1")
-    assert "OPEN" in access
+    assert "OPEN" in build_gateway(Settings(web_host="127.0.0.1")).access
     with pytest.raises(GatewayStartError, match="MOTCUA_GATEWAY_TOKENS_FILE"):
-        prepare(Settings(), "0.0.0.0")
+        build_gateway(Settings(web_host="0.0.0.0"))
     tokens = tmp_path / "tokens"
     tokens.write_text(f"alpha {token_hash('one')}\n")
-    gateway, _, access = prepare(Settings(gateway_tokens_file=tokens), "0.0.0.0")
-    assert gateway.tokens is not None and "bearer" in access
+    built = build_gateway(Settings(web_host="0.0.0.0", gateway_tokens_file=tokens))
+    assert built.gateway.tokens is not None and "bearer" in built.access
+
+
+def test_build_gateway_builds_the_served_application_from_settings(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[sources.a]\nanswer = "portal"\n', encoding="utf-8")
+    settings = Settings(gateway_sources_file=sources, gateway_trusted_proxies=("10.0.0.0/8",))
+    built = build_gateway(settings)
+    assert built.app[GATEWAY_KEY] is built.gateway
+    assert built.gateway.sources.profile("a").answer is Answer.PORTAL
+    assert [str(n) for n in built.gateway.trusted_proxies] == ["10.0.0.0/8"]
+    assert {r.resource.canonical for r in built.app.router.routes() if r.resource} >= {
+        "/v1/in/{secret}{tail}",
+        "/v1/opencps{tail}",
+        "/openapi.json",
+    }
+    # Each call builds its own: no state shared between two gateways of one process.
+    other = build_gateway(settings)
+    assert other.gateway is not built.gateway
+    assert other.gateway.metrics.registry is not built.gateway.metrics.registry
+    assert other.gateway.sessions is not built.gateway.sessions
 
 
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GatewayStartError, match="both"):
-        prepare(Settings(gateway_tls_cert=tmp_path / "cert.pem"), "127.0.0.1")
+        build_gateway(Settings(gateway_tls_cert=tmp_path / "cert.pem"))
 
 
 # -- source profiles and the procedures catalogue ----------------------------------------------

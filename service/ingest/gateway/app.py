@@ -14,8 +14,10 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -68,20 +70,23 @@ UNAUTHORIZED_SENTENCE = (
 INBOX_ROUTE = "/v1/in/{secret}{tail:(/(?s:.*))?}"
 OPENCPS_ROUTE = "/v1/opencps{tail:(/(?s:.*))?}"
 # OpenCPS's envelope services, by the route that reads them.
-_OPENCPS_SERVICES = {intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS}
-# Keeps a refused login as slow as an accepted one when the user name is unknown.
-_NO_SUCH_USER = hash_password("", salt=b"motcua-no-user!!")
+_OPENCPS_SERVICES = MappingProxyType({intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS})
+# Keeps a refused login as slow as an accepted one when the user name is unknown (hashed at
+# the first such login, not at import).
+_NO_SUCH_USER_SALT = b"motcua-no-user!!"
 
-_ROUTE_LABELS = {
-    **{route.path: route.label for route in ROUTES},
-    # aiohttp's canonical form of a pattern drops the regular expressions.
-    "/v1/in/{secret}{tail}": "sender_inbox",
-    "/v1/opencps{tail}": "opencps",
-    "/healthz": "healthz",
-    "/readyz": "readyz",
-    "/metrics": "metrics",
-    "/openapi.json": "openapi",
-}
+_ROUTE_LABELS = MappingProxyType(
+    {
+        **{route.path: route.label for route in ROUTES},
+        # aiohttp's canonical form of a pattern drops the regular expressions.
+        "/v1/in/{secret}{tail}": "sender_inbox",
+        "/v1/opencps{tail}": "opencps",
+        "/healthz": "healthz",
+        "/readyz": "readyz",
+        "/metrics": "metrics",
+        "/openapi.json": "openapi",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class Gateway:
         self.sessions = SessionBook()
         self.login_guard = LoginGuard()
         self.relay = Relay()
+        self._no_such_user: str | None = None
+        self.openapi_json = orjson.dumps(openapi_document())
 
     # -- access -----------------------------------------------------------------------------
 
@@ -349,7 +356,7 @@ class Gateway:
         user, password = doc.get("username"), doc.get("password")
         source = self.sources.by_login(user) if isinstance(user, str) else None
         profile = self.sources.profile(source) if source is not None else DEFAULT_SOURCE
-        line = profile.login_password or _NO_SUCH_USER
+        line = profile.login_password or self.no_such_user()
         ok = password_matches(password if isinstance(password, str) else "", line)
         dstcode = request.headers.get(DSTCODE_HEADER, "")
         ok = ok and source is not None
@@ -380,6 +387,12 @@ class Gateway:
         return json_response(
             200, {"error_code": 0, "message": "Đăng nhập thành công", "session": session}
         )
+
+    def no_such_user(self) -> str:
+        """The password line an unknown user name is checked against."""
+        if self._no_such_user is None:
+            self._no_such_user = hash_password("", salt=_NO_SUCH_USER_SALT)
+        return self._no_such_user
 
     async def read_body(self, request: web.Request) -> bytes | web.Response:
         """The body, or a 413 answer (motcua's shape; `too_large` gives the profile's)."""
@@ -504,7 +517,7 @@ class Gateway:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return json_response(200, openapi_document())
+        return web.Response(body=self.openapi_json, content_type="application/json")
 
 
 def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamResponse]]:
