@@ -13,7 +13,12 @@ import pytest
 from service.ingest.gateway.app import GATEWAY_KEY
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError, parse_procedures
-from service.ingest.gateway.server import GatewayStartError, build_gateway, is_loopback
+from service.ingest.gateway.server import (
+    GatewayStartError,
+    build_gateway,
+    is_loopback,
+    run_gateway,
+)
 from service.ingest.gateway.sources import (
     Answer,
     SourceProfile,
@@ -149,6 +154,22 @@ def test_build_gateway_builds_the_served_application_from_settings(tmp_path: Pat
     assert other.gateway is not built.gateway
     assert other.gateway.metrics.registry is not built.gateway.metrics.registry
     assert other.gateway.sessions is not built.gateway.sessions
+
+
+def test_a_misspelt_sources_key_stops_the_start_naming_it(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[sources.dvc]\npath_secret = "abc"\n', encoding="utf-8")
+    with pytest.raises(GatewayStartError, match=r"\[sources\.dvc\]: unknown key 'path_secret'"):
+        build_gateway(Settings(gateway_sources_file=sources))
+
+
+def test_a_bad_trusted_proxy_stops_motcua_gateway_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,unknown")
+    assert run_gateway() == 2
+    err = capsys.readouterr().err
+    assert err == "motcua gateway: MOTCUA_GATEWAY_TRUSTED_PROXIES: 'unknown' is not a CIDR block\n"
 
 
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:

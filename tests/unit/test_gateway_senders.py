@@ -284,6 +284,15 @@ async def test_failed_logins_are_limited_per_forwarded_address(tmp_path: Path) -
         assert statuses == [401] * MAX_FAILURES + [429]
         # Another caller behind the same proxy is not locked out by the first.
         assert await login(PASSWORD, "203.0.113.8") == 200
+    # With networks, a login is judged by the forwarded address too.
+    networks = 'networks = ["203.0.113.0/24"]\n'
+    text = sources_toml().replace("[sources.opencps-bg]\n", f"[sources.opencps-bg]\n{networks}")
+    gateway = make(tmp_path, text, trusted_proxies=("127.0.0.0/8",))
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        for address, status in [("198.51.100.9", 401), ("203.0.113.7", 200)]:
+            headers = {**OPENCPS_HEADERS, "X-Forwarded-For": address}
+            response = await client.post("/v1/opencps/auth", json=login_body(), headers=headers)
+            assert response.status == status, address
 
 
 @pytest.mark.parametrize(
