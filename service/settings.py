@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,18 @@ def _path(name: str) -> Path | None:
     return Path(raw) if raw else None
 
 
+def _networks(name: str) -> tuple[str, ...]:
+    """A comma-separated list of CIDR blocks (an address alone is its /32 or /128)."""
+    raw = os.environ.get(name, "")
+    blocks = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for block in blocks:
+        try:
+            ipaddress.ip_network(block, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {block!r} is not a CIDR block") from None
+    return blocks
+
+
 def _security() -> KafkaSecurity:
     try:
         return KafkaSecurity.from_env()
@@ -89,6 +102,8 @@ class Settings:
     gateway_rate: int = 2000  # items a second per calling system; 0 = no limit
     gateway_burst: int = 10_000
     gateway_send_timeout: int = 10  # seconds to wait for the broker's acknowledgement
+    # Reverse proxies whose X-Forwarded-For is believed (CIDR blocks); none: never.
+    gateway_trusted_proxies: tuple[str, ...] = ()
 
     @property
     def store_path(self) -> Path:
@@ -145,4 +160,5 @@ class Settings:
             gateway_send_timeout=_int(
                 "MOTCUA_GATEWAY_SEND_TIMEOUT", cls.gateway_send_timeout, 1, 600
             ),
+            gateway_trusted_proxies=_networks("MOTCUA_GATEWAY_TRUSTED_PROXIES"),
         )

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from schemas import DossierEvent, EventType, InvalidEvent, Reason, event_from_dict
@@ -81,7 +82,7 @@ class TrangThaiHoSo(enum.IntEnum):
 
 
 # KenhThucHien: 1 direct (trực tiếp), 2 online (trực tuyến), 3 public postal service (BCCI).
-_CHANNELS = {"1": "direct", "2": "online", "3": "postal"}
+_CHANNELS = MappingProxyType({"1": "direct", "2": "online", "3": "postal"})
 
 
 class UnmappableDossier(ValueError):
@@ -125,18 +126,20 @@ class Meaning(enum.StrEnum):
 
 
 # The national codes' meanings (docs/national-sync-mapping.md).
-NATIONAL_MEANINGS: dict[int, Meaning] = {
-    1: Meaning.NOT_RECEIVED,
-    2: Meaning.RUNNING,
-    3: Meaning.REJECTED,
-    4: Meaning.RUNNING,
-    5: Meaning.PAUSED,
-    6: Meaning.RUNNING,
-    7: Meaning.WITHDRAWN,
-    8: Meaning.REJECTED,
-    9: Meaning.FINISHED,
-    10: Meaning.RETURNED,
-}
+NATIONAL_MEANINGS: Mapping[int, Meaning] = MappingProxyType(
+    {
+        1: Meaning.NOT_RECEIVED,
+        2: Meaning.RUNNING,
+        3: Meaning.REJECTED,
+        4: Meaning.RUNNING,
+        5: Meaning.PAUSED,
+        6: Meaning.RUNNING,
+        7: Meaning.WITHDRAWN,
+        8: Meaning.REJECTED,
+        9: Meaning.FINISHED,
+        10: Meaning.RETURNED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,7 @@ class SyncProfile:
 
     default_channel: str | None = None
     online_if_applicant_account: bool = False
-    statuses: Mapping[int, Meaning] = field(default_factory=dict)
+    statuses: Mapping[int, Meaning] = field(default_factory=lambda: MappingProxyType({}))
     finished_without_date: Meaning | None = None
 
     def meaning(self, status: TrangThaiHoSo) -> Meaning:

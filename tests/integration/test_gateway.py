@@ -507,6 +507,33 @@ def test_nothing_personal_reaches_kafka_logs_metrics_or_responses(gateway: Gatew
 # -- the published OpenAPI document, property-tested against the running gateway ---------------
 
 
+# The senders' own ways in, as the property test's sources file gives them.
+_INBOX_SECRET = "schemathesis-path-secret"
+_INBOX_PROGRESS = "/api/DongBoTienTrinh"
+_LOGIN_USER, _LOGIN_PASSWORD = "opencps-user", "opencps mật khẩu"
+_LOGIN_DSTCODE = "DST-OPENCPS"
+
+
+def _senders_toml(answer: str) -> str:
+    from service.ingest.gateway.credentials import hash_password, secret_hash
+
+    return (
+        "[sources.dvc-dotnet]\n"
+        'auth = "path_secret"\n'
+        f'path_secret_sha256 = ["{secret_hash(_INBOX_SECRET)}"]\n'
+        f'progress_path = "{_INBOX_PROGRESS}"\n'
+        f'answer = "{answer}"\n'
+        'finished_without_date = "paused"\n'
+        "[sources.opencps-bg]\n"
+        'auth = "opencps_login"\n'
+        f'login_user = "{_LOGIN_USER}"\n'
+        f'login_password = "{hash_password(_LOGIN_PASSWORD)}"\n'
+        f'dstcode_sha256 = "{token_hash(_LOGIN_DSTCODE)}"\n'
+        f'answer = "{answer}"\n'
+        'default_channel = "direct"\n'
+    )
+
+
 @pytest.mark.parametrize("answer", ["motcua", "portal"])
 def test_the_running_gateway_agrees_with_its_openapi_document(
     gateway_factory: Callable[..., Gateway], tmp_path: Path, answer: str
@@ -514,22 +541,29 @@ def test_the_running_gateway_agrees_with_its_openapi_document(
     import jsonschema
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
-    env: dict[str, str] = {}
+    sources = tmp_path / "sources.toml"
+    text = _senders_toml(answer)
     if answer == "portal":  # the test system answered as the portal, and allowed OpenCPS's form
-        sources = tmp_path / "sources.toml"
-        sources.write_text(
+        text += (
             f"[sources.{SYSTEM}]\n"
             'auth = "opencps_session"\n'
             f'dstcode_sha256 = "{token_hash("DST-TEST")}"\n'
             'answer = "portal"\n'
             'default_channel = "direct"\n'
         )
-        env["MOTCUA_GATEWAY_SOURCES_FILE"] = str(sources)
-    gateway = gateway_factory(**env)
+    sources.write_text(text, encoding="utf-8")
+    gateway = gateway_factory(MOTCUA_GATEWAY_SOURCES_FILE=str(sources))
 
     status, served = gateway.get("/openapi.json")
     assert status == 200 and orjson.loads(served) == orjson.loads(orjson.dumps(openapi_document()))
+    # OpenCPS's login first: the property test's wrong logins then lock this address out.
+    login = {"username": _LOGIN_USER, "password": _LOGIN_PASSWORD}
+    dst = {"dstcode": _LOGIN_DSTCODE}
+    status, _, body = gateway.post("/v1/opencps/auth", login, token=None, extra_headers=dst)
+    assert status == 200 and body["error_code"] == 0, body
+    session = body["session"]
 
     @schemathesis.serializer("application/x-ndjson")
     def ndjson_body(ctx: Any, value: Any) -> bytes:
@@ -537,7 +571,10 @@ def test_the_running_gateway_agrees_with_its_openapi_document(
         return value.encode("utf-8") if isinstance(value, str) else orjson.dumps(value)
 
     schema = schemathesis.openapi.from_dict(openapi_document())
+    labels = [operation.ok().label for operation in schema.get_all_operations()]
+    assert "POST /v1/in/{secret}/{path}" in labels and "POST /v1/opencps/{path}" in labels
     failures: list[str] = []
+    seen: Counter[tuple[str, int]] = Counter()
     for operation in schema.get_all_operations():
         op = operation.ok()
 
@@ -547,22 +584,42 @@ def test_the_running_gateway_agrees_with_its_openapi_document(
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        @given(case=op.as_strategy())
-        def run(case: Any) -> None:
-            case.call_and_validate(
+        @given(case=op.as_strategy(), known=st.booleans(), progress=st.booleans())
+        def run(case: Any, known: bool, progress: bool) -> None:
+            path = case.operation.path
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            if path == "/v1/in/{secret}/{path}":
+                # Half the time the real secret, and then its progress path or another.
+                headers = {}
+                if known:
+                    case.path_parameters["secret"] = _INBOX_SECRET
+                    if progress:
+                        case.path_parameters["path"] = _INBOX_PROGRESS.lstrip("/")
+            elif path == "/v1/opencps/{path}":
+                # Half the time a live session (an envelope is then ingested), and the
+                # dstcode the profile hashes; logins are generated and refused.
+                headers = dict(dst) if known or progress else {}
+                if known and isinstance(case.body, dict) and "username" not in case.body:
+                    case.body = {**case.body, "session": session}
+            response = case.call_and_validate(
                 base_url=gateway.url,
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers=headers,
                 # Item rules JSON Schema cannot state (not in the future, a known unit, a
                 # JSON Lines line that parses) are answered per item with 207/422, as the
                 # document says; so "schema-valid" does not imply 2xx here.
                 excluded_checks=[schemathesis.checks.positive_data_acceptance],
             )
+            seen[(path, response.status_code)] += 1
 
         try:
             run()
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{op.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+    # The senders' routes were exercised past authentication, not only refused.
+    for path in ("/v1/in/{secret}/{path}", "/v1/opencps/{path}"):
+        past = sum(n for (p, code), n in seen.items() if p == path and code not in (401, 429))
+        assert past, (path, seen)
     if answer == "portal":
         # OpenCPS's own form (session in the body, dstcode header), answered as documented.
         envelope = {

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from service.ingest.gateway.app import GATEWAY_KEY
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError, parse_procedures
-from service.ingest.gateway.server import GatewayStartError, is_loopback, prepare
+from service.ingest.gateway.server import (
+    GatewayStartError,
+    build_gateway,
+    is_loopback,
+    run_gateway,
+)
 from service.ingest.gateway.sources import (
     Answer,
-    Auth,
     SourceProfile,
     SourcesFile,
     SourcesFileError,
@@ -23,8 +28,7 @@ from service.ingest.gateway.sources import (
 )
 from service.ingest.gateway.tokens import TokenBook, TokenFileError, parse_tokens, token_hash
 from service.ingest.gateway.units import UnitsFile, UnitsFileError, parse_units
-from service.ingest.national_sync import Meaning, SyncProfile
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 
 def test_token_file_maps_hashes_to_system_names() -> None:
@@ -123,19 +127,54 @@ def test_loopback(host: str, loopback: bool) -> None:
 
 
 def test_open_gateway_only_on_loopback(tmp_path: Path) -> None:
-    _, _, access = prepare(Settings(), "127.0.0.1")
-    assert "OPEN" in access
+    assert "OPEN" in build_gateway(Settings(web_host="127.0.0.1")).access
     with pytest.raises(GatewayStartError, match="MOTCUA_GATEWAY_TOKENS_FILE"):
-        prepare(Settings(), "0.0.0.0")
+        build_gateway(Settings(web_host="0.0.0.0"))
     tokens = tmp_path / "tokens"
     tokens.write_text(f"alpha {token_hash('one')}\n")
-    gateway, _, access = prepare(Settings(gateway_tokens_file=tokens), "0.0.0.0")
-    assert gateway.tokens is not None and "bearer" in access
+    built = build_gateway(Settings(web_host="0.0.0.0", gateway_tokens_file=tokens))
+    assert built.gateway.tokens is not None and "bearer" in built.access
+
+
+def test_build_gateway_builds_the_served_application_from_settings(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[sources.a]\nanswer = "portal"\n', encoding="utf-8")
+    settings = Settings(gateway_sources_file=sources, gateway_trusted_proxies=("10.0.0.0/8",))
+    built = build_gateway(settings)
+    assert built.app[GATEWAY_KEY] is built.gateway
+    assert built.gateway.sources.profile("a").answer is Answer.PORTAL
+    assert [str(n) for n in built.gateway.trusted_proxies] == ["10.0.0.0/8"]
+    assert {r.resource.canonical for r in built.app.router.routes() if r.resource} >= {
+        "/v1/in/{secret}{tail}",
+        "/v1/opencps{tail}",
+        "/openapi.json",
+    }
+    # Each call builds its own: no state shared between two gateways of one process.
+    other = build_gateway(settings)
+    assert other.gateway is not built.gateway
+    assert other.gateway.metrics.registry is not built.gateway.metrics.registry
+    assert other.gateway.sessions is not built.gateway.sessions
+
+
+def test_a_misspelt_sources_key_stops_the_start_naming_it(tmp_path: Path) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[sources.dvc]\npath_secret = "abc"\n', encoding="utf-8")
+    with pytest.raises(GatewayStartError, match=r"\[sources\.dvc\]: unknown key 'path_secret'"):
+        build_gateway(Settings(gateway_sources_file=sources))
+
+
+def test_a_bad_trusted_proxy_stops_motcua_gateway_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,unknown")
+    assert run_gateway() == 2
+    err = capsys.readouterr().err
+    assert err == "motcua gateway: MOTCUA_GATEWAY_TRUSTED_PROXIES: 'unknown' is not a CIDR block\n"
 
 
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GatewayStartError, match="both"):
-        prepare(Settings(gateway_tls_cert=tmp_path / "cert.pem"), "127.0.0.1")
+        build_gateway(Settings(gateway_tls_cert=tmp_path / "cert.pem"))
 
 
 # -- source profiles and the procedures catalogue ----------------------------------------------
@@ -143,21 +182,8 @@ def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "gateway"
 
 
-def test_the_shipped_examples_parse_and_their_commented_profiles_too() -> None:
-    text = (DEPLOY / "sources.toml").read_text(encoding="utf-8")
-    assert parse_sources(text)["compose-demo"] == SourceProfile()
-    uncommented = "\n".join(
-        line[2:] if line.startswith("# [") or (line.startswith("# ") and "=" in line) else line
-        for line in text.splitlines()
-    )
-    profiles = parse_sources(uncommented)
-    assert profiles["dvc-dotnet"].answer is Answer.PORTAL
-    assert profiles["dvc-dotnet"].sync.finished_without_date is Meaning.PAUSED
-    opencps = profiles["opencps-province"]
-    assert opencps.auth is Auth.OPENCPS_SESSION
-    assert opencps.dstcode_matches("compose-demo-dstcode")
-    assert not opencps.dstcode_matches("compose-demo-dstcodE")
-    assert opencps.sync == SyncProfile("direct", True, {8: Meaning.REJECTED}, None)
+def test_the_shipped_procedures_example_parses() -> None:
+    # deploy/gateway/sources.toml: tests/unit/test_deploy_sources_example.py.
     days = parse_procedures((DEPLOY / "procedures.csv").read_text(encoding="utf-8"))
     assert days["1.000948"] == 15
 
@@ -228,3 +254,15 @@ def test_sources_and_procedures_files_reload_and_keep_the_last_good(tmp_path: Pa
     procedures.load()
     assert procedures.working_days(" 1.0 ") == 5 and procedures.working_days("2.0") is None
     assert ProceduresFile(None).working_days("1.0") is None
+
+
+def test_trusted_proxies_are_cidr_blocks_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1,")
+    assert Settings.from_env().gateway_trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    monkeypatch.delenv("MOTCUA_GATEWAY_TRUSTED_PROXIES")
+    assert Settings.from_env().gateway_trusted_proxies == ()
+    monkeypatch.setenv("MOTCUA_GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")
+    with pytest.raises(SettingsError, match=r"'proxy\.local' is not a CIDR block"):
+        Settings.from_env()

@@ -27,7 +27,13 @@ from sync_senders import (
 from test_gateway_app import NOW, MemorySink
 
 from service.ingest.gateway.app import Gateway, GatewayLimits, build_app
-from service.ingest.gateway.credentials import hash_password, password_matches, secret_hash
+from service.ingest.gateway.credentials import (
+    client_address,
+    hash_password,
+    parse_networks,
+    password_matches,
+    secret_hash,
+)
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.sessions import MAX_FAILURES
 from service.ingest.gateway.sources import SourcesFile, SourcesFileError, parse_sources
@@ -78,7 +84,7 @@ def sources_toml(upstream: str | None = None, networks: str = "") -> str:
     )
 
 
-def make(tmp_path: Path, text: str) -> Gateway:
+def make(tmp_path: Path, text: str, trusted_proxies: tuple[str, ...] = ()) -> Gateway:
     (tmp_path / "units.csv").write_text(
         "unit,agency,department\nSở Xây dựng,SXD,\nSở Tư pháp,STP,\n"
         "Phòng Quản lý xây dựng,SXD,SXD.QLXD\n",
@@ -96,6 +102,7 @@ def make(tmp_path: Path, text: str) -> Gateway:
         limiter=RateLimiter(0, 1000),
         clock=lambda: NOW,
         sources=sources,
+        trusted_proxies=parse_networks(trusted_proxies),
     )
 
 
@@ -200,6 +207,92 @@ async def test_a_network_allowlist_refuses_other_peers(tmp_path: Path) -> None:
     async with TestClient(TestServer(build_app(gateway))) as client:
         response = await client.post(f"/v1/in/{SECRET}/api", json=dotnet_post())
         assert response.status == 200
+
+
+# -- behind a reverse proxy: X-Forwarded-For only from MOTCUA_GATEWAY_TRUSTED_PROXIES -----------
+
+PROXIES = parse_networks(["10.0.0.0/24", "192.0.2.1"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "client"),
+    [
+        # No trusted proxies: the header is never read.
+        ("10.0.0.5", ["203.0.113.7"], (), "10.0.0.5"),
+        # The peer is not a trusted proxy: its header may be forged.
+        ("198.51.100.4", ["10.20.1.2"], PROXIES, "198.51.100.4"),
+        # From a trusted proxy: the address it saw.
+        ("10.0.0.5", ["203.0.113.7"], PROXIES, "203.0.113.7"),
+        # Right-most untrusted wins: the caller wrote the left part, each proxy appended.
+        ("10.0.0.5", ["10.20.1.2, 203.0.113.7, 192.0.2.1"], PROXIES, "203.0.113.7"),
+        ("10.0.0.5", ["10.20.1.2", "203.0.113.7"], PROXIES, "203.0.113.7"),  # two headers
+        # Nothing forwarded, or only proxies: the left-most.
+        ("10.0.0.5", [], PROXIES, "10.0.0.5"),
+        ("10.0.0.5", ["192.0.2.1, 10.0.0.9"], PROXIES, "192.0.2.1"),
+        # A malformed entry is the caller's address as written: no allowlist admits it.
+        ("10.0.0.5", ["10.20.1.2, not-an-address"], PROXIES, "not-an-address"),
+        ("10.0.0.5", ["10.20.1.2, "], PROXIES, ""),
+        ("::ffff:10.0.0.5", ["2001:db8::7"], PROXIES, "2001:db8::7"),  # IPv4-mapped peer
+    ],
+)
+def test_the_client_address_believes_only_trusted_proxies(
+    peer: str, forwarded: list[str], trusted: tuple[Any, ...], client: str
+) -> None:
+    assert client_address(peer, forwarded, trusted) == client
+
+
+async def test_the_network_allowlist_sees_through_a_trusted_proxy_only(tmp_path: Path) -> None:
+    networks = 'networks = ["10.20.0.0/16"]\n'
+    # The test client's peer is 127.0.0.1, standing in for the reverse proxy.
+    gateway = make(tmp_path, sources_toml(networks=networks), trusted_proxies=("127.0.0.0/8",))
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        for forwarded, status in [
+            ("10.20.1.2", 200),
+            ("10.20.1.2, 127.0.0.1", 200),  # a second proxy of ours in the chain
+            ("10.20.1.2, 198.51.100.9", 403),  # the caller forged the left-most
+            ("198.51.100.9", 403),
+            ("garbage", 403),
+        ]:
+            response = await client.post(
+                f"/v1/in/{SECRET}/api", json=dotnet_post(), headers={"X-Forwarded-For": forwarded}
+            )
+            assert response.status == status, forwarded
+        response = await client.post(f"/v1/in/{SECRET}/api", json=dotnet_post())
+        assert response.status == 403  # no header: the proxy's own address
+    # Without trusted proxies the header is never honoured, whoever sends it.
+    gateway = make(tmp_path, sources_toml(networks=networks))
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        response = await client.post(
+            f"/v1/in/{SECRET}/api", json=dotnet_post(), headers={"X-Forwarded-For": "10.20.1.2"}
+        )
+        assert response.status == 403
+        assert (await _json(response))["motcua"]["error"] == "forbidden_network"
+
+
+async def test_failed_logins_are_limited_per_forwarded_address(tmp_path: Path) -> None:
+    gateway = make(tmp_path, sources_toml(), trusted_proxies=("127.0.0.0/8",))
+    async with TestClient(TestServer(build_app(gateway))) as client:
+
+        async def login(password: str, address: str) -> int:
+            headers = {**OPENCPS_HEADERS, "X-Forwarded-For": address}
+            response = await client.post(
+                "/v1/opencps/auth", json=login_body(password), headers=headers
+            )
+            return response.status
+
+        statuses = [await login("wrong", "203.0.113.7") for _ in range(MAX_FAILURES + 1)]
+        assert statuses == [401] * MAX_FAILURES + [429]
+        # Another caller behind the same proxy is not locked out by the first.
+        assert await login(PASSWORD, "203.0.113.8") == 200
+    # With networks, a login is judged by the forwarded address too.
+    networks = 'networks = ["203.0.113.0/24"]\n'
+    text = sources_toml().replace("[sources.opencps-bg]\n", f"[sources.opencps-bg]\n{networks}")
+    gateway = make(tmp_path, text, trusted_proxies=("127.0.0.0/8",))
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        for address, status in [("198.51.100.9", 401), ("203.0.113.7", 200)]:
+            headers = {**OPENCPS_HEADERS, "X-Forwarded-For": address}
+            response = await client.post("/v1/opencps/auth", json=login_body(), headers=headers)
+            assert response.status == status, address
 
 
 @pytest.mark.parametrize(

@@ -14,18 +14,26 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.ingest.gateway import intake
 from service.ingest.gateway.answers import PORTAL_OK, error, json_response, results
-from service.ingest.gateway.credentials import address_in, hash_password, password_matches
+from service.ingest.gateway.credentials import (
+    Network,
+    address_in,
+    client_address,
+    hash_password,
+    password_matches,
+)
 from service.ingest.gateway.intake import Accepted, BodyError, Outcome, Rejection
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.metrics import GatewayMetrics
-from service.ingest.gateway.openapi import openapi_document
+from service.ingest.gateway.openapi import LOOKUP_SERVICE, openapi_document
 from service.ingest.gateway.procedures import ProceduresFile
 from service.ingest.gateway.producer import BrokerUnavailable, EventSink, Record
 from service.ingest.gateway.relay import Relay, UpstreamAnswer, UpstreamFailed
@@ -57,25 +65,28 @@ UNAUTHORIZED_SENTENCE = (
 )
 
 # A sender's own base URL: a path secret, or OpenCPS's adapter_url; the tail is the path the
-# sender appends (its old endpoint), kept for relaying.
-INBOX_ROUTE = "/v1/in/{secret}{tail:(/.*)?}"
-OPENCPS_ROUTE = "/v1/opencps{tail:(/.*)?}"
-# OpenCPS's envelope services, by the route that reads them; its lookup before each sync.
-_OPENCPS_SERVICES = {intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS}
-LOOKUP_SERVICE = "TraCuuHoSo"
-# Keeps a refused login as slow as an accepted one when the user name is unknown.
-_NO_SUCH_USER = hash_password("", salt=b"motcua-no-user!!")
+# sender appends (its old endpoint), kept for relaying. Any tail, control characters
+# included (`(?s:…)`), so a strange path is refused by its credential, never a bare 404.
+INBOX_ROUTE = "/v1/in/{secret}{tail:(/(?s:.*))?}"
+OPENCPS_ROUTE = "/v1/opencps{tail:(/(?s:.*))?}"
+# OpenCPS's envelope services, by the route that reads them.
+_OPENCPS_SERVICES = MappingProxyType({intake.SYNC_SERVICE: DOSSIERS, PROGRESS_SERVICE: PROGRESS})
+# Keeps a refused login as slow as an accepted one when the user name is unknown (hashed at
+# the first such login, not at import).
+_NO_SUCH_USER_SALT = b"motcua-no-user!!"
 
-_ROUTE_LABELS = {
-    **{route.path: route.label for route in ROUTES},
-    # aiohttp's canonical form of a pattern drops the regular expressions.
-    "/v1/in/{secret}{tail}": "sender_inbox",
-    "/v1/opencps{tail}": "opencps",
-    "/healthz": "healthz",
-    "/readyz": "readyz",
-    "/metrics": "metrics",
-    "/openapi.json": "openapi",
-}
+_ROUTE_LABELS = MappingProxyType(
+    {
+        **{route.path: route.label for route in ROUTES},
+        # aiohttp's canonical form of a pattern drops the regular expressions.
+        "/v1/in/{secret}{tail}": "sender_inbox",
+        "/v1/opencps{tail}": "opencps",
+        "/healthz": "healthz",
+        "/readyz": "readyz",
+        "/metrics": "metrics",
+        "/openapi.json": "openapi",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Gateway:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sources: SourcesFile | None = None,
         procedures: ProceduresFile | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         self.sink = sink
         self.tokens = tokens
@@ -120,10 +132,13 @@ class Gateway:
         self.clock = clock
         self.sources = sources or SourcesFile(None)
         self.procedures = procedures or ProceduresFile(None)
+        self.trusted_proxies = trusted_proxies
         self.references = References(units, self.procedures, DepartmentsFile(units.path))
         self.sessions = SessionBook()
         self.login_guard = LoginGuard()
         self.relay = Relay()
+        self._no_such_user: str | None = None
+        self.openapi_json = orjson.dumps(openapi_document())
 
     # -- access -----------------------------------------------------------------------------
 
@@ -176,9 +191,15 @@ class Gateway:
 
         return handle
 
+    def client(self, request: web.Request) -> str | None:
+        """The caller's address: the TCP peer, or behind a trusted proxy the address it
+        forwarded (credentials.client_address)."""
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        return client_address(request.remote, forwarded, self.trusted_proxies)
+
     def admitted(self, request: web.Request, source: str, answer: Answer) -> web.Response | None:
-        """None if the source's network allowlist admits the TCP peer, else the 403."""
-        if address_in(request.remote, self.sources.profile(source).networks):
+        """None if the source's network allowlist admits the caller's address, else the 403."""
+        if address_in(self.client(request), self.sources.profile(source).networks):
             return None
         log.warning("refused %s: its request came from outside its networks", source)
         return error(
@@ -321,7 +342,7 @@ class Gateway:
         """OpenCPS's getAccessToken: {"username", "password"} in, {"error_code": 0,
         "session"} out. Checked against the sources file's scrypt line, and the dstcode
         header when the profile has its hash; never logged; failures limited per peer."""
-        peer = request.remote or ""
+        peer = self.client(request) or ""
         wait = self.login_guard.wait(peer)
         if wait > 0:
             self.metrics.logins.labels("locked").inc()
@@ -335,12 +356,12 @@ class Gateway:
         user, password = doc.get("username"), doc.get("password")
         source = self.sources.by_login(user) if isinstance(user, str) else None
         profile = self.sources.profile(source) if source is not None else DEFAULT_SOURCE
-        line = profile.login_password or _NO_SUCH_USER
+        line = profile.login_password or self.no_such_user()
         ok = password_matches(password if isinstance(password, str) else "", line)
         dstcode = request.headers.get(DSTCODE_HEADER, "")
         ok = ok and source is not None
         ok = ok and (profile.dstcode_sha256 is None or profile.dstcode_matches(dstcode))
-        ok = ok and address_in(request.remote, profile.networks)
+        ok = ok and address_in(peer, profile.networks)
         if not ok or source is None:
             self.login_guard.failed(peer)
             self.metrics.logins.labels("refused").inc()
@@ -366,6 +387,12 @@ class Gateway:
         return json_response(
             200, {"error_code": 0, "message": "Đăng nhập thành công", "session": session}
         )
+
+    def no_such_user(self) -> str:
+        """The password line an unknown user name is checked against."""
+        if self._no_such_user is None:
+            self._no_such_user = hash_password("", salt=_NO_SUCH_USER_SALT)
+        return self._no_such_user
 
     async def read_body(self, request: web.Request) -> bytes | web.Response:
         """The body, or a 413 answer (motcua's shape; `too_large` gives the profile's)."""
@@ -490,7 +517,7 @@ class Gateway:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return json_response(200, openapi_document())
+        return web.Response(body=self.openapi_json, content_type="application/json")
 
 
 def _count_requests(gateway: Gateway) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -102,3 +102,20 @@ def address_in(address: str | None, networks: tuple[Network, ...]) -> bool:
     if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
         peer = peer.ipv4_mapped
     return any(peer in network for network in networks)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Iterable[str], trusted: tuple[Network, ...]
+) -> str | None:
+    """The caller's address: the TCP `peer`, unless it is one of the `trusted` proxies; then
+    the right-most X-Forwarded-For address that is not a trusted proxy (each proxy appends
+    the address it saw, so what is left of it may be forged by the caller). A malformed
+    entry is returned as it is, so no allowlist admits it. No trusted proxies: the peer,
+    whatever the header says."""
+    if not trusted or not address_in(peer, trusted):
+        return peer
+    chain = [entry.strip() for value in forwarded_for for entry in value.split(",")]
+    for entry in reversed(chain):
+        if not address_in(entry, trusted):
+            return entry
+    return chain[0] if chain else peer

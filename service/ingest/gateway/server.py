@@ -13,11 +13,13 @@ import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from service.ingest.gateway.app import Gateway, GatewayLimits, build_app
+from service.ingest.gateway.credentials import parse_networks
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError
 from service.ingest.gateway.producer import KafkaSink
@@ -58,8 +60,22 @@ def _tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | None, str]:
-    """Everything checked before a socket opens: (gateway, TLS context, access summary)."""
+@dataclass(frozen=True)
+class BuiltGateway:
+    """What `motcua gateway` serves: the application, its state, TLS, and how it is reached."""
+
+    gateway: Gateway
+    app: web.Application
+    tls: ssl.SSLContext | None
+    access: str  # one line for the operator: who may call
+
+
+def build_gateway(settings: Settings) -> BuiltGateway:
+    """Everything checked and built before a socket opens (importing this package builds
+    nothing and reads no file or variable): the reference files are read, the access rule
+    decided for `settings.web_host`, the producer and the aiohttp application made.
+    GatewayStartError: one line for the operator."""
+    host = settings.web_host
     units = UnitsFile(settings.units_file)
     sources = SourcesFile(settings.gateway_sources_file)
     procedures = ProceduresFile(settings.procedures_file)
@@ -107,8 +123,9 @@ def prepare(settings: Settings, host: str) -> tuple[Gateway, ssl.SSLContext | No
         limiter=RateLimiter(settings.gateway_rate, settings.gateway_burst),
         sources=sources,
         procedures=procedures,
+        trusted_proxies=parse_networks(settings.gateway_trusted_proxies),
     )
-    return gateway, context, access
+    return BuiltGateway(gateway, application(gateway), context, access)
 
 
 def application(gateway: Gateway) -> web.Application:
@@ -136,28 +153,28 @@ def run_gateway(port: int | None = None) -> int:
     host = settings.web_host
     port = port or settings.gateway_port
     try:
-        gateway, context, access = prepare(settings, host)
+        built = build_gateway(settings)
     except GatewayStartError as exc:
         print(f"motcua gateway: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    scheme = "https" if context else "http"
+    scheme = "https" if built.tls else "http"
     units = (
-        f"{len(gateway.units)} units from {settings.units_file}"
+        f"{len(built.gateway.units)} units from {settings.units_file}"
         if settings.units_file
         else "no MOTCUA_UNITS_FILE: every national-sync dossier is rejected (unknown_unit)"
     )
     print(
         f"motcua gateway on {scheme}://{host}:{port} → Kafka {settings.bootstrap} topic"
-        f" {settings.topic}; access: {access}; {units}",
+        f" {settings.topic}; access: {built.access}; {units}",
         flush=True,
     )
     try:
         web.run_app(
-            application(gateway),
+            built.app,
             host=host,
             port=port,
-            ssl_context=context,
+            ssl_context=built.tls,
             print=None,
             access_log=None,
             shutdown_timeout=settings.gateway_send_timeout,

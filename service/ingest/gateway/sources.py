@@ -16,6 +16,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from service.ingest.gateway.credentials import (
@@ -28,7 +29,7 @@ from service.ingest.gateway.reference_file import ReferenceFile
 from service.ingest.national_sync import DEFAULT_PROFILE, Meaning, SyncProfile
 
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
-_CHANNELS = {"direct", "online", "postal"}
+_CHANNELS = frozenset({"direct", "online", "postal"})
 
 
 class SourcesFileError(ValueError):
@@ -77,23 +78,25 @@ class SourceProfile:
 
 
 DEFAULT_SOURCE = SourceProfile()
-_KEYS = {
-    "auth",
-    "dstcode_sha256",
-    "answer",
-    "default_channel",
-    "online_if_applicant_account",
-    "statuses",
-    "finished_without_date",
-    "path_secret_sha256",
-    "networks",
-    "progress_path",
-    "login_user",
-    "login_password",
-    "session_minutes",
-    "upstream",
-    "upstream_timeout",
-}
+_KEYS = frozenset(
+    {
+        "auth",
+        "dstcode_sha256",
+        "answer",
+        "default_channel",
+        "online_if_applicant_account",
+        "statuses",
+        "finished_without_date",
+        "path_secret_sha256",
+        "networks",
+        "progress_path",
+        "login_user",
+        "login_password",
+        "session_minutes",
+        "upstream",
+        "upstream_timeout",
+    }
+)
 # OpenCPS keeps a session ten minutes (AccessTokenLocalServiceImpl.addAccessToken); ours
 # must outlive that, or a session it still uses would be refused.
 MIN_SESSION_MINUTES = 11
@@ -141,7 +144,7 @@ def _profile(name: str, table: Any, origin: str) -> SourceProfile:
         if finished in (None, "refuse")
         else _choice(finished, Meaning, f"{where} finished_without_date")
     )
-    sync = SyncProfile(channel, online, statuses, finished_meaning)
+    sync = SyncProfile(channel, online, MappingProxyType(statuses), finished_meaning)
     access = _access(auth, table, where)
     return SourceProfile(auth, dstcode.lower() if dstcode else None, answer, sync, **access)
 
