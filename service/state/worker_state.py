@@ -23,17 +23,19 @@ from datetime import UTC, datetime
 
 from schemas import InvalidEvent
 from service.domain import Dossier, Key, WorkingCalendar, contribution
-from service.domain.history import (
-    History,
-    HistoryDelta,
-    add_counts,
-    closed_delta,
+from service.domain.codec import (
     decode_closed_totals,
     decode_page_key,
     encode_closed_totals,
     encode_page_key,
 )
-from service.domain.progress import DossierProgress, Step
+from service.domain.history import (
+    History,
+    HistoryDelta,
+    add_counts,
+    closed_delta,
+)
+from service.domain.progress import Arrival, DossierProgress
 from service.domain.report import DossierFacts
 from service.domain.steps import history_marks as step_history_marks
 from service.state.due_index import DueIndex
@@ -231,13 +233,13 @@ class WorkerState:
                         else:
                             closed_before[where] = (progress.dossier, progress.facts)
                             reached[where] = contribution(progress.dossier, wall, calendar)
-                step = progress.advance(event, calendar)  # the domain core: R6, R7
+                step = progress.add(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
                 if send_rejected:
                     batch.rejected.append((message, exc))
                 continue
-            if step is Step.DUPLICATE:
+            if step is Arrival.DUPLICATE:
                 meta.duplicates[source_of(message.headers)] += 1
                 continue
             meta.events[event.type.value] += 1

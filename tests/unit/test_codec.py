@@ -14,7 +14,7 @@ import hashlib
 import golden_inputs as golden
 import pytest
 
-from service.domain.history import (
+from service.domain.codec import (
     decode_closed_totals,
     decode_page,
     decode_page_key,
@@ -129,7 +129,7 @@ CLOSED_TOTALS_V2 = (
 def _progress(dossier_id: str) -> DossierProgress:
     progress = DossierProgress.start(dossier_id)
     for event in golden.DOSSIERS[dossier_id]:
-        progress.advance(event, golden.CALENDAR)
+        progress.add(event, golden.CALENDAR)
     return progress
 
 

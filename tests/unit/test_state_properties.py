@@ -29,8 +29,8 @@ import service.state.keeper as keeper_module
 import service.state.worker_state as worker_state_module
 from schemas import InvalidEvent
 from service.domain.index import add_index
+from service.domain.progress import fold_with_facts
 from service.domain.report import (
-    fold_with_facts,
     index_report,
     period_bounds,
     period_report,
