@@ -269,33 +269,15 @@ class DossierProgress(DossierState):
 
     @property
     def dossier(self) -> Dossier:
-        """`fold` of the held events."""
+        """The state of the held events as a `Dossier` value."""
         dossier = self._dossier
         if dossier is None:
-            dossier = self._dossier = Dossier(
-                self.dossier_id,
-                self.agency,
-                self.procedure,
-                self.channel,
-                self.received_at,
-                self.due,
-                self.paused_at,
-                self.clock_end,
-                self.outcome,
-                self.closed_by,
-                self.closed_at,
-                self.apology_at,
-                self.new_due_at,
-                self.passed_due,
-                self.supplements,
-                self.step,
-                self.steps_done,
-            )
+            dossier = self._dossier = self.as_dossier(self.dossier_id)
         return dossier
 
     @property
     def facts(self) -> DossierFacts | None:
-        """`fold_with_facts`'s report facts of the held events; None for an orphan."""
+        """The report facts of the held events; None for an orphan."""
         facts = self._facts
         if facts is None and self.received_at is not None:
             assert self.agency is not None and self.channel is not None
