@@ -14,10 +14,11 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
+from reference_fold import fold, fold_with_facts
 
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
-from service.domain import Dossier, WorkingCalendar, fold
-from service.domain.report import DossierFacts, fold_with_facts
+from service.domain import Dossier, WorkingCalendar
+from service.domain.report import DossierFacts
 
 # A dossier has a handful of events; more than this is a producer bug or an attack.
 MAX_EVENTS_PER_DOSSIER = 200

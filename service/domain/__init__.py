@@ -6,11 +6,11 @@ from service.domain.dossier import (
     Dossier,
     Key,
     contribution,
-    fold,
     held_by,
     next_change_at,
     open_state,
 )
+from service.domain.progress import fold
 from service.domain.steps import CompletedStep, OpenStep, step_marks
 
 __all__ = [

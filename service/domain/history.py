@@ -15,11 +15,10 @@ reports and live counters need from it can be summed and the dossier forgotten:
   when every dossier in the history was `settled` at the query's `now` (see there).
 - `closed_delta`: the change to the per-partition sums of closed dossiers' live-counter
   keys (`contribution`, time-invariant once closed) when one dossier changes.
-- Stable, versioned binary forms: `encode_page` / `decode_page` (one agency's days in a
-  page of `PAGE_DAYS`), `encode_page_key` / `decode_page_key`, `encode_closed_totals` /
-  `decode_closed_totals`. `History.pages_after(delta)` gives the pages a batch writes.
+- `History.pages_after(delta)`: the pages a batch writes, one agency's days in a page of
+  `PAGE_DAYS` (their stored form, versioned, is codec.py's).
 
-Adding a mark kind (issue 18's index indicators, issue 20's step outcomes): write a
+Adding a mark kind (as the index indicators and the step outcomes were added): write a
 `Marker`, a function `DossierFacts -> Iterable[Mark]` (use `local_day` for an instant's day;
 a flow key's delta is the count, a state key's deltas sum to 0 over the dossier's life), and
 append it to `MARKERS`. Stored pages name their keys, so old pages stay readable; a new key
@@ -29,10 +28,7 @@ dossiers before trusting the new key for days before the change. No I/O.
 
 from __future__ import annotations
 
-import itertools
 import math
-import struct
-import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -40,11 +36,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from functools import lru_cache
 
-import orjson
-
 from schemas import Channel
 from service.domain.calendar import WorkingCalendar, start_of_local_day
 from service.domain.clock import Outcome
+from service.domain.codec import PAGE_DAYS, decode_page_columns, encode_page
 from service.domain.dossier import Dossier, Key, contribution
 from service.domain.index import index_marks
 from service.domain.report import NO_DUE, DossierFacts, PeriodFigures, period_report
@@ -244,7 +239,7 @@ class History:
         history = cls()
         agencies = history._agencies
         for agency, page, data in pages:
-            days, incoming = _decode_columns(page, data)
+            days, incoming = decode_page_columns(page, data)
             found = agencies.get(agency)
             if found is not None and found.days and days[0] <= found.days[-1]:
                 for i, day in enumerate(days):  # out of order: insert day by day
@@ -469,135 +464,3 @@ def add_counts(totals: Counter[Key], delta: Counter[Key]) -> None:
             totals[key] = total
         else:
             totals.pop(key, None)
-
-
-# -- stored forms ----------------------------------------------------------------------------
-
-_PAGE_VERSION = 1
-_WIDE_PAGE_VERSION = 2  # more than 255 keys (an agency with ~110 departments or more)
-_TOTALS_VERSION = 2
-
-
-class HistoryDecodeError(ValueError):
-    """Stored history bytes that this version cannot read."""
-
-
-PAGE_DAYS = 32  # days per stored page: a restart reads ~12 pages an agency-year
-_KEYS_SEPARATOR = "\n"
-_PAGE_HEAD = struct.Struct("<BBB")  # version 1: version, days, keys
-_WIDE_PAGE_HEAD = struct.Struct("<BBH")  # version 2: version, days, keys (two bytes)
-_MAX_KEYS = 65535
-
-
-def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
-    """One agency's non-empty day rows within one page (days `p * PAGE_DAYS` onwards).
-
-    Version 1: version, number of days, number of keys (one byte each); each day's offset
-    in the page (one byte each, ascending); the totals as little-endian int32, all days of
-    the first key, then of the next; the keys in UTF-8, sorted, joined by newlines.
-    Version 2, only for a page of more than 255 keys: the same with the number of keys in
-    two bytes (little-endian). Fixed-width columns decode at C speed: a restart reads every
-    page.
-    """
-    days = sorted(day for day, row in rows.items() if any(row.values()))
-    if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
-        raise ValueError("a page holds one or more days of one page")
-    keys = sorted({key for day in days for key, value in rows[day].items() if value})
-    if len(keys) > _MAX_KEYS or any(not key or _KEYS_SEPARATOR in key for key in keys):
-        raise ValueError(f"a page holds at most {_MAX_KEYS} keys, none empty or with a newline")
-    if len(keys) > 255:
-        head = _WIDE_PAGE_HEAD.pack(_WIDE_PAGE_VERSION, len(days), len(keys))
-    else:
-        head = _PAGE_HEAD.pack(_PAGE_VERSION, len(days), len(keys))
-    first = days[0] // PAGE_DAYS * PAGE_DAYS
-    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
-    if sys.byteorder == "big":
-        values.byteswap()
-    return b"".join(
-        (
-            head,
-            bytes(day - first for day in days),
-            values.tobytes(),
-            _KEYS_SEPARATOR.join(keys).encode(),
-        )
-    )
-
-
-def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
-    """`encode_page`'s rows back, by day ordinal."""
-    days, columns = _decode_columns(page, data)
-    return {
-        day: {key: values[i] for key, values in columns.items() if values[i]}
-        for i, day in enumerate(days)
-    }
-
-
-def _decode_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
-    version = data[0] if data else None
-    head = {_PAGE_VERSION: _PAGE_HEAD, _WIDE_PAGE_VERSION: _WIDE_PAGE_HEAD}.get(version)
-    if head is None or len(data) < head.size:
-        raise HistoryDecodeError(f"page version {data[:1].hex() or 'missing'}")
-    _, count, width = head.unpack_from(data)
-    offsets = data[head.size : head.size + count]
-    start = head.size + count
-    stop = start + 4 * count * width
-    if count == 0 or len(data) < stop:
-        raise HistoryDecodeError("truncated page")
-    if any(b <= a for a, b in itertools.pairwise(offsets)) or offsets[-1] >= PAGE_DAYS:
-        raise HistoryDecodeError("page days out of order")
-    try:
-        keys = data[stop:].decode().split(_KEYS_SEPARATOR) if width else []
-    except UnicodeDecodeError:
-        raise HistoryDecodeError("a key is not UTF-8") from None
-    if len(keys) != width or "" in keys:
-        raise HistoryDecodeError(f"{len(keys)} keys for {width} columns")
-    values = array("i", data[start:stop])
-    if sys.byteorder == "big":
-        values.byteswap()
-    first = page * PAGE_DAYS
-    columns = {key: values[k * count : (k + 1) * count] for k, key in enumerate(keys)}
-    return [first + offset for offset in offsets], columns
-
-
-_PAGE_KEY_NUMBER = struct.Struct(">I")  # big-endian: one agency's pages sort in order
-
-
-def encode_page_key(agency: str, page: int) -> bytes:
-    """A page's key within the history's key range: the agency's length and code, the page."""
-    raw = agency.encode()
-    if len(raw) > 255:
-        raise ValueError("agency code longer than 255 bytes")
-    return bytes((len(raw),)) + raw + _PAGE_KEY_NUMBER.pack(page)
-
-
-def decode_page_key(key: bytes) -> tuple[str, int]:
-    size = key[0] if key else -1
-    if size < 0 or len(key) != 1 + size + _PAGE_KEY_NUMBER.size:
-        raise HistoryDecodeError("malformed page key")
-    return key[1 : 1 + size].decode(), _PAGE_KEY_NUMBER.unpack_from(key, 1 + size)[0]
-
-
-def encode_closed_totals(totals: Counter[Key]) -> bytes:
-    """Version 2, then a JSON array of [part, …, total] sorted by key. Written with every
-    batch that closes a dossier: orjson encodes it in C, where a byte-by-byte encoder cost
-    about as much as the rest of the batch's bookkeeping."""
-    items = sorted([*key, value] for key, value in totals.items() if value)
-    return bytes((_TOTALS_VERSION,)) + orjson.dumps(items)
-
-
-def decode_closed_totals(data: bytes) -> Counter[Key]:
-    if not data or data[0] != _TOTALS_VERSION:
-        raise HistoryDecodeError(f"closed totals version {data[:1].hex() or 'missing'}")
-    try:
-        items = orjson.loads(data[1:])
-        totals: Counter[Key] = Counter()
-        for item in items:
-            *parts, value = item
-            if type(value) is not int or not parts or not all(type(p) is str for p in parts):
-                raise HistoryDecodeError("a closed total is not [part, …, count]")
-            totals[tuple(parts)] = value
-    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-        if isinstance(exc, HistoryDecodeError):
-            raise
-        raise HistoryDecodeError(f"closed totals: {exc}") from None
-    return totals

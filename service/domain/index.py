@@ -1,8 +1,8 @@
 """The national service index (QĐ 766/QĐ-TTg) beyond timeliness, from compact dossier facts.
 
-`index_facts` condenses what the indicators need of one dossier into an `IndexFacts`
-(flags and instants; the resumable replay keeps the part its events give in an
-`IndexTrack`). `index_marks` turns those into marks, (instant, key) pairs that each
+`IndexFacts` holds what the indicators need of one dossier (flags and instants; an
+`IndexTrack` gathers the part its events give, following the rule engine's transitions).
+`index_marks` turns those into marks, (instant, key) pairs that each
 add 1 to a numerator or denominator at an instant, so a period's indicator is a count of
 the marks inside it (plus what unfinished dossiers add, judged at its end:
 `unfinished_keys`). `IndexFigures` holds a period's counts and scores them under the
@@ -21,7 +21,8 @@ from typing import Any
 from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
 from schemas.events import direct_init
 from service.domain.clock import Outcome
-from service.domain.dossier import CLOCK_ENDING, CLOSING, Dossier, ordered_unique
+from service.domain.dossier import Dossier
+from service.domain.rules import CLOSED, ENDED, PAUSED, RESUMED
 
 VERIFIED = "verified"  # the rule reproduces the portal's published scores (qd766 M0 fit)
 TRANSCRIBED = "transcribed"  # taken from the formula documents; not checked against scores
@@ -257,6 +258,9 @@ _ONLINE_METHODS = frozenset({PaymentMethod.NATIONAL_PORTAL, PaymentMethod.PROVIN
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _ONLINE = Channel.ONLINE
 _RETURNED = EventType.RETURNED
+_PAID = EventType.PAID
+_RATED = EventType.RATED
+_DISSATISFIED = Rating.DISSATISFIED
 _LATE = Outcome.LATE
 
 
@@ -329,9 +333,9 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
 
 class IndexTrack:
     """What the index needs of a dossier's events beyond its `fold` state, gathered one
-    event at a time in R6 order from the receipt on (the resumable replay keeps one, see
-    progress.py; `index_facts` feeds a whole event set). `paid` and `rated` count even after
-    the close (they usually follow the return); other events after it are ignored (R4)."""
+    event at a time in R6 order from the receipt on (progress.DossierProgress keeps one).
+    Pauses, resumes, the clock's end and the close are the rule engine's (rules.take);
+    `paid` and `rated` count even after the close (they usually follow the return)."""
 
     __slots__ = (
         "back",
@@ -366,37 +370,36 @@ class IndexTrack:
         self.second: float | None = None
         self.paused = self.ended = self.closed = False
 
-    def step(self, event: DossierEvent) -> bool:
-        """Take the next event after the receipt; True if it changed anything."""
+    def follow(self, event: DossierEvent, change: int) -> bool:
+        """Follow the next event after the receipt through `change`, the transitions
+        `rules.take` made for it; True if anything here changed."""
         kind = event.type
-        if kind is EventType.PAID:
+        if kind is _PAID:
             self.paid = True
             self.paid_online = self.paid_online or event.method in _ONLINE_METHODS
             return True
-        if kind is EventType.RATED:
-            self.dissatisfied = self.dissatisfied or event.rating is Rating.DISSATISFIED
+        if kind is _RATED:
+            self.dissatisfied = self.dissatisfied or event.rating is _DISSATISFIED
             return True
-        if self.closed:
+        if not change:
             return False
-        if kind in CLOSING:
+        if change & CLOSED:
             self.closed = True
-            if kind is EventType.RETURNED:
+            if kind is _RETURNED:
                 self.e_result = event.e_result
-        if self.ended:
-            return True
-        if kind is EventType.SUPPLEMENT_REQUESTED and not self.paused:  # R2, as `fold`
+        if change & PAUSED:
             self.paused = True
             if self.first is None:
                 self.first = event.occurred_at.timestamp()
             elif self.second is None:
                 self.second = event.occurred_at.timestamp()
-        elif kind is EventType.SUPPLEMENT_RECEIVED and self.paused:
+        elif change & RESUMED:
             self.paused = False
             if self.back is None:
                 self.back = event.occurred_at.timestamp()
             if event.due_at is not None:
                 self.new_due = event.due_at.timestamp()
-        elif kind in CLOCK_ENDING or kind is EventType.WITHDRAWN:
+        if change & ENDED:
             self.ended = True
         return True
 
@@ -438,100 +441,12 @@ class IndexTrack:
             dossier.outcome is not None,
         )
 
-    def to_list(self) -> list[Any]:
-        """A compact JSON-able form for the packed store (`of_list` reads it back): the
-        flags as one integer, two bits each (0 unknown, 1 false, 2 true), then the instants,
-        trailing nulls dropped. Stored dossiers hold this layout: add at the end only."""
-        bits = 0
-        for shift, flag in enumerate(
-            (
-                self.fee_due,
-                self.digitised,
-                self.reused,
-                self.from_data_store,
-                self.identity_verified,
-                self.paid,
-                self.paid_online,
-                self.dissatisfied,
-                self.e_result,
-                self.paused,
-                self.ended,
-                self.closed,
-            )
-        ):
-            if flag is not None:
-                bits |= (2 if flag else 1) << (2 * shift)
-        out: list[Any] = [bits, self.new_due, self.first, self.back, self.second]
-        while out[-1] is None:
-            out.pop()
-        return out
-
-    @classmethod
-    def of_list(cls, values: list[Any]) -> IndexTrack:
-        track = cls.__new__(cls)
-        bits = values[0]
-        flags = [
-            None if (code := (bits >> (2 * shift)) & 3) == 0 else code == 2 for shift in range(12)
-        ]
-        (
-            track.fee_due,
-            track.digitised,
-            track.reused,
-            track.from_data_store,
-            track.identity_verified,
-            track.paid,
-            track.paid_online,
-            track.dissatisfied,
-            track.e_result,
-            track.paused,
-            track.ended,
-            track.closed,
-        ) = flags
-        track.new_due, track.first, track.back, track.second = (
-            *values[1:],
-            None,
-            None,
-            None,
-            None,
-        )[:4]
-        return track
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IndexTrack):
             return NotImplemented
-        return self.to_list() == other.to_list()
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
-
-
-def track_of(events: Iterable[DossierEvent]) -> IndexTrack | None:
-    """The track of a whole event set (any order: R6 and R7 apply); None without a receipt."""
-    ordered = ordered_unique(events)
-    start = next((i for i, e in enumerate(ordered) if e.type is EventType.RECEIVED), None)
-    if start is None:
-        return None
-    track = IndexTrack(ordered[start])
-    for event in ordered[start + 1 :]:
-        track.step(event)
-    return track
-
-
-def index_facts(
-    dossier: Dossier, events: Iterable[DossierEvent], receipt_due: float
-) -> IndexFacts | None:
-    """The index facts of a dossier from its `fold` state and its events; `receipt_due` is
-    the due in force at the receipt. None for an orphan."""
-    track = track_of(events)
-    if dossier.received_at is None or track is None:
-        return None
-    clock_end, closed_at = dossier.clock_end, dossier.closed_at
-    return track.facts(
-        dossier,
-        dossier.received_at.timestamp(),
-        clock_end.timestamp() if clock_end is not None else None,
-        closed_at.timestamp() if closed_at is not None else None,
-        receipt_due,
-    )
 
 
 # -- marks ---------------------------------------------------------------------------------

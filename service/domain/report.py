@@ -1,11 +1,11 @@
 """Period reports (báo cáo kết quả giải quyết TTHC theo kỳ) from compact per-dossier facts.
 
-`facts_of` condenses one dossier's events into a `DossierFacts`: when it was received, when
-its clock ended or it was withdrawn, and a timeline of the due in force between events. From
-those alone, `period_report` answers any period in one pass of float comparisons: carried
-over, new, resolved early / on time / late, withdrawn, in progress within / past the due at
-the period's end, and the QĐ 766 timeliness rate. The rules stay in `fold`; this module only
-replays prefixes of the events through it. No I/O.
+`DossierFacts` condenses one dossier's events (progress.DossierProgress builds them as the
+rule engine goes): when it was received, when its clock ended or it was withdrawn, and a
+timeline of the due in force between events. From those alone, `period_report` answers any
+period in one pass of float comparisons: carried over, new, resolved early / on time / late,
+withdrawn, in progress within / past the due at the period's end, and the QĐ 766 timeliness
+rate. No I/O.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from schemas import Channel, DossierEvent
-from service.domain.calendar import WorkingCalendar, local_date, start_of_local_day
+from schemas import Channel
+from service.domain.calendar import local_date, start_of_local_day
 from service.domain.clock import Outcome
-from service.domain.dossier import Dossier, replay
+from service.domain.dossier import Dossier
 from service.domain.index import (
     IndexFacts,
     IndexFigures,
-    index_facts,
     index_marks,
     unfinished_keys,
     with_legal_timeliness,
@@ -38,7 +37,7 @@ TIMELINESS_POINTS = 20
 # dossier's due is frozen into ±inf so that "overdue at E" is always `due < E`:
 # +inf = the supplement was requested by the due (within while paused),
 # -inf = requested after it (overdue while paused).
-_SEGMENT = struct.Struct("<dd")
+SEGMENT = struct.Struct("<dd")
 PAUSED_WITHIN = math.inf
 PAUSED_OVERDUE = -math.inf
 # No due known (rule R11): never overdue, and counted apart from the judged dossiers.
@@ -65,11 +64,11 @@ class DossierFacts:
 
     def segments(self) -> list[tuple[float, float]]:
         """The timeline as (from instant, due in force or ±inf while paused) pairs."""
-        return list(_SEGMENT.iter_unpack(self.timeline))
+        return list(SEGMENT.iter_unpack(self.timeline))
 
     def due_at(self, instant: float) -> float:
         """The due in force just before `instant` (events at `instant` are not yet applied)."""
-        segments = _SEGMENT.iter_unpack(self.timeline)
+        segments = SEGMENT.iter_unpack(self.timeline)
         _, due = next(segments)  # the receipt's segment applies from the start
         for start, segment_due in segments:
             if start >= instant:
@@ -82,71 +81,10 @@ class DossierFacts:
         return self.due_at(instant) < instant
 
 
-def _due_code(dossier: Dossier) -> float:
-    """The segment value for an in-progress dossier's state (see `_SEGMENT`)."""
-    if dossier.due is None:
-        return NO_DUE
-    if dossier.paused_at is not None:
-        # The issue: a paused dossier counts as within iff its supplement was requested at or
-        # before its due; `fold` keeps the due unshifted until the supplement arrives.
-        return PAUSED_WITHIN if dossier.paused_at <= dossier.due else PAUSED_OVERDUE
-    return dossier.due.timestamp()
-
-
-def facts_of(
-    dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
-) -> DossierFacts | None:
-    """Condense a dossier's events into its facts; None for an orphan (no receipt yet)."""
-    return fold_with_facts(dossier_id, events, calendar)[1]
-
-
-def fold_with_facts(
-    dossier_id: str, events: Iterable[DossierEvent], calendar: WorkingCalendar
-) -> tuple[Dossier, DossierFacts | None]:
-    """`fold` and `facts_of` in one replay (the worker needs both for every event)."""
-    events = list(events)  # read twice: the replay, then the index facts
-    timeline = bytearray()
-    last_code: float | None = None
-    final: Dossier | None = None
-    ended = False
-    for instant, state in replay(dossier_id, events, calendar):
-        final = state
-        if ended:
-            continue
-        if state.clock_end is not None or state.closed_by is not None:
-            ended = True  # no longer in progress; the end instants are kept as fields
-            continue
-        code = _due_code(state)
-        if code != last_code:
-            timeline += _SEGMENT.pack(instant.timestamp(), code)
-            last_code = code
-    if final is None:
-        return Dossier(dossier_id), None  # R8: an orphan counts nowhere until its receipt
-    assert final.agency is not None and final.channel is not None
-    if not timeline:
-        # The clock ended at the receipt's own instant: a segment keeps `due_at` total.
-        due = final.due.timestamp() if final.due is not None else NO_DUE
-        timeline += _SEGMENT.pack(final.received_at.timestamp(), due)
-
-    withdrawn_at = final.closed_at if final.withdrawn else None
-    timeline = bytes(timeline)
-    return final, DossierFacts(
-        # Interned: a million facts share a few dozen agency codes instead of a copy each.
-        agency=sys.intern(final.agency),
-        channel=final.channel,
-        received_at=final.received_at.timestamp(),
-        clock_end=final.clock_end.timestamp() if final.clock_end is not None else None,
-        outcome=final.outcome,
-        withdrawn_at=withdrawn_at.timestamp() if withdrawn_at is not None else None,
-        timeline=timeline,
-        index=index_facts(final, events, due_at_receipt(timeline, final)),
-    )
-
-
 def due_at_receipt(timeline: bytes, dossier: Dossier) -> float:
     """The due in force at the receipt: the timeline's first segment, unless the dossier
     was paused at its receipt's instant (then the due `fold` ended with)."""
-    due = _SEGMENT.unpack_from(timeline)[1]
+    due = SEGMENT.unpack_from(timeline)[1]
     if math.isinf(due):
         assert dossier.due is not None
         return dossier.due.timestamp()

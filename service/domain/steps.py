@@ -2,8 +2,8 @@
 
 Rules R12–R17 (docs/rules.md). A step belongs to a department of an agency (for liên thông
 not necessarily the receiving one); its due is its own, in working time on the dossier's
-calendar, and its clock stops with the dossier's supplement pause. `dossier.replay` and
-`progress.DossierProgress` both call these pure functions, so the two agree by construction.
+calendar, and its clock stops with the dossier's supplement pause. The rule engine
+(`rules.take`) is what calls these pure functions.
 """
 
 from __future__ import annotations

@@ -20,15 +20,9 @@ from typing import Protocol
 
 from schemas import InvalidEvent
 from service.domain import Dossier, Key, WorkingCalendar, contribution
-from service.domain.history import (
-    History,
-    HistoryDelta,
-    add_counts,
-    closed_delta,
-    encode_closed_totals,
-    encode_page_key,
-)
-from service.domain.progress import DossierProgress, Step
+from service.domain.codec import encode_closed_totals, encode_page_key
+from service.domain.history import History, HistoryDelta, add_counts, closed_delta
+from service.domain.progress import Arrival, DossierProgress
 from service.domain.report import DossierFacts
 from service.domain.steps import history_marks as step_history_marks
 from service.state.intake import parse
@@ -173,13 +167,13 @@ class Transaction:
                     message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
                 )
                 where = (partition, event.dossier_id)
-                step = self.dossier(where).advance(event, calendar)  # the domain core: R6, R7
+                arrival = self.dossier(where).add(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
                 if self.send_rejected:
                     self.rejected.append((message, exc))
                 continue
-            if step is Step.DUPLICATE:
+            if arrival is Arrival.DUPLICATE:
                 meta.duplicates[source_of(message.headers)] += 1
                 continue
             meta.events[event.type.value] += 1

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from service.domain import Dossier, Key, WorkingCalendar
-from service.domain.history import History, decode_closed_totals, decode_page_key
+from service.domain.codec import decode_closed_totals, decode_page_key
+from service.domain.history import History
 from service.domain.progress import DossierProgress
 from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex

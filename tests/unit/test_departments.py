@@ -12,7 +12,7 @@ from ledger_tools import accept
 
 from schemas import Channel, DossierEvent, EventType
 from service.domain import WorkingCalendar
-from service.domain.report import fold_with_facts
+from service.domain.progress import fold_with_facts
 from service.ingest.gateway.units import parse_units
 from service.outputs.metrics import LedgerCollector
 from service.reference import Departments, DepartmentsError, fold_name, parse_departments

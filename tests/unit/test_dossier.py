@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from schemas import Channel, DossierEvent, EventType, InvalidEvent, parse_event
+from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason, parse_event
 from service.domain import (
     Dossier,
     OpenState,
@@ -793,9 +793,47 @@ def test_next_change_at_is_none_when_nothing_can_change() -> None:
         "9999-12-31T23:59:59+07:00",
     ],
 )
-def test_an_accepted_due_at_never_crashes_the_domain(due_at: str) -> None:
-    """Whatever parse_event accepts, the domain must fold and count without raising."""
-    raw = orjson.dumps(
+def test_a_due_at_the_domain_cannot_hold_is_rejected_at_the_door(due_at: str) -> None:
+    """Dues near year 9999 overflow the calendar's arithmetic (local date, supplement
+    shift), so parse_event must keep them out of the domain."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(_receipt_with_due(due_at), now=T("2026-03-02T09:00:00+07:00"))
+    assert caught.value.reason is Reason.BAD_TIMESTAMP
+
+
+@pytest.mark.parametrize(
+    "due_at",
+    [
+        "2099-12-31T23:59:59+07:00",  # the latest due parse_event accepts, locally
+        "2099-12-31T23:59:59Z",  # its local date is in 2100
+        "2099-12-31T23:59:59-12:00",  # the latest instant it accepts
+    ],
+)
+def test_the_latest_accepted_due_at_folds_and_counts(due_at: str) -> None:
+    """Whatever parse_event accepts, the domain folds and counts: in time, paused, then
+    in time again with the due moved by the working days waited (R2)."""
+    receipt = parse_event(_receipt_with_due(due_at), now=T("2026-03-02T09:00:00+07:00"))
+    events = [
+        receipt,
+        ev("supplement_requested", "2026-03-03T10:00:00+07:00"),
+        ev("supplement_received", "2026-03-05T10:00:00+07:00"),
+    ]
+    now = T("2026-03-12T10:00:00+07:00")
+    states = []
+    for subset in (events[:1], events[:2], events):
+        d = F(*subset)
+        states.append(open_state(d, now, CAL))
+        assert open_key(states[-1]) in contribution(d, now, CAL)
+        change = next_change_at(d, now, CAL)
+        assert change is None if d.paused_at is not None else change is not None and change > now
+    assert states == [OpenState.IN_TIME, OpenState.PAUSED, OpenState.IN_TIME]
+    resumed = F(*events)
+    assert receipt.due_at is not None and resumed.due is not None
+    assert resumed.due > receipt.due_at  # shifted by k = 2 working days (Wed 4, Thu 5 Mar)
+
+
+def _receipt_with_due(due_at: str) -> bytes:
+    return orjson.dumps(
         {
             "event_id": "rcv",
             "dossier_id": DID,
@@ -807,20 +845,6 @@ def test_an_accepted_due_at_never_crashes_the_domain(due_at: str) -> None:
             "due_at": due_at,
         }
     )
-    try:
-        receipt = parse_event(raw, now=T("2026-03-02T09:00:00+07:00"))
-    except InvalidEvent:
-        return  # rejecting it at the door is a fine answer too
-    events = [
-        receipt,
-        ev("supplement_requested", "2026-03-03T10:00:00+07:00"),
-        ev("supplement_received", "2026-03-05T10:00:00+07:00"),
-    ]
-    now = T("2026-03-12T10:00:00+07:00")
-    for subset in (events[:1], events[:2], events):
-        d = F(*subset)
-        contribution(d, now, CAL)
-        next_change_at(d, now, CAL)
 
 
 def test_late_after_a_pause_counts_as_became_overdue() -> None:

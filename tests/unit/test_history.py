@@ -20,26 +20,29 @@ from hypothesis import strategies as st
 from schemas import Channel, DossierEvent, EventType
 from service.domain import Dossier, WorkingCalendar, contribution, fold
 from service.domain.calendar import LOCAL_TZ
-from service.domain.history import (
-    INDEX_PREFIX,
+from service.domain.codec import (
     PAGE_DAYS,
-    History,
-    HistoryDecodeError,
-    HistoryDelta,
-    add_counts,
-    closed_delta,
+    DecodeError,
     decode_closed_totals,
     decode_page,
     decode_page_key,
     encode_closed_totals,
     encode_page,
     encode_page_key,
+)
+from service.domain.history import (
+    INDEX_PREFIX,
+    History,
+    HistoryDelta,
+    add_counts,
+    closed_delta,
     history_report,
     local_day,
     marks,
     settled,
 )
-from service.domain.report import DossierFacts, PeriodFigures, fold_with_facts, period_report
+from service.domain.progress import fold_with_facts
+from service.domain.report import DossierFacts, PeriodFigures, period_report
 
 CAL = WorkingCalendar()
 AG = "SXD"
@@ -427,7 +430,7 @@ def test_a_page_key_sorts_one_agencys_pages_in_order() -> None:
     assert key == b"\x03SXD\x00\x00\x5a\x4a"  # 23114 = 0x5A4A, big-endian
     assert decode_page_key(key) == (AG, 23114)
     assert encode_page_key(AG, 23114) < encode_page_key(AG, 23115)
-    with pytest.raises(HistoryDecodeError):
+    with pytest.raises(DecodeError):
         decode_page_key(key[:-1])
 
 
@@ -446,7 +449,7 @@ def test_a_page_key_sorts_one_agencys_pages_in_order() -> None:
     ],
 )
 def test_bad_page_bytes_are_refused(raw: bytes) -> None:
-    with pytest.raises(HistoryDecodeError):
+    with pytest.raises(DecodeError):
         decode_page(23114, raw)
 
 
@@ -497,7 +500,7 @@ def test_closed_totals_encode_to_sorted_keys() -> None:
     assert raw == b'\x02[["completed","SXD","late",1],["withdrawn","SXD",2]]'
 
     assert decode_closed_totals(raw) == totals
-    with pytest.raises(HistoryDecodeError):
+    with pytest.raises(DecodeError):
         decode_closed_totals(raw[:-1])
 
 

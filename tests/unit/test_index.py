@@ -25,9 +25,9 @@ from service.domain.index import (
     index_marks,
     unfinished_keys,
 )
+from service.domain.progress import fold_with_facts
 from service.domain.report import (
     NO_DUE,
-    fold_with_facts,
     index_report,
     period_bounds,
     period_report,

@@ -16,7 +16,8 @@ from test_properties import event_sets
 from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
 from service.domain import WorkingCalendar
 from service.domain.index import COMPARED, INDICATORS, MOTCUA, PORTAL, IndexFigures
-from service.domain.report import DossierFacts, fold_with_facts, index_report
+from service.domain.progress import fold_with_facts
+from service.domain.report import DossierFacts, index_report
 
 CAL = WorkingCalendar()
 AGENCY = "H44.03"

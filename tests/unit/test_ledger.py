@@ -13,7 +13,7 @@ from ledger_tools import accept
 
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar, contribution, fold
-from service.domain.report import fold_with_facts
+from service.domain.progress import fold_with_facts
 from service.state.ledger import NOTIFIED, Ledger, PartitionLedger
 from service.state.store import PartitionMeta
 from service.tools.simulate import SimulationConfig, generate

@@ -16,9 +16,9 @@ import service.outputs.metrics as metrics
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar
 from service.domain.index import INDICATORS
+from service.domain.progress import fold_with_facts
 from service.domain.report import (
     current_period,
-    fold_with_facts,
     index_report,
     period_report,
     with_period_timeliness,

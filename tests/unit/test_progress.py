@@ -19,14 +19,14 @@ import pytest
 import reference_records as records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_fold import fold, fold_with_facts
 from reference_records import merge
 from test_properties import CAL, DID, event_sets
 
-import service.domain.progress as progress_module
 from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
-from service.domain import LOCAL_TZ, Dossier, fold
-from service.domain.progress import MAX_EVENTS_PER_DOSSIER, DossierProgress, Step
-from service.domain.report import fold_with_facts
+from service.domain import LOCAL_TZ, Dossier
+from service.domain.codec import TYPE_CHAR
+from service.domain.progress import MAX_EVENTS_PER_DOSSIER, Arrival, DossierProgress
 
 QUICK = settings(
     deadline=None,
@@ -75,12 +75,12 @@ def _times(dossier: Dossier) -> list[str | None]:
     ]
 
 
-def _expected_step(held: list[DossierEvent], event: DossierEvent) -> Step:
+def _expected_step(held: list[DossierEvent], event: DossierEvent) -> Arrival:
     if any(e.event_id == event.event_id for e in held):
-        return Step.DUPLICATE
+        return Arrival.DUPLICATE
     if all(e.sort_key < event.sort_key for e in held):
-        return Step.APPLIED
-    return Step.REPLAYED
+        return Arrival.IN_ORDER
+    return Arrival.EARLY
 
 
 def _check_each_step(data: st.DataObject) -> None:
@@ -89,8 +89,8 @@ def _check_each_step(data: st.DataObject) -> None:
     held: list[DossierEvent] = []
     for step, event in enumerate(arrived, 1):
         want = _expected_step(held, event)
-        assert progress.advance(event, CAL) is want
-        if want is not Step.DUPLICATE:
+        assert progress.add(event, CAL) is want
+        if want is not Arrival.DUPLICATE:
             held.append(event)
         dossier, facts = fold_with_facts(DID, held, CAL)
         assert progress.dossier == dossier == fold(DID, held, CAL)
@@ -152,26 +152,26 @@ def test_the_event_limit_and_duplicates_behave_as_intake_merge() -> None:
     progress = DossierProgress.start(DID)
     record = records.DossierRecord(0)
     for event in full:
-        assert progress.advance(event, CAL) is Step.APPLIED
+        assert progress.add(event, CAL) is Arrival.IN_ORDER
         record = record.with_event(event)
     stored = records.encode(record)
     extra = _appraisals(MAX_EVENTS_PER_DOSSIER)[-1]
     with pytest.raises(InvalidEvent) as merged:
         merge(extra, stored, 0, CAL)
     with pytest.raises(InvalidEvent) as advanced:
-        progress.advance(extra, CAL)
+        progress.add(extra, CAL)
     assert advanced.value.reason is merged.value.reason is Reason.TOO_MANY_EVENTS
     assert str(advanced.value) == str(merged.value)
     # A full dossier still recognises a re-send (R7 is checked first, as merge does).
     assert merge(full[3], stored, 0, CAL).duplicate
-    assert progress.advance(full[3], CAL) is Step.DUPLICATE
+    assert progress.add(full[3], CAL) is Arrival.DUPLICATE
     assert progress.duplicates == 1
     assert len(progress) == MAX_EVENTS_PER_DOSSIER
     assert progress.dossier == merge(full[3], stored, 0, CAL).dossier
     again = DossierProgress.unpack(DID, progress.pack())
     assert again == progress
     with pytest.raises(InvalidEvent):
-        again.advance(extra, CAL)
+        again.add(extra, CAL)
 
 
 def test_a_reused_event_id_with_other_content_keeps_the_first() -> None:
@@ -179,8 +179,8 @@ def test_a_reused_event_id_with_other_content_keeps_the_first() -> None:
     earlier = receipt.occurred_at.replace(hour=7)
     other = dataclasses.replace(receipt, agency="STP", occurred_at=earlier)
     progress = DossierProgress.start(DID)
-    assert progress.advance(receipt, CAL) is Step.APPLIED
-    assert progress.advance(other, CAL) is Step.DUPLICATE
+    assert progress.add(receipt, CAL) is Arrival.IN_ORDER
+    assert progress.add(other, CAL) is Arrival.DUPLICATE
     assert progress.dossier == fold(DID, [receipt], CAL)
     assert progress.dossier.agency == "SXD"
 
@@ -188,13 +188,13 @@ def test_a_reused_event_id_with_other_content_keeps_the_first() -> None:
 def test_an_orphan_counts_nowhere_until_its_receipt() -> None:
     progress = DossierProgress.start(DID)
     (appraised,) = _appraisals(1)
-    assert progress.advance(appraised, CAL) is Step.APPLIED
+    assert progress.add(appraised, CAL) is Arrival.IN_ORDER
     assert progress.dossier == Dossier(DID)
     assert progress.facts is None
     restored = DossierProgress.unpack(DID, progress.pack())
     assert restored.dossier == Dossier(DID) and restored.facts is None
     # The receipt sorts before the appraisal: a replay, and now both count.
-    assert restored.advance(_receipt(), CAL) is Step.REPLAYED
+    assert restored.add(_receipt(), CAL) is Arrival.EARLY
     assert restored.dossier == fold(DID, [appraised, _receipt()], CAL)
     assert restored.dossier.is_received
 
@@ -219,8 +219,8 @@ def test_a_dossier_stored_before_the_index_unpacks_with_its_index(events: list[A
 
 
 def test_every_event_type_has_its_own_packed_char() -> None:
-    # A new event type needs a char in progress._TYPE_CHAR; the first nine keep theirs.
-    chars = progress_module._TYPE_CHAR
+    # A new event type needs a char in codec.TYPE_CHAR; the first nine keep theirs.
+    chars = TYPE_CHAR
     assert set(chars) == set(EventType)
     assert len(set(chars.values())) == len(chars)
     assert "".join(chars[t] for t in list(EventType)[:9]) == "012345678"

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from schemas import Channel, DossierEvent, EventType
 from service.domain import OpenState, WorkingCalendar, fold, open_state
 from service.domain.calendar import LOCAL_TZ, start_of_local_day
+from service.domain.progress import facts_of
 from service.domain.report import (
     DossierFacts,
     PeriodFigures,
     current_period,
-    facts_of,
     index_report,
     period_report,
     total,
@@ -709,7 +709,7 @@ def test_fold_with_facts_gives_the_same_state_as_fold() -> None:
     from collections import defaultdict
 
     from schemas import event_from_dict
-    from service.domain.report import fold_with_facts
+    from service.domain.progress import fold_with_facts
     from service.tools.simulate import SimulationConfig, generate
 
     now = datetime(2026, 11, 20, 8, 30, tzinfo=LOCAL_TZ)

@@ -30,8 +30,8 @@ import service.state.recovery as recovery_module
 import service.state.transaction as transaction_module
 from schemas import InvalidEvent
 from service.domain.index import add_index
+from service.domain.progress import fold_with_facts
 from service.domain.report import (
-    fold_with_facts,
     index_report,
     period_bounds,
     period_report,

@@ -233,7 +233,7 @@ def test_order_and_duplicates_do_not_change_the_steps() -> None:
     assert fold(DID, [*reversed(events), events[1], events[3]], CAL) == expected
     progress = DossierProgress.start(DID)
     for event in [events[3], events[0], events[2], events[2], events[1]]:
-        progress.advance(event, CAL)
+        progress.add(event, CAL)
     assert progress.dossier == expected
     assert DossierProgress.unpack(DID, progress.pack()).dossier == expected
 

@@ -146,7 +146,7 @@ def progress_memory(messages: Sequence[Message], calendar: WorkingCalendar) -> d
         progress = stores.get(event.dossier_id)
         if progress is None:
             progress = stores[event.dossier_id] = DossierProgress.start(event.dossier_id)
-        progress.advance(event, calendar)
+        progress.add(event, calendar)
     packed = {dossier_id: p.pack() for dossier_id, p in stores.items() if p.dossier.is_open}
     del stores
     gc.collect()

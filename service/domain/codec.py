@@ -1,0 +1,532 @@
+"""Every stored form of the domain's values, each with its version: the bytes in the stores.
+
+- The dossier record (version 1): a dossier's state, its report timeline, its national-index
+  track and its held events, as the worker's local store keeps it (`write_dossier_record`,
+  `read_dossier_record`; `progress.DossierProgress.pack` / `unpack` use them).
+- The history page (versions 1 and 2), its key, and the closed dossiers' totals (version 2),
+  as history.py sums them.
+
+Stores written by an older version stay readable: a format changes only by adding a version
+(or, where a form says so, items at its end), and tests/unit/test_codec.py pins the bytes of
+every version. Pure: bytes in, domain values out; the stores themselves are service/state's.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import struct
+import sys
+from array import array
+from collections import Counter
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+from schemas import Channel, DossierEvent, EventType, OnlineLevel, PaymentMethod, Rating
+from schemas.events import TYPE_ORDER, time_from_text
+from service.domain.calendar import LOCAL_TZ
+from service.domain.clock import Outcome
+from service.domain.dossier import Key
+from service.domain.index import IndexTrack
+from service.domain.rules import DossierState, shared_code
+from service.domain.steps import CompletedStep, OpenStep
+
+
+class DecodeError(ValueError):
+    """Stored bytes that this version cannot read."""
+
+
+# -- codes of the closed sets -----------------------------------------------------------------
+
+# In a fixed order: the stored forms hold the position.
+TYPES: tuple[EventType, ...] = tuple(EventType)
+_CHANNELS: tuple[Channel, ...] = tuple(Channel)
+_OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
+_CHANNEL_CODE = {c: i for i, c in enumerate(_CHANNELS)}
+_OUTCOME_CODE = {o: i for i, o in enumerate(_OUTCOMES)}
+# One char per held event: "0".."8" by position for the first nine types; later types get
+# a letter of their own, so inserting a type before them never changes what stored
+# dossiers mean.
+TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(TYPES[:9])} | {
+    EventType.STEP_STARTED: "s",
+    EventType.STEP_COMPLETED: "c",
+    EventType.PAID: "p",
+    EventType.RATED: "r",
+}
+CHAR_TYPE = {char: t for t, char in TYPE_CHAR.items()}
+RANK = {t: TYPE_ORDER[t] for t in TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
+
+
+# -- the dossier record, version 1 ------------------------------------------------------------
+
+DOSSIER_RECORD_VERSION = 1
+# The head: version, flags, channel, outcome, closed_by's rank, the last event's rank,
+# supplements, duplicates, the timeline's length, the last event's position among the ids.
+# Then the report timeline (report.py's segments), a JSON line with the state, the event ids
+# and types, the index track and the steps, then one JSON line per held event in arrival
+# order (orjson never writes a raw newline, so lines split safely).
+_RECORD_HEAD = struct.Struct("<BBbbbBBIHH")
+_HAS_RECEIPT, _PASSED_DUE, _RELATIVE_IDS, _LOCAL_DUE = 1, 2, 4, 8  # the head's flags
+_SEGMENT_VALUE = struct.Struct("<d")
+
+
+class HeldEvents(NamedTuple):
+    """What a dossier record holds beside the dossier's state."""
+
+    duplicates: int
+    timeline: bytes  # report.py's segments
+    last_at: datetime | None  # the last event in R6 order: its instant, rank and position
+    last_rank: int
+    last_position: int
+    kinds: str  # one TYPE_CHAR per held event, in arrival order
+    ids: list[str]  # without the dossier id in front if `relative`
+    relative: bool
+    index: IndexTrack | None
+    has_index: bool  # False: written before the index track existed (derive it)
+    log: bytes  # one `event_row` per held event, newline-separated
+
+
+def write_dossier_record(state: DossierState, held: HeldEvents) -> bytes:
+    """A dossier's state and held events as version 1 bytes."""
+    due = state.due
+    flags = (
+        (_HAS_RECEIPT if state.received_at is not None else 0)
+        | (_PASSED_DUE if state.passed_due else 0)
+        | (_RELATIVE_IDS if held.relative else 0)
+        | (_LOCAL_DUE if due is not None and due.tzinfo is LOCAL_TZ else 0)
+    )
+    channel, outcome, closed_by = state.channel, state.outcome, state.closed_by
+    head = _RECORD_HEAD.pack(
+        DOSSIER_RECORD_VERSION,
+        flags,
+        _CHANNEL_CODE[channel] if channel is not None else -1,
+        _OUTCOME_CODE[outcome] if outcome is not None else -1,
+        RANK[closed_by] if closed_by is not None else -1,
+        held.last_rank,
+        state.supplements,
+        held.duplicates,
+        len(held.timeline),
+        held.last_position,
+    )
+    index = held.index
+    fields = orjson.dumps(
+        [
+            state.agency,
+            state.procedure,
+            state.received_at,
+            due,
+            state.paused_at,
+            state.clock_end,
+            state.closed_at,
+            state.apology_at,
+            state.new_due_at,
+            held.last_at,
+            held.kinds,
+            held.ids,
+            # Added later, at the end: the index track, then the steps if any.
+            index_track_list(index) if index is not None else None,
+            *_steps_list(state.step, state.steps_done),
+        ]
+    )
+    return b"".join((head, held.timeline, fields, b"\n", held.log))
+
+
+def read_dossier_record(raw: bytes, into: DossierState) -> HeldEvents:
+    """`write_dossier_record`'s state, set into `into`, and the rest."""
+    (
+        version,
+        flags,
+        channel,
+        outcome,
+        closed_by,
+        last_rank,
+        supplements,
+        duplicates,
+        timeline_len,
+        last,
+    ) = _RECORD_HEAD.unpack_from(raw)
+    if version != DOSSIER_RECORD_VERSION:
+        raise DecodeError(f"unknown dossier record version {version}")
+    start = _RECORD_HEAD.size + timeline_len
+    end = raw.index(b"\n", start)
+    fields = orjson.loads(raw[start:end])
+    agency, procedure, received, due, paused, clock_end, closed, apology, new_due = fields[:9]
+    last_at, kinds, ids = fields[9:12]
+    into.agency = shared_code(agency)
+    into.procedure = shared_code(procedure)
+    into.channel = _CHANNELS[channel] if channel >= 0 else None
+    into.received_at = time_from_text(received) if received is not None else None
+    if due is None:
+        into.due = None
+    elif flags & _LOCAL_DUE:
+        # Written as its local wall time and offset: the same wall time in the zone.
+        naive = datetime.fromisoformat(due[:-6])
+        into.due = datetime.combine(naive.date(), naive.time(), LOCAL_TZ)
+    else:
+        into.due = time_from_text(due)
+    into.paused_at = time_from_text(paused) if paused is not None else None
+    into.clock_end = time_from_text(clock_end) if clock_end is not None else None
+    into.outcome = _OUTCOMES[outcome] if outcome >= 0 else None
+    into.closed_by = TYPES[closed_by] if closed_by >= 0 else None
+    into.closed_at = time_from_text(closed) if closed is not None else None
+    into.apology_at = time_from_text(apology) if apology is not None else None
+    into.new_due_at = time_from_text(new_due) if new_due is not None else None
+    into.passed_due = bool(flags & _PASSED_DUE)
+    into.supplements = supplements
+    into.step, into.steps_done = _steps_of_list(fields[13:])
+    index = fields[12] if len(fields) > 12 else None
+    return HeldEvents(
+        duplicates,
+        raw[_RECORD_HEAD.size : start],
+        time_from_text(last_at) if last_at is not None else None,
+        last_rank,
+        last,
+        kinds,
+        ids,
+        bool(flags & _RELATIVE_IDS),
+        index_track_of_list(index) if index is not None else None,
+        len(fields) > 12,
+        raw[end + 1 :],
+    )
+
+
+def last_segment_value(timeline: bytes) -> float:
+    """The value of the timeline's last segment (the due in force, for a running dossier)."""
+    return _SEGMENT_VALUE.unpack_from(timeline, len(timeline) - 8)[0]
+
+
+def _steps_list(step: OpenStep | None, done: tuple[CompletedStep, ...]) -> list[Any]:
+    """The steps' part of the record: nothing for a dossier without steps (the form stays
+    as before steps existed), else the open step and the completed ones."""
+    if step is None and not done:
+        return []
+    return [
+        None
+        if step is None
+        else [step.step, step.department, step.agency, step.started_at, step.due],
+        [[d.step, d.department, d.agency, d.completed_ts, _OUTCOME_CODE[d.outcome]] for d in done],
+    ]
+
+
+def _steps_of_list(part: list[Any]) -> tuple[OpenStep | None, tuple[CompletedStep, ...]]:
+    if not part:
+        return None, ()
+    stored_step, done = part
+    step = None
+    if stored_step is not None:
+        name, department, agency, started_at, due = stored_step
+        step = OpenStep(
+            name,
+            shared_code(department),
+            shared_code(agency),
+            time_from_text(started_at),
+            time_from_text(due),
+        )
+    return step, tuple(
+        CompletedStep(name, shared_code(department), shared_code(agency), at, _OUTCOMES[o])
+        for name, department, agency, at, o in done
+    )
+
+
+# The index track's flags in the record, two bits each (0 unknown, 1 false, 2 true), in this
+# order; then its instants, trailing nulls dropped. Add at the end only.
+_INDEX_FLAGS: tuple[str, ...] = (
+    "fee_due",
+    "digitised",
+    "reused",
+    "from_data_store",
+    "identity_verified",
+    "paid",
+    "paid_online",
+    "dissatisfied",
+    "e_result",
+    "paused",
+    "ended",
+    "closed",
+)
+_INDEX_INSTANTS: tuple[str, ...] = ("new_due", "first", "back", "second")
+
+
+def index_track_list(track: IndexTrack) -> list[Any]:
+    """The index track as the record's JSON list."""
+    bits = 0
+    for shift, name in enumerate(_INDEX_FLAGS):
+        flag = getattr(track, name)
+        if flag is not None:
+            bits |= (2 if flag else 1) << (2 * shift)
+    out: list[Any] = [bits, *(getattr(track, name) for name in _INDEX_INSTANTS)]
+    while out[-1] is None:
+        out.pop()
+    return out
+
+
+def index_track_of_list(values: list[Any]) -> IndexTrack:
+    track = IndexTrack.__new__(IndexTrack)
+    bits = values[0]
+    for shift, name in enumerate(_INDEX_FLAGS):
+        code = (bits >> (2 * shift)) & 3
+        setattr(track, name, None if code == 0 else code == 2)
+    instants = [*values[1:], None, None, None, None]
+    for name, value in zip(_INDEX_INSTANTS, instants, strict=False):
+        setattr(track, name, value)
+    return track
+
+
+# -- the held events' log lines --------------------------------------------------------------
+
+
+def event_row(event: DossierEvent) -> bytes:
+    """An event's log line, without its id and type (kept beside) and trailing nulls: the
+    seven base items, the step's five, then an object of the index fields set."""
+    if event.type is EventType.RECEIVED:
+        channel = event.channel
+        row: list[Any] = [
+            event.occurred_at,
+            event.agency,
+            event.procedure,
+            _CHANNEL_CODE[channel] if channel is not None else None,
+            event.due_at,
+            event.processing_days,
+        ]
+    elif event.step is not None:
+        row = [
+            event.occurred_at,
+            event.agency,
+            None,
+            None,
+            None,
+            None,
+            None,
+            event.step,
+            event.department,
+            event.step_due_at,
+            event.step_hours,
+            event.step_days,
+        ]
+    elif event.due_at is not None:
+        row = [event.occurred_at, None, None, None, event.due_at]
+    else:
+        row = [event.occurred_at]
+    if event.new_due_at is not None:
+        row += [None] * (6 - len(row))
+        row.append(event.new_due_at)
+    index = _index_fields(event)
+    if index:
+        row += [None] * (12 - len(row))
+        row.append(index)
+    while row[-1] is None:
+        row.pop()
+    return orjson.dumps(row)
+
+
+def events_of_log(dossier_id: str, ids: list[str], kinds: str, log: bytes) -> list[DossierEvent]:
+    """The held events back from their full ids, their TYPE_CHARs and the log."""
+    rows = orjson.loads(b"[" + log.replace(b"\n", b",") + b"]")
+    return [
+        _event_of_row(dossier_id, event_id, CHAR_TYPE[kind], row)
+        for event_id, kind, row in zip(ids, kinds, rows, strict=True)
+    ]
+
+
+_INDEX_FIELDS: tuple[str, ...] = (
+    "fee_due",
+    "components",
+    "components_digitised",
+    "components_reused",
+    "components_from_data_store",
+    "identity_verified",
+    "online_level",
+    "e_result",
+    "method",
+    "rating",
+    "reason",
+)
+_WITH_INDEX_FIELDS = frozenset(
+    {EventType.RECEIVED, EventType.RETURNED, EventType.PAID, EventType.RATED}
+)
+_INDEX_ENUMS: dict[str, type[enum.Enum]] = {
+    "online_level": OnlineLevel,
+    "method": PaymentMethod,
+    "rating": Rating,
+}
+
+
+def _index_fields(event: DossierEvent) -> dict[str, Any] | None:
+    if event.type not in _WITH_INDEX_FIELDS:
+        return None
+    out: dict[str, Any] = {}
+    for name in _INDEX_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value.value if isinstance(value, enum.Enum) else value
+    if event.criteria is not None:
+        out["criteria"] = [list(pair) for pair in event.criteria]
+    return out or None
+
+
+def _index_kwargs(stored: dict[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for name, kind in _INDEX_ENUMS.items():
+        if name in out:
+            out[name] = kind(out[name])
+    if "criteria" in out:
+        out["criteria"] = tuple((code, score) for code, score in out["criteria"])
+    return out
+
+
+def _event_of_row(dossier_id: str, event_id: str, kind: EventType, row: list[Any]) -> DossierEvent:
+    row = row + [None] * (13 - len(row))
+    occurred_at, agency, procedure, channel, due_at, days, new_due_at = row[:7]
+    step, department, step_due_at, step_hours, step_days, index = row[7:]
+    return DossierEvent(
+        event_id,
+        dossier_id,
+        kind,
+        time_from_text(occurred_at),
+        agency,
+        procedure,
+        _CHANNELS[channel] if channel is not None else None,
+        time_from_text(due_at) if due_at is not None else None,
+        days,
+        time_from_text(new_due_at) if new_due_at is not None else None,
+        step,
+        department,
+        time_from_text(step_due_at) if step_due_at is not None else None,
+        step_hours,
+        step_days,
+        **(_index_kwargs(index) if index is not None else {}),
+    )
+
+
+# -- the history page, versions 1 and 2 -------------------------------------------------------
+
+HISTORY_PAGE_VERSION = 1
+WIDE_HISTORY_PAGE_VERSION = 2  # a page of more than 255 keys (step outcomes of many departments)
+PAGE_DAYS = 32  # days per stored page (docs/benchmarks.md: pages read at a restart)
+_KEYS_SEPARATOR = "\n"
+_PAGE_HEAD = struct.Struct("<BBB")  # version 1: version, days, keys
+_WIDE_PAGE_HEAD = struct.Struct("<BBH")  # version 2: version, days, keys (two bytes)
+_MAX_KEYS = 65535
+
+
+def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
+    """One agency's non-empty day rows within one page (days `p * PAGE_DAYS` onwards).
+
+    Version 1: version, number of days, number of keys (one byte each); each day's offset
+    in the page (one byte each, ascending); the totals as little-endian int32, all days of
+    the first key, then of the next; the keys in UTF-8, sorted, joined by newlines.
+    Version 2, only for a page of more than 255 keys: the same with the number of keys in
+    two bytes (little-endian). Fixed-width columns decode at C speed: a restart reads every
+    page.
+    """
+    days = sorted(day for day, row in rows.items() if any(row.values()))
+    if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
+        raise ValueError("a page holds one or more days of one page")
+    keys = sorted({key for day in days for key, value in rows[day].items() if value})
+    if len(keys) > _MAX_KEYS or any(not key or _KEYS_SEPARATOR in key for key in keys):
+        raise ValueError(f"a page holds at most {_MAX_KEYS} keys, none empty or with a newline")
+    if len(keys) > 255:
+        head = _WIDE_PAGE_HEAD.pack(WIDE_HISTORY_PAGE_VERSION, len(days), len(keys))
+    else:
+        head = _PAGE_HEAD.pack(HISTORY_PAGE_VERSION, len(days), len(keys))
+    first = days[0] // PAGE_DAYS * PAGE_DAYS
+    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
+    if sys.byteorder == "big":
+        values.byteswap()
+    return b"".join(
+        (
+            head,
+            bytes(day - first for day in days),
+            values.tobytes(),
+            _KEYS_SEPARATOR.join(keys).encode(),
+        )
+    )
+
+
+def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
+    """`encode_page`'s rows back, by day ordinal."""
+    days, columns = decode_page_columns(page, data)
+    return {
+        day: {key: values[i] for key, values in columns.items() if values[i]}
+        for i, day in enumerate(days)
+    }
+
+
+def decode_page_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
+    """`encode_page`'s days and, per key, its totals on those days."""
+    version = data[0] if data else None
+    head = {HISTORY_PAGE_VERSION: _PAGE_HEAD, WIDE_HISTORY_PAGE_VERSION: _WIDE_PAGE_HEAD}.get(
+        version
+    )
+    if head is None or len(data) < head.size:
+        raise DecodeError(f"page version {data[:1].hex() or 'missing'}")
+    _, count, width = head.unpack_from(data)
+    offsets = data[head.size : head.size + count]
+    start = head.size + count
+    stop = start + 4 * count * width
+    if count == 0 or len(data) < stop:
+        raise DecodeError("truncated page")
+    if any(b <= a for a, b in itertools.pairwise(offsets)) or offsets[-1] >= PAGE_DAYS:
+        raise DecodeError("page days out of order")
+    try:
+        keys = data[stop:].decode().split(_KEYS_SEPARATOR) if width else []
+    except UnicodeDecodeError:
+        raise DecodeError("a key is not UTF-8") from None
+    if len(keys) != width or "" in keys:
+        raise DecodeError(f"{len(keys)} keys for {width} columns")
+    values = array("i", data[start:stop])
+    if sys.byteorder == "big":
+        values.byteswap()
+    first = page * PAGE_DAYS
+    columns = {key: values[k * count : (k + 1) * count] for k, key in enumerate(keys)}
+    return [first + offset for offset in offsets], columns
+
+
+_PAGE_KEY_NUMBER = struct.Struct(">I")  # big-endian: one agency's pages sort in order
+
+
+def encode_page_key(agency: str, page: int) -> bytes:
+    """A page's key within the history's key range: the agency's length and code, the page."""
+    raw = agency.encode()
+    if len(raw) > 255:
+        raise ValueError("agency code longer than 255 bytes")
+    return bytes((len(raw),)) + raw + _PAGE_KEY_NUMBER.pack(page)
+
+
+def decode_page_key(key: bytes) -> tuple[str, int]:
+    size = key[0] if key else -1
+    if size < 0 or len(key) != 1 + size + _PAGE_KEY_NUMBER.size:
+        raise DecodeError("malformed page key")
+    return key[1 : 1 + size].decode(), _PAGE_KEY_NUMBER.unpack_from(key, 1 + size)[0]
+
+
+# -- the closed dossiers' totals, version 2 ---------------------------------------------------
+
+CLOSED_TOTALS_VERSION = 2
+
+
+def encode_closed_totals(totals: Counter[Key]) -> bytes:
+    """Version 2, then a JSON array of [part, …, total] sorted by key. Written with every
+    batch that closes a dossier, so encoded by orjson in C."""
+    items = sorted([*key, value] for key, value in totals.items() if value)
+    return bytes((CLOSED_TOTALS_VERSION,)) + orjson.dumps(items)
+
+
+def decode_closed_totals(data: bytes) -> Counter[Key]:
+    if not data or data[0] != CLOSED_TOTALS_VERSION:
+        raise DecodeError(f"closed totals version {data[:1].hex() or 'missing'}")
+    try:
+        items = orjson.loads(data[1:])
+        totals: Counter[Key] = Counter()
+        for item in items:
+            *parts, value = item
+            if type(value) is not int or not parts or not all(type(p) is str for p in parts):
+                raise DecodeError("a closed total is not [part, …, count]")
+            totals[tuple(parts)] = value
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(f"closed totals: {exc}") from None
+    return totals
