@@ -356,7 +356,7 @@ _ENUMS: dict[str, tuple[dict[str, Any], Reason]] = {
     "method": ({v.value: v for v in PaymentMethod}, Reason.BAD_PAYMENT_METHOD),
     "rating": ({v.value: v for v in Rating}, Reason.BAD_RATING),
 }
-# The index fields (issue 18), checked apart so events without them pay one set test.
+# The national index's fields (QĐ 766), checked apart so events without them pay one set test.
 _INDEX_KNOWN = frozenset((*_FLAGS, *_COUNTS, *_ENUMS, "criteria", "reason"))
 _INDEX_SCALARS = (*_FLAGS[:2], *_COUNTS, "online_level", "e_result", "method", "rating", "reason")
 # What each type keeps of them (a known field on another type is checked, then dropped).

@@ -38,8 +38,8 @@ MAX_LISTED = 100
 # for a producer that never answers.
 _ACK_GRACE = 5.0
 # Bigger, slightly later batches: kafka-python wakes its sender thread for every new batch,
-# which halves throughput with the defaults (measured: ~6,900 vs ~11,900 events/s on a local
-# broker). publish() and publish_many() flush at the end, so a lone event does not wait.
+# which costs much of the throughput with the defaults (docs/benchmarks.md). publish() and
+# publish_many() flush at the end, so a lone event does not wait.
 _LINGER_MS = 20
 _BATCH_BYTES = 256 * 1024
 

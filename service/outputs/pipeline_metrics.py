@@ -1,6 +1,6 @@
 """The pipeline's own figures, computed at scrape time instead of per message.
 
-faust's Prometheus sensor updated histograms and dicts for every event (27 µs of an event's
+faust's Prometheus sensor updated histograms and dicts for every event (a large share of an event's
 cost, docs/benchmarks.md); operators used a handful of its series. These are those, read
 from the state layer when Prometheus asks: consumer lag from the store's applied offsets and
 the consumer's end offsets, messages read from the log (exact: applied offsets, durable),
