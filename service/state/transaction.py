@@ -117,6 +117,7 @@ class Transaction:
         self.deletes: list[bytes] = []
         self.closed: dict[int, Counter[Key]] = {}  # per partition, the closed sums after
         self.history: dict[int, HistoryDelta] = {}  # per partition, the day totals' change
+        self._touched: dict[int, list[Touched]] | None = None  # by partition, once prepared
 
     @property
     def partitions(self) -> set[int]:
@@ -273,12 +274,21 @@ class Transaction:
 
     def touched(self, partition: int) -> list[Touched]:
         """The committed dossiers of `partition` in their new states, for the sums."""
-        reached = self.reached
-        return [
-            (progress.dossier, progress.facts, reached.get(where))
-            for where, progress in self.dossiers.items()
-            if where[0] == partition
-        ]
+        if self.status not in (TransactionStatus.PREPARED, TransactionStatus.COMMITTED):
+            # Only then are the dossiers final (apply refuses a prepared transaction).
+            raise TransactionError(f"touched of a {self.status.value} transaction")
+        grouped = self._touched
+        if grouped is None:
+            # Grouped once for all partitions: asked once per partition, a batch of many
+            # partitions would otherwise scan every dossier as many times.
+            grouped = self._touched = {}
+            reached = self.reached
+            for where, progress in self.dossiers.items():
+                found = grouped.get(where[0])
+                if found is None:
+                    found = grouped[where[0]] = []
+                found.append((progress.dossier, progress.facts, reached.get(where)))
+        return grouped.get(partition, [])
 
 
 def _last_timestamp(messages: Iterable[Incoming]) -> float:
