@@ -464,7 +464,8 @@ def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
     else:
         head = _PAGE_HEAD.pack(HISTORY_PAGE_VERSION, len(days), len(keys))
     first = days[0] // PAGE_DAYS * PAGE_DAYS
-    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
+    day_rows = [rows[day] for day in days]
+    values = array("i", [row.get(key, 0) for key in keys for row in day_rows])
     if sys.byteorder == "big":
         values.byteswap()
     return b"".join(

@@ -186,21 +186,22 @@ class Transaction:
             # Once a dossier a batch, from its state before the batch to its state after:
             # a notification system acts on where a dossier is now, not on the steps a
             # batch of a few milliseconds went through.
-            change = self._change(where, self.dossiers[where].dossier)
-            if change is not None and is_fresh:
+            change = self._change(where, self.dossiers[where].dossier, is_fresh)
+            if change is not None:
                 self.changes.append(change)
         self.last_timestamp = max(self.last_timestamp, _last_timestamp(messages))
 
-    def _change(self, where: Where, dossier: Dossier) -> StatusChange | None:
+    def _change(self, where: Where, dossier: Dossier, tell: bool) -> StatusChange | None:
         """The status change the dossier made, judged against its state before (the sums
-        themselves change only at commit); its new contribution is kept in `reached`."""
+        themselves change only at commit), if `tell` (fresh news); its new contribution is
+        kept in `reached` either way."""
         old = self.reached.get(where)
         if old is None:
             counted = self.state.ledger.partitions.get(where[0])
             old = counted.contributions.get(dossier.dossier_id, ()) if counted else ()
         new = contribution(dossier, self.now, self.state.calendar)
         self.reached[where] = new
-        if new == old:
+        if not tell or new == old:
             return None
         return status_change(dossier, old, new, self.now, self.state.calendar)
 
