@@ -224,9 +224,14 @@ def _steps_of_list(part: list[Any]) -> tuple[OpenStep | None, tuple[CompletedSte
             time_from_text(started_at),
             time_from_text(due),
         )
+    if not done:
+        return step, ()
+    outcomes = _OUTCOMES
     return step, tuple(
-        CompletedStep(name, shared_code(department), shared_code(agency), at, _OUTCOMES[o])
-        for name, department, agency, at, o in done
+        [
+            CompletedStep(name, shared_code(department), shared_code(agency), at, outcomes[o])
+            for name, department, agency, at, o in done
+        ]
     )
 
 
