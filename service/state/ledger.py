@@ -100,12 +100,12 @@ class PartitionLedger:
         if dossier.closed_by is not None:
             # Closed: it leaves memory. Its contribution is in `closed`, kept with the store.
             if old:
-                _count(self.totals, old, -1)
+                self.totals.subtract(old)
                 del self.contributions[dossier_id]
             self.facts.pop(dossier_id, None)
         elif new != old:
-            _count(self.totals, old, -1)
-            _count(self.totals, new, 1)
+            self.totals.subtract(old)
+            self.totals.update(new)
             if new:
                 self.contributions[dossier_id] = new
             else:
@@ -222,14 +222,6 @@ class PartitionLedger:
                 heap.append((when.timestamp(), dossier_id))
         heapq.heapify(heap)
         self.due_heap = heap
-
-
-def _count(totals: Counter[Key], keys: tuple[Key, ...], sign: int) -> None:
-    """`totals.update(keys)` (sign 1) or `.subtract(keys)` (−1), zeros kept as they do,
-    without Counter's generic Python-level paths (called for most dossiers of a batch)."""
-    get = totals.get
-    for key in keys:
-        totals[key] = get(key, 0) + sign
 
 
 def _history_of(facts: Iterable[DossierFacts]) -> History:
