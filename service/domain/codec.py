@@ -224,9 +224,14 @@ def _steps_of_list(part: list[Any]) -> tuple[OpenStep | None, tuple[CompletedSte
             time_from_text(started_at),
             time_from_text(due),
         )
+    if not done:
+        return step, ()
+    outcomes = _OUTCOMES
     return step, tuple(
-        CompletedStep(name, shared_code(department), shared_code(agency), at, _OUTCOMES[o])
-        for name, department, agency, at, o in done
+        [
+            CompletedStep(name, shared_code(department), shared_code(agency), at, outcomes[o])
+            for name, department, agency, at, o in done
+        ]
     )
 
 
@@ -251,26 +256,58 @@ _INDEX_INSTANTS: tuple[str, ...] = ("new_due", "first", "back", "second")
 
 def index_track_list(track: IndexTrack) -> list[Any]:
     """The index track as the record's JSON list."""
+    # The flags and instants named one by one, in `_INDEX_FLAGS` / `_INDEX_INSTANTS` order:
+    # written for every changed dossier, so no getattr by name (test_codec pins the bytes).
     bits = 0
-    for shift, name in enumerate(_INDEX_FLAGS):
-        flag = getattr(track, name)
+    shift = 0
+    for flag in (
+        track.fee_due,
+        track.digitised,
+        track.reused,
+        track.from_data_store,
+        track.identity_verified,
+        track.paid,
+        track.paid_online,
+        track.dissatisfied,
+        track.e_result,
+        track.paused,
+        track.ended,
+        track.closed,
+    ):
         if flag is not None:
-            bits |= (2 if flag else 1) << (2 * shift)
-    out: list[Any] = [bits, *(getattr(track, name) for name in _INDEX_INSTANTS)]
+            bits |= (2 if flag else 1) << shift
+        shift += 2
+    out: list[Any] = [bits, track.new_due, track.first, track.back, track.second]
     while out[-1] is None:
         out.pop()
     return out
 
 
+_FLAG_OF_CODE = (None, False, True, None)  # a flag's two bits: 0 unknown, 1 false, 2 true
+
+
 def index_track_of_list(values: list[Any]) -> IndexTrack:
     track = IndexTrack.__new__(IndexTrack)
     bits = values[0]
-    for shift, name in enumerate(_INDEX_FLAGS):
-        code = (bits >> (2 * shift)) & 3
-        setattr(track, name, None if code == 0 else code == 2)
-    instants = [*values[1:], None, None, None, None]
-    for name, value in zip(_INDEX_INSTANTS, instants, strict=False):
-        setattr(track, name, value)
+    flag = _FLAG_OF_CODE
+    # `_INDEX_FLAGS` order, two bits each (see index_track_list).
+    track.fee_due = flag[bits & 3]
+    track.digitised = flag[(bits >> 2) & 3]
+    track.reused = flag[(bits >> 4) & 3]
+    track.from_data_store = flag[(bits >> 6) & 3]
+    track.identity_verified = flag[(bits >> 8) & 3]
+    track.paid = flag[(bits >> 10) & 3]
+    track.paid_online = flag[(bits >> 12) & 3]
+    track.dissatisfied = flag[(bits >> 14) & 3]
+    track.e_result = flag[(bits >> 16) & 3]
+    track.paused = flag[(bits >> 18) & 3]
+    track.ended = flag[(bits >> 20) & 3]
+    track.closed = flag[(bits >> 22) & 3]
+    count = len(values)
+    track.new_due = values[1] if count > 1 else None
+    track.first = values[2] if count > 2 else None
+    track.back = values[3] if count > 3 else None
+    track.second = values[4] if count > 4 else None
     return track
 
 
@@ -432,7 +469,8 @@ def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
     else:
         head = _PAGE_HEAD.pack(HISTORY_PAGE_VERSION, len(days), len(keys))
     first = days[0] // PAGE_DAYS * PAGE_DAYS
-    values = array("i", [rows[day].get(key, 0) for key in keys for day in days])
+    day_rows = [rows[day] for day in days]
+    values = array("i", [row.get(key, 0) for key in keys for row in day_rows])
     if sys.byteorder == "big":
         values.byteswap()
     return b"".join(

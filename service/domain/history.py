@@ -144,9 +144,23 @@ def index_history_marks(facts: DossierFacts) -> Iterable[Mark]:
     payment after the close changes its facts: the old marks are taken back, as any)."""
     if facts.index is None:
         return ()
-    return [
-        (local_day(instant), INDEX_PREFIX + key, 1) for instant, key in index_marks(facts.index)
-    ]
+    # A dossier's dozen marks sit at a few instants (mostly the receipt) and name keys from
+    # a small set: each day computed once a dossier, each prefixed key once a process.
+    days: dict[float, int] = {}
+    named = _INDEX_KEYS
+    out: list[Mark] = []
+    for instant, key in index_marks(facts.index):
+        day = days.get(instant)
+        if day is None:
+            day = days[instant] = local_day(instant)
+        prefixed = named.get(key)
+        if prefixed is None:
+            prefixed = named[key] = INDEX_PREFIX + key
+        out.append((day, prefixed, 1))
+    return out
+
+
+_INDEX_KEYS: dict[str, str] = {}  # index mark key -> the same with INDEX_PREFIX
 
 
 MARKERS: tuple[Marker, ...] = (receipt_marks, end_marks, in_progress_marks, index_history_marks)

@@ -117,6 +117,7 @@ class Transaction:
         self.deletes: list[bytes] = []
         self.closed: dict[int, Counter[Key]] = {}  # per partition, the closed sums after
         self.history: dict[int, HistoryDelta] = {}  # per partition, the day totals' change
+        self._touched: dict[int, list[Touched]] | None = None  # by partition, once prepared
 
     @property
     def partitions(self) -> set[int]:
@@ -185,21 +186,22 @@ class Transaction:
             # Once a dossier a batch, from its state before the batch to its state after:
             # a notification system acts on where a dossier is now, not on the steps a
             # batch of a few milliseconds went through.
-            change = self._change(where, self.dossiers[where].dossier)
-            if change is not None and is_fresh:
+            change = self._change(where, self.dossiers[where].dossier, is_fresh)
+            if change is not None:
                 self.changes.append(change)
         self.last_timestamp = max(self.last_timestamp, _last_timestamp(messages))
 
-    def _change(self, where: Where, dossier: Dossier) -> StatusChange | None:
+    def _change(self, where: Where, dossier: Dossier, tell: bool) -> StatusChange | None:
         """The status change the dossier made, judged against its state before (the sums
-        themselves change only at commit); its new contribution is kept in `reached`."""
+        themselves change only at commit), if `tell` (fresh news); its new contribution is
+        kept in `reached` either way."""
         old = self.reached.get(where)
         if old is None:
             counted = self.state.ledger.partitions.get(where[0])
             old = counted.contributions.get(dossier.dossier_id, ()) if counted else ()
         new = contribution(dossier, self.now, self.state.calendar)
         self.reached[where] = new
-        if new == old:
+        if not tell or new == old:
             return None
         return status_change(dossier, old, new, self.now, self.state.calendar)
 
@@ -273,12 +275,21 @@ class Transaction:
 
     def touched(self, partition: int) -> list[Touched]:
         """The committed dossiers of `partition` in their new states, for the sums."""
-        reached = self.reached
-        return [
-            (progress.dossier, progress.facts, reached.get(where))
-            for where, progress in self.dossiers.items()
-            if where[0] == partition
-        ]
+        if self.status not in (TransactionStatus.PREPARED, TransactionStatus.COMMITTED):
+            # Only then are the dossiers final (apply refuses a prepared transaction).
+            raise TransactionError(f"touched of a {self.status.value} transaction")
+        grouped = self._touched
+        if grouped is None:
+            # Grouped once for all partitions: asked once per partition, a batch of many
+            # partitions would otherwise scan every dossier as many times.
+            grouped = self._touched = {}
+            reached = self.reached
+            for where, progress in self.dossiers.items():
+                found = grouped.get(where[0])
+                if found is None:
+                    found = grouped[where[0]] = []
+                found.append((progress.dossier, progress.facts, reached.get(where)))
+        return grouped.get(partition, [])
 
 
 def _last_timestamp(messages: Iterable[Incoming]) -> float:

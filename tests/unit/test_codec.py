@@ -169,3 +169,31 @@ def test_a_page_key_is_the_agency_then_the_page_number() -> None:
 def test_closed_totals_are_version_2() -> None:
     assert encode_closed_totals(golden.CLOSED_TOTALS).hex() == CLOSED_TOTALS_V2
     assert decode_closed_totals(bytes.fromhex(CLOSED_TOTALS_V2)) == golden.CLOSED_TOTALS
+
+
+@pytest.mark.parametrize("value", [None, False, True])
+def test_the_index_track_list_names_every_flag_and_instant_in_its_order(value: object) -> None:
+    """The track's list names its fields one by one for speed: each flag in
+    `_INDEX_FLAGS` order (two bits each), then the instants, trailing nulls dropped."""
+    from service.domain.codec import (
+        _INDEX_FLAGS,
+        _INDEX_INSTANTS,
+        index_track_list,
+        index_track_of_list,
+    )
+    from service.domain.index import IndexTrack
+
+    for shift, name in enumerate(_INDEX_FLAGS):
+        for kept in range(len(_INDEX_INSTANTS) + 1):
+            track = IndexTrack.__new__(IndexTrack)
+            for other in _INDEX_FLAGS:
+                setattr(track, other, None)
+            setattr(track, name, value)
+            for n, instant in enumerate(_INDEX_INSTANTS):
+                setattr(track, instant, float(n + 1) if n < kept else None)
+            code = 0 if value is None else 2 if value else 1
+            listed = index_track_list(track)
+            assert listed == [code << (2 * shift), *(float(n + 1) for n in range(kept))]
+            back = index_track_of_list(listed)
+            for field in (*_INDEX_FLAGS, *_INDEX_INSTANTS):
+                assert getattr(back, field) == getattr(track, field), field

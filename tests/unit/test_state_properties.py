@@ -161,7 +161,8 @@ def test_any_interleaving_ends_where_a_replay_ends(
     folded = truth_dossiers(log)
     everything = [facts for _, facts in folded if facts is not None]
     steps = [mark for dossier, _ in folded for mark in step_marks(dossier.steps_done)]
-    assert steps, "the simulated center has processing steps"
+    # Not asserted per example: a center of 20 dossiers may complete no step (seed 5129);
+    # test_simulated_centers_complete_steps keeps this comparison from being vacuous.
     today = now.astimezone(UTC).date()
     for start, end in [
         (today - timedelta(days=400), today),
@@ -187,3 +188,12 @@ def test_any_interleaving_ends_where_a_replay_ends(
         )
     state.store.close()
     replay.store.close()
+
+
+def test_simulated_centers_complete_steps() -> None:
+    """The step comparison above is not vacuous: the simulated centers it draws complete
+    processing steps (all of these seeds do; a rare seed may not)."""
+    for seed in range(20):
+        log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13))})
+        folded = truth_dossiers(log)
+        assert any(step_marks(dossier.steps_done) for dossier, _ in folded), seed
