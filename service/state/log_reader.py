@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 # Records per getmany: large enough to amortise the call, small enough that a chunk's apply
 # holds the event loop for a few tens of milliseconds at most.
 CHUNK = 2000
+# How long the broker may hold an empty fetch (aiokafka's default is 500 ms).
+FETCH_MAX_WAIT_MS = 50
 
 
 class Incoming(NamedTuple):
@@ -46,6 +48,9 @@ class LogReader:
             auto_offset_reset="earliest",
             client_id=f"{group_id}-log-reader",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # A range read ends at a partition's end, where the last fetch finds nothing and
+            # the broker would hold it this long; the next partition's read waits behind it.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **security,
         )
         self._consumer: AIOKafkaConsumer | None = None
