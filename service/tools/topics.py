@@ -22,6 +22,9 @@ def raise_dead_letter_limit(settings: Settings, limit: int = DLQ_MAX_BYTES) -> s
         admin = KafkaAdminClient(
             bootstrap_servers=settings.bootstrap.split(","),
             client_id="motcua-dlq-limit",
+            # An operator at a prompt: say so soon when the broker does not answer.
+            request_timeout_ms=10_000,
+            bootstrap_timeout_ms=10_000,
             **settings.security.kafka_python_kwargs(),
         )
     except KafkaError as exc:

@@ -99,3 +99,15 @@ def test_a_dead_letter_topic_below_the_contract_limit_is_named_with_the_fix() ->
 def test_a_dead_letter_topic_large_enough_passes_and_gives_its_limit() -> None:
     assert worker.check_dead_letter_topic(Admin("1048588"), settings) == (1048588, None)
     assert worker.check_dead_letter_topic(Admin("102400"), settings) == (102400, None)
+
+
+def test_the_printed_fix_says_in_one_line_when_the_broker_does_not_answer(
+    capsys: Any, monkeypatch: Any
+) -> None:
+    from service.cli import main
+
+    monkeypatch.setenv("MOTCUA_BROKER", "127.0.0.1:1")
+    assert main(["dlq-limit", "--bytes", "2097152"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("motcua dlq-limit: cannot reach the broker at 127.0.0.1:1")
+    assert "\n" not in err
