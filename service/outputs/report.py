@@ -24,6 +24,7 @@ from service.domain.index import (
     PORTAL,
     RULES,
     TIMELINESS_LEGAL,
+    Figure,
     IndexFigures,
     Indicator,
 )
@@ -534,20 +535,23 @@ def render_index_csv(index: dict[str, IndexFigures]) -> str:
                 figure = figures.figure(indicator.code, rule)
                 if figure is None:
                     continue
-                writer.writerow(
-                    [
-                        code,
-                        indicator.code,
-                        rule,
-                        figure.numerator,
-                        figure.denominator,
-                        "" if figure.ratio is None else figure.ratio,
-                        "" if figure.points is None else figure.points,
-                        indicator.maximum,
-                        str(indicator.weight_verified).lower(),
-                    ]
-                )
+                writer.writerow(_index_csv_row(code, indicator, rule, figure))
     return buffer.getvalue()
+
+
+def _index_csv_row(code: str, indicator: Indicator, rule: str, figure: Figure) -> list[object]:
+    """One index CSV row (INDEX_CSV_HEADER): empty cells where the rule gives no ratio."""
+    return [
+        code,
+        indicator.code,
+        rule,
+        figure.numerator,
+        figure.denominator,
+        "" if figure.ratio is None else figure.ratio,
+        "" if figure.points is None else figure.points,
+        indicator.maximum,
+        str(indicator.weight_verified).lower(),
+    ]
 
 
 def render_projection_table(month: tuple[date, date], by_agency: dict[str, IndexFigures]) -> str:
@@ -594,17 +598,5 @@ def render_projection_csv(month: tuple[date, date], by_agency: dict[str, IndexFi
         for indicator in INDICATORS:
             figure = figures.figure(indicator.code, PORTAL)
             assert figure is not None and figure.points is not None
-            writer.writerow(
-                [
-                    code,
-                    indicator.code,
-                    PROJECTED,
-                    figure.numerator,
-                    figure.denominator,
-                    figure.ratio,
-                    figure.points,
-                    indicator.maximum,
-                    str(indicator.weight_verified).lower(),
-                ]
-            )
+            writer.writerow(_index_csv_row(code, indicator, PROJECTED, figure))
     return buffer.getvalue()
