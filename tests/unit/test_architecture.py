@@ -1,5 +1,6 @@
-"""The house rules a reader relies on: data flows one way through the layout, no module imports
-itself back round a cycle (even for type checking), and importing a module does no work.
+"""The house rules a reader relies on: data flows one way through the layout, and no module
+imports itself back round a cycle (even for type checking). That importing a module does no
+work is tests/unit/test_import_time.py's.
 
 Stages, in the order an event travels: the contract (schemas), the pure domain core and shared
 reference (settings, security), the sources (ingest), state, outputs, then what assembles and
@@ -10,9 +11,6 @@ earlier ones only.
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -120,62 +118,3 @@ def test_the_checks_see_imports_under_type_checking_and_in_functions() -> None:
     assert "service.app" in edges["agents.lifecycle"]  # a top-level import
     assert "service.tools.demo" in edges["service.cli"]  # inside a command function
     assert "service.tools.bench.run" in edges["service.tools.bench.queue_pages"]  # TYPE_CHECKING
-
-
-# Modules of an optional extra (`pip install .[peers]`), not installed by the test command.
-OPTIONAL = ("service.tools.bench.peer_quix",)
-
-IMPORT_ALL = """
-import gc, importlib, pkgutil, sys
-opened = []
-sys.addaudithook(lambda event, args: opened.append(args[0]) if event == "open" else None)
-import prometheus_client
-before = set(prometheus_client.REGISTRY._names_to_collectors)
-names = []
-for package in ("schemas", "service", "agents"):
-    module = importlib.import_module(package)
-    names.append(package)
-    for info in pkgutil.walk_packages(module.__path__, package + "."):
-        if info.name.endswith("__main__") or info.name in sys.argv[2:]:
-            continue
-        importlib.import_module(info.name)
-        names.append(info.name)
-import faust
-apps = [o for o in gc.get_objects() if isinstance(o, faust.App)]
-added = set(prometheus_client.REGISTRY._names_to_collectors) - before
-read = sorted(
-    str(p) for p in opened
-    if isinstance(p, str) and p.startswith(sys.argv[1]) and not p.startswith(sys.prefix)
-    and not p.endswith((".py", ".pyc")) and "__pycache__" not in p
-)
-print(len(names), len(apps), sorted(added), read, sep="\\n")
-"""
-
-
-def test_importing_any_module_builds_nothing_and_reads_nothing(tmp_path: Path) -> None:
-    """Every module imported in a fresh process whose settings are all wrong: a module that
-    read the environment or a file at import would fail or show here."""
-    env = dict(os.environ)
-    env.update(
-        MOTCUA_PARTITIONS="not-a-number",
-        MOTCUA_WEB_PORT="not-a-port",
-        MOTCUA_GATEWAY_PORT="not-a-port",
-        MOTCUA_CALENDAR_FILE=str(tmp_path / "missing.toml"),
-        MOTCUA_UNITS_FILE=str(tmp_path / "missing.csv"),
-        MOTCUA_DATA_DIR=str(tmp_path / "data"),
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_ALL, str(ROOT), *OPTIONAL],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    count, apps, added, read = done.stdout.strip().splitlines()[-4:]
-    assert int(count) == len(modules()) - 1 - len(OPTIONAL)  # and service.__main__
-    assert apps == "0", "a faust app was built at import"
-    assert added == "[]", f"metrics registered at import: {added}"
-    assert read == "[]", f"files read at import: {read}"
-    assert not (tmp_path / "data").exists()

@@ -1,11 +1,11 @@
-"""Issue 25 item 1 for the gateway: importing any module of service/ingest builds nothing and
-reads nothing; `build_gateway(settings)` (server.py) does it all when `motcua gateway` runs.
+"""Importing any module builds nothing and reads nothing: `build_worker(settings)` and
+`build_gateway(settings)` do it all when `motcua worker` or `motcua gateway` runs.
 
-Each check imports every module in a fresh interpreter whose environment would break a
-module that read it (a port that is not a number, a units file that does not exist), and
-watches what the imports do: environment variables read from project code, files opened
-(audit hook), scrypt hashing, Prometheus collectors in the default registry, aiohttp
-applications, and what each module leaves in its globals."""
+Each check imports every module of the project in a fresh interpreter whose environment
+would break a module that read it (numbers that are not numbers, files that do not exist),
+and watches what the imports do: environment variables read from project code, files opened
+(audit hook), scrypt hashing, Prometheus collectors and registries, faust apps, aiohttp
+applications, and what the gateway's modules leave in their globals."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ MISSING_UNITS = "/nonexistent/motcua-units.csv"
 # Runs in the child. Everything it needs from the project is imported only after the
 # watches are in place.
 _CHILD = r"""
+OPTIONAL = ("service.tools.bench.peer_quix",)
 import gc, hashlib, importlib, json, os, pkgutil, sys, types
 ROOT, EXTRA = sys.argv[1], sys.argv[2:]  # EXTRA: a directory and a module to import too
-PROJECT = tuple(os.path.join(d, "") for d in (ROOT + "/service", ROOT + "/schemas", *EXTRA[:1]))
+SOURCES = (ROOT + "/service", ROOT + "/schemas", ROOT + "/agents", *EXTRA[:1])
+PROJECT = tuple(os.path.join(d, "") for d in SOURCES)
 if EXTRA:
     sys.path.insert(0, EXTRA[0])
 report = {"env": [], "opened": [], "scrypt": 0}
@@ -62,13 +64,19 @@ before = set(prometheus_client.REGISTRY._names_to_collectors)
 registries = sum(isinstance(o, prometheus_client.CollectorRegistry) for o in gc.get_objects())
 sys.addaudithook(on_audit)
 
-import service.ingest
-names = ["service.ingest"] + sorted(
-    m.name for m in pkgutil.walk_packages(service.ingest.__path__, "service.ingest.")
-)
+names = []
+for package in ("schemas", "service", "agents"):
+    module = importlib.import_module(package)
+    names.append(package)
+    for info in pkgutil.walk_packages(module.__path__, package + "."):
+        # __main__ runs the CLI; the optional extra `peers` is not installed by the tests.
+        if not info.name.endswith("__main__") and info.name not in OPTIONAL:
+            importlib.import_module(info.name)
+            names.append(info.name)
 names += EXTRA[1:]
-for name in names:
+for name in EXTRA[1:]:
     importlib.import_module(name)
+import faust
 
 report["modules"] = names
 report["collectors"] = sorted(set(prometheus_client.REGISTRY._names_to_collectors) - before)
@@ -77,6 +85,7 @@ report["registries"] = (
     - registries
 )
 report["applications"] = sum(isinstance(o, web.Application) for o in gc.get_objects())
+report["faust_apps"] = sum(isinstance(o, faust.App) for o in gc.get_objects())
 
 # Module globals: only values that cannot change (constants, read-only mappings, frozen
 # dataclasses of such), or the module's logger.
@@ -103,8 +112,10 @@ def immutable(value, depth=0):
         return all(immutable(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
     return False
 
+# The gateway's modules and any probe; the worker's keep memo tables of pure functions
+# (interned contributions, time zones), which hold no worker state.
 mutable = []
-for name in names:
+for name in (n for n in names if n.startswith("service.ingest") or n in EXTRA[1:]):
     for key, value in vars(sys.modules[name]).items():
         if key.startswith("__") and key.endswith("__"):
             continue
@@ -123,6 +134,9 @@ def _import_everything(*extra: str) -> dict[str, object]:
         "MOTCUA_GATEWAY_SOURCES_FILE": "/nonexistent/motcua-sources.toml",
         "MOTCUA_GATEWAY_TOKENS_FILE": "/nonexistent/motcua-tokens",
         "MOTCUA_GATEWAY_TRUSTED_PROXIES": "not-a-network",
+        "MOTCUA_PARTITIONS": "not-a-number",
+        "MOTCUA_WEB_PORT": "not-a-port",
+        "MOTCUA_CALENDAR_FILE": "/nonexistent/motcua-calendar.toml",
         "PYTHONPATH": str(ROOT),
     }
     done = subprocess.run(
@@ -137,19 +151,21 @@ def _import_everything(*extra: str) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_importing_service_ingest_builds_and_reads_nothing() -> None:
+def test_importing_any_module_builds_and_reads_nothing() -> None:
     report = _import_everything()
     modules = report["modules"]
     assert isinstance(modules, list)
-    # Every module was imported, the gateway's server and app included.
-    assert {"service.ingest.gateway.server", "service.ingest.gateway.app"} <= set(modules)
-    assert len(modules) >= len(list((ROOT / "service" / "ingest").rglob("*.py")))
+    # Every module was imported: all but service.__main__ and the optional peers module.
+    assert {"service.ingest.gateway.server", "service.app", "agents.lifecycle"} <= set(modules)
+    python_files = [p for d in ("schemas", "service", "agents") for p in (ROOT / d).rglob("*.py")]
+    assert len(modules) == len(python_files) - 2
     assert report["env"] == [], "read the environment at import"
     assert report["opened"] == [], "opened a file at import"
     assert report["scrypt"] == 0, "hashed a password at import"
     assert report["collectors"] == [], "registered Prometheus collectors at import"
     assert report["registries"] == 0, "made a Prometheus registry at import"
     assert report["applications"] == 0, "built an aiohttp application at import"
+    assert report["faust_apps"] == 0, "built a faust app at import"
     assert report["mutable"] == [], "module-global mutable state"
 
 
