@@ -35,7 +35,8 @@ class Topic(Protocol):
 
 class Sink(Protocol):
     async def write(self, batch: Transaction) -> None:
-        """Send the batch's part, acknowledged by the broker, or raise SideEffectFailed."""
+        """Send the batch's part, acknowledged by the broker, or raise SideEffectFailed (the
+        commit order calls it only when the batch has something for it)."""
 
 
 class DeadLetterSink:
@@ -49,8 +50,6 @@ class DeadLetterSink:
         self.limit = DLQ_MAX_BYTES
 
     async def write(self, batch: Transaction) -> None:
-        if not batch.rejected:
-            return
         sends = []
         for message, error in batch.rejected:
             where = f"{self.input_topic}/{message.partition}/{message.offset}"
@@ -83,8 +82,7 @@ class StatusSink:
         self.counters = counters
 
     async def write(self, batch: Transaction) -> None:
-        if batch.changes:
-            await self.publish(batch.changes)
+        await self.publish(batch.changes)
 
     async def publish(self, changes: list[StatusChange]) -> None:
         """Hand all changes to the producer, then wait for their acknowledgements together

@@ -117,9 +117,7 @@ class PartitionKeeper:
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         """Until every assigned partition is caught up or given up (for tools and tests)."""
-        tasks = [t for t in self.recovery.tasks.values() if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        await self.recovery.wait_caught_up(timeout)
 
     async def check_committed(self) -> None:
         """One check of the committed offsets against the store (recovery.py)."""
@@ -171,11 +169,7 @@ class PartitionKeeper:
         turn."""
         while True:
             await self._assigned.wait()
-            running = [
-                task
-                for p in partitions
-                if (task := self.recovery.tasks.get(p)) is not None and not task.done()
-            ]
+            running = [task for p in partitions if (task := self.recovery.running(p))]
             if not running:
                 return
             await asyncio.wait(running)
@@ -207,16 +201,4 @@ class PartitionKeeper:
         stops: dict[int, int] = {}
         for message in messages:
             stops[message.partition] = max(stops.get(message.partition, 0), message.offset + 1)
-        repairs = []
-        for partition, stop in stops.items():
-            if not self._still_assigned(partition) or partition in self.recovery.blocked:
-                continue
-            self.ledger.hold(partition, f"a batch was not applied ({why}): reading it again")
-            previous = self.recovery.tasks.get(partition)
-            task = asyncio.ensure_future(self.recovery.repair(partition, stop, previous))
-            self.recovery.tasks[partition] = task
-            repairs.append(task)
-        if release is not None:
-            self.recovery.releases.add(
-                asyncio.ensure_future(self.recovery.release_after(repairs, stops, release))
-            )
+        self.recovery.reread(stops, why, release)

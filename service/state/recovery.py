@@ -128,10 +128,9 @@ class Recovery:
         if ledger.assignment != assignment:
             return  # a rebalance meanwhile: its own checks run
         for partition, offset in committed.items():
-            task = self.tasks.get(partition)
             if offset is None or partition not in ledger.partitions or partition in self.blocked:
                 continue
-            if task is not None and not task.done():
+            if self.running(partition):
                 continue  # catching up or repairing: it reads to the committed offset itself
             applied = self.state.meta(partition).applied
             if offset > applied + 1:
@@ -297,6 +296,22 @@ class Recovery:
         log.error("partition %d not counted: %s", partition, reason)
         self.ledger.wait(partition, reason)
         self.blocked.add(partition)
+
+    def reread(self, stops: dict[int, int], why: str, release: Callable[[], None] | None) -> None:
+        """A live batch that was not applied, reaching offset `stop - 1` of each partition in
+        `stops`: each partition still held stops counting and reads it again from the log
+        (after any task of its own), retrying until it works; then `release` runs."""
+        repairs = []
+        for partition, stop in stops.items():
+            if not self.applier.still_assigned(partition) or partition in self.blocked:
+                continue
+            self.ledger.hold(partition, f"a batch was not applied ({why}): reading it again")
+            previous = self.tasks.get(partition)
+            task = asyncio.ensure_future(self.repair(partition, stop, previous))
+            self.tasks[partition] = task
+            repairs.append(task)
+        if release is not None:
+            self.releases.add(asyncio.ensure_future(self.release_after(repairs, stops, release)))
 
     async def repair(self, partition: int, stop: int, previous: asyncio.Task[None] | None) -> None:
         if previous is not None and not previous.done():
