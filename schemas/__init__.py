@@ -10,6 +10,7 @@ from pathlib import Path
 from schemas.events import (
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
+    SOURCE_HEADER,
     TYPE_ORDER,
     Channel,
     DossierEvent,
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
+    "SOURCE_HEADER",
     "TYPE_ORDER",
     "Channel",
     "DossierEvent",

@@ -31,6 +31,9 @@ MAX_CRITERIA = 32
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # A dossier event is a few hundred bytes; anything this large is not one.
 MAX_MESSAGE_BYTES = 64 * 1024
+# The Kafka header naming the center system a message came from (the gateway's source name;
+# none: 'direct'), read by the worker for its duplicate counts and dead letters.
+SOURCE_HEADER = "motcua-source"
 
 
 class EventType(enum.StrEnum):

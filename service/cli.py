@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from schemas import InvalidEvent, parse_timestamp
+from service.outputs.dead_letter import DLQ_MAX_BYTES
 
 
 class UsageError(Exception):
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_dlq_limit,
         "raise max.message.bytes of the dead-letter topic (<topic>-dlq) so every dead letter fits",
     )
-    p.add_argument("--bytes", type=_positive, default=2 * 1024 * 1024, help="default 2 MiB")
+    p.add_argument("--bytes", type=_positive, default=DLQ_MAX_BYTES, help="default 2 MiB")
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
 

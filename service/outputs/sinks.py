@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from schemas import SOURCE_HEADER
 from service.outputs.dead_letter import DLQ_MAX_BYTES, fit_dead_letter
 from service.outputs.pipeline_metrics import PipelineCounters
 from service.state.ledger import StatusChange
 from service.state.log_applier import SideEffectFailed
-from service.state.transaction import SOURCE_HEADER, Transaction, source_of
+from service.state.transaction import Transaction, source_of
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from schemas import InvalidEvent
+from schemas import SOURCE_HEADER, InvalidEvent
 from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.codec import encode_closed_totals, encode_page_key
 from service.domain.history import History, HistoryDelta, add_counts, closed_delta
@@ -37,7 +37,6 @@ from service.state.store import (
     open_key,
 )
 
-SOURCE_HEADER = "motcua-source"
 # Status messages are for what is happening now: an event that occurred, or was published,
 # longer ago than this (a worker reading a backlog, a new deployment reading the center's
 # history, a center system back-filling last year) changes the sums silently, so citizens

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import orjson
 
+from schemas import SOURCE_HEADER
 from service.domain import WorkingCalendar, contribution, fold
 from service.state.ledger import Ledger
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore, open_key
-from service.state.transaction import FRESH_FOR_S, SOURCE_HEADER
+from service.state.transaction import FRESH_FOR_S
 from service.state.worker_state import WorkerState
 from service.tools.simulate import SimulationConfig, generate
 

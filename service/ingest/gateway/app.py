@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from schemas import SOURCE_HEADER
 from service.ingest.gateway import intake
 from service.ingest.gateway.answers import PORTAL_OK, error, json_response, results
 from service.ingest.gateway.credentials import (
@@ -52,7 +53,6 @@ from service.ingest.national_progress import PROGRESS_SERVICE
 
 log = logging.getLogger("motcua.gateway")
 
-SOURCE_HEADER = "motcua-source"
 VIA_HEADER = "motcua-via"
 # Seconds a caller is asked to wait after a 503.
 BROKER_RETRY_AFTER = 5
