@@ -29,6 +29,7 @@ from service.settings import Settings
 from service.state.keeper import PartitionKeeper
 from service.state.ledger import Ledger
 from service.state.log_reader import LogReader
+from service.state.recent import RecentDossiers
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState
 
@@ -71,7 +72,9 @@ class Worker:
             **settings.security.aiokafka_kwargs(),
         )
         self.keeper = PartitionKeeper(
-            WorkerState(store, self.ledger, self.calendar),
+            WorkerState(
+                store, self.ledger, self.calendar, RecentDossiers(settings.recent_dossiers)
+            ),
             reader,
             self.dead_letters.write,
             self.status.write,

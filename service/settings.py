@@ -88,6 +88,8 @@ class Settings:
     # Seconds the worker waits for the broker to acknowledge a batch's dead letters and status
     # messages; past it the batch fails and is read again from the log (never carried on).
     send_timeout: int = 30
+    # Dossiers kept decoded after their transaction (service/state/recent.py); 0: none.
+    recent_dossiers: int = 20_000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # `motcua gateway` (docs/gateway.md): reference data, access and limits.
     units_file: Path | None = None
@@ -143,6 +145,7 @@ class Settings:
             ),
             accept_truncated_log=_flag("MOTCUA_ACCEPT_TRUNCATED_LOG"),
             send_timeout=_int("MOTCUA_SEND_TIMEOUT", cls.send_timeout, 1, 3600),
+            recent_dossiers=_int("MOTCUA_RECENT_DOSSIERS", cls.recent_dossiers, 0, 10_000_000),
             security=_security(),
             units_file=_path("MOTCUA_UNITS_FILE"),
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),

@@ -23,6 +23,7 @@ from service.outputs.pipeline_metrics import PipelineCollector
 from service.reference import Departments
 from service.settings import Settings
 from service.state.store import StoreError
+from service.state.worker_state import tune_collector
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's admin client
     faust_fixes.apply()
+    tune_collector()
     worker = build_worker(settings)
     _, worker.dead_letters.limit = ensure_topics(settings)
     try:

@@ -6,8 +6,9 @@ partition), is PREPARED when its write buffer is built (the touched dossiers' re
 their range, the closed dossiers' sums, the day totals' pages) and COMMITTED once the store
 wrote it; any failure leaves it FAILED and nothing the worker serves has moved. It reads its
 own writes: a dossier touched earlier in the same transaction is taken from it, not from the
-store. The order of a commit (side effects acknowledged, then the write, then the swap) is
-the keeper's `save` (service/state/keeper.py), written once.
+store; one saved by a recent transaction is taken out of the decoded cache (recent.py) and
+goes back only if this one commits. The order of a commit (side effects acknowledged, then
+the write, then the swap) is `LogApplier.save` (service/state/log_applier.py), written once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from service.domain.steps import history_marks as step_history_marks
 from service.state.intake import parse
 from service.state.ledger import Ledger, StatusChange, Touched, status_change
 from service.state.log_reader import Incoming
+from service.state.recent import RecentDossiers
 from service.state.store import (
     DossierStore,
     PartitionMeta,
@@ -54,6 +56,7 @@ class SavedState(Protocol):
     store: DossierStore
     ledger: Ledger
     calendar: WorkingCalendar
+    recent: RecentDossiers
 
     def meta(self, partition: int) -> PartitionMeta: ...
     def closed_totals(self, partition: int) -> Counter[Key]: ...
@@ -128,12 +131,19 @@ class Transaction:
         progress = self.dossiers.get(where)
         if progress is not None:
             return progress
-        partition, dossier_id = where
-        raw = self.state.store.get(partition, dossier_id.encode())
-        if raw is None:
-            progress = DossierProgress.start(dossier_id)
+        progress = self.state.recent.take(where)
+        if progress is None:
+            partition, dossier_id = where
+            raw = self.state.store.get(partition, dossier_id.encode())
+            progress = (
+                DossierProgress.start(dossier_id)
+                if raw is None
+                else DossierProgress.unpack(dossier_id, raw)
+            )
+            stored = raw is not None
         else:
-            progress = DossierProgress.unpack(dossier_id, raw)
+            stored = True  # only saved dossiers are kept
+        if stored:
             if progress.closed_by is None:
                 self.stored_open.add(where)
             else:

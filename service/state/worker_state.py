@@ -25,23 +25,44 @@ from service.domain.report import DossierFacts
 from service.state.due_index import DueIndex
 from service.state.ledger import Ledger, PartitionLedger
 from service.state.log_reader import Incoming
+from service.state.recent import RecentDossiers
 from service.state.store import DossierStore, PartitionMeta
 from service.state.transaction import Transaction
 
 log = logging.getLogger(__name__)
+
+# The cyclic collector's thresholds in a worker process (Python's defaults: 700, 10, 10).
+# A batch makes tens of thousands of short-lived objects that reference counting frees, and
+# the sums hold long-lived ones the collector would scan again and again: young collections
+# a fourteenth as often and full ones a twentieth as often (docs/benchmarks.md has the cost).
+COLLECTOR_THRESHOLDS = (10_000, 20, 100)
 
 # Rebuilding a partition's sums yields the event loop this often (dossiers), so /metrics,
 # /readyz and heartbeats keep answering while a million dossiers are read back.
 REBUILD_SLICE = 20_000
 
 
+def tune_collector() -> None:
+    """Set the worker's collector thresholds (a process setting: called when a worker, or a
+    bench timing the worker's code, starts; never at import)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
 class WorkerState:
     """The store, the saved partition metas and the ledger, kept in step."""
 
-    def __init__(self, store: DossierStore, ledger: Ledger, calendar: WorkingCalendar) -> None:
+    def __init__(
+        self,
+        store: DossierStore,
+        ledger: Ledger,
+        calendar: WorkingCalendar,
+        recent: RecentDossiers | None = None,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         self.calendar = calendar
+        # The last transactions' dossiers, decoded (a cache of the store's records).
+        self.recent = RecentDossiers() if recent is None else recent
         self._metas: dict[int, PartitionMeta] = {}
         self._closed: dict[int, Counter[Key]] = {}
         self._history: dict[int, History] = {}
@@ -58,10 +79,12 @@ class WorkerState:
         self._metas.clear()
         self._closed.clear()
         self._history.clear()
+        self.recent.forget()
 
     def forget(self, partition: int) -> None:
         """Drop a partition's store: it will be read again from the log's beginning."""
         self.store.drop(partition)
+        self.recent.forget(partition)
         self._metas[partition] = PartitionMeta()
         self._closed[partition] = Counter()
         self._history[partition] = History()
@@ -134,6 +157,7 @@ class WorkerState:
         and the ledger takes it (for a live one, the sums of the partitions it counts now)."""
         self._metas.update(transaction.metas)
         self._closed.update(transaction.closed)
+        self.recent.keep(transaction.dossiers.items())
         for partition, marks in transaction.history.items():
             self.history(partition).apply(marks)
         for partition, meta in transaction.metas.items():

@@ -27,6 +27,8 @@ from service.outputs.metrics import LedgerCollector
 from service.state.keeper import PartitionKeeper, SideEffectFailed
 from service.state.ledger import Ledger, PartitionLedger
 from service.state.log_reader import Incoming
+from service.state.recent import DEFAULT_SIZE as DEFAULT_RECENT
+from service.state.recent import RecentDossiers
 from service.state.store import DossierStore, StoreError
 from service.state.transaction import Transaction
 from service.state.worker_state import WorkerState
@@ -117,9 +119,11 @@ class Outputs:
         self.stopped.append(why)
 
 
-def keeper_over(path: Path, log: MemoryLog, outputs: Outputs) -> tuple[PartitionKeeper, FlakyStore]:
+def keeper_over(
+    path: Path, log: MemoryLog, outputs: Outputs, recent: int = DEFAULT_RECENT
+) -> tuple[PartitionKeeper, FlakyStore]:
     store = FlakyStore(path, TOPIC)
-    state = WorkerState(store, Ledger(CAL), CAL)
+    state = WorkerState(store, Ledger(CAL), CAL, RecentDossiers(recent))
     keeper = PartitionKeeper(
         state,
         log,

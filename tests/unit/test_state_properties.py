@@ -40,6 +40,7 @@ from service.domain.report import (
 from service.domain.steps import step_marks, step_outcomes
 from service.state.intake import parse
 from service.state.ledger import Ledger, add_figures
+from service.state.recent import RecentDossiers
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState
 
@@ -86,9 +87,9 @@ def counts_of(index: dict[str, Any]) -> dict[str, dict[str, int]]:
     return {a: {k: n for k, n in f.counts.items() if n} for a, f in index.items() if f.counts}
 
 
-async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> Any:
+async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures, recent: int) -> Any:
     outputs = Outputs()
-    keeper, _ = keeper_over(path, log, outputs)
+    keeper, _ = keeper_over(path, log, outputs, recent)
     messages = log.partitions[0]
     position = 0  # what faust has handed over (and acknowledged) so far
     keeper.on_assigned([0])
@@ -112,7 +113,7 @@ async def run(ops: list[Op], log: MemoryLog, path: Path, failures: Failures) -> 
             await keeper.wait_caught_up(timeout=10)
         elif op == "restart":
             await keeper.close()
-            keeper, _ = keeper_over(path, log, outputs)
+            keeper, _ = keeper_over(path, log, outputs, recent)
             keeper.on_assigned([0])
             await keeper.wait_caught_up(timeout=10)
     await keeper.deliver(messages[position:])
@@ -130,22 +131,30 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(ops=OPS, seed=st.integers(0, 10_000))
+@given(ops=OPS, seed=st.integers(0, 10_000), recent=st.sampled_from([0, 1, 3, 20_000]))
 def test_any_interleaving_ends_where_a_replay_ends(
-    ops: list[Op], seed: int, tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any
+    ops: list[Op],
+    seed: int,
+    recent: int,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: Any,
 ) -> None:
     path = tmp_path_factory.mktemp("state")
     log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13))})
     failures = Failures()
     monkeypatch.setattr(transaction_module, "parse", failures.parse)
-    keeper = asyncio.run(run(ops, log, path / "store", failures))
+    # `recent`: the decoded cache's size (0: every dossier read from the store), as small as
+    # one so that evictions happen in every example that has several dossiers.
+    keeper = asyncio.run(run(ops, log, path / "store", failures, recent))
     state = keeper.state
     assert keeper.ledger.ready
     assert state.meta(0).applied == len(log.partitions[0]) - 1
 
     replay_ledger = Ledger(CAL)
     replay_ledger.assign([0])
-    replay = WorkerState(DossierStore(path / "replay", TOPIC), replay_ledger, CAL)
+    replay = WorkerState(
+        DossierStore(path / "replay", TOPIC), replay_ledger, CAL, RecentDossiers(0)
+    )
     replay.commit(replay.apply(log.partitions[0], live=False))
     replay_ledger.install(0, asyncio.run(replay.rebuild(0)))
     assert dict(state.store.open_dossiers(0)) == dict(replay.store.open_dossiers(0))

@@ -37,7 +37,7 @@ from service.state.intake import parse
 from service.state.ledger import Ledger
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore
-from service.state.worker_state import WorkerState
+from service.state.worker_state import WorkerState, tune_collector
 from service.tools.simulate import SimulationConfig, generate
 
 PARTITIONS = 8
@@ -180,6 +180,7 @@ def measure_domain(
 ) -> dict[str, Any]:
     """Each variant over `messages`, warmed, then `rounds` times alternately with fresh
     state; per variant the round with the median CPU µs per event (see the module doc)."""
+    tune_collector()  # the collector's settings of a worker process
     prepared = _normalised(messages)
     out: dict[str, Any] = {
         "events": len(prepared),
