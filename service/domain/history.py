@@ -117,7 +117,8 @@ def in_progress_marks(facts: DossierFacts) -> Iterable[Mark]:
             critical.append(due)
     out: list[Mark] = []
     verdict: str | None = None
-    for boundary_day in sorted({local_day(c) + 1 for c in critical}):
+    # The receipt is also the first segment's start: each instant's day computed once.
+    for boundary_day in sorted({local_day(c) + 1 for c in set(critical)}):
         boundary = _day_start(boundary_day)
         now: str | None = None
         if received < boundary <= ended:
@@ -144,15 +145,15 @@ def index_history_marks(facts: DossierFacts) -> Iterable[Mark]:
     payment after the close changes its facts: the old marks are taken back, as any)."""
     if facts.index is None:
         return ()
-    # A dossier's dozen marks sit at a few instants (mostly the receipt) and name keys from
-    # a small set: each day computed once a dossier, each prefixed key once a process.
-    days: dict[float, int] = {}
+    # A dossier's dozen marks sit at a few instants (mostly the receipt, in a run) and name
+    # keys from a small set: a day computed when the instant changes, each prefixed key
+    # once a process.
+    last_instant, day = None, 0
     named = _INDEX_KEYS
     out: list[Mark] = []
     for instant, key in index_marks(facts.index):
-        day = days.get(instant)
-        if day is None:
-            day = days[instant] = local_day(instant)
+        if instant != last_instant:
+            last_instant, day = instant, local_day(instant)
         prefixed = named.get(key)
         if prefixed is None:
             prefixed = named[key] = INDEX_PREFIX + key
@@ -495,11 +496,15 @@ def closed_delta(
     `contribution` of a closed dossier does not depend on `now`, so the sums are kept as
     they are and persisted; an open dossier (or None) adds nothing here.
     """
+    # closed_by is set when closed_at is.
+    gained = (
+        () if new is None or new.closed_at is None else contribution(new, new.closed_at, calendar)
+    )
+    if old is None or old.closed_at is None:
+        return Counter(gained)  # counted in C: a dossier closing in the batch, the common case
     out: Counter[Key] = Counter()
-    for sign, dossier in ((-1, old), (1, new)):
-        if dossier is not None and dossier.closed_at is not None:  # closed_by is set too
-            for key in contribution(dossier, dossier.closed_at, calendar):
-                out[key] += sign
+    out.subtract(contribution(old, old.closed_at, calendar))
+    out.update(gained)
     return Counter({key: value for key, value in out.items() if value})
 
 
