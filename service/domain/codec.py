@@ -19,6 +19,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -459,28 +460,58 @@ def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
     page.
     """
     days = sorted(day for day, row in rows.items() if any(row.values()))
-    if not days or days[0] // PAGE_DAYS != days[-1] // PAGE_DAYS:
+    if not days:
         raise ValueError("a page holds one or more days of one page")
     keys = sorted({key for day in days for key, value in rows[day].items() if value})
-    if len(keys) > _MAX_KEYS or any(not key or _KEYS_SEPARATOR in key for key in keys):
+    day_rows = [rows[day] for day in days]
+    values = array("i", [row.get(key, 0) for key in keys for row in day_rows])
+    return _page_bytes(days, keys, values)
+
+
+def encode_page_columns(days: Sequence[int], columns: Mapping[str, Sequence[int]]) -> bytes | None:
+    """`encode_page` of the rows these columns hold, `columns[key][i]` the key's total on
+    `days[i]` (ascending): the same bytes, None when every total is zero.
+
+    The day totals are kept by column: a batch's pages are encoded from slices of them,
+    with no dict per row. All-zero columns and days are left out, as `encode_page` does.
+    """
+    count = len(days)
+    keys = sorted([key for key, column in columns.items() if column.count(0) != count])
+    if not keys:
+        return None
+    values = array("i")
+    for key in keys:
+        values.extend(columns[key])
+    width = len(keys)
+    if len(values) != width * count:
+        raise ValueError("a column's length is not the number of days")
+    # A day is empty when its totals, every count-th value from its index, are all zero;
+    # there are too few zeros for that more often than not.
+    if values.count(0) >= width:
+        kept = [i for i in range(count) if values[i::count].count(0) != width]
+        if len(kept) != count:
+            values = array("i", [values[k * count + i] for k in range(width) for i in kept])
+            days = [days[i] for i in kept]
+    return _page_bytes(days, keys, values)
+
+
+def _page_bytes(days: Sequence[int], keys: list[str], values: array[int]) -> bytes:
+    """The page of these days (ascending, one page), sorted keys and key-major totals
+    (`values`, built for it: byteswapped in place on a big-endian machine)."""
+    first = days[0] // PAGE_DAYS * PAGE_DAYS
+    if days[-1] - first >= PAGE_DAYS or any(b <= a for a, b in itertools.pairwise(days)):
+        raise ValueError("a page holds one or more days of one page")
+    joined = _KEYS_SEPARATOR.join(keys)
+    # Sorted, so an empty key comes first; a key with a newline adds a separator.
+    if len(keys) > _MAX_KEYS or not keys[0] or joined.count(_KEYS_SEPARATOR) != len(keys) - 1:
         raise ValueError(f"a page holds at most {_MAX_KEYS} keys, none empty or with a newline")
     if len(keys) > 255:
         head = _WIDE_PAGE_HEAD.pack(WIDE_HISTORY_PAGE_VERSION, len(days), len(keys))
     else:
         head = _PAGE_HEAD.pack(HISTORY_PAGE_VERSION, len(days), len(keys))
-    first = days[0] // PAGE_DAYS * PAGE_DAYS
-    day_rows = [rows[day] for day in days]
-    values = array("i", [row.get(key, 0) for key in keys for row in day_rows])
     if sys.byteorder == "big":
         values.byteswap()
-    return b"".join(
-        (
-            head,
-            bytes(day - first for day in days),
-            values.tobytes(),
-            _KEYS_SEPARATOR.join(keys).encode(),
-        )
-    )
+    return b"".join((head, bytes([day - first for day in days]), values.tobytes(), joined.encode()))
 
 
 def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:

@@ -39,7 +39,7 @@ from functools import lru_cache
 from schemas import Channel
 from service.domain.calendar import WorkingCalendar, start_of_local_day
 from service.domain.clock import Outcome
-from service.domain.codec import PAGE_DAYS, decode_page_columns, encode_page
+from service.domain.codec import PAGE_DAYS, decode_page_columns, encode_page_columns
 from service.domain.dossier import Dossier, Key, contribution
 from service.domain.index import index_marks
 from service.domain.report import NO_DUE, DossierFacts, PeriodFigures, period_report
@@ -117,7 +117,8 @@ def in_progress_marks(facts: DossierFacts) -> Iterable[Mark]:
             critical.append(due)
     out: list[Mark] = []
     verdict: str | None = None
-    for boundary_day in sorted({local_day(c) + 1 for c in critical}):
+    # The receipt is also the first segment's start: each instant's day computed once.
+    for boundary_day in sorted({local_day(c) + 1 for c in set(critical)}):
         boundary = _day_start(boundary_day)
         now: str | None = None
         if received < boundary <= ended:
@@ -144,15 +145,15 @@ def index_history_marks(facts: DossierFacts) -> Iterable[Mark]:
     payment after the close changes its facts: the old marks are taken back, as any)."""
     if facts.index is None:
         return ()
-    # A dossier's dozen marks sit at a few instants (mostly the receipt) and name keys from
-    # a small set: each day computed once a dossier, each prefixed key once a process.
-    days: dict[float, int] = {}
+    # A dossier's dozen marks sit at a few instants (mostly the receipt, in a run) and name
+    # keys from a small set: a day computed when the instant changes, each prefixed key
+    # once a process.
+    last_instant, day = None, 0
     named = _INDEX_KEYS
     out: list[Mark] = []
     for instant, key in index_marks(facts.index):
-        day = days.get(instant)
-        if day is None:
-            day = days[instant] = local_day(instant)
+        if instant != last_instant:
+            last_instant, day = instant, local_day(instant)
         prefixed = named.get(key)
         if prefixed is None:
             prefixed = named[key] = INDEX_PREFIX + key
@@ -188,28 +189,35 @@ class HistoryDelta:
     __slots__ = ("changes",)
 
     def __init__(self) -> None:
-        self.changes: dict[tuple[str, int], Counter[str]] = {}  # (agency, day): key deltas
+        self.changes: dict[tuple[str, int], dict[str, int]] = {}  # (agency, day): key deltas
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) a closed dossier; a changed one is −old then +new."""
         if _ended(facts) is None:
             raise ValueError("only a dossier whose clock ended or that was withdrawn")
         agency, changes = facts.agency, self.changes
-        for day, key, delta in marks(facts):
-            row = changes.get((agency, day))
-            if row is None:
-                row = changes[agency, day] = Counter()
-            row[key] += sign * delta
+        # A dossier's marks mostly fall on one or two days (the index's on the receipt's):
+        # the row of the last mark's day is looked up again only when the day changes.
+        row_day, row = None, {}
+        for marker in MARKERS:
+            for day, key, delta in marker(facts):
+                if day != row_day:
+                    found = changes.get((agency, day))
+                    if found is None:
+                        found = changes[agency, day] = {}
+                    row_day, row = day, found
+                row[key] = row.get(key, 0) + sign * delta
 
     def add_instant_marks(self, marks: Iterable[tuple[str, float, str]], sign: int = 1) -> None:
         """Marks at instants, each under an agency of its own: (agency, epoch seconds, key).
         A closed dossier's completed steps count for the step's agency (liên thông, R17)."""
         changes = self.changes
         for agency, instant, key in marks:
-            row = changes.get((agency, local_day(instant)))
+            where = (agency, local_day(instant))
+            row = changes.get(where)
             if row is None:
-                row = changes[agency, local_day(instant)] = Counter()
-            row[key] += sign
+                row = changes[where] = {}
+            row[key] = row.get(key, 0) + sign
 
 
 class _AgencyDays:
@@ -284,27 +292,47 @@ class History:
     def pages_after(self, delta: HistoryDelta) -> dict[tuple[str, int], bytes | None]:
         """The pages `delta` changes, encoded as they will be once applied (None: delete).
 
-        For the store's write batch, before `apply`: nothing here changes.
+        For the store's write batch, before `apply`: nothing here changes. Each touched
+        page is a slice of the agency's columns, patched on its touched days and encoded
+        from columns (`encode_page_columns`): no dict per stored row.
         """
-        touched: dict[tuple[str, int], dict[int, dict[str, int]]] = {}
+        touched: dict[tuple[str, int], list[tuple[int, dict[str, int]]]] = {}
         for (agency, day), changes in delta.changes.items():
             if not any(changes.values()):
                 continue
-            page = day // PAGE_DAYS
-            rows = touched.get((agency, page))
-            if rows is None:
-                rows = touched[agency, page] = self.page_rows(agency, page)
-            row = rows.setdefault(day, {})
-            for key, value in changes.items():
-                total = row.get(key, 0) + value
-                if total:
-                    row[key] = total
-                else:
-                    row.pop(key, None)
-        return {
-            where: encode_page(rows) if any(rows.values()) else None
-            for where, rows in touched.items()
-        }
+            where = (agency, day // PAGE_DAYS)
+            found = touched.get(where)
+            if found is None:
+                touched[where] = [(day, changes)]
+            else:
+                found.append((day, changes))
+        agencies = self._agencies
+        out: dict[tuple[str, int], bytes | None] = {}
+        for (agency, page), days_changes in touched.items():
+            stored = agencies.get(agency)
+            if stored is None:
+                days: array[int] = array("i")
+                columns: dict[str, array[int]] = {}
+            else:
+                first = page * PAGE_DAYS
+                start = bisect_left(stored.days, first)
+                stop = bisect_left(stored.days, first + PAGE_DAYS, start)
+                days = stored.days[start:stop]
+                columns = {key: column[start:stop] for key, column in stored.columns.items()}
+            for day, changes in days_changes:
+                i = bisect_left(days, day)
+                if i == len(days) or days[i] != day:
+                    days.insert(i, day)
+                    for column in columns.values():
+                        column.insert(i, 0)
+                for key, value in changes.items():
+                    if value:
+                        column = columns.get(key)
+                        if column is None:
+                            column = columns[key] = array("i", [0]) * len(days)
+                        column[i] += value
+            out[agency, page] = encode_page_columns(days, columns)
+        return out
 
     def page_rows(self, agency: str, page: int) -> dict[int, dict[str, int]]:
         """The non-empty rows of one agency's page, by day."""
@@ -355,12 +383,18 @@ class History:
             days.insert(i, day)
             for column in columns.values():
                 column.insert(i, 0)
+        zeroed = False
         for key, value in changes.items():
+            if not value:
+                continue  # a mark taken back in the same batch: no column for it
             column = columns.get(key)
             if column is None:
                 column = columns[key] = array("i", [0]) * len(days)
             column[i] += value
-        if not any(column[i] for column in columns.values()):
+            if not column[i]:
+                zeroed = True
+        # A stored row is never empty, so it can only empty out where a total fell to zero.
+        if zeroed and not any(column[i] for column in columns.values()):
             # An empty row is no row: a remove-then-add leaves what building afresh leaves.
             del days[i]
             for column in columns.values():
@@ -462,11 +496,15 @@ def closed_delta(
     `contribution` of a closed dossier does not depend on `now`, so the sums are kept as
     they are and persisted; an open dossier (or None) adds nothing here.
     """
+    # closed_by is set when closed_at is.
+    gained = (
+        () if new is None or new.closed_at is None else contribution(new, new.closed_at, calendar)
+    )
+    if old is None or old.closed_at is None:
+        return Counter(gained)  # counted in C: a dossier closing in the batch, the common case
     out: Counter[Key] = Counter()
-    for sign, dossier in ((-1, old), (1, new)):
-        if dossier is not None and dossier.closed_at is not None:  # closed_by is set too
-            for key in contribution(dossier, dossier.closed_at, calendar):
-                out[key] += sign
+    out.subtract(contribution(old, old.closed_at, calendar))
+    out.update(gained)
     return Counter({key: value for key, value in out.items() if value})
 
 

@@ -9,11 +9,13 @@ day d is the verdict at the midnight that ends d.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+import reference_pages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +30,7 @@ from service.domain.codec import (
     decode_page_key,
     encode_closed_totals,
     encode_page,
+    encode_page_columns,
     encode_page_key,
 )
 from service.domain.history import (
@@ -671,3 +674,104 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
             expected.update(contribution(dossier, WINDOW_START + timedelta(days=400), CAL))
     assert sums == +expected
     assert decode_closed_totals(encode_closed_totals(sums)) == sums
+
+
+# -- the pages by column against the rows reference (tests/reference_pages.py) ---------------
+
+PAGE_KEYS = ["in_progress.within", "received.direct", "resolved.early", "withdrawn", "step.D1.late"]
+FIRST_DAY = 739648 - 9  # the test pages: days before, in and after page 23,114
+
+
+@st.composite
+def page_rows(draw: st.DrawFn) -> dict[int, dict[str, int]]:
+    """Rows of one page, zeros and empty rows included (neither is stored)."""
+    page = draw(st.integers(23113, 23115))
+    day_numbers = st.integers(page * PAGE_DAYS, page * PAGE_DAYS + PAGE_DAYS - 1)
+    row = st.dictionaries(st.sampled_from(PAGE_KEYS), st.integers(-3, 3), max_size=4)
+    return draw(st.dictionaries(day_numbers, row, max_size=8))
+
+
+def as_columns(rows: dict[int, dict[str, int]]) -> tuple[list[int], dict[str, array[int]]]:
+    days = sorted(rows)
+    keys = {key for row in rows.values() for key in row}
+    return days, {key: array("i", [rows[day].get(key, 0) for day in days]) for key in keys}
+
+
+@SETTINGS
+@given(page_rows())
+def test_a_page_from_columns_is_the_page_from_rows(rows: dict[int, dict[str, int]]) -> None:
+    encoded = encode_page_columns(*as_columns(rows))
+    if not any(value for row in rows.values() for value in row.values()):
+        assert encoded is None
+        with pytest.raises(ValueError):
+            encode_page(rows)
+        return
+    assert encoded == encode_page(rows) == reference_pages.encode_page(rows)
+
+
+def test_a_page_of_more_than_255_keys_from_columns_is_version_2() -> None:
+    rows = {739649: {f"step.D{n:03d}.on_time": n + 1 for n in range(300)}, 739651: {"w": 1}}
+    assert encode_page_columns(*as_columns(rows)) == reference_pages.encode_page(rows)
+
+
+def test_columns_that_are_not_one_page_are_refused() -> None:
+    with pytest.raises(ValueError, match="one page"):
+        encode_page_columns([739679, 739680], {"withdrawn": array("i", [1, 1])})
+    with pytest.raises(ValueError, match="one page"):
+        encode_page_columns([739651, 739649], {"withdrawn": array("i", [1, 1])})
+    with pytest.raises(ValueError, match="number of days"):
+        encode_page_columns([739649], {"withdrawn": array("i", [1, 1])})
+    with pytest.raises(ValueError, match="newline"):
+        encode_page_columns([739649], {"with\ndrawn": array("i", [1])})
+
+
+@st.composite
+def day_changes(draw: st.DrawFn) -> list[tuple[str, int, str, int]]:
+    """A batch's changes: (agency, day, key, delta) over four pages, deltas of either sign
+    (state keys' totals may be negative), zeros included."""
+    change = st.tuples(
+        st.sampled_from(["SXD", "STP"]),
+        st.integers(FIRST_DAY, FIRST_DAY + 3 * PAGE_DAYS),
+        st.sampled_from(PAGE_KEYS),
+        st.integers(-2, 2),
+    )
+    return draw(st.lists(change, max_size=25))
+
+
+def delta_of(changes: list[tuple[str, int, str, int]]) -> HistoryDelta:
+    delta = HistoryDelta()
+    for agency, day, key, value in changes:
+        row = delta.changes.setdefault((agency, day), {})
+        row[key] = row.get(key, 0) + value
+    return delta
+
+
+@SETTINGS
+@given(st.data())
+def test_pages_by_column_are_the_pages_of_the_rows_reference(data: st.DataObject) -> None:
+    """Batch after batch, the pages a batch writes and the rows it leaves are the reference's;
+    a batch often takes back an earlier one, so rows and pages empty out."""
+    history, reference = History(), reference_pages.ReferenceHistory()
+    stored: dict[tuple[str, int], bytes] = {}
+    batches: list[list[tuple[str, int, str, int]]] = []
+    for _ in range(data.draw(st.integers(1, 8))):
+        changes = data.draw(day_changes())
+        if batches and data.draw(st.booleans()):
+            taken = data.draw(st.sampled_from(batches))
+            changes += [(agency, day, key, -value) for agency, day, key, value in taken]
+        batches.append(changes)
+        delta = delta_of(changes)
+        written = history.pages_after(delta)
+        assert written == reference.pages_after(delta.changes)
+        history.apply(delta)
+        reference.apply(delta.changes)
+        assert list(history.rows()) == reference.rows()
+        for where, raw in written.items():
+            if raw is None:
+                stored.pop(where, None)
+            else:
+                stored[where] = raw
+                assert decode_page(where[1], raw) == history.page_rows(*where)
+    # What the store holds is the history, as a restart loads it.
+    assert History.from_pages((a, p, raw) for (a, p), raw in sorted(stored.items())) == history
+    assert set(stored) == {(a, d // PAGE_DAYS) for a, d, _ in history.rows()}
