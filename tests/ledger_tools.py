@@ -32,7 +32,7 @@ def accept(
         sums.closed.subtract(contribution(before, now, ledger.calendar))
         if before_facts is not None:
             sums.history.add(before_facts, -1)
-    change = sums.apply(dossier, now)
+    change = sums.count(dossier, now)
     if dossier.closed_by is not None:
         sums.closed.update(contribution(dossier, now, ledger.calendar))
         sums.closed = +sums.closed

@@ -283,16 +283,17 @@ class History:
         """Add (+1) or remove (−1) one closed dossier at once (see `HistoryDelta`)."""
         delta = HistoryDelta()
         delta.add(facts, sign)
-        self.apply(delta)
+        self.add_delta(delta)
 
-    def apply(self, delta: HistoryDelta) -> None:
+    def add_delta(self, delta: HistoryDelta) -> None:
+        """A saved batch's changes to the day totals."""
         for (agency, day), changes in delta.changes.items():
             self._add_to_row(agency, day, changes)
 
     def pages_after(self, delta: HistoryDelta) -> dict[tuple[str, int], bytes | None]:
         """The pages `delta` changes, encoded as they will be once applied (None: delete).
 
-        For the store's write batch, before `apply`: nothing here changes. Each touched
+        For the store's write batch, before `add_delta`: nothing here changes. Each touched
         page is a slice of the agency's columns, patched on its touched days and encoded
         from columns (`encode_page_columns`): no dict per stored row.
         """

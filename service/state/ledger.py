@@ -79,7 +79,7 @@ class PartitionLedger:
     # Open dossiers' compact history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
 
-    def apply(
+    def count(
         self,
         dossier: Dossier,
         now: datetime,
@@ -137,7 +137,7 @@ class PartitionLedger:
                     facts[dossier.dossier_id] = dossier_facts
                 elif _ended(dossier_facts) > instant:
                     closing[dossier.dossier_id] = dossier_facts
-            self.apply(dossier, now, notify=False, new=new)
+            self.count(dossier, now, notify=False, new=new)
 
     @classmethod
     def rebuilt(
@@ -157,7 +157,7 @@ class PartitionLedger:
                 continue
             if dossier_facts is not None:
                 facts[dossier.dossier_id] = dossier_facts
-            ledger.apply(dossier, now, notify=False, index=False)
+            ledger.count(dossier, now, notify=False, index=False)
         ledger.due_index = DueIndex.of(ledger.open.values())
         return ledger
 
@@ -206,7 +206,7 @@ class PartitionLedger:
             dossier = self.running.get(dossier_id)
             if dossier is None:
                 continue  # closed, paused or ended since it was scheduled
-            change = self.apply(dossier, now)
+            change = self.count(dossier, now)
             if change is not None:
                 changes.append(change)
         if len(self.due_heap) > 2 * len(self.running) + 1024:

@@ -159,7 +159,7 @@ class WorkerState:
         self._closed.update(transaction.closed)
         self.recent.keep(transaction.dossiers.items())
         for partition, marks in transaction.history.items():
-            self.history(partition).apply(marks)
+            self.history(partition).add_delta(marks)
         for partition, meta in transaction.metas.items():
             self.ledger.commit(
                 partition,
@@ -194,7 +194,7 @@ class WorkerState:
             for count, (dossier, facts) in enumerate(self.stored(partition), 1):
                 if facts is not None:
                     ledger.facts[dossier.dossier_id] = facts
-                ledger.apply(dossier, now, notify=False, index=False)
+                ledger.count(dossier, now, notify=False, index=False)
                 if count % REBUILD_SLICE == 0:
                     await asyncio.sleep(0)
             ledger.due_index = DueIndex.of(ledger.open.values())

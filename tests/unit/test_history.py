@@ -369,7 +369,7 @@ def test_a_late_event_is_applied_as_remove_old_then_add_new() -> None:
         D(3, 2): {"in_progress.within": 2, "received.direct": 2},
         D(3, 4): {"in_progress.within": -2, "resolved.early": 2},
     }
-    history.apply(delta)
+    history.add_delta(delta)
     assert history == history_of(EARLY, (*LATE, ev("B", "approved", "2026-03-04T10:00:00")))
     assert period_rows(history) == [
         (AG, D(3, 2), {"in_progress.within": 2, "received.direct": 2}),
@@ -649,7 +649,7 @@ def test_a_changed_dossier_removed_then_added_gives_the_history_built_afresh(
     delta.add(old, -1)
     delta.add(new)
     written = history.pages_after(delta)
-    history.apply(delta)
+    history.add_delta(delta)
 
     afresh = History()
     for facts in [*closed, new]:
@@ -763,7 +763,7 @@ def test_pages_by_column_are_the_pages_of_the_rows_reference(data: st.DataObject
         delta = delta_of(changes)
         written = history.pages_after(delta)
         assert written == reference.pages_after(delta.changes)
-        history.apply(delta)
+        history.add_delta(delta)
         reference.apply(delta.changes)
         assert list(history.rows()) == reference.rows()
         for where, raw in written.items():

@@ -66,7 +66,7 @@ class Center:
         for event in events:
             self.history[event.dossier_id].append(event)
             dossier = fold(event.dossier_id, self.history[event.dossier_id], CAL)
-            self.ledgers[self.partition(event.dossier_id)].apply(dossier, NOW, notify=False)
+            self.ledgers[self.partition(event.dossier_id)].count(dossier, NOW, notify=False)
 
     @staticmethod
     def partition(dossier_id: str) -> int:
@@ -245,7 +245,7 @@ def test_closing_pausing_and_apologising_move_a_dossier_between_cells() -> None:
     cells = []
     for step in steps:
         history.extend(step)
-        ledger.apply(fold("HS-1", history, CAL), NOW, notify=False)
+        ledger.count(fold("HS-1", history, CAL), NOW, notify=False)
         cells.append(sorted(ledger.due_index.cells, key=str))
         page = dossiers_page(
             [PartitionView(0, ledger.due_index, ledger.open)], QueueQuery(), NOW, CAL
@@ -339,7 +339,7 @@ def test_dossiers_without_a_due_have_their_own_cell_oldest_receipt_first() -> No
         receipt(2, "2026-03-02T09:00:00+07:00"),  # no due, received earlier
         receipt(3, "2026-03-02T09:00:00+07:00", processing_days=30),
     ):
-        ledger.apply(fold(event.dossier_id, [event], CAL), NOW, notify=False)
+        ledger.count(fold(event.dossier_id, [event], CAL), NOW, notify=False)
     views = [PartitionView(0, ledger.due_index, ledger.open)]
     page = dossiers_page(views, parse_query([("state", "no_due")]), NOW, CAL)
     assert [(i["dossier_id"], i["state"], i["due"]) for i in page["items"]] == [
