@@ -139,24 +139,54 @@ T = TypeVar("T")
 def direct_init(cls: type[T]) -> type[T]:
     """Give a frozen slots dataclass an `__init__` that stores each field through its slot.
 
-    The generated one calls object.__setattr__ per field (~1.2 µs for ten fields); one of
-    these is built for every message and every dossier state, so this one, with the same
-    signature and defaults, stores straight into the slots (about half the cost). The
-    class stays frozen: only construction changes.
+    The generated one calls object.__setattr__ per field; one of these is built for every
+    message and every dossier state, so this one, with the same signature and defaults,
+    stores straight into the slots. It lends the instance, for the length of `__init__`, to
+    a subclass with the same slots and the plain `__setattr__` (class assignment between
+    such layouts is allowed), where a store is one bytecode instead of a call through the
+    slot's descriptor. The class stays frozen: only construction changes. An instance of a
+    subclass of `cls` (whose layout may differ) is filled through the descriptors instead.
     """
     names, params = [], []
-    namespace: dict[str, Any] = {}
+    # Both hooks share one type slot, so both are reset for stores to take the plain path.
+    unfrozen = type(
+        f"_Unfrozen{cls.__name__}",
+        (cls,),
+        {
+            "__slots__": (),
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__module__": cls.__module__,
+        },
+    )
+    namespace: dict[str, Any] = {
+        "_direct_cls": cls,
+        "_direct_unfrozen": unfrozen,
+        "_direct_type": type,
+        "_direct_setattr": object.__setattr__,
+    }
     for item in fields(cls):  # type: ignore[arg-type]
         assert item.default_factory is MISSING, "direct_init takes plain defaults only"
-        namespace[f"_set_{item.name}"] = cls.__dict__[item.name].__set__
+        assert not item.name.startswith("_direct_"), "direct_init's own names"
+        namespace[f"_direct_set_{item.name}"] = cls.__dict__[item.name].__set__
         names.append(item.name)
         if item.default is MISSING:
             params.append(item.name)
         else:
-            namespace[f"_default_{item.name}"] = item.default
-            params.append(f"{item.name}=_default_{item.name}")
-    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", namespace)
+            namespace[f"_direct_default_{item.name}"] = item.default
+            params.append(f"{item.name}=_direct_default_{item.name}")
+    stores = "".join(f"        self.{name} = {name}\n" for name in names)
+    calls = "".join(f"        _direct_set_{name}(self, {name})\n" for name in names)
+    exec(
+        f"def __init__(self, {', '.join(params)}):\n"
+        "    if _direct_type(self) is _direct_cls:\n"
+        "        _direct_setattr(self, '__class__', _direct_unfrozen)\n"
+        f"{stores}"
+        "        self.__class__ = _direct_cls\n"
+        "    else:\n"
+        f"{calls}",
+        namespace,
+    )
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = dict(cls.__init__.__annotations__)  # type: ignore[misc]
@@ -271,8 +301,10 @@ def _zone(offset: str) -> tzinfo:
 def time_from_text(text: str) -> datetime:
     """An RFC 3339 text with a ±HH:MM offset, as isoformat and orjson write it (trusted:
     for the service's own stored form), with the shared time zone object."""
-    naive = datetime.fromisoformat(text[:-6])
-    return datetime.combine(naive.date(), naive.time(), _zone(text[-6:]))
+    naive = _fromisoformat(text[:-6])
+    offset = text[-6:]
+    # combine takes a datetime as its date: one object fewer than naive.date().
+    return _combine(naive, naive.time(), _ZONES.get(offset) or _zone(offset))
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
@@ -299,7 +331,47 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise InvalidEvent(Reason.BAD_TIMESTAMP, f"{field} is not a valid date: {value!r}") from exc
     # The pattern bounds the offset below 24 h and the year to 2000–2099, so the instant is
     # always valid and convertible (no overflow check needed).
-    return datetime.combine(naive.date(), naive.time(), _zone(value[offset_at:]))
+    offset = value[offset_at:]
+    zone = _zone(offset)
+    if offset not in _USUAL_OFFSETS:  # the pattern took it: the fast path may trust it now
+        _USUAL_OFFSETS[offset] = (zone, zone.utcoffset(None) + FUTURE_TOLERANCE)  # type: ignore[operator]
+    return datetime.combine(naive.date(), naive.time(), zone)
+
+
+# Offset texts parse_timestamp has accepted (its pattern checked them), each with the shared
+# zone and the offset plus FUTURE_TOLERANCE (the future test on naive times).
+_USUAL_OFFSETS: dict[str, tuple[tzinfo, timedelta]] = {}
+# What comes before such an offset in the usual timestamp: _RFC3339 without its offset, and a
+# fraction of at most 6 digits (parse_timestamp cuts longer ones).
+_USUAL_TIME = re.compile(
+    r"20[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+)
+_fromisoformat = datetime.fromisoformat
+_combine = datetime.combine
+
+
+def _usual_time(value: Any) -> tuple[datetime, tzinfo, timedelta] | None:
+    """`value` as its naive time, shared zone and offset plus FUTURE_TOLERANCE, when it is a
+    timestamp parse_timestamp would accept with an offset it has seen; None otherwise (also
+    for an invalid date: parse_timestamp says why). The naive time comes from the same text
+    through the same fromisoformat call as there, so the two always agree."""
+    if value.__class__ is not str:
+        return None
+    usual = _USUAL_OFFSETS.get(value[-6:])
+    if usual is not None:
+        body = value[:-6]
+    else:
+        usual = _USUAL_OFFSETS.get(value[-1:])  # Z or z
+        if usual is None:
+            return None
+        body = value[:-1]
+    if _USUAL_TIME.fullmatch(body) is None:
+        return None
+    try:
+        naive = _fromisoformat(body)
+    except ValueError:
+        return None
+    return naive, usual[0], usual[1]
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -503,6 +575,15 @@ def _is_future(occurred_at: datetime, now: datetime | None) -> bool:
 
 def event_from_dict(data: Any, now: datetime | None = None) -> DossierEvent:
     """Validate a decoded JSON value against contract version 1."""
+    if data.__class__ is dict:
+        event = _usual_event(data, now)
+        if event is not None:
+            return event
+    return _checked_event(data, now)
+
+
+def _checked_event(data: Any, now: datetime | None) -> DossierEvent:
+    """The full validation: every rule in contract order, each rejection with its reason."""
     if not isinstance(data, dict):
         raise InvalidEvent(Reason.NOT_OBJECT, "the message must be a JSON object")
     version = data.get("schema_version", SCHEMA_VERSION)
@@ -622,6 +703,333 @@ def _step_started(
     )
 
 
+# ------------------------------------------------------------------- the usual event, fast
+# Every message pays for its validation, and almost all of them are well-formed events of a
+# few usual shapes. `_usual_event` accepts exactly those, checking the same rules with fewer
+# steps, and hands anything else (a rejection, a field of another type, an unknown field, a
+# null, a number written 3.0, an unusual code or timestamp) to `_checked_event`, which then
+# decides and words the reason. It never rejects by itself, so rejections cannot differ;
+# tests/unit/test_events_fast.py holds its events equal to the full validation's.
+
+_ONLINE_LEVELS = _ENUMS["online_level"][0]
+_METHODS = _ENUMS["method"][0]
+_RATINGS = _ENUMS["rating"][0]
+_ONLINE = Channel.ONLINE
+_datetime = datetime
+# The last UTC `now` given and its naive time: the messages of one batch often share one.
+_LAST_NOW: tuple[datetime | None, datetime] = (None, datetime.min)
+
+
+def _usual_code(value: Any) -> bool:
+    """A code `_code` accepts. A printable string has no control characters, and the space
+    is the only whitespace it can hold, so strip() leaves nothing only of spaces."""
+    return (
+        value.__class__ is str
+        and len(value) <= MAX_CODE
+        and value.isprintable()
+        and value.strip() != ""
+    )
+
+
+def _usual_due(value: Any) -> datetime | None:
+    """An appointment timestamp in the usual shape, as parse_timestamp returns it."""
+    usual = _usual_time(value)
+    if usual is None:
+        return None
+    naive = usual[0]
+    return _combine(naive, naive.time(), usual[1])
+
+
+def _usual_event(data: dict[str, Any], now: datetime | None) -> DossierEvent | None:
+    """The event `_checked_event` would return for `data`, when `data` is a usual event;
+    None when it is anything else (then `_checked_event` decides)."""
+    global _LAST_NOW
+    get = data.get
+    # Fields present beyond event_id, dossier_id, type and occurred_at, each taken off as it
+    # is read: any left over at the end is a field this path does not read (or a null).
+    left = len(data) - 4
+    version = get("schema_version")
+    if version is not None:
+        if version.__class__ is not int or version != SCHEMA_VERSION:
+            return None
+        left -= 1
+    event_id = get("event_id")
+    dossier_id = get("dossier_id")
+    kind = get("type")
+    if (
+        event_id.__class__ is not str
+        or not 0 < len(event_id) <= MAX_EVENT_ID
+        or dossier_id.__class__ is not str
+        or not 0 < len(dossier_id) <= MAX_DOSSIER_ID
+        or kind.__class__ is not str
+    ):
+        return None
+    event_type = _EVENT_TYPES.get(kind)
+    if event_type is None:
+        return None
+    # _usual_time, inline: every event has this one.
+    text = get("occurred_at")
+    if text.__class__ is not str:
+        return None
+    usual = _USUAL_OFFSETS.get(text[-6:])
+    if usual is not None:
+        body = text[:-6]
+    else:
+        usual = _USUAL_OFFSETS.get(text[-1:])
+        if usual is None:
+            return None
+        body = text[:-1]
+    if _USUAL_TIME.fullmatch(body) is None:
+        return None
+    try:
+        naive = _fromisoformat(body)
+    except ValueError:
+        return None
+    zone, ahead = usual
+    occurred_at = _combine(naive, naive.time(), zone)
+    if now.__class__ is _datetime and now.tzinfo is UTC:  # type: ignore[union-attr]
+        # The future test on naive times: occurred_at - now > FUTURE_TOLERANCE is the naive
+        # time past now's naive UTC time plus the offset and the tolerance.
+        last = _LAST_NOW
+        if last[0] == now:
+            naive_now = last[1]
+        else:
+            naive_now = _combine(now, now.time())  # type: ignore[arg-type, union-attr]
+            _LAST_NOW = (now, naive_now)
+        try:
+            if naive > naive_now + ahead:
+                return None
+        except OverflowError:  # a `now` at the end of time
+            return None
+    elif _is_future(occurred_at, now):
+        return None
+
+    if event_type is _RECEIVED:
+        agency = get("agency")
+        procedure = get("procedure")
+        channel = get("channel")
+        if not (_usual_code(agency) and _usual_code(procedure)) or channel.__class__ is not str:
+            return None
+        channel = _CHANNELS.get(channel)
+        if channel is None:
+            return None
+        left -= 3
+        due_at = None
+        if (value := get("due_at")) is not None:
+            due_at = _usual_due(value)
+            if due_at is None:
+                return None
+            left -= 1
+        days = get("processing_days")
+        if days is not None:
+            if days.__class__ is not int or not 1 <= days <= MAX_PROCESSING_DAYS:
+                return None
+            left -= 1
+            if due_at is not None:
+                days = None  # R1: the appointment on the receipt wins
+        if not left:
+            return DossierEvent(
+                event_id,
+                dossier_id,
+                _RECEIVED,
+                occurred_at,
+                agency,
+                procedure,
+                channel,
+                due_at,
+                days,
+            )
+        return _usual_receipt(
+            data, left, event_id, dossier_id, occurred_at, agency, procedure, channel, due_at, days
+        )
+    if event_type is _STEP_STARTED:
+        step = get("step")
+        department = get("department")
+        if not (_usual_code(step) and _usual_code(department)):
+            return None
+        left -= 2
+        agency = get("agency")
+        if agency is not None:
+            if not _usual_code(agency):
+                return None
+            left -= 1
+        step_due_at = None
+        if (value := get("step_due_at")) is not None:
+            step_due_at = _usual_due(value)
+            if step_due_at is None:
+                return None
+            left -= 1
+        hours = get("step_hours")
+        if hours is not None:
+            if hours.__class__ is not int or not 1 <= hours <= MAX_STEP_HOURS:
+                return None
+            left -= 1
+        days = get("step_days")
+        if days is not None:
+            if days.__class__ is not int or not 1 <= days <= MAX_STEP_DAYS:
+                return None
+            left -= 1
+        if left:
+            return None
+        # The first of step_due_at, step_hours, step_days wins; none at all is a rejection.
+        if step_due_at is not None:
+            hours = days = None
+        elif hours is not None:
+            days = None
+        elif days is None:
+            return None
+        return DossierEvent(
+            event_id,
+            dossier_id,
+            _STEP_STARTED,
+            occurred_at,
+            agency=agency,
+            step=step,
+            department=department,
+            step_due_at=step_due_at,
+            step_hours=hours,
+            step_days=days,
+        )
+    if event_type is _STEP_COMPLETED:
+        step = get("step")
+        if left != 1 or not _usual_code(step):
+            return None
+        return DossierEvent(event_id, dossier_id, _STEP_COMPLETED, occurred_at, step=step)
+    if event_type is _RETURNED:
+        e_result = get("e_result")
+        if e_result is not None:
+            if e_result.__class__ is not bool:
+                return None
+            left -= 1
+        if left:
+            return None
+        return DossierEvent(event_id, dossier_id, _RETURNED, occurred_at, e_result=e_result)
+    if event_type is _PAID:
+        method = get("method")
+        if left != 1 or method.__class__ is not str:
+            return None
+        method = _METHODS.get(method)
+        if method is None:
+            return None
+        return DossierEvent(event_id, dossier_id, _PAID, occurred_at, method=method)
+    if event_type is _SUPPLEMENT_RECEIVED:
+        value = get("due_at")
+        if value is None:
+            return None if left else DossierEvent(event_id, dossier_id, event_type, occurred_at)
+        due_at = _usual_due(value)
+        if left != 1 or due_at is None:
+            return None
+        return DossierEvent(event_id, dossier_id, event_type, occurred_at, due_at=due_at)
+    if event_type is _EXTENDED:
+        new_due_at = _usual_due(get("new_due_at"))
+        if left != 1 or new_due_at is None:
+            return None
+        return DossierEvent(event_id, dossier_id, event_type, occurred_at, new_due_at=new_due_at)
+    if event_type is _RATED:
+        return _usual_rating(data, left, event_id, dossier_id, occurred_at)
+    if left:
+        return None
+    return DossierEvent(event_id, dossier_id, event_type, occurred_at)
+
+
+def _usual_receipt(
+    data: dict[str, Any],
+    left: int,
+    event_id: str,
+    dossier_id: str,
+    occurred_at: datetime,
+    agency: str,
+    procedure: str,
+    channel: Channel,
+    due_at: datetime | None,
+    days: int | None,
+) -> DossierEvent | None:
+    """A receipt with index fields (QĐ 766): the flags, the counts, online_level."""
+    get = data.get
+    flags = []
+    for name in ("fee_due", "identity_verified"):
+        flag = get(name)
+        if flag is not None:
+            if flag.__class__ is not bool:
+                return None
+            left -= 1
+        flags.append(flag)
+    counts = []
+    for name in _COUNTS:
+        count = get(name)
+        if count is not None:
+            if count.__class__ is not int or not 0 <= count <= MAX_COMPONENTS:
+                return None
+            left -= 1
+        counts.append(count)
+    total = counts[0]
+    if total is not None:
+        for count in counts[1:]:
+            if count is not None and count > total:
+                return None
+    level = get("online_level")
+    if level is not None:
+        if level.__class__ is not str:
+            return None
+        level = _ONLINE_LEVELS.get(level)
+        if level is None:
+            return None
+        left -= 1
+        if channel is not _ONLINE:
+            level = None  # only meaningful for an online dossier
+    if left:
+        return None
+    return DossierEvent(
+        event_id,
+        dossier_id,
+        _RECEIVED,
+        occurred_at,
+        agency,
+        procedure,
+        channel,
+        due_at,
+        days,
+        fee_due=flags[0],
+        components=counts[0],
+        components_digitised=counts[1],
+        components_reused=counts[2],
+        components_from_data_store=counts[3],
+        identity_verified=flags[1],
+        online_level=level,
+    )
+
+
+def _usual_rating(
+    data: dict[str, Any], left: int, event_id: str, dossier_id: str, occurred_at: datetime
+) -> DossierEvent | None:
+    """A rated event: the rating, the form's scores and a reason code when given."""
+    get = data.get
+    rating = get("rating")
+    if rating.__class__ is not str:
+        return None
+    rating = _RATINGS.get(rating)
+    if rating is None:
+        return None
+    left -= 1
+    criteria = get("criteria")
+    if criteria is not None:
+        try:
+            criteria = _criteria(criteria)
+        except InvalidEvent:
+            return None
+        left -= 1
+    reason = get("reason")
+    if reason is not None:
+        if not _usual_code(reason):
+            return None
+        left -= 1
+    if left:
+        return None
+    return DossierEvent(
+        event_id, dossier_id, _RATED, occurred_at, rating=rating, criteria=criteria, reason=reason
+    )
+
+
 def parse_event(raw: bytes, now: datetime | None = None, key: bytes | None = None) -> DossierEvent:
     """Decode and validate one Kafka message value (and, if given, its key)."""
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -638,7 +1046,9 @@ def parse_event(raw: bytes, now: datetime | None = None, key: bytes | None = Non
         except UnicodeDecodeError:
             raise InvalidEvent(Reason.NOT_UTF8, "the message is not UTF-8") from None
         raise InvalidEvent(Reason.NOT_JSON, f"not JSON: {str(exc)[:80]}") from None
-    event = event_from_dict(data, now)
+    event = _usual_event(data, now) if data.__class__ is dict else None
+    if event is None:
+        event = _checked_event(data, now)
     if key is not None and key != event.dossier_id.encode("utf-8"):
         raise InvalidEvent(
             Reason.KEY_MISMATCH, "the message key must be the dossier_id (partitioning)"
