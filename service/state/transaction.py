@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from schemas import SOURCE_HEADER, InvalidEvent
+from schemas import SOURCE_HEADER, EventType, InvalidEvent
 from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.codec import encode_closed_totals, encode_page_key
 from service.domain.history import History, HistoryDelta, add_counts, closed_delta
@@ -159,8 +159,14 @@ class Transaction:
             raise TransactionError(f"apply to a {self.status.value} transaction")
         calendar = self.state.calendar
         fresh_from = self.now.timestamp() - FRESH_FOR_S
+        dossiers = self.dossiers
+        live = self.live
         # Per dossier with an event applied here: whether its last one is fresh news.
         fresh: dict[Where, bool] = {}
+        # Events applied per type and partition, added to the metas' counts (by type name)
+        # once at the end: an enum's `.value` per event costs more than the count.
+        counted: dict[tuple[int, EventType], int] = {}
+        stamp, at = None, None  # a batch's messages often share a millisecond: one datetime
         for message in messages:
             partition = message.partition
             meta = self.metas.get(partition)
@@ -170,14 +176,18 @@ class Transaction:
                 continue  # already in the store
             meta.applied = message.offset
             self.applied += 1
+            if message.timestamp != stamp:
+                stamp = message.timestamp
+                at = datetime.fromtimestamp(stamp, UTC)
             try:
                 # The message's own timestamp, not the clock: re-reading the log in a year
                 # must give the same verdicts (state is a function of the log).
-                event = parse(
-                    message.value, message.key, datetime.fromtimestamp(message.timestamp, UTC)
-                )
+                event = parse(message.value, message.key, at)  # type: ignore[arg-type]
                 where = (partition, event.dossier_id)
-                arrival = self.dossier(where).add(event, calendar)  # the domain core: R6, R7
+                progress = dossiers.get(where)
+                if progress is None:
+                    progress = self.dossier(where)
+                arrival = progress.add(event, calendar)  # the domain core: R6, R7
             except InvalidEvent as exc:
                 meta.rejected[exc.reason.value] += 1
                 if self.send_rejected:
@@ -186,11 +196,14 @@ class Transaction:
             if arrival is Arrival.DUPLICATE:
                 meta.duplicates[source_of(message.headers)] += 1
                 continue
-            meta.events[event.type.value] += 1
-            if self.live:
+            kind = (partition, event.type)
+            counted[kind] = counted.get(kind, 0) + 1
+            if live:
                 fresh[where] = (
                     message.timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
                 )
+        for (partition, kind), count in counted.items():
+            self.metas[partition].events[kind.value] += count
         for where, is_fresh in fresh.items():
             # Once a dossier a batch, from its state before the batch to its state after:
             # a notification system acts on where a dossier is now, not on the steps a
