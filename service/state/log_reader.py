@@ -34,6 +34,11 @@ class Incoming(NamedTuple):
     headers: Any  # a sequence of (name, bytes) pairs, or None
 
 
+# A catch-up builds one Incoming per record: tuple.__new__ skips the NamedTuple's own
+# Python-level __new__ (same tuple, same fields, in the same order).
+_incoming = tuple.__new__
+
+
 class LogReader:
     """Offsets and record ranges of one topic."""
 
@@ -115,7 +120,10 @@ class LogReader:
                 fetched = await consumer.getmany(tp, timeout_ms=500, max_records=CHUNK)
                 records = fetched.get(tp, [])
                 chunk = [
-                    Incoming(r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0, r.headers)
+                    _incoming(
+                        Incoming,
+                        (r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0, r.headers),
+                    )
                     for r in records
                     if r.offset < stop
                 ]
