@@ -14,7 +14,6 @@ the write, then the swap) is `LogApplier.save` (service/state/log_applier.py), w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
@@ -167,7 +166,10 @@ class Transaction:
         # once at the end: an enum's `.value` per event costs more than the count.
         counted: dict[tuple[int, EventType], int] = {}
         stamp, at = None, None  # a batch's messages often share a millisecond: one datetime
+        newest = self.last_timestamp
         for message in messages:
+            if message.timestamp > newest:
+                newest = message.timestamp
             partition = message.partition
             meta = self.metas.get(partition)
             if meta is None:
@@ -211,7 +213,7 @@ class Transaction:
             change = self._change(where, self.dossiers[where].dossier, is_fresh)
             if change is not None:
                 self.changes.append(change)
-        self.last_timestamp = max(self.last_timestamp, _last_timestamp(messages))
+        self.last_timestamp = newest
 
     def _change(self, where: Where, dossier: Dossier, tell: bool) -> StatusChange | None:
         """The status change the dossier made, judged against its state before (the sums
@@ -312,7 +314,3 @@ class Transaction:
                     found = grouped[where[0]] = []
                 found.append((progress.dossier, progress.facts, reached.get(where)))
         return grouped.get(partition, [])
-
-
-def _last_timestamp(messages: Iterable[Incoming]) -> float:
-    return max((m.timestamp for m in messages), default=0.0)
