@@ -20,16 +20,14 @@ import faust
 
 from service import faust_fixes
 from service.app import Worker
-from service.state.log_applier import LIVE_BATCH_EVENTS
 from service.state.log_reader import Incoming
 from service.state.store import StoreError
 
 log = logging.getLogger(__name__)
 
 # Up to this many events per batch, or what arrived within BATCH_WITHIN seconds: at 500
-# events/s a batch waits at most 50 ms; with a backlog it fills at once (the size: the state
-# layer's, service/state/log_applier.py).
-BATCH_MAX = LIVE_BATCH_EVENTS
+# events/s a batch waits at most 50 ms; when catching up it fills at once.
+BATCH_MAX = 1000
 BATCH_WITHIN = 0.05
 
 

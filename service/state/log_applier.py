@@ -21,12 +21,6 @@ from service.state.transaction import Transaction
 from service.state.worker_state import WorkerState
 
 Sender = Callable[[Transaction], Awaitable[None]]
-# Events per live batch at most (the agent takes what arrived within 50 ms, up to this).
-# A dossier's events in one batch are read, judged and written once, and the day totals'
-# pages a batch touches are re-encoded once: the larger the batch, the less each event pays
-# when the worker has a backlog; a failed batch is read again whole, and the event loop is
-# held for the batch's apply (docs/benchmarks.md measures the cost at 1,000 to 10,000).
-LIVE_BATCH_EVENTS = 5_000
 # Events read from the log per transaction: a dossier whose events span the log reader's
 # chunks is then read and written once, not once a chunk.
 TRANSACTION_EVENTS = 20_000

@@ -35,14 +35,13 @@ from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.domain.progress import DossierProgress
 from service.state.intake import parse
 from service.state.ledger import Ledger
-from service.state.log_applier import LIVE_BATCH_EVENTS
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState, tune_collector
 from service.tools.simulate import SimulationConfig, generate
 
 PARTITIONS = 8
-BATCH = LIVE_BATCH_EVENTS  # events per transaction, as the agent's batches with a backlog
+BATCH = 1000  # events per transaction, as the agent's batches
 WARM_EVENTS = 5_000
 
 # (key, value, timestamp in epoch seconds) as a consumer hands them over; a bare value is
@@ -213,17 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=240_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--batch", type=int, default=BATCH, help=f"events per transaction (default {BATCH})"
-    )
     parser.add_argument("--memory", action="store_true", help="also bytes per open dossier")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.rounds < 1 or args.batch < 1:
-        print("domain_path: --events, --rounds and --batch must be at least 1", file=sys.stderr)
+    if args.events < 1 or args.rounds < 1:
+        print("domain_path: --events and --rounds must be at least 1", file=sys.stderr)
         return 2
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
     messages = simulated_messages(args.events, args.seed)
-    result = measure_domain(messages, batch=args.batch, rounds=args.rounds, memory=args.memory)
+    result = measure_domain(messages, rounds=args.rounds, memory=args.memory)
     for name in ("apply", "parse"):
         part = result[name]
         print(
