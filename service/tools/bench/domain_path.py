@@ -212,14 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=240_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help=f"events per transaction (default {BATCH})"
+    )
     parser.add_argument("--memory", action="store_true", help="also bytes per open dossier")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.rounds < 1:
-        print("domain_path: --events and --rounds must be at least 1", file=sys.stderr)
+    if args.events < 1 or args.rounds < 1 or args.batch < 1:
+        print("domain_path: --events, --rounds and --batch must be at least 1", file=sys.stderr)
         return 2
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
     messages = simulated_messages(args.events, args.seed)
-    result = measure_domain(messages, rounds=args.rounds, memory=args.memory)
+    result = measure_domain(messages, batch=args.batch, rounds=args.rounds, memory=args.memory)
     for name in ("apply", "parse"):
         part = result[name]
         print(
