@@ -17,8 +17,8 @@ from service.domain.progress import DossierProgress
 
 Where = tuple[int, str]  # (partition, dossier id)
 
-# Decoded, a dossier takes about two kilobytes (docs/benchmarks.md): the default keeps a
-# busy center's open work without growing past a few tens of megabytes.
+# Enough for a busy center's open work; what a decoded dossier weighs, and so what this
+# costs in memory, is measured in docs/benchmarks.md and stated in docs/operations.md.
 DEFAULT_SIZE = 20_000
 
 
