@@ -168,11 +168,6 @@ def start_tables_at_once() -> None:
     TableManager.on_start = _start_tables_at_once  # type: ignore[method-assign]
 
 
-def pause_before_tables() -> None:
-    """Undo `start_tables_at_once` (for measuring)."""
-    TableManager.on_start = _table_manager_on_start  # type: ignore[method-assign]
-
-
 def apply() -> None:
     """The work-arounds the worker runs with (process-wide: call once, when it starts)."""
     bound_fetch_wait()
