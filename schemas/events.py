@@ -767,25 +767,10 @@ def _usual_event(data: dict[str, Any], now: datetime | None) -> DossierEvent | N
     event_type = _EVENT_TYPES.get(kind)
     if event_type is None:
         return None
-    # _usual_time, inline: every event has this one.
-    text = get("occurred_at")
-    if text.__class__ is not str:
+    usual = _usual_time(get("occurred_at"))
+    if usual is None:
         return None
-    usual = _USUAL_OFFSETS.get(text[-6:])
-    if usual is not None:
-        body = text[:-6]
-    else:
-        usual = _USUAL_OFFSETS.get(text[-1:])
-        if usual is None:
-            return None
-        body = text[:-1]
-    if _USUAL_TIME.fullmatch(body) is None:
-        return None
-    try:
-        naive = _fromisoformat(body)
-    except ValueError:
-        return None
-    zone, ahead = usual
+    naive, zone, ahead = usual
     occurred_at = _combine(naive, naive.time(), zone)
     if now.__class__ is _datetime and now.tzinfo is UTC:  # type: ignore[union-attr]
         # The future test on naive times: occurred_at - now > FUTURE_TOLERANCE is the naive
