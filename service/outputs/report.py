@@ -10,7 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -524,18 +524,31 @@ INDEX_CSV_HEADER = (
 def render_index_csv(index: dict[str, IndexFigures]) -> str:
     """One row per agency (and TOTAL), indicator and rule (portal first): numerator,
     denominator, ratio, points; empty cells where the rule gives no figure."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(INDEX_CSV_HEADER)
-    rows = [(code, index[code]) for code in sorted(index)]
-    rows.append(("TOTAL", index_total(index.values())))
-    for code, figures in rows:
+
+    def rows_of(figures: IndexFigures) -> Iterator[tuple[Indicator, str, Figure]]:
         for indicator in _INDEX_ROWS:
             for rule in RULES:
                 figure = figures.figure(indicator.code, rule)
-                if figure is None:
-                    continue
-                writer.writerow(_index_csv_row(code, indicator, rule, figure))
+                if figure is not None:
+                    yield indicator, rule, figure
+
+    return _index_csv(index, rows_of)
+
+
+def _index_csv(
+    by_agency: dict[str, IndexFigures],
+    rows_of: Callable[[IndexFigures], Iterable[tuple[Indicator, str, Figure]]],
+) -> str:
+    """An index CSV (INDEX_CSV_HEADER): per agency in code order, then TOTAL, the rows
+    `rows_of` gives for its figures."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(INDEX_CSV_HEADER)
+    agencies = [(code, by_agency[code]) for code in sorted(by_agency)]
+    agencies.append(("TOTAL", index_total(by_agency.values())))
+    for code, figures in agencies:
+        for indicator, rule, figure in rows_of(figures):
+            writer.writerow(_index_csv_row(code, indicator, rule, figure))
     return buffer.getvalue()
 
 
@@ -589,14 +602,11 @@ PROJECTED = "portal_projected"
 
 def render_projection_csv(month: tuple[date, date], by_agency: dict[str, IndexFigures]) -> str:
     """The projection as index CSV rows (same header), rule `portal_projected`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(INDEX_CSV_HEADER)
-    rows = [(code, by_agency[code]) for code in sorted(by_agency)]
-    rows.append(("TOTAL", index_total(by_agency.values())))
-    for code, figures in rows:
+
+    def rows_of(figures: IndexFigures) -> Iterator[tuple[Indicator, str, Figure]]:
         for indicator in INDICATORS:
             figure = figures.figure(indicator.code, PORTAL)
             assert figure is not None and figure.points is not None
-            writer.writerow(_index_csv_row(code, indicator, PROJECTED, figure))
-    return buffer.getvalue()
+            yield indicator, PROJECTED, figure
+
+    return _index_csv(by_agency, rows_of)
