@@ -29,7 +29,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas import event_from_dict
 from service.domain import DEFAULT_CALENDAR, fold
 from service.domain.dossier import contribution
-from service.ingest.gateway.tokens import token_hash
+from service.ingest.gateway import app as gateway_app
+from service.ingest.gateway.limits import RateLimiter
+from service.ingest.gateway.procedures import ProceduresFile
+from service.ingest.gateway.producer import KafkaSink
+from service.ingest.gateway.sources import SourcesFile
+from service.ingest.gateway.tokens import TokenBook, token_hash
+from service.ingest.gateway.units import UnitsFile
+from service.kafka_security import KafkaSecurity
 from service.tools.simulate import sample_units_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,3 +379,32 @@ class Gateway:
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return parse_metrics(self.get("/metrics")[1].decode())
+
+
+def gateway_in_process(
+    bootstrap: str,
+    topic: str,
+    clock: list[datetime],
+    units: Path,
+    procedures: Path,
+    sources: Path,
+    tokens: Path | None = None,
+) -> gateway_app.Gateway:
+    """A gateway in this process over these reference files, producing to the real broker,
+    its clock `clock[0]` (the senders' posting time: what a snapshot only implies)."""
+    unit_file, procedure_file = UnitsFile(units), ProceduresFile(procedures)
+    source_file = SourcesFile(sources)
+    token_book = TokenBook(tokens) if tokens is not None else None
+    for reference in (unit_file, procedure_file, source_file, token_book):
+        if reference is not None:
+            reference.load()
+    return gateway_app.Gateway(
+        sink=KafkaSink(bootstrap, topic, KafkaSecurity(), 10),
+        tokens=token_book,
+        units=unit_file,
+        limits=gateway_app.GatewayLimits(1 << 20, 100),
+        limiter=RateLimiter(0, 1000),
+        clock=lambda: clock[0],
+        sources=source_file,
+        procedures=procedure_file,
+    )

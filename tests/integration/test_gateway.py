@@ -30,6 +30,7 @@ from harness import (
     consume_all,
     dossier_counts,
     free_port,
+    gateway_in_process,
     wait_exact,
     wait_for,
 )
@@ -52,15 +53,10 @@ from sync_senders import (
 
 from schemas import MAX_MESSAGE_BYTES, Reason
 from service.ingest.gateway import app as gateway_app
-from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.openapi import openapi_document
-from service.ingest.gateway.procedures import ProceduresFile
-from service.ingest.gateway.producer import KafkaSink
-from service.ingest.gateway.sources import SourcesFile
-from service.ingest.gateway.tokens import TokenBook, token_hash
+from service.ingest.gateway.tokens import token_hash
 from service.ingest.gateway.units import UnitsFile
 from service.ingest.national_sync import SyncReason, map_dossier
-from service.kafka_security import KafkaSecurity
 from service.tools.broker import LocalBroker
 from service.tools.simulate import (
     SimulationConfig,
@@ -187,21 +183,14 @@ def _sender_gateway(bootstrap: str, topic: str, tmp_path: Path, clock: list[date
     (tmp_path / "s-tokens").write_text(
         f"dotnet-test {token_hash(DOTNET_TOKEN)}\nopencps-test {token_hash(OPENCPS_SESSION)}\n"
     )
-    tokens = TokenBook(tmp_path / "s-tokens")
-    units = UnitsFile(tmp_path / "s-units.csv")
-    procedures = ProceduresFile(tmp_path / "s-procedures.csv")
-    sources = SourcesFile(tmp_path / "s-sources.toml")
-    for reference in (tokens, units, procedures, sources):
-        reference.load()
-    return gateway_app.Gateway(
-        sink=KafkaSink(bootstrap, topic, KafkaSecurity(), 10),
-        tokens=tokens,
-        units=units,
-        limits=gateway_app.GatewayLimits(1 << 20, 100),
-        limiter=RateLimiter(0, 1000),
-        clock=lambda: clock[0],
-        sources=sources,
-        procedures=procedures,
+    return gateway_in_process(
+        bootstrap,
+        topic,
+        clock,
+        tmp_path / "s-units.csv",
+        tmp_path / "s-procedures.csv",
+        tmp_path / "s-sources.toml",
+        tmp_path / "s-tokens",
     )
 
 

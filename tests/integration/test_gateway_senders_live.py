@@ -18,7 +18,14 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from harness import DOSSIER_FAMILIES, WorkerProcess, consume_all, dossier_counts, wait_for
+from harness import (
+    DOSSIER_FAMILIES,
+    WorkerProcess,
+    consume_all,
+    dossier_counts,
+    gateway_in_process,
+    wait_for,
+)
 from sync_senders import (
     DOTNET,
     OPENCPS,
@@ -33,13 +40,7 @@ from sync_senders import (
 
 from service.ingest.gateway import app as gateway_app
 from service.ingest.gateway.credentials import hash_password, secret_hash
-from service.ingest.gateway.limits import RateLimiter
-from service.ingest.gateway.procedures import ProceduresFile
-from service.ingest.gateway.producer import KafkaSink
-from service.ingest.gateway.sources import SourcesFile
 from service.ingest.gateway.tokens import token_hash
-from service.ingest.gateway.units import UnitsFile
-from service.kafka_security import KafkaSecurity
 
 pytestmark = pytest.mark.integration
 
@@ -107,20 +108,13 @@ def test_both_senders_as_deployed_count_as_worked_out_by_hand(
                 ("sources.toml", _sources(upstream)),
             ):
                 (tmp_path / name).write_text(text, encoding="utf-8")
-            units = UnitsFile(tmp_path / "units.csv")
-            procedures = ProceduresFile(tmp_path / "procedures.csv")
-            sources = SourcesFile(tmp_path / "sources.toml")
-            for reference in (units, procedures, sources):
-                reference.load()
-            gateway = gateway_app.Gateway(
-                sink=KafkaSink(worker.bootstrap, worker.topic, KafkaSecurity(), 10),
-                tokens=None,
-                units=units,
-                limits=gateway_app.GatewayLimits(1 << 20, 100),
-                limiter=RateLimiter(0, 1000),
-                clock=lambda: clock[0],
-                sources=sources,
-                procedures=procedures,
+            gateway = gateway_in_process(
+                worker.bootstrap,
+                worker.topic,
+                clock,
+                tmp_path / "units.csv",
+                tmp_path / "procedures.csv",
+                tmp_path / "sources.toml",
             )
             await gateway.sink.start()
             try:
