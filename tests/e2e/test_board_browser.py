@@ -156,6 +156,19 @@ def board_factory(tmp_path: Path) -> Iterator[Callable[[list[WorkerProcess]], Bo
         board.stop()
 
 
+# The agency table's region: [the width its content takes, the width it shows].
+AGENCIES_WIDTHS = (
+    "const region = document.getElementById('agencies').parentElement;"
+    "return [region.scrollWidth, region.clientWidth];"
+)
+
+
+def assert_agencies_fit(browser: WebDriver) -> None:
+    """A wall screen does not scroll: the agency table fits the width it is given."""
+    wide, shown = browser.execute_script(AGENCIES_WIDTHS)
+    assert wide <= shown, f"the agency table takes {wide} px of the {shown} px it is given"
+
+
 def save_screenshot(driver: WebDriver, name: str, full_page: bool = True) -> Path:
     """The page as PNG under the artifacts directory, and under docs/img when asked to."""
     artifacts = Path(os.environ.get("MOTCUA_ARTIFACTS") or ROOT / "var" / "artifacts")
@@ -783,6 +796,7 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
         linked = orjson.loads(response.read())
     assert [i["dossier_id"] for i in linked["items"]][:2] == ["BOARD-LATE-1", "BOARD-LATE-0"]
     assert linked["complete"] is True
+    assert_agencies_fit(browser)
     save_screenshot(browser, "board.png")
     browser.set_window_size(390, 844)  # a phone
     save_screenshot(browser, "board-phone.png", full_page=False)
@@ -818,6 +832,7 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     browser.find_element(By.ID, "period-today").click()
     assert browser.find_element(By.ID, "period-today").get_attribute("aria-pressed") == "true"
     wait_page_matches(browser, [first, second], lang="en", period="today")
+    assert_agencies_fit(browser)  # at 1920 × 1080, in English too
     save_screenshot(browser, "board-en.png")
     browser.find_element(By.ID, "period-month").click()
     browser.find_element(By.ID, "lang").click()
