@@ -48,8 +48,10 @@ def messages_of(partition: int, events: list[dict[str, Any]]) -> list[Incoming]:
     ]
 
 
-def simulated(dossiers: int, seed: int, bad_every: int = 0) -> list[dict[str, Any]]:
-    config = SimulationConfig(dossiers=dossiers, seed=seed, now=NOW, duplicate_ratio=0.05)
+def simulated(
+    dossiers: int, seed: int, bad_every: int = 0, now: datetime = NOW
+) -> list[dict[str, Any]]:
+    config = SimulationConfig(dossiers=dossiers, seed=seed, now=now, duplicate_ratio=0.05)
     events = list(generate(config))
     if bad_every:
         for index in range(bad_every, len(events), bad_every):

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_keeper import (
     CAL,
+    NOW,
     TOPIC,
     MemoryLog,
     Outputs,
@@ -199,10 +200,16 @@ def test_any_interleaving_ends_where_a_replay_ends(
     replay.store.close()
 
 
-def test_simulated_centers_complete_steps() -> None:
-    """The step comparison above is not vacuous: the simulated centers it draws complete
-    processing steps (all of these seeds do; a rare seed may not)."""
-    for seed in range(20):
-        log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13))})
+@pytest.mark.parametrize("days_back", range(8))
+def test_simulated_centers_complete_steps(days_back: int) -> None:
+    """The step comparison above is not vacuous: most simulated centers it draws complete
+    processing steps. Not every seed does, and which ones depends on the weekday of `now`
+    (on a weekday about 40 in 100 complete none, on a weekend all do), so each day of the
+    last week is checked and a share is asserted, not every seed."""
+    now = NOW - timedelta(days=days_back)
+    completing = 0
+    for seed in range(100):
+        log = MemoryLog({0: messages_of(0, simulated(20, seed=seed, bad_every=13, now=now))})
         folded = truth_dossiers(log)
-        assert any(step_marks(dossier.steps_done) for dossier, _ in folded), seed
+        completing += any(step_marks(dossier.steps_done) for dossier, _ in folded)
+    assert completing >= 40, (now, completing)
