@@ -26,6 +26,7 @@ from service.outputs.dead_letter import DLQ_MAX_BYTES
 from service.outputs.pipeline_metrics import PipelineCounters
 from service.outputs.sinks import DeadLetterSink, StatusSink
 from service.settings import Settings
+from service.state.catch_up_helper import CatchUpHelpers
 from service.state.keeper import PartitionKeeper
 from service.state.ledger import Ledger
 from service.state.log_reader import LogReader
@@ -71,6 +72,19 @@ class Worker:
             settings.app_id,
             **settings.security.aiokafka_kwargs(),
         )
+        helpers = None
+        if settings.helpers:
+            helpers = CatchUpHelpers(
+                settings.bootstrap,
+                settings.topic,
+                settings.security,
+                self.calendar,
+                settings.data_dir / "worker",
+                helpers=settings.helpers,
+                min_events=settings.catch_up_helper_min_events,
+                recent_dossiers=settings.recent_dossiers,
+            )
+            helpers.clear()
         self.keeper = PartitionKeeper(
             WorkerState(
                 store, self.ledger, self.calendar, RecentDossiers(settings.recent_dossiers)
@@ -81,6 +95,7 @@ class Worker:
             self.stop,
             accept_truncated_log=settings.accept_truncated_log,
             check_every=COMMITTED_CHECK_S,
+            helpers=helpers,
         )
         return self.keeper
 

@@ -90,6 +90,13 @@ class Settings:
     send_timeout: int = 30
     # Dossiers kept decoded after their transaction (service/state/recent.py); 0: none.
     recent_dossiers: int = 20_000
+    # Helper processes that catch up partitions whose local store is empty, beside the
+    # worker's own (service/state/catch_up_helper.py); 0: the worker catches up alone. The
+    # default is one when the machine has a second core.
+    catch_up_helpers: int | None = None
+    # A helper is started only for a range of at least this many events: a process start
+    # costs about as much as catching up this many in the worker.
+    catch_up_helper_min_events: int = 50_000
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # `motcua gateway` (docs/gateway.md): reference data, access and limits.
     units_file: Path | None = None
@@ -111,6 +118,13 @@ class Settings:
     def store_path(self) -> Path:
         """The worker's local dossier store (RocksDB)."""
         return self.data_dir / "worker" / "dossiers"
+
+    @property
+    def helpers(self) -> int:
+        """Catch-up helper processes: as set, else one if the machine has a second core."""
+        if self.catch_up_helpers is not None:
+            return self.catch_up_helpers
+        return 1 if (os.cpu_count() or 1) > 1 else 0
 
     @property
     def dlq_topic(self) -> str:
@@ -146,6 +160,12 @@ class Settings:
             accept_truncated_log=_flag("MOTCUA_ACCEPT_TRUNCATED_LOG"),
             send_timeout=_int("MOTCUA_SEND_TIMEOUT", cls.send_timeout, 1, 3600),
             recent_dossiers=_int("MOTCUA_RECENT_DOSSIERS", cls.recent_dossiers, 0, 10_000_000),
+            catch_up_helpers=_int("MOTCUA_CATCH_UP_HELPERS", -1, 0, 64)
+            if os.environ.get("MOTCUA_CATCH_UP_HELPERS")
+            else None,
+            catch_up_helper_min_events=_int(
+                "MOTCUA_CATCH_UP_HELPER_MIN_EVENTS", cls.catch_up_helper_min_events, 1, 10**12
+            ),
             security=_security(),
             units_file=_path("MOTCUA_UNITS_FILE"),
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),

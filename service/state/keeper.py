@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from service.state.catch_up_helper import CatchUpHelpers
 from service.state.ledger import Ledger
 from service.state.log_applier import LogApplier, Sender, SideEffectFailed
 from service.state.log_reader import Incoming, LogReader
@@ -47,6 +48,8 @@ class PartitionKeeper:
     # Seconds between checks of the group's committed offsets (None: no check, for tools and
     # tests that drive the keeper by hand). Readiness needs a recent one (recovery.py).
     check_every: float | None = None
+    # Helper processes that catch up partitions whose store is empty (catch_up_helper.py).
+    helpers: CatchUpHelpers | None = None
     applier: LogApplier = field(init=False)
     recovery: Recovery = field(init=False)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,6 +68,7 @@ class PartitionKeeper:
             self.stop,
             accept_truncated_log=self.accept_truncated_log,
             check_every=self.check_every,
+            helpers=self.helpers,
         )
 
     @property

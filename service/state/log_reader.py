@@ -42,16 +42,17 @@ _incoming = tuple.__new__
 class LogReader:
     """Offsets and record ranges of one topic."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str, **security: Any) -> None:
+    def __init__(self, bootstrap: str, topic: str, group_id: str | None, **security: Any) -> None:
         self.topic = topic
         self._options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap.split(","),
             # The group only to read its committed offsets: the consumer never subscribes,
-            # so it never joins the group, and it never commits.
+            # so it never joins the group, and it never commits. None: ranges only (a
+            # catch-up helper), with no group coordinator to look up.
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            client_id=f"{group_id}-log-reader",
+            client_id=f"{group_id or 'motcua'}-log-reader",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # A range read ends at a partition's end, where the last fetch finds nothing and
             # the broker would hold it this long; the next partition's read waits behind it.

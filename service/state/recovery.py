@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from service.state.catch_up_helper import CatchUpHelpers, HelperFailed
 from service.state.ledger import Ledger
 from service.state.log_applier import LogApplier
 from service.state.log_reader import LogReader
@@ -53,13 +55,16 @@ class Recovery:
     tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
     releases: set[asyncio.Future[None]] = field(default_factory=set)
-    # One partition at a time: the work is CPU-bound on one thread, so interleaving them
-    # only delays the first; readiness needs them all anyway.
-    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Helper processes for partitions whose store is empty (None: none).
+    helpers: CatchUpHelpers | None = None
+    # Partitions a helper failed: their next attempts run here.
+    helper_failed: set[int] = field(default_factory=set)
+    _turns: Turns = field(init=False)
     _checker: asyncio.Task[None] | None = None
     _check_failing: bool = False
 
     def __post_init__(self) -> None:
+        self._turns = Turns(self.helpers.helpers if self.helpers is not None else 0)
         if self.check_every is not None:
             self.ledger.check_max_age = self.check_every * CHECKS_TRUSTED
 
@@ -86,6 +91,8 @@ class Recovery:
             self._checker.cancel()
             self._checker = None
         self.cancel()
+        if self.helpers is not None:
+            self.helpers.kill_all()
 
     def running(self, partition: int) -> asyncio.Task[None] | None:
         task = self.tasks.get(partition)
@@ -160,10 +167,19 @@ class Recovery:
             await asyncio.sleep(min(30.0, RETRY_S * attempt))
 
     async def _caught_up_in_turn(self, partition: int) -> bool:
-        async with self._one_at_a_time:
-            return await self._catch_up_once(partition)
+        may_help = (
+            self.helpers is not None
+            and partition not in self.helper_failed
+            and partition not in self.ledger.partitions
+            and self.state.meta(partition).applied == -1
+        )
+        helper = await self._turns.take(may_help)
+        try:
+            return await self._catch_up_once(partition, helper=helper)
+        finally:
+            self._turns.give_back(helper)
 
-    async def _catch_up_once(self, partition: int) -> bool:
+    async def _catch_up_once(self, partition: int, *, helper: bool = False) -> bool:
         """One attempt; False when it should be tried again. Every batch is a transaction, so
         a failed attempt leaves the saved store and meta as they were: the next attempt
         starts from them."""
@@ -238,14 +254,24 @@ class Recovery:
             # The partition's writer is held until its sums are installed: a live batch that
             # waits for it then lands on the rebuilt sums, not between the store and them.
             async with self.applier.writer(partition):
-                read = await self.applier.read_range(
-                    partition,
-                    meta.applied + 1,
-                    target,
-                    live=False,
-                    dead_letters=dead_letters,
-                    locked=True,
-                )
+                if (
+                    helper
+                    and self.helpers is not None
+                    and meta.applied == -1
+                    and not kept
+                    and not dead_letters
+                    and self.helpers.worth_it(target - first)
+                ):
+                    read = await self._read_in_helper(partition, first, target)
+                else:
+                    read = await self.applier.read_range(
+                        partition,
+                        meta.applied + 1,
+                        target,
+                        live=False,
+                        dead_letters=dead_letters,
+                        locked=True,
+                    )
                 if read is None:
                     return True  # revoked meanwhile
                 caught_up = time.monotonic() - started
@@ -286,6 +312,43 @@ class Recovery:
             log.error("partition %d: catch-up failed, trying again: %s", partition, why)
             self.ledger.wait(partition, f"catch-up failed, trying again: {why}")
             return False
+
+    async def _read_in_helper(self, partition: int, first: int, stop: int) -> int | None:
+        """Offsets first..stop-1 read by a helper process into its own store, then taken
+        into the worker's in one atomic write; None if the partition was revoked meanwhile.
+        A helper's failure is the attempt's (the next one reads here)."""
+        helpers = self.helpers
+        assert helpers is not None
+        log.info(
+            "partition %d: offsets %d..%d read by a catch-up helper process",
+            partition,
+            first,
+            stop - 1,
+        )
+        try:
+            folder, read = await helpers.catch_up(partition, first, stop)
+        except HelperFailed:
+            self.helper_failed.add(partition)
+            raise
+        try:
+            if not self.applier.still_assigned(partition):
+                return None
+            try:
+                records = helpers.records(folder, partition)
+            except HelperFailed:
+                self.helper_failed.add(partition)
+                raise
+            if self.state.meta(partition).applied != first - 1:
+                raise HelperFailed(f"partition {partition}: the store moved while a helper read")
+            self.state.take_partition(partition, records)
+            if self.state.meta(partition).applied != stop - 1:
+                # Taken in whole, yet short of the range: read again here from the log.
+                self.helper_failed.add(partition)
+                self.state.forget(partition)
+                raise HelperFailed(f"partition {partition}: the helper's store stops short")
+            return read
+        finally:
+            helpers.discard(folder)
 
     def _give_up(self, partition: int, first: int, earliest: int) -> None:
         reason = (
@@ -348,3 +411,42 @@ class Recovery:
                 release()
         finally:
             self.releases.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+
+class Turns:
+    """Whose turn it is to catch up: one partition at a time in this process (the work is
+    CPU-bound on one thread, so interleaving them only delays the first; readiness needs
+    them all anyway), and up to `helpers` at once in helper processes, for partitions that
+    may use one (`may_help`: a helper's turn is taken first when one is free)."""
+
+    def __init__(self, helpers: int) -> None:
+        self.helpers = helpers
+        self.helping = 0
+        self.here = False
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def take(self, may_help: bool) -> bool:
+        """Wait for a turn: True for a helper's, False for this process's."""
+        while True:
+            if may_help and self.helping < self.helpers:
+                self.helping += 1
+                return True
+            if not self.here:
+                self.here = True
+                return False
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+
+    def give_back(self, helper: bool) -> None:
+        if helper:
+            self.helping -= 1
+        else:
+            self.here = False
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -14,7 +14,7 @@ import asyncio
 import gc
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from service.domain import Dossier, Key, WorkingCalendar
@@ -88,6 +88,15 @@ class WorkerState:
         self._metas[partition] = PartitionMeta()
         self._closed[partition] = Counter()
         self._history[partition] = History()
+
+    def take_partition(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Replace the partition's store by `records` (a catch-up helper's, meta included) in
+        one atomic write; what was kept decoded of it is dropped and read again."""
+        self.store.take_partition(partition, records)
+        self.recent.forget(partition)
+        self._metas.pop(partition, None)
+        self._closed.pop(partition, None)
+        self._history.pop(partition, None)
 
     def reload(self, partition: int) -> PartitionMeta:
         """Read the partition's meta from the store again (after a failed attempt)."""

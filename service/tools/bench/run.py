@@ -35,6 +35,7 @@ class Run:
         topic: str,
         command: tuple[str, ...] | None = None,
         group: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> BenchWorker:
         """A worker process (or `command`) with its own data dir; its own consumer group
         unless `group` names another worker's."""
@@ -46,6 +47,7 @@ class Run:
             topic,
             self.work_dir / name,
             free_port(),
+            env=dict(env or {}),
         )
         if command is not None:
             worker.command = command

@@ -51,6 +51,8 @@ class BenchWorker:
     web_port: int
     # What runs: the worker, or e.g. the no-op agent (service/tools/bench/noop_agent.py).
     command: tuple[str, ...] = ("-m", "service", "worker")
+    # Settings beside the bench's own (MOTCUA_* variables).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     crashes: list[str] = field(default_factory=list)
@@ -80,6 +82,7 @@ class BenchWorker:
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             # The default log level, as in production: faust's --loglevel warning turns on
             # a progress spinner that makes every library debug() call build a LogRecord.
@@ -174,6 +177,8 @@ class BenchWorker:
         raise BenchError("no VmRSS in /proc/<pid>/status")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker process so far."""
+        """User + system CPU time of the worker process so far, with that of the children
+        it has waited for (its catch-up helpers)."""
         fields = self._proc("stat").rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = sum(int(fields[n]) for n in (11, 12, 13, 14))
+        return ticks / os.sysconf("SC_CLK_TCK")
