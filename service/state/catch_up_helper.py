@@ -5,10 +5,11 @@ their whole history before they count, and that work keeps one core busy. A help
 does the same for one partition at a time on another core, with the same code: a
 `LogApplier` over a `WorkerState`, in a fresh RocksDB under the worker's data directory,
 with no side effect (history's dead letters and status messages were sent when first read).
-The worker then takes the helper's records, its meta with them, into its own store in one
-atomic write, rebuilds the sums from them as after its own catch-up, and deletes the
-helper's store. So the worker's store stays the fold of a prefix of the log: all of the
-helper's work or none of it.
+The worker then writes the helper's records into its own store, chunk by chunk with the
+partition's meta last (recovery.py `_take_in`: until the meta is written the partition holds
+nothing, and a catch-up drops records found under an empty meta), rebuilds the sums from them
+as after its own catch-up, and deletes the helper's store. So the worker's store stays the
+fold of a prefix of the log.
 
 The worker holds the partition's writer throughout, and the partition is not counted until
 its sums are installed. A helper that fails, is killed, or hands back a store that does not
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import itertools
 import logging
 import os
 import pickle
@@ -33,6 +35,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 # The helpers' stores, under the worker's data directory (beside the worker's own store, on
 # the same disk: a full disk fails a helper, never the worker's store).
 FOLDER = "catch-up"
+# Records of a helper's store written to the worker's at a time (the event loop runs between).
+TAKE_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -170,17 +175,23 @@ class CatchUpHelpers:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
 
-    def records(self, folder: Path, partition: int) -> list[tuple[bytes, bytes]]:
-        """Every record of `partition` in a helper's store, after checking that its meta
-        reaches `applied`; HelperFailed if the store cannot be read whole."""
+    def chunks(self, folder: Path, partition: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """The records of `partition` in a helper's store, whole keys, in chunks of
+        TAKE_CHUNK; HelperFailed if the store cannot be opened or read whole."""
         try:
             store = DossierStore(folder, self.topic)
         except StoreError as exc:
             raise HelperFailed(f"the helper's store cannot be opened: {exc}") from None
         try:
-            return list(store.partition_records(partition))
-        except StoreError as exc:
-            raise HelperFailed(f"the helper's store cannot be read whole: {exc}") from None
+            records = store.partition_records(partition)
+            while True:
+                try:
+                    chunk = list(itertools.islice(records, TAKE_CHUNK))
+                except StoreError as exc:
+                    raise HelperFailed(f"the helper's store cannot be read whole: {exc}") from None
+                if not chunk:
+                    return
+                yield chunk
         finally:
             store.close()
 
@@ -193,7 +204,9 @@ async def _refuse(_transaction: Any) -> None:
     raise RuntimeError("a catch-up helper sends nothing")
 
 
-async def _read(job: HelperJob) -> dict[str, int]:
+async def read_into_store(job: HelperJob, reader: LogReader) -> dict[str, int]:
+    """The helper's work: the job's range read from `reader` into a fresh store, by the
+    worker's own transactions; the number read and the offset its store reaches."""
     store = DossierStore(job.folder, job.topic)
     try:
         state = WorkerState(
@@ -201,21 +214,25 @@ async def _read(job: HelperJob) -> dict[str, int]:
         )
         if state.meta(job.partition).applied != -1:
             raise HelperFailed(f"the helper's store {job.folder} is not empty")
-        reader = LogReader(job.bootstrap, job.topic, None, **job.security.aiokafka_kwargs())
         applier = LogApplier(state, reader, _refuse, _refuse, lambda _partition: True)
-        try:
-            read = await applier.read_range(
-                job.partition, job.first, job.stop, live=False, dead_letters=False
-            )
-        finally:
-            # A consumer with no group has nothing to leave: its stop is not waited for long.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.stop(), 5.0)
+        read = await applier.read_range(
+            job.partition, job.first, job.stop, live=False, dead_letters=False
+        )
         applied = state.meta(job.partition).applied
         log.info("partition %d: read %d records, up to offset %d", job.partition, read, applied)
         return {"read": read or 0, "applied": applied}
     finally:
         store.close()
+
+
+async def _read(job: HelperJob) -> dict[str, int]:
+    reader = LogReader(job.bootstrap, job.topic, None, **job.security.aiokafka_kwargs())
+    try:
+        return await read_into_store(job, reader)
+    finally:
+        # A consumer with no group has nothing to leave: its stop is not waited for long.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reader.stop(), 5.0)
 
 
 def _exit_when_the_worker_goes() -> None:

@@ -21,12 +21,13 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.state.catch_up_helper import CatchUpHelpers, HelperFailed
 from service.state.ledger import Ledger
 from service.state.log_applier import LogApplier
 from service.state.log_reader import LogReader
-from service.state.store import PartitionMeta, StoreError
+from service.state.store import PartitionMeta, StoreError, meta_key
 from service.state.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,10 @@ class Recovery:
             if not self.applier.still_assigned(partition):
                 return True  # revoked while asking the broker: the next owner catches up
             meta = state.meta(partition)
+            if meta.applied == -1 and not kept:
+                # Nothing applied, so nothing stored: records under such a meta are a helper's
+                # store half taken in when the worker died (_take_in), and are dropped.
+                state.forget(partition)
             if meta.applied >= end:
                 # The store goes further than the log: the topic was deleted and made anew.
                 log.warning(
@@ -315,8 +320,8 @@ class Recovery:
 
     async def _read_in_helper(self, partition: int, first: int, stop: int) -> int | None:
         """Offsets first..stop-1 read by a helper process into its own store, then taken
-        into the worker's in one atomic write; None if the partition was revoked meanwhile.
-        A helper's failure is the attempt's (the next one reads here)."""
+        into the worker's; None if the partition was revoked meanwhile. A helper's failure
+        is the attempt's, and the next attempt reads here."""
         helpers = self.helpers
         assert helpers is not None
         log.info(
@@ -333,22 +338,48 @@ class Recovery:
         try:
             if not self.applier.still_assigned(partition):
                 return None
-            try:
-                records = helpers.records(folder, partition)
-            except HelperFailed:
-                self.helper_failed.add(partition)
-                raise
             if self.state.meta(partition).applied != first - 1:
                 raise HelperFailed(f"partition {partition}: the store moved while a helper read")
-            self.state.take_partition(partition, records)
-            if self.state.meta(partition).applied != stop - 1:
-                # Taken in whole, yet short of the range: read again here from the log.
-                self.helper_failed.add(partition)
+            taken = await self._take_in(partition, folder)
+            if taken and self.state.meta(partition).applied != stop - 1:
                 self.state.forget(partition)
                 raise HelperFailed(f"partition {partition}: the helper's store stops short")
-            return read
+            return read if taken else None
+        except HelperFailed:
+            self.helper_failed.add(partition)
+            raise
         finally:
             helpers.discard(folder)
+
+    async def _take_in(self, partition: int, folder: Path) -> bool:
+        """A helper's store written into the worker's, chunk by chunk with the event loop
+        running between, and the meta last: until the meta is written the partition's meta
+        says it holds nothing (applied -1), and a catch-up that finds records under such a
+        meta (a crash in the middle of this) drops them first. False if revoked meanwhile;
+        on any failure nothing of it stays."""
+        assert self.helpers is not None
+        state = self.state
+        state.forget(partition)
+        meta: tuple[bytes, bytes] | None = None
+        own_meta = meta_key(partition)
+        try:
+            for chunk in self.helpers.chunks(folder, partition):
+                for record in chunk:
+                    if record[0] == own_meta:
+                        meta = record
+                state.take_records(partition, (r for r in chunk if r[0] != own_meta))
+                await asyncio.sleep(0)
+                if not self.applier.still_assigned(partition):
+                    state.forget(partition)
+                    return False
+            if meta is None:
+                raise HelperFailed(f"partition {partition}: the helper's store has no meta")
+            state.take_records(partition, [meta])
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                state.forget(partition)
+            raise
+        return True
 
     def _give_up(self, partition: int, first: int, earliest: int) -> None:
         reason = (

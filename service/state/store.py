@@ -345,26 +345,20 @@ class DossierStore:
             for rest, value in self._scan(kind, partition):
                 yield prefix + rest, value
 
-    def take_partition(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:
-        """Replace every record of `partition` by `records` in one atomic write: after a
-        crash the store holds all of them, the meta included, or what it held before. A
-        record of another partition is refused (ValueError) before anything is written.
-        Returns the number of records written."""
+    def put_records(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write records of `partition` as they are, keys whole (a catch-up helper's, taken
+        in chunk by chunk with the meta last: service/state/recovery.py). A record of
+        another partition is refused (ValueError) before anything is written."""
         batch = WriteBatch(raw_mode=True)
-        for kind in _KINDS:
-            batch.delete_range(_prefix(kind, partition), _prefix(kind, partition + 1))
         own = partition.to_bytes(2, "big")
-        count = 0
         for key, value in records:
             if key[:1] not in _KINDS or key[1:3] != own:
                 raise ValueError(f"a record of another partition or kind: {key[:3]!r}")
             batch.put(key, value)
-            count += 1
         try:
             self._db.write(batch)
         except Exception as exc:
             raise StoreError(_environment_line(self.path, f"write failed: {exc}")) from None
-        return count
 
     def drop(self, partition: int) -> None:
         """Forget a partition (every kind of record): it is read again from the log."""

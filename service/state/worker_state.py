@@ -89,10 +89,10 @@ class WorkerState:
         self._closed[partition] = Counter()
         self._history[partition] = History()
 
-    def take_partition(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> None:
-        """Replace the partition's store by `records` (a catch-up helper's, meta included) in
-        one atomic write; what was kept decoded of it is dropped and read again."""
-        self.store.take_partition(partition, records)
+    def take_records(self, partition: int, records: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write records of `partition` as a catch-up helper stored them (one write); what
+        was kept decoded of the partition is dropped and read again."""
+        self.store.put_records(partition, records)
         self.recent.forget(partition)
         self._metas.pop(partition, None)
         self._closed.pop(partition, None)
