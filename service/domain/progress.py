@@ -144,7 +144,18 @@ class DossierProgress(DossierState):
         """Add one event of this dossier: a duplicate is refused (R7, counted); past
         MAX_EVENTS_PER_DOSSIER events, InvalidEvent(TOO_MANY_EVENTS)."""
         event_id = event.event_id
-        if self.holds(event_id):
+        # `holds`, keeping the id's tail for `_keep` (each event of a dossier passes here).
+        tail: str | None = None
+        if self._relative:
+            prefix = self.dossier_id
+            if event_id.startswith(prefix):
+                tail = event_id[len(prefix) :]
+                held = tail in self._ids
+            else:
+                held = False
+        else:
+            held = event_id in self._ids
+        if held:
             self.duplicates += 1
             return Arrival.DUPLICATE
         if len(self._kinds) >= MAX_EVENTS_PER_DOSSIER:
@@ -161,7 +172,7 @@ class DossierProgress(DossierState):
             or at > last_at
             or (same_instant and (rank, event_id) > (self._last_rank, self._last_id))
         )
-        self._keep(event)
+        self._keep(event, tail)
         if in_order:
             self._last_at, self._last_rank, self._last_id = at, rank, event_id
             self._take(event, calendar, same_instant)
@@ -169,15 +180,18 @@ class DossierProgress(DossierState):
         self._replay(self._events(), calendar)
         return Arrival.EARLY
 
-    def _keep(self, event: DossierEvent) -> None:
-        """Add the event to the held set (ids, types, the log)."""
+    def _keep(self, event: DossierEvent, tail: str | None = None) -> None:
+        """Add the event to the held set (ids, types, the log). `tail`: the event id without
+        the dossier id in front, when the caller has cut it already."""
         event_id = event.event_id
         if self._relative:
             prefix = self.dossier_id
-            if event_id.startswith(prefix):
+            if tail is not None:
+                self._ids.append(tail)
+            elif event_id.startswith(prefix):
                 self._ids.append(event_id[len(prefix) :])
             else:
-                self._ids = [prefix + tail for tail in self._ids]
+                self._ids = [prefix + rest for rest in self._ids]
                 self._ids.append(event_id)
                 self._relative = False
         else:
