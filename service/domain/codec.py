@@ -58,6 +58,7 @@ TYPE_CHAR = {t: chr(48 + i) for i, t in enumerate(TYPES[:9])} | {
 }
 CHAR_TYPE = {char: t for t, char in TYPE_CHAR.items()}
 RANK = {t: TYPE_ORDER[t] for t in TYPES}  # a plain dict: cheaper than TYPE_ORDER's lookups
+_RECEIVED = EventType.RECEIVED  # an Enum class attribute is a slower lookup (every event)
 
 
 # -- the dossier record, version 1 ------------------------------------------------------------
@@ -314,7 +315,7 @@ def index_track_of_list(values: list[Any]) -> IndexTrack:
 def event_row(event: DossierEvent) -> bytes:
     """An event's log line, without its id and type (kept beside) and trailing nulls: the
     seven base items, the step's five, then an object of the index fields set."""
-    if event.type is EventType.RECEIVED:
+    if event.type is _RECEIVED:
         channel = event.channel
         row: list[Any] = [
             event.occurred_at,
