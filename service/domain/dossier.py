@@ -60,7 +60,7 @@ class Dossier:
     @property
     def withdrawn(self) -> bool:
         """R4: withdrawn before the clock ended, so never judged."""
-        return self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+        return self.closed_by is _WITHDRAWN and self.clock_end is None
 
 
 def open_state(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> OpenState | None:
@@ -87,6 +87,13 @@ _CHANNEL_VALUES = {c: c.value for c in Channel}
 _OUTCOME_VALUES = {o: o.value for o in Outcome}
 _STATE_VALUES = {s: s.value for s in OpenState}
 _PAUSED = OpenState.PAUSED.value
+# Enum members as module constants: an Enum class attribute is a slower lookup, and
+# contribution reads several for every touched dossier.
+_WITHDRAWN = EventType.WITHDRAWN
+_READY = OpenState.READY
+_PAUSED_STATE = OpenState.PAUSED
+_NO_DUE = OpenState.NO_DUE
+_OVERDUE = OpenState.OVERDUE
 
 
 def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> tuple[Key, ...]:
@@ -104,27 +111,27 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
     elif clock_end is not None:  # R11: resolved, never judged
         keys.append(("completed_without_due", agency))
     closed_by = dossier.closed_by
-    if closed_by is EventType.WITHDRAWN and clock_end is None:
+    if closed_by is _WITHDRAWN and clock_end is None:
         keys.append(("withdrawn", agency))
     # open_state and became_overdue, sharing what they look at (one judgement of `now`).
     state: OpenState | None = None
     if closed_by is None:
         if clock_end is not None:
-            state = OpenState.READY
+            state = _READY
         elif dossier.paused_at is not None:
-            state = OpenState.PAUSED
+            state = _PAUSED_STATE
         elif dossier.due is None:
-            state = OpenState.NO_DUE
+            state = _NO_DUE
         else:
             state = running_state(dossier.due, now, calendar)
-    if dossier.passed_due or state is OpenState.OVERDUE:
+    if dossier.passed_due or state is _OVERDUE:
         keys.append(("became_overdue", agency))
     if state is not None:
         value = _STATE_VALUES[state]
         keys.append(("open", agency, value))
         # Per-procedure detail for the JSON drill-down; never exported as metric labels.
         keys.append(("open_procedure", agency, dossier.procedure or "", value))
-        if state is OpenState.OVERDUE and dossier.apology_at is None:
+        if state is _OVERDUE and dossier.apology_at is None:
             keys.append(("overdue_without_apology", agency))
     step = dossier.step
     for done in dossier.steps_done:  # R17: the step's own agency answers for it
@@ -133,12 +140,12 @@ def contribution(dossier: Dossier, now: datetime, calendar: WorkingCalendar) -> 
         )
     if step is not None:
         # A step is open only while the clock counts (R15): running, or paused with it.
-        if state is OpenState.PAUSED:
+        if state is _PAUSED_STATE:
             step_state = _PAUSED
         else:
             step_state = _STATE_VALUES[running_state(step.due, now, calendar)]
         keys.append(("steps_open", step.agency, step.department, step_state))
-    if state is OpenState.OVERDUE:
+    if state is _OVERDUE:
         if step is None:
             keys.append(("overdue_held", agency, NO_DEPARTMENT))
         else:

@@ -53,6 +53,11 @@ class Arrival(enum.Enum):
     EARLY = "early"  # it sorts before held events (R6): the set was replayed
 
 
+# Enum members as module constants: an Enum class attribute is a slower lookup (every event).
+_DUPLICATE, _IN_ORDER, _EARLY = Arrival.DUPLICATE, Arrival.IN_ORDER, Arrival.EARLY
+_WITHDRAWN = EventType.WITHDRAWN
+
+
 _NOT_COMPUTED = object()  # `_due_ts` is not the timestamp of any due yet
 
 
@@ -144,9 +149,20 @@ class DossierProgress(DossierState):
         """Add one event of this dossier: a duplicate is refused (R7, counted); past
         MAX_EVENTS_PER_DOSSIER events, InvalidEvent(TOO_MANY_EVENTS)."""
         event_id = event.event_id
-        if self.holds(event_id):
+        # `holds`, keeping the id's tail for `_keep` (each event of a dossier passes here).
+        tail: str | None = None
+        if self._relative:
+            prefix = self.dossier_id
+            if event_id.startswith(prefix):
+                tail = event_id[len(prefix) :]
+                held = tail in self._ids
+            else:
+                held = False
+        else:
+            held = event_id in self._ids
+        if held:
             self.duplicates += 1
-            return Arrival.DUPLICATE
+            return _DUPLICATE
         if len(self._kinds) >= MAX_EVENTS_PER_DOSSIER:
             raise InvalidEvent(
                 Reason.TOO_MANY_EVENTS,
@@ -161,23 +177,26 @@ class DossierProgress(DossierState):
             or at > last_at
             or (same_instant and (rank, event_id) > (self._last_rank, self._last_id))
         )
-        self._keep(event)
+        self._keep(event, tail)
         if in_order:
             self._last_at, self._last_rank, self._last_id = at, rank, event_id
             self._take(event, calendar, same_instant)
-            return Arrival.IN_ORDER
+            return _IN_ORDER
         self._replay(self._events(), calendar)
-        return Arrival.EARLY
+        return _EARLY
 
-    def _keep(self, event: DossierEvent) -> None:
-        """Add the event to the held set (ids, types, the log)."""
+    def _keep(self, event: DossierEvent, tail: str | None = None) -> None:
+        """Add the event to the held set (ids, types, the log). `tail`: the event id without
+        the dossier id in front, when the caller has cut it already."""
         event_id = event.event_id
         if self._relative:
             prefix = self.dossier_id
-            if event_id.startswith(prefix):
+            if tail is not None:
+                self._ids.append(tail)
+            elif event_id.startswith(prefix):
                 self._ids.append(event_id[len(prefix) :])
             else:
-                self._ids = [prefix + tail for tail in self._ids]
+                self._ids = [prefix + rest for rest in self._ids]
                 self._ids.append(event_id)
                 self._relative = False
         else:
@@ -288,7 +307,7 @@ class DossierProgress(DossierState):
                 # The clock ended at the receipt's own instant: a segment keeps `due_at` total.
                 received_ts = self.received_at.timestamp()
                 timeline = SEGMENT.pack(received_ts, self._due_timestamp())
-            withdrawn = self.closed_by is EventType.WITHDRAWN and self.clock_end is None
+            withdrawn = self.closed_by is _WITHDRAWN and self.clock_end is None
             clock_end = self.clock_end.timestamp() if self.clock_end is not None else None
             closed_at = self.closed_at.timestamp() if self.closed_at is not None else None
             index = self._index

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from schemas import Channel
+from schemas.events import direct_init
 from service.domain.calendar import local_date, start_of_local_day
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier
@@ -44,6 +45,7 @@ PAUSED_OVERDUE = -math.inf
 NO_DUE = sys.float_info.max
 
 
+@direct_init  # built for every touched dossier: slots set directly (schemas/events.py)
 @dataclass(frozen=True, slots=True)
 class DossierFacts:
     """What any period report needs to know about one received dossier.

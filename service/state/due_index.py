@@ -70,11 +70,14 @@ def key_dossier_id(key: DueKey) -> str:
     return key[WIDTH:]
 
 
+def _cell(dossier: Dossier) -> Cell:
+    return clock_kind(dossier), dossier.apology_at is not None, dossier.agency or ""
+
+
 def _entry(dossier: Dossier | None) -> tuple[Cell, DueKey, str] | None:
     if dossier is None or not dossier.is_open:
         return None
-    cell = (clock_kind(dossier), dossier.apology_at is not None, dossier.agency or "")
-    return cell, due_key(dossier), dossier.procedure or ""
+    return _cell(dossier), due_key(dossier), dossier.procedure or ""
 
 
 def _same_place(a: Dossier, b: Dossier) -> bool:
@@ -101,12 +104,21 @@ class DueIndex:
         state this index last saw for it (None if none)."""
         if previous is not None and _same_place(previous, dossier):
             return  # timer ticks, appraisals: nothing moves (checked without building keys)
-        old, new = _entry(previous), _entry(dossier)
+        old = _entry(previous)
+        if (
+            old is not None
+            and dossier.is_open
+            and (dossier.due or dossier.received_at) is (previous.due or previous.received_at)  # type: ignore[union-attr]
+        ):
+            # The very instant its key was built from: the same key, not built again.
+            new: tuple[Cell, DueKey, str] | None = (_cell(dossier), old[1], dossier.procedure or "")
+        else:
+            new = _entry(dossier)
         if old == new:
             return
         if old is not None:
             # discard, not remove: a ledger that skipped a call must not crash the worker.
-            for place in (old[0], (*old[0][:2], None)):
+            for place in (old[0], (old[0][0], old[0][1], None)):
                 cell = self.cells.get(place)
                 if cell is not None:
                     cell.discard(old[1])
@@ -118,7 +130,7 @@ class DueIndex:
                 if not ids:
                     del self.by_procedure[old[2]]
         if new is not None:
-            for place in (new[0], (*new[0][:2], None)):
+            for place in (new[0], (new[0][0], new[0][1], None)):
                 cell = self.cells.get(place)
                 if cell is None:
                     cell = self.cells[place] = SortedList()

@@ -96,27 +96,32 @@ class PartitionLedger:
         # Dossiers share a few thousand distinct contributions (agency × channel × state ×
         # procedure …): one copy of each instead of ~260 bytes per dossier.
         new = _CONTRIBUTIONS.setdefault(new, new)
-        old = self.contributions.get(dossier_id, ())
-        if dossier.closed_by is not None:
+        contributions = self.contributions
+        old = contributions.get(dossier_id, ())
+        closed = dossier.closed_by is not None
+        if closed:
             # Closed: it leaves memory. Its contribution is in `closed`, kept with the store.
             if old:
-                self.totals.subtract(old)
-                del self.contributions[dossier_id]
+                _subtract(self.totals, old)
+                del contributions[dossier_id]
             self.facts.pop(dossier_id, None)
-        elif new != old:
-            self.totals.subtract(old)
+        elif new is not old and new != old:  # both are shared copies: equal is mostly same
+            _subtract(self.totals, old)
             self.totals.update(new)
             if new:
-                self.contributions[dossier_id] = new
+                contributions[dossier_id] = new
             else:
-                self.contributions.pop(dossier_id, None)
+                contributions.pop(dossier_id, None)
         if index:
             self.due_index.update(dossier, self.open.get(dossier_id))
-        if dossier.is_open:
+        # Dossier.is_open and is_running, on the fields at hand.
+        if not closed and dossier.received_at is not None:
             self.open[dossier_id] = dossier
+            running = dossier.clock_end is None and dossier.paused_at is None
         else:
             self.open.pop(dossier_id, None)
-        if dossier.is_running:
+            running = False
+        if running:
             self.running[dossier_id] = dossier
             when = next_change_at(dossier, now, self.calendar)
             if when is not None:
@@ -222,6 +227,14 @@ class PartitionLedger:
                 heap.append((when.timestamp(), dossier_id))
         heapq.heapify(heap)
         self.due_heap = heap
+
+
+def _subtract(totals: Counter[Key], keys: tuple[Key, ...]) -> None:
+    """`totals.subtract(keys)` (zeros kept, as there), without Counter.subtract's checks
+    of its argument's type: called for every changed dossier."""
+    get = totals.get
+    for key in keys:
+        totals[key] = get(key, 0) - 1
 
 
 def _history_of(facts: Iterable[DossierFacts]) -> History:

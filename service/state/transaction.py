@@ -47,6 +47,8 @@ FRESH_FOR_S = 600.0
 
 Rejected = tuple[Incoming, InvalidEvent]
 Where = tuple[int, str]  # (partition, dossier id)
+# An Enum class attribute is a slower lookup than a module constant (every message).
+_DUPLICATE = Arrival.DUPLICATE
 
 
 class SavedState(Protocol):
@@ -167,43 +169,49 @@ class Transaction:
         counted: dict[tuple[int, EventType], int] = {}
         stamp, at = None, None  # a batch's messages often share a millisecond: one datetime
         newest = self.last_timestamp
-        for message in messages:
-            if message.timestamp > newest:
-                newest = message.timestamp
-            partition = message.partition
-            meta = self.metas.get(partition)
-            if meta is None:
-                meta = self.metas[partition] = self.state.meta(partition).copy()
-            if message.offset <= meta.applied:
-                continue  # already in the store
-            meta.applied = message.offset
-            self.applied += 1
-            if message.timestamp != stamp:
-                stamp = message.timestamp
-                at = datetime.fromtimestamp(stamp, UTC)
-            try:
-                # The message's own timestamp, not the clock: re-reading the log in a year
-                # must give the same verdicts (state is a function of the log).
-                event = parse(message.value, message.key, at)  # type: ignore[arg-type]
-                where = (partition, event.dossier_id)
-                progress = dossiers.get(where)
-                if progress is None:
-                    progress = self.dossier(where)
-                arrival = progress.add(event, calendar)  # the domain core: R6, R7
-            except InvalidEvent as exc:
-                meta.rejected[exc.reason.value] += 1
-                if self.send_rejected:
-                    self.rejected.append((message, exc))
-                continue
-            if arrival is Arrival.DUPLICATE:
-                meta.duplicates[source_of(message.headers)] += 1
-                continue
-            kind = (partition, event.type)
-            counted[kind] = counted.get(kind, 0) + 1
-            if live:
-                fresh[where] = (
-                    message.timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
-                )
+        metas = self.metas
+        applied = 0
+        try:
+            for message in messages:
+                # One unpacking instead of a field lookup by name for each use.
+                partition, offset, key, value, timestamp, headers = message
+                if timestamp > newest:
+                    newest = timestamp
+                meta = metas.get(partition)
+                if meta is None:
+                    meta = metas[partition] = self.state.meta(partition).copy()
+                if offset <= meta.applied:
+                    continue  # already in the store
+                meta.applied = offset
+                applied += 1
+                if timestamp != stamp:
+                    stamp = timestamp
+                    at = datetime.fromtimestamp(stamp, UTC)
+                try:
+                    # The message's own timestamp, not the clock: re-reading the log in a
+                    # year must give the same verdicts (state is a function of the log).
+                    event = parse(value, key, at)  # type: ignore[arg-type]
+                    where = (partition, event.dossier_id)
+                    progress = dossiers.get(where)
+                    if progress is None:
+                        progress = self.dossier(where)
+                    arrival = progress.add(event, calendar)  # the domain core: R6, R7
+                except InvalidEvent as exc:
+                    meta.rejected[exc.reason.value] += 1
+                    if self.send_rejected:
+                        self.rejected.append((message, exc))
+                    continue
+                if arrival is _DUPLICATE:
+                    meta.duplicates[source_of(headers)] += 1
+                    continue
+                kind = (partition, event.type)
+                counted[kind] = counted.get(kind, 0) + 1
+                if live:
+                    fresh[where] = (
+                        timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
+                    )
+        finally:
+            self.applied += applied  # counted in a local: also if a message raised
         for (partition, kind), count in counted.items():
             self.metas[partition].events[kind.value] += count
         for where, is_fresh in fresh.items():
