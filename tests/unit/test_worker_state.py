@@ -47,8 +47,8 @@ def new_state(path: Path) -> WorkerState:
     return state
 
 
-def simulated(dossiers: int, seed: int) -> list[dict]:
-    config = SimulationConfig(dossiers=dossiers, seed=seed, now=NOW, duplicate_ratio=0.05)
+def simulated(dossiers: int, seed: int, now: datetime = NOW) -> list[dict]:
+    config = SimulationConfig(dossiers=dossiers, seed=seed, now=now, duplicate_ratio=0.05)
     return list(generate(config))
 
 
@@ -121,7 +121,12 @@ def test_sums_equal_the_domain_core(tmp_path: Path) -> None:
 def test_history_is_applied_silently_and_only_fresh_events_are_announced(
     tmp_path: Path,
 ) -> None:
-    events = simulated(120, seed=6)
+    # A history that ended an hour ago: simulated up to now, its last events would be fresh
+    # news whenever the center is open (at 08:30 local some were received minutes before).
+    events = simulated(120, seed=6, now=NOW - timedelta(hours=1))
+    assert max(datetime.fromisoformat(e["occurred_at"]) for e in events) < NOW - timedelta(
+        seconds=FRESH_FOR_S
+    )
     old = time.time() - FRESH_FOR_S - 60
     state = new_state(tmp_path)
     history = state.apply(log_of(events, at=old), live=True)
