@@ -73,14 +73,14 @@ class Worker:
             **settings.security.aiokafka_kwargs(),
         )
         helpers = None
-        if settings.helpers:
+        if settings.catch_up_helper_count:
             helpers = CatchUpHelpers(
                 settings.bootstrap,
                 settings.topic,
                 settings.security,
                 self.calendar,
                 settings.data_dir / "worker",
-                helpers=settings.helpers,
+                helpers=settings.catch_up_helper_count,
                 min_events=settings.catch_up_helper_min_events,
                 recent_dossiers=settings.recent_dossiers,
             )

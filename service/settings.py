@@ -120,7 +120,7 @@ class Settings:
         return self.data_dir / "worker" / "dossiers"
 
     @property
-    def helpers(self) -> int:
+    def catch_up_helper_count(self) -> int:
         """Catch-up helper processes: as set, else one if the machine has a second core."""
         if self.catch_up_helpers is not None:
             return self.catch_up_helpers

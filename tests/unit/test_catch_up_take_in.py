@@ -251,3 +251,25 @@ def test_a_revoke_while_a_helper_reads_takes_nothing_in(tmp_path: Path) -> None:
     assert keeper.state.meta(revoked).applied == -1
     assert not any(True for _ in keeper.state.store.dossiers(revoked))
     assert not any(helpers.root.glob("*"))
+
+
+def test_the_helpers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.settings import Settings, SettingsError
+
+    monkeypatch.delenv("MOTCUA_CATCH_UP_HELPERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert Settings.from_env().catch_up_helper_count == 1  # a second core: one helper
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert Settings.from_env().catch_up_helper_count == 0
+    monkeypatch.setenv("MOTCUA_CATCH_UP_HELPERS", "0")
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert Settings.from_env().catch_up_helper_count == 0
+    monkeypatch.setenv("MOTCUA_CATCH_UP_HELPERS", "3")
+    assert Settings.from_env().catch_up_helper_count == 3
+    monkeypatch.setenv("MOTCUA_CATCH_UP_HELPERS", "many")
+    with pytest.raises(SettingsError, match="MOTCUA_CATCH_UP_HELPERS must be an integer"):
+        Settings.from_env()
+    monkeypatch.delenv("MOTCUA_CATCH_UP_HELPERS")
+    monkeypatch.setenv("MOTCUA_CATCH_UP_HELPER_MIN_EVENTS", "0")
+    with pytest.raises(SettingsError, match="between 1 and"):
+        Settings.from_env()
