@@ -124,21 +124,27 @@ class CatchUpHelpers:
             folder,
         )
         payload = pickle.dumps(job)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            __name__,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:  # no process to be had (limits, memory)
+            raise HelperFailed(f"no helper process: {exc}") from None
         self.running.add(process)
         whole = False
         try:
             assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(len(payload).to_bytes(8, "big") + payload)
-            await process.stdin.drain()
-            # The helper's stdin stays open: it exits if the worker goes.
-            out = await process.stdout.read()
+            try:
+                process.stdin.write(len(payload).to_bytes(8, "big") + payload)
+                await process.stdin.drain()
+                # The helper's stdin stays open: it exits if the worker goes.
+                out = await process.stdout.read()
+            except OSError as exc:  # it died before reading its job, or its pipe broke
+                raise HelperFailed(f"the helper's pipe failed: {exc}") from None
             code = await process.wait()
             if code != 0:
                 raise HelperFailed(f"the helper exited with status {code}")
