@@ -273,3 +273,25 @@ def test_the_helpers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOTCUA_CATCH_UP_HELPER_MIN_EVENTS", "0")
     with pytest.raises(SettingsError, match="between 1 and"):
         Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("executable", "why"),
+    [
+        ("/nonexistent/python", "no helper process"),
+        # They may exit before the job is written (a broken pipe) or after.
+        ("/bin/false", "exited with status 1|pipe failed"),
+        ("/bin/true", "answer cannot be read|pipe failed"),
+    ],
+)
+async def test_a_helper_that_cannot_start_or_answer_is_a_failed_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executable: str, why: str
+) -> None:
+    """The real process start, with a program that is not the helper: HelperFailed (the
+    next attempt reads in the worker), nothing left in the helpers' folder."""
+    helpers = CatchUpHelpers("127.0.0.1:1", TOPIC, KafkaSecurity(), CAL, tmp_path, min_events=1)
+    monkeypatch.setattr(catch_up_helper.sys, "executable", executable)
+    with pytest.raises(HelperFailed, match=why):
+        await helpers.catch_up(0, 0, 100)
+    assert not helpers.running
+    assert not helpers.root.exists() or not any(helpers.root.glob("*"))
