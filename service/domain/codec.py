@@ -258,23 +258,27 @@ _INDEX_INSTANTS: tuple[str, ...] = ("new_due", "first", "back", "second")
 
 def index_track_list(track: IndexTrack) -> list[Any]:
     """The index track as the record's JSON list."""
-    # The flags and instants named one by one, in `_INDEX_FLAGS` / `_INDEX_INSTANTS` order,
-    # and each flag's two bits written out (no loop): written for every changed dossier, so
-    # no getattr by name (test_codec pins the bytes).
-    bits = (
-        (0 if (flag := track.fee_due) is None else 2 if flag else 1)
-        | (0 if (flag := track.digitised) is None else 8 if flag else 4)
-        | (0 if (flag := track.reused) is None else 32 if flag else 16)
-        | (0 if (flag := track.from_data_store) is None else 128 if flag else 64)
-        | (0 if (flag := track.identity_verified) is None else 512 if flag else 256)
-        | (0 if (flag := track.paid) is None else 2048 if flag else 1024)
-        | (0 if (flag := track.paid_online) is None else 8192 if flag else 4096)
-        | (0 if (flag := track.dissatisfied) is None else 32768 if flag else 16384)
-        | (0 if (flag := track.e_result) is None else 131072 if flag else 65536)
-        | (0 if (flag := track.paused) is None else 524288 if flag else 262144)
-        | (0 if (flag := track.ended) is None else 2097152 if flag else 1048576)
-        | (0 if (flag := track.closed) is None else 8388608 if flag else 4194304)
-    )
+    # The flags and instants named one by one, in `_INDEX_FLAGS` / `_INDEX_INSTANTS` order:
+    # written for every changed dossier, so no getattr by name (test_codec pins the bytes).
+    bits = 0
+    shift = 0
+    for flag in (
+        track.fee_due,
+        track.digitised,
+        track.reused,
+        track.from_data_store,
+        track.identity_verified,
+        track.paid,
+        track.paid_online,
+        track.dissatisfied,
+        track.e_result,
+        track.paused,
+        track.ended,
+        track.closed,
+    ):
+        if flag is not None:
+            bits |= (2 if flag else 1) << shift
+        shift += 2
     out: list[Any] = [bits, track.new_due, track.first, track.back, track.second]
     while out[-1] is None:
         out.pop()
@@ -391,32 +395,11 @@ _INDEX_ENUMS: dict[str, type[enum.Enum]] = {
 def _index_fields(event: DossierEvent) -> dict[str, Any] | None:
     if event.type not in _WITH_INDEX_FIELDS:
         return None
-    # `_INDEX_FIELDS` one by one, in its order (the object's key order in the stored line):
-    # a receipt's line is written for every receipt, so no loop of getattr by name.
     out: dict[str, Any] = {}
-    is_enum, enum_type = isinstance, enum.Enum
-    if (value := event.fee_due) is not None:
-        out["fee_due"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.components) is not None:
-        out["components"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.components_digitised) is not None:
-        out["components_digitised"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.components_reused) is not None:
-        out["components_reused"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.components_from_data_store) is not None:
-        out["components_from_data_store"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.identity_verified) is not None:
-        out["identity_verified"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.online_level) is not None:
-        out["online_level"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.e_result) is not None:
-        out["e_result"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.method) is not None:
-        out["method"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.rating) is not None:
-        out["rating"] = value.value if is_enum(value, enum_type) else value
-    if (value := event.reason) is not None:
-        out["reason"] = value.value if is_enum(value, enum_type) else value
+    for name in _INDEX_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value.value if isinstance(value, enum.Enum) else value
     if event.criteria is not None:
         out["criteria"] = [list(pair) for pair in event.criteria]
     return out or None
