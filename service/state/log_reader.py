@@ -1,7 +1,7 @@
 """Reading `dossier-events` directly: the offsets of partitions, and ranges of their records.
 
-A plain aiokafka consumer, assigned (never subscribed: it is not a member of the group) and
-read with `getmany`, with no per-message framework work. The state layer uses it to catch a
+Plain aiokafka consumers, assigned (never subscribed: not members of the group) and read
+with `getmany`, with no per-message framework work. The state layer uses it to catch a
 partition's store up to the log, and to fill a gap in what faust delivered.
 """
 
@@ -44,22 +44,24 @@ class LogReader:
 
     def __init__(self, bootstrap: str, topic: str, group_id: str | None, **security: Any) -> None:
         self.topic = topic
+        self._group_id = group_id
         self._options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap.split(","),
-            # The group only to read its committed offsets: the consumer never subscribes,
-            # so it never joins the group, and it never commits. None: ranges only (a
-            # catch-up helper), with no group coordinator to look up.
-            group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            client_id=f"{group_id or 'motcua'}-log-reader",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # A range read ends at a partition's end, where the last fetch finds nothing and
             # the broker would hold it this long; the next partition's read waits behind it.
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **security,
         )
+        # Two consumers, neither ever subscribed (never a member of the group, never
+        # committing): one with no group reads offsets and ranges; one with the group only
+        # asks for its committed offsets. One consumer for both had its group coordinator
+        # looked up in the background, and a range read ending meanwhile made the next
+        # getmany raise (the attempt then retried 2 s later).
         self._consumer: AIOKafkaConsumer | None = None
+        self._group: AIOKafkaConsumer | None = None
         self._starting = asyncio.Lock()
         # One range at a time: the consumer is assigned the partition it reads.
         self._reading = asyncio.Lock()
@@ -68,14 +70,27 @@ class LogReader:
         """Connect (once; aiokafka needs a running event loop to be created)."""
         async with self._starting:
             if self._consumer is None:
-                consumer = AIOKafkaConsumer(**self._options)
+                name = self._group_id or "motcua"
+                consumer = AIOKafkaConsumer(
+                    **self._options, group_id=None, client_id=f"{name}-log-reader"
+                )
                 await consumer.start()
                 self._consumer = consumer
+            if self._group is None and self._group_id is not None:
+                group = AIOKafkaConsumer(
+                    **self._options,
+                    group_id=self._group_id,
+                    client_id=f"{self._group_id}-committed-offsets",
+                )
+                await group.start()
+                self._group = group
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await consumer.stop()
+        for name in ("_consumer", "_group"):
+            consumer = getattr(self, name)
+            if consumer is not None:
+                setattr(self, name, None)
+                await consumer.stop()
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -99,7 +114,8 @@ class LogReader:
 
     async def committed(self, partition: int) -> int | None:
         """The group's committed offset (the next offset to read), or None."""
-        return await self.consumer.committed(self._tp(partition))
+        assert self._group is not None, "a LogReader with a group, started"
+        return await self._group.committed(self._tp(partition))
 
     async def read(self, partition: int, start: int, stop: int) -> AsyncIterator[list[Incoming]]:
         """Records of `partition` with start <= offset < stop, in chunks, in order."""

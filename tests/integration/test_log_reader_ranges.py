@@ -52,9 +52,6 @@ async def test_a_range_is_read_once_in_order_and_stops_where_asked(
     await reader.start()
     try:
         assert (await reader.bounds([1]))[1] == (0, RECORDS)
-        # As recovery does before reading. Without it aiokafka's coordinator task may still be
-        # looking the group's coordinator up when a short read ends; it then meets the reader's
-        # empty assignment, fails an assertion, and the next getmany raises that KafkaError.
         assert await reader.committed(1) is None
 
         async def read(start: int, stop: int) -> list[Incoming]:
@@ -80,3 +77,20 @@ async def test_a_range_is_read_once_in_order_and_stops_where_asked(
         assert await read(0, 5) == whole[:5]
     finally:
         await reader.stop()
+
+
+async def test_short_reads_right_after_start_never_raise(kafka_broker: LocalBroker) -> None:
+    """Ranges are read by a consumer with no group: nothing is looked up in the background
+    while a read ends. (One consumer with the group for both failed here: its coordinator
+    lookup met the reader's empty assignment, and the next getmany raised.)"""
+    topic = await _topic_with_records(kafka_broker.bootstrap)
+    for attempt in range(8):
+        reader = LogReader(kafka_broker.bootstrap, topic, f"group-{topic}-{attempt}")
+        await reader.start()
+        try:
+            for start in (0, 5, 10):
+                got = [m.offset async for chunk in reader.read(1, start, start + 5) for m in chunk]
+                assert got == list(range(start, start + 5))
+            assert await reader.committed(1) is None
+        finally:
+            await reader.stop()
