@@ -114,14 +114,11 @@ class PartitionLedger:
                 contributions.pop(dossier_id, None)
         if index:
             self.due_index.update(dossier, self.open.get(dossier_id))
-        # Dossier.is_open and is_running, on the fields at hand.
-        if not closed and dossier.received_at is not None:
+        if dossier.is_open:
             self.open[dossier_id] = dossier
-            running = dossier.clock_end is None and dossier.paused_at is None
         else:
             self.open.pop(dossier_id, None)
-            running = False
-        if running:
+        if dossier.is_running:
             self.running[dossier_id] = dossier
             when = next_change_at(dossier, now, self.calendar)
             if when is not None:
