@@ -74,12 +74,18 @@ class WorkerState:
             meta = self._metas[partition] = self.store.meta(partition)
         return meta
 
-    def drop_caches(self) -> None:
-        """Read every partition's meta, closed sums and day totals from the store again."""
-        self._metas.clear()
-        self._closed.clear()
-        self._history.clear()
-        self.recent.forget()
+    def drop_caches(self, partition: int | None = None) -> None:
+        """Read the partition's meta, closed sums, day totals and dossiers from the store
+        again (every partition's without one)."""
+        if partition is None:
+            self._metas.clear()
+            self._closed.clear()
+            self._history.clear()
+        else:
+            self._metas.pop(partition, None)
+            self._closed.pop(partition, None)
+            self._history.pop(partition, None)
+        self.recent.forget(partition)
 
     def forget(self, partition: int) -> None:
         """Drop a partition's store: it will be read again from the log's beginning."""
@@ -93,10 +99,7 @@ class WorkerState:
         """Write records of `partition` as a catch-up helper stored them (one write); what
         was kept decoded of the partition is dropped and read again."""
         self.store.put_records(partition, records)
-        self.recent.forget(partition)
-        self._metas.pop(partition, None)
-        self._closed.pop(partition, None)
-        self._history.pop(partition, None)
+        self.drop_caches(partition)
 
     def reload(self, partition: int) -> PartitionMeta:
         """Read the partition's meta from the store again (after a failed attempt)."""
