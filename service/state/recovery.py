@@ -364,10 +364,13 @@ class Recovery:
         own_meta = meta_key(partition)
         try:
             for chunk in self.helpers.chunks(folder, partition):
+                records = []
                 for record in chunk:
                     if record[0] == own_meta:
-                        meta = record
-                state.take_records(partition, (r for r in chunk if r[0] != own_meta))
+                        meta = record  # held back: written last
+                    else:
+                        records.append(record)
+                state.take_records(partition, records)
                 await asyncio.sleep(0)
                 if not self.applier.still_assigned(partition):
                     state.forget(partition)
