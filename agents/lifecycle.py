@@ -20,6 +20,7 @@ import faust
 
 from service import faust_fixes
 from service.app import Worker
+from service.state.log_applier import LIVE_BATCH_EVENTS
 from service.state.log_reader import Incoming
 from service.state.store import StoreError
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Up to this many events per batch, or what arrived within BATCH_WITHIN seconds: at 500
 # events/s a batch waits at most 50 ms; when catching up it fills at once.
-BATCH_MAX = 1000
+BATCH_MAX = LIVE_BATCH_EVENTS
 BATCH_WITHIN = 0.05
 
 

@@ -21,6 +21,8 @@ from service.state.transaction import Transaction
 from service.state.worker_state import WorkerState
 
 Sender = Callable[[Transaction], Awaitable[None]]
+# Events per live batch at most (the agent takes what arrived within 50 ms, up to this).
+LIVE_BATCH_EVENTS = 1000
 # Events read from the log per transaction: a dossier whose events span the log reader's
 # chunks is then read and written once, not once a chunk.
 TRANSACTION_EVENTS = 20_000

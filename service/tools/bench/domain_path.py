@@ -35,13 +35,14 @@ from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.domain.progress import DossierProgress
 from service.state.intake import parse
 from service.state.ledger import Ledger
+from service.state.log_applier import LIVE_BATCH_EVENTS
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore
 from service.state.worker_state import WorkerState, tune_collector
 from service.tools.simulate import SimulationConfig, generate
 
 PARTITIONS = 8
-BATCH = 1000  # events per transaction, as the agent's batches
+BATCH = LIVE_BATCH_EVENTS  # events per transaction, as the agent's batches
 WARM_EVENTS = 5_000
 
 # (key, value, timestamp in epoch seconds) as a consumer hands them over; a bare value is
