@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from harness import WorkerProcess, dossier_counts, expected_counts
+from harness import WorkerProcess, dossier_counts, expected_counts, produce
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rocksdict import AccessType, Options, Rdict
 
@@ -443,6 +443,18 @@ def wait_settled_exact(
     if not exact:
         raise AssertionError(describe_mismatch(group, truth) + "\n" + diagnose(workers, events))
     return group
+
+
+def publish_counted_history(
+    worker: WorkerProcess, dossiers: int, seed: int, bad: int = 6, partitions: int = 8
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Publish simulated traffic with `bad` bad messages interleaved; wait until it is
+    counted exactly. The events and the rejections by reason."""
+    events = scenario(dossiers, seed=seed)
+    messages, rejected = with_bad_messages([as_message(e) for e in events], bad, seed)
+    produce(worker.bootstrap, worker.topic, messages)
+    wait_settled_exact([worker], events, partitions, timeout=300, rejected=rejected)
+    return events, rejected
 
 
 def committed_offsets(worker: WorkerProcess) -> dict[int, int | None]:

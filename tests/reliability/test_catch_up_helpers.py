@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import WorkerProcess, produce
+from harness import WorkerProcess
 from reliability_tools import (
-    as_message,
     dead_letter_copies,
     distinct,
+    publish_counted_history,
     read_store,
-    scenario,
     store_path,
     wait_committed_to_the_end,
     wait_settled_exact,
-    with_bad_messages,
 )
 
 pytestmark = pytest.mark.reliability
@@ -77,10 +75,7 @@ def wait_for_helper(worker: WorkerProcess, timeout: float = 60.0) -> list[int]:
 def with_history(kafka_broker: Any, worker_factory: Any, seed: int) -> tuple[Any, ...]:
     """A worker with counted history (bad messages included), stopped, its store wiped."""
     worker: WorkerProcess = worker_factory(extra_env=HELPED)
-    events = scenario(4000, seed=seed)
-    messages, rejected = with_bad_messages([as_message(e) for e in events], 8, seed)
-    produce(kafka_broker.bootstrap, worker.topic, messages)
-    wait_settled_exact([worker], events, PARTITIONS, timeout=300, rejected=rejected)
+    events, rejected = publish_counted_history(worker, 4000, seed, bad=8)
     wait_committed_to_the_end(worker)
     worker.stop()
     shutil.rmtree(store_path(worker))

@@ -29,6 +29,7 @@ from reliability_tools import (
     committed_offsets,
     dead_letter_copies,
     distinct,
+    publish_counted_history,
     read_topic,
     scenario,
     store_path,
@@ -51,17 +52,6 @@ def catching_up(body: dict[str, Any]) -> list[str]:
     return [p for p, why in (body.get("waiting") or {}).items() if "catching up" in why]
 
 
-def history(
-    worker: WorkerProcess, dossiers: int, seed: int, bad: int = 6
-) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Publish simulated traffic with bad messages interleaved; wait until it is counted."""
-    events = scenario(dossiers, seed=seed)
-    messages, rejected = with_bad_messages([as_message(e) for e in events], bad, seed)
-    produce(worker.bootstrap, worker.topic, messages)
-    wait_settled_exact([worker], events, PARTITIONS, timeout=300, rejected=rejected)
-    return events, rejected
-
-
 def test_kill_nine_during_a_catch_up_loses_nothing(kafka_broker: Any, worker_factory: Any) -> None:
     """A worker with a long history and a wiped store is killed twice while /readyz shows
     partitions catching up from the log; restarted, it counts exactly. Each chunk of a
@@ -69,7 +59,7 @@ def test_kill_nine_during_a_catch_up_loses_nothing(kafka_broker: Any, worker_fac
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     worker: WorkerProcess = worker_factory()
-    events, rejected = history(worker, 6000, seed)
+    events, rejected = publish_counted_history(worker, 6000, seed)
     worker.stop()
     shutil.rmtree(store_path(worker))
     dead_before = dead_letter_copies(kafka_broker.bootstrap, worker.topic)
@@ -161,7 +151,7 @@ def test_a_corrupt_local_store_is_set_aside_and_rebuilt_from_the_log(
     worker says so in its log, moves the store aside (kept for a post-mortem) and rebuilds
     from the log: exact, and the DLQ as it was."""
     worker: WorkerProcess = worker_factory()
-    events, rejected = history(worker, 800, seed=83)
+    events, rejected = publish_counted_history(worker, 800, seed=83)
     dead_before = dead_letter_copies(kafka_broker.bootstrap, worker.topic)
     store = store_path(worker)
     for damage in (corrupt_current, garbage_everywhere):
