@@ -8,6 +8,12 @@ every path shares). The variants are warmed on a slice first, then run alternate
 with fresh state, and the median of the rounds is reported: on a shared, noisy machine a
 single run of one then the other measures the machine as much as the code.
 CPU time is `time.process_time`; the messages are built before the clock starts.
+
+`--instructions` counts instead of timing: the CPU instructions of `apply` per event, by
+valgrind's cachegrind, as the difference of two runs under it (the messages built and the
+path warmed, then the same plus one full `apply`), with a fixed hash seed. The count of the
+same code and input is the same on a loaded machine, so two commits can be compared on a
+shared one where the µs of one run swing by a fifth.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import argparse
 import contextlib
 import gc
 import itertools
+import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -205,24 +214,108 @@ def measure_domain(
     return out
 
 
+def count_instructions(
+    events: int, seed: int, batch: int, at: datetime, partitions: int = PARTITIONS
+) -> dict[str, Any]:
+    """Instructions of `apply` per event over `events` simulated messages (see the module
+    doc); raises OSError if valgrind cannot be run."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise OSError("valgrind is not installed (Debian package valgrind)")
+    counts: dict[str, int] = {}
+    for stage in ("setup", "apply"):
+        command = [
+            valgrind,
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "service.tools.bench.domain_path",
+            f"--events={events}",
+            f"--seed={seed}",
+            f"--batch={batch}",
+            f"--at={at.isoformat()}",
+            f"--stage={stage}",
+        ]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise OSError(f"the {stage} run under valgrind failed: {tail[0]}")
+        counts[stage] = int(found.group(1).replace(",", ""))
+    return {
+        "events": events,
+        "batch": batch,
+        "at": at.isoformat(),
+        "instructions_per_event": round((counts["apply"] - counts["setup"]) / events),
+        "instructions_setup": counts["setup"],
+        "instructions_with_apply": counts["apply"],
+    }
+
+
+def _run_stage(events: int, seed: int, batch: int, at: datetime, stage: str) -> None:
+    """One side of `count_instructions`, run under valgrind: the messages built and the
+    path warmed on a slice (as `measure_domain` warms it), then, for `apply`, one full run."""
+    tune_collector()
+    messages = _normalised(simulated_messages(events, seed, now=at))
+    run_apply(messages[:WARM_EVENTS], PARTITIONS, batch, DEFAULT_CALENDAR)
+    if stage == "apply":
+        run_apply(messages, PARTITIONS, batch, DEFAULT_CALENDAR)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m service.tools.bench.domain_path",
         description="The domain path per event: WorkerState.apply + commit, and parse alone.",
     )
-    parser.add_argument("--events", type=int, default=240_000)
+    parser.add_argument(
+        "--events", type=int, default=None, help="default 240,000; with --instructions 20,000"
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--batch", type=int, default=BATCH, help=f"events per transaction (default {BATCH})"
     )
     parser.add_argument("--memory", action="store_true", help="also bytes per open dossier")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the CPU instructions of apply per event (valgrind) instead of timing",
+    )
+    parser.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        default=None,
+        help="the simulation's 'now', ISO 8601 (default: now; --instructions: this hour)",
+    )
+    parser.add_argument("--stage", choices=("setup", "apply"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.events is None:
+        args.events = 20_000 if args.instructions else 240_000
     if args.events < 1 or args.rounds < 1 or args.batch < 1:
         print("domain_path: --events, --rounds and --batch must be at least 1", file=sys.stderr)
         return 2
+    if args.at is not None and args.at.tzinfo is None:
+        print("domain_path: --at needs a time zone (2026-12-02T08:00+00:00)", file=sys.stderr)
+        return 2
+    if args.stage is not None:
+        _run_stage(args.events, args.seed, args.batch, args.at, args.stage)
+        return 0
+    if args.instructions:
+        at = args.at or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        print(f"counting instructions over {args.events:,} events (valgrind) …", file=sys.stderr)
+        try:
+            counted = count_instructions(args.events, args.seed, args.batch, at)
+        except OSError as exc:
+            print(f"domain_path: {exc}", file=sys.stderr)
+            return 2
+        print(f" apply: {counted['instructions_per_event']:,} instructions/event", file=sys.stderr)
+        print(orjson.dumps(counted).decode())
+        return 0
     print(f"simulating {args.events:,} events (seed {args.seed}) …", file=sys.stderr)
-    messages = simulated_messages(args.events, args.seed)
+    messages = simulated_messages(args.events, args.seed, now=args.at)
     result = measure_domain(messages, batch=args.batch, rounds=args.rounds, memory=args.memory)
     for name in ("apply", "parse"):
         part = result[name]
