@@ -33,6 +33,8 @@ def register(worker: Worker) -> None:
         if worker.keeper is not None:
             await worker.keeper.close()
 
-    app.on_partitions_revoked.connect(on_revoked)
-    app.on_partitions_assigned.connect(on_assigned)
-    app.on_before_shutdown.connect(on_shutdown)
+    # faust's stub types every signal handler as (sender, *args, signal, **kwargs); it calls
+    # these as each signal is sent (sender, the partitions if any, signal=...).
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]

@@ -36,7 +36,8 @@ def register(worker: Worker) -> None:
     """The agent that hands the worker's input batches to its state layer."""
 
     async def track_dossiers(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+        # faust's StreamT stub lacks take_events (faust-streaming's Stream has it)
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):  # type: ignore[attr-defined]
             started = time.perf_counter()
             messages = [_incoming(event.message) for event in events]
             keeper = worker.keeper

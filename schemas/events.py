@@ -12,7 +12,7 @@ import enum
 import re
 from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import orjson
 
@@ -189,9 +189,10 @@ def direct_init(cls: type[T]) -> type[T]:
     )
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__annotations__ = dict(cls.__init__.__annotations__)  # type: ignore[misc]
-    init.__doc__ = cls.__init__.__doc__  # type: ignore[misc]
-    cls.__init__ = init  # type: ignore[misc]
+    init.__annotations__ = dict(cls.__init__.__annotations__)
+    init.__doc__ = cls.__init__.__doc__
+    # The point of direct_init: the dataclass's __init__ replaced by the one built here.
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
 
 
@@ -720,7 +721,7 @@ _datetime = datetime
 _LAST_NOW: tuple[datetime | None, datetime] = (None, datetime.min)
 
 
-def _usual_code(value: Any) -> bool:
+def _usual_code(value: Any) -> TypeGuard[str]:
     """A code `_code` accepts. A printable string has no control characters, and the space
     is the only whitespace it can hold, so strip() leaves nothing only of spaces."""
     return (
@@ -772,14 +773,14 @@ def _usual_event(data: dict[str, Any], now: datetime | None) -> DossierEvent | N
         return None
     naive, zone, ahead = usual
     occurred_at = _combine(naive, naive.time(), zone)
-    if now.__class__ is _datetime and now.tzinfo is UTC:  # type: ignore[union-attr]
+    if now.__class__ is _datetime and now.tzinfo is UTC:
         # The future test on naive times: occurred_at - now > FUTURE_TOLERANCE is the naive
         # time past now's naive UTC time plus the offset and the tolerance.
         last = _LAST_NOW
         if last[0] == now:
             naive_now = last[1]
         else:
-            naive_now = _combine(now, now.time())  # type: ignore[arg-type, union-attr]
+            naive_now = _combine(now, now.time())
             _LAST_NOW = (now, naive_now)
         try:
             if naive > naive_now + ahead:

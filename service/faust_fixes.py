@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.tables.manager import TableManager
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import WaitResults
+
+if TYPE_CHECKING:
+    from mode import ServiceT
+    from mode.utils.times import Seconds
 
 # faust gives the worker's consumer fetch_max_wait_ms=1500 and no setting to change it.
 # aiokafka keeps one fetch in flight per broker and leaves out of it every partition whose
@@ -30,8 +35,9 @@ FETCH_MAX_WAIT_MS = 100
 _create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 
 
-def _worker_consumer(thread: Any, transport: Any) -> Any:
-    consumer = _create_worker_consumer(thread, transport)
+# The replacements below are the methods they replace, so their first parameter is `self`.
+def _worker_consumer(self: faust_aiokafka.AIOKafkaConsumerThread, transport: Any) -> Any:
+    consumer = _create_worker_consumer(self, transport)
     consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
     return consumer
 
@@ -50,9 +56,9 @@ def bound_fetch_wait() -> None:
 _on_init_dependencies = faust.App.on_init_dependencies
 
 
-def _without_monitor(app: Any) -> Any:
-    dependencies = _on_init_dependencies(app)
-    app.sensors.remove(app.monitor)
+def _without_monitor(self: faust.App) -> Iterable[ServiceT]:
+    dependencies = _on_init_dependencies(self)
+    self.sensors.remove(self.monitor)
     return dependencies
 
 
@@ -83,20 +89,20 @@ _service_wait_first = faust_consumer.Consumer.wait_first
 
 
 async def _wait_first_keeping_waiters(
-    consumer: Any, *coros: Any, timeout: float | None = None
+    self: Any, *coros: Any, timeout: Seconds | None = None
 ) -> WaitResults:
     if len(coros) != 2 or timeout is not None or not _is_flow_wait(coros[1]):
-        return await _service_wait_first(consumer, *coros, timeout=timeout)
+        return await _service_wait_first(self, *coros, timeout=timeout)
     callback, flow = coros
     flow.close()  # never started: the kept waiter watches the same event
-    waiters: tuple[asyncio.Future[Any], ...] | None = consumer.__dict__.get("_motcua_waiters")
+    waiters: tuple[asyncio.Future[Any], ...] | None = self.__dict__.get("_motcua_waiters")
     if waiters is None or any(waiter.done() for waiter in waiters):
         for waiter in waiters or ():
             waiter.cancel()
-        waiters = consumer._motcua_waiters = (
-            asyncio.ensure_future(consumer.suspend_flow.wait()),
-            asyncio.ensure_future(consumer._stopped.wait()),
-            asyncio.ensure_future(consumer._crashed.wait()),
+        waiters = self._motcua_waiters = (
+            asyncio.ensure_future(self.suspend_flow.wait()),
+            asyncio.ensure_future(self._stopped.wait()),
+            asyncio.ensure_future(self._crashed.wait()),
         )
     task = asyncio.ensure_future(callback)
     try:
@@ -104,7 +110,7 @@ async def _wait_first_keeping_waiters(
     finally:
         if not task.done():
             task.cancel()
-    if consumer._stopped.is_set() or consumer._crashed.is_set():
+    if self._stopped.is_set() or self._crashed.is_set():
         return WaitResults([], [], True)
     if task.done() and not task.cancelled():
         return WaitResults([callback], [task.result()], False)
@@ -154,13 +160,13 @@ def release_acks(events: Any, consumer: Any) -> None:
 _table_manager_on_start = TableManager.on_start
 
 
-async def _start_tables_at_once(manager: Any) -> None:
-    if len(manager):
-        await _table_manager_on_start(manager)
+async def _start_tables_at_once(self: TableManager) -> None:
+    if len(self):
+        await _table_manager_on_start(self)
         return
-    if not manager.should_stop:
-        await manager._update_channels()
-        await manager.recovery.start()
+    if not self.should_stop:
+        await self._update_channels()
+        await self.recovery.start()
 
 
 def start_tables_at_once() -> None:

@@ -13,11 +13,12 @@ Operators add the year's announced swaps in a TOML file:
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -38,7 +39,9 @@ def _makeup_working_days(years: Iterable[int]) -> set[date]:
     from holidays.countries.vietnam import VietnamStaticHolidays
 
     found: set[date] = set()
-    swaps = VietnamStaticHolidays.special_public_holidays
+    # One swap (a tuple of ints) or a tuple of swaps: holidays leaves the class attribute
+    # unannotated, so its inferred type says only `tuple[object, ...]`.
+    swaps: Mapping[int, tuple[Any, ...]] = VietnamStaticHolidays.special_public_holidays
     for year in years:
         entries = swaps.get(year, ())
         if entries and isinstance(entries[0], int):

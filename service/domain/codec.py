@@ -85,7 +85,7 @@ class HeldEvents(NamedTuple):
     kinds: str  # one TYPE_CHAR per held event, in arrival order
     ids: list[str]  # without the dossier id in front if `relative`
     relative: bool
-    index: IndexTrack | None
+    index_track: IndexTrack | None  # not `index`: that is tuple.index
     has_index: bool  # False: written before the index track existed (derive it)
     log: bytes  # one `event_row` per held event, newline-separated
 
@@ -112,7 +112,7 @@ def write_dossier_record(state: DossierState, held: HeldEvents) -> bytes:
         len(held.timeline),
         held.last_position,
     )
-    index = held.index
+    index = held.index_track
     fields = orjson.dumps(
         [
             state.agency,
@@ -526,10 +526,8 @@ def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:
 
 def decode_page_columns(page: int, data: bytes) -> tuple[list[int], dict[str, array[int]]]:
     """`encode_page`'s days and, per key, its totals on those days."""
-    version = data[0] if data else None
-    head = {HISTORY_PAGE_VERSION: _PAGE_HEAD, WIDE_HISTORY_PAGE_VERSION: _WIDE_PAGE_HEAD}.get(
-        version
-    )
+    heads = {HISTORY_PAGE_VERSION: _PAGE_HEAD, WIDE_HISTORY_PAGE_VERSION: _WIDE_PAGE_HEAD}
+    head = heads.get(data[0]) if data else None
     if head is None or len(data) < head.size:
         raise DecodeError(f"page version {data[:1].hex() or 'missing'}")
     _, count, width = head.unpack_from(data)

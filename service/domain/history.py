@@ -324,8 +324,8 @@ class History:
                 i = bisect_left(days, day)
                 if i == len(days) or days[i] != day:
                     days.insert(i, day)
-                    for column in columns.values():
-                        column.insert(i, 0)
+                    for each in columns.values():
+                        each.insert(i, 0)
                 for key, value in changes.items():
                     if value:
                         column = columns.get(key)
@@ -382,8 +382,8 @@ class History:
         i = bisect_left(days, day)
         if i == len(days) or days[i] != day:
             days.insert(i, day)
-            for column in columns.values():
-                column.insert(i, 0)
+            for each in columns.values():
+                each.insert(i, 0)
         zeroed = False
         for key, value in changes.items():
             if not value:

@@ -274,7 +274,7 @@ class IndexFacts:
     received_at: float
     online: bool
     fee_due: bool | None  # a paid event with fee_due unreported counts as a fee due
-    paid_online: bool
+    paid_online: bool | None  # None only from a stored track that says unknown (codec.py)
     digitised: bool | None  # at least one digitised component
     reused: bool | None
     from_data_store: bool | None
@@ -283,7 +283,7 @@ class IndexFacts:
     e_result: bool | None  # of the return; None if not returned or not reported
     resolved_at: float | None  # the legal clock's end (approved, rejected, returned)
     late: bool  # the legal outcome is late
-    dissatisfied: bool  # a rating "dissatisfied" was given
+    dissatisfied: bool | None  # a rating "dissatisfied" was given (None: as paid_online)
     ended_at: float | None  # the portal's end: the clock's end, else the withdrawal
     portal_due: float  # the appointment as the portal sees it (NgayHenTra)
     first_request_at: float | None  # the first supplement request that paused the clock
@@ -362,13 +362,19 @@ class IndexTrack:
         self.reused = _flag(receipt.components_reused)
         self.from_data_store = _flag(receipt.components_from_data_store)
         self.identity_verified = receipt.identity_verified
-        self.paid = self.paid_online = self.dissatisfied = False
+        # Known here, but the stored form keeps every flag three-valued (codec.py): a track
+        # read back holds None where its bytes say unknown.
+        self.paid: bool | None = False
+        self.paid_online: bool | None = False
+        self.dissatisfied: bool | None = False
         self.e_result: bool | None = None
         self.new_due: float | None = None  # a new appointment that replaced NgayHenTra
         self.first: float | None = None
         self.back: float | None = None
         self.second: float | None = None
-        self.paused = self.ended = self.closed = False
+        self.paused: bool | None = False
+        self.ended: bool | None = False
+        self.closed: bool | None = False
 
     def follow(self, event: DossierEvent, change: int) -> bool:
         """Follow the next event after the receipt through `change`, the transitions

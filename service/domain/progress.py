@@ -413,7 +413,7 @@ class DossierProgress(DossierState):
         progress._log = held.log
         progress._dossier = None
         progress._facts = None
-        progress._index = held.index
+        progress._index = held.index_track
         if not held.has_index and progress.received_at is not None:
             # Stored before the index track existed: gathered once from the events.
             progress._index = _index_track_of(progress._events())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import overload
 
 from schemas import Channel, DossierEvent, EventType
 from service.domain.calendar import WorkingCalendar
@@ -214,6 +215,10 @@ def shifted(
     return shift_due(due, paused_at, resumed_at, calendar) if due is not None else None
 
 
+@overload
+def shared_code(code: str) -> str: ...
+@overload
+def shared_code(code: None) -> None: ...
 def shared_code(code: str | None) -> str | None:
     """One string object per agency or procedure code (a million dossiers share a few
     dozen agency and a few thousand procedure codes)."""

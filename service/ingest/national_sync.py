@@ -491,7 +491,7 @@ def map_dossier(
         completed = parse_local_time(times["NgayTiepNhanBoSung"], f"{where}.NgayTiepNhanBoSung")
         if completed is not None:
             new_due = parse_local_time(times["NgayHenTraMoi"], f"{where}.NgayHenTraMoi")
-            extra = {"due_at": new_due} if new_due is not None else {}
+            extra: dict[str, Any] = {"due_at": new_due} if new_due is not None else {}
             build.add(EventType.SUPPLEMENT_RECEIVED, completed, **extra)
             latest = max(latest, completed)
 

@@ -223,8 +223,8 @@ def index_families(scan: IndexScan) -> Iterator[Any]:
         "(indicator:den, indicator:num, dossier_satisfaction:negative)",
         labels=["agency", "mark"],
     )
-    for (agency, key), count in sorted(scan.marks.items()):
-        marks.add_metric([agency, key], count)
+    for (agency, mark), count in sorted(scan.marks.items()):
+        marks.add_metric([agency, mark], count)
     yield from (ratio, points, maximum, numerator, denominator, total, total_max, portal)
     yield from (portal_numerator, portal_denominator, portal_scored)
     yield from (projected_on_time, projected_handled, projected_numerator, projected_denominator)

@@ -20,6 +20,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from sortedcontainers import SortedList
+
 from service.domain import LOCAL_TZ, Dossier, OpenState, WorkingCalendar
 from service.domain.calendar import local_date, start_of_local_day
 from service.domain.dossier import held_by, open_state
@@ -200,7 +202,7 @@ def dossiers_page(
     for key, view in keys:
         dossier = view.open.get(key_dossier_id(key))
         state = open_state(dossier, now, calendar) if dossier is not None else None
-        if state is None:
+        if dossier is None or state is None:
             continue  # the index and the open dossiers are updated together: never expected
         rows.append((key, dossier_item(dossier, state, now, calendar)))
     truncated = len(rows) > query.limit
@@ -217,7 +219,7 @@ def dossiers_page(
     }
 
 
-def _wanted_cells(view: PartitionView, query: QueueQuery, kind: str) -> Iterable[tuple[Any, ...]]:
+def _wanted_cells(view: PartitionView, query: QueueQuery, kind: str) -> Iterable[SortedList]:
     # Without an agency filter, the cells of every agency (agency None): six a partition.
     for (cell_kind, apology, agency), cell in view.index.cells.items():
         if cell_kind != kind or agency != query.agency:

@@ -480,8 +480,8 @@ def render_index_table(index: dict[str, IndexFigures]) -> str:
         for rule in RULES:
             if indicator.portal_denominator is None and rule == PORTAL:
                 continue  # the legal clock: the portal does not score it
-            cells = (_index_cell(f, indicator.code, rule) for f in figures)
-            rows.append([label, RULE_LABELS[rule], *cells])
+            values = (_index_cell(f, indicator.code, rule) for f in figures)
+            rows.append([label, RULE_LABELS[rule], *values])
             label = ""
     excluded = ", ".join(i.ref for i in INDICATORS if not i.weight_verified)
     for rule in RULES:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -107,7 +107,9 @@ def status_value(change: StatusChange) -> bytes:
     )
 
 
-async def acknowledged(what: str, sends: list[Awaitable[Any]], timeout: float) -> int:
+async def acknowledged(
+    what: str, sends: Sequence[Awaitable[Awaitable[Any]]], timeout: float
+) -> int:
     """Wait for every send's acknowledgement (`timeout` seconds at most: MOTCUA_SEND_TIMEOUT);
     raise SideEffectFailed if any was refused or did not come in time."""
     try:
@@ -118,7 +120,7 @@ async def acknowledged(what: str, sends: list[Awaitable[Any]], timeout: float) -
         ) from None
 
 
-async def _all_acknowledged(what: str, sends: list[Awaitable[Any]]) -> int:
+async def _all_acknowledged(what: str, sends: Sequence[Awaitable[Awaitable[Any]]]) -> int:
     pending = []
     try:
         for send in sends:

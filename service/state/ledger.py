@@ -13,6 +13,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -411,12 +412,13 @@ class Ledger:
         self.partitions[partition] = ledger
         self.waiting.pop(partition, None)
 
-    def owned(self) -> frozenset[int]:
+    def owned(self) -> AbstractSet[int]:
         """Partitions whose sums a write may touch: installed, and assigned now. Between a
         revocation and the next assignment the installed sums stay in step with the store
         (nothing is served then, and the next assignment keeps or drops them)."""
         if self.assignment is None:
             return frozenset(self.partitions)
+        # A set, not a frozenset: `frozenset & keys view` is computed by the view (a set).
         return self.assignment & self.partitions.keys()
 
     @classmethod

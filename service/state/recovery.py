@@ -444,7 +444,7 @@ class Recovery:
             ):
                 release()
         finally:
-            self.releases.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self.releases.discard(asyncio.current_task())
 
 
 class Turns:

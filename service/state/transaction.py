@@ -204,8 +204,8 @@ class Transaction:
                 if arrival is _DUPLICATE:
                     meta.duplicates[source_of(headers)] += 1
                     continue
-                kind = (partition, event.type)
-                counted[kind] = counted.get(kind, 0) + 1
+                partition_type = (partition, event.type)
+                counted[partition_type] = counted.get(partition_type, 0) + 1
                 if live:
                     fresh[where] = (
                         timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from

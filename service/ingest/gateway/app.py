@@ -377,8 +377,9 @@ class Gateway:
                 answer.status < 300
                 and isinstance(session, str)
                 and session
+                and data is not None  # implied by a session; said for the type checker
                 and str(data.get("error_code")) == "0"
-            ):  # type: ignore[union-attr]
+            ):
                 self.sessions.remember(session, source, profile.session_minutes)
                 self.metrics.logins.labels("accepted").inc()
             return answer

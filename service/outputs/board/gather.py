@@ -131,7 +131,8 @@ def parse_samples(text: str) -> Counter[tuple[str, tuple[tuple[str, str], ...]]]
     out: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+            # A float into a Counter: typeshed's Counter admits int counts only.
+            out[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value  # type: ignore[assignment]
     return out
 
 
@@ -259,7 +260,7 @@ def now_row(samples: Counter[Any], agency: str | None) -> dict[str, Any]:
 
 
 # Where late dossiers sit: per (agency, department), from the step families of /metrics.
-DEPARTMENT_FIGURES = (
+DEPARTMENT_FIGURES: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("overdue_held", "motcua_dossiers_overdue_held", {}),
     ("steps_overdue", "motcua_steps_open", {"state": "overdue"}),
     ("steps_late", "motcua_steps_completed_total", {"outcome": "late"}),

@@ -76,9 +76,9 @@ def measure_scale(run: Run) -> None:
     worker.start()
     ready = worker.wait_ready(timeout=600)
     rebuilds = REBUILT.findall(worker.log_path.read_text(errors="replace"))
-    counted = open_dossiers(worker.metrics_text())
-    if counted != loaded:
-        raise BenchError(f"restart: {counted:,} open dossiers after recovery, expected {loaded:,}")
+    found = open_dossiers(worker.metrics_text())
+    if found != loaded:
+        raise BenchError(f"restart: {found:,} open dossiers after recovery, expected {loaded:,}")
     by_size = {s["open"]: s for s in stages}
     rss_stage = by_size.get(100_000, stages[-1])
     run.results.update(

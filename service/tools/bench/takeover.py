@@ -64,12 +64,12 @@ def measure_takeover_at_scale(run: Run) -> None:
         fresh.stop()
         runs[variant].append({"s": seconds, "cpu": cpu, "counted": counted})
     helped = _slower(runs["helped"])
-    counted, seconds = helped["counted"], helped["s"]
+    events, seconds = helped["counted"], helped["s"]
     run.results.update(
-        takeover_scale_events=counted,
+        takeover_scale_events=events,
         takeover_scale_s=round(seconds, 2),
-        takeover_events_per_s=round(counted / seconds) if seconds else None,
-        takeover_cpu_us_per_event=round(1e6 * helped["cpu"] / counted, 1) if counted else None,
+        takeover_events_per_s=round(events / seconds) if seconds else None,
+        takeover_cpu_us_per_event=round(1e6 * helped["cpu"] / events, 1) if events else None,
         takeover_scale_runs_s=[round(r["s"], 2) for r in runs["helped"]],
     )
     if runs["alone"]:
