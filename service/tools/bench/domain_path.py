@@ -214,9 +214,7 @@ def measure_domain(
     return out
 
 
-def count_instructions(
-    events: int, seed: int, batch: int, at: datetime, partitions: int = PARTITIONS
-) -> dict[str, Any]:
+def count_instructions(events: int, seed: int, batch: int, at: datetime) -> dict[str, Any]:
     """Instructions of `apply` per event over `events` simulated messages (see the module
     doc); raises OSError if valgrind cannot be run."""
     valgrind = shutil.which("valgrind")
