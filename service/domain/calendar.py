@@ -24,6 +24,10 @@ from zoneinfo import ZoneInfo
 import holidays
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+# A center's opening hours on a working day, local time: when center systems send events
+# (the stalled-pipeline alert expects events only then).
+OPENS_AT = time(7, 30)
+CLOSES_AT = time(17, 0)
 
 
 class CalendarError(ValueError):
@@ -87,6 +91,12 @@ class WorkingCalendar:
 
     def is_working_day(self, day: date) -> bool:
         return _is_working_day(day, self.extra_days_off, self.extra_working_days)
+
+    def is_open_at(self, moment: datetime) -> bool:
+        """A center is open at `moment` (aware): a working day by this calendar (holidays
+        off, make-up Saturdays on) and, local time, from OPENS_AT until before CLOSES_AT."""
+        local = moment.astimezone(LOCAL_TZ)
+        return OPENS_AT <= local.time() < CLOSES_AT and self.is_working_day(local.date())
 
     def holiday_name(self, day: date) -> str | None:
         return _holidays_for(day.year).get(day)

@@ -140,6 +140,15 @@ class LedgerCollector(Collector):
         for partition in sorted(ledger.assignment or ()):
             by_partition.add_metric([str(partition)], 1.0 if ledger.counted(partition) else 0.0)
         yield by_partition
+        # From the worker's calendar, ready or not: the stalled-pipeline alert expects
+        # events only while a center is open, and Prometheus knows no holidays.
+        center_open = GaugeMetricFamily(
+            "motcua_center_open",
+            "1 while the centers are open by the worker's working calendar (working days, "
+            "public holidays off and make-up Saturdays on, 07:30-17:00 Asia/Ho_Chi_Minh)",
+        )
+        center_open.add_metric([], 1.0 if ledger.calendar.is_open_at(datetime.now(UTC)) else 0.0)
+        yield center_open
         if ledger.last_event_timestamp is not None:
             last = GaugeMetricFamily(
                 "motcua_last_event_timestamp_seconds",

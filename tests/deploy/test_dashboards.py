@@ -58,6 +58,7 @@ EXPORTED = {
     "motcua_events_rejected_total",
     "motcua_events_duplicate_total",
     "motcua_last_event_timestamp_seconds",
+    "motcua_center_open",
     "motcua_ready",
     "motcua_partitions_active",
     "motcua_partition_ready",

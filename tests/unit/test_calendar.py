@@ -7,7 +7,7 @@ comment next to each case says how. Nothing here is copied from the code's outpu
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -294,3 +294,40 @@ def test_unreadable_overrides_raise_calendar_error(tmp_path) -> None:
     binary.write_bytes(b"days_off = [\xff\xfe]\n")
     with pytest.raises(CalendarError):
         WorkingCalendar.from_file(binary)
+
+
+# --------------------------------------------------------------------------- is_open_at
+
+ICT = timezone(timedelta(hours=7))
+
+OPEN_AT_CASES = [
+    # Mon 7 Dec 2026, an ordinary working day: 07:30 up to, not including, 17:00 local.
+    (datetime(2026, 12, 7, 7, 29, 59, tzinfo=ICT), False),
+    (datetime(2026, 12, 7, 7, 30, tzinfo=ICT), True),
+    (datetime(2026, 12, 7, 16, 59, 59, tzinfo=ICT), True),
+    (datetime(2026, 12, 7, 17, 0, tzinfo=ICT), False),
+    # The same 10:00 local given in UTC (03:00): the local clock decides.
+    (datetime(2026, 12, 7, 3, 0, tzinfo=UTC), True),
+    # 23:30 UTC on Sun 6 Dec is 06:30 local on Monday: before opening.
+    (datetime(2026, 12, 6, 23, 30, tzinfo=UTC), False),
+    # Wed 2 Sep 2026, National Day: a weekday, closed all day.
+    (datetime(2026, 9, 2, 10, 0, tzinfo=ICT), False),
+    # Sat 22 Aug 2026, the announced make-up working Saturday: open.
+    (datetime(2026, 8, 22, 10, 0, tzinfo=ICT), True),
+    # Sat 29 Aug 2026, an ordinary Saturday: closed.
+    (datetime(2026, 8, 29, 10, 0, tzinfo=ICT), False),
+]
+
+
+@pytest.mark.parametrize(("moment", "open_"), OPEN_AT_CASES)
+def test_a_center_is_open_on_working_days_from_0730_until_1700(
+    moment: datetime, open_: bool
+) -> None:
+    assert CAL.is_open_at(moment) is open_
+
+
+def test_an_operator_day_off_closes_the_center() -> None:
+    # Fri 4 Dec 2026 is an ordinary working day until the operator's file says otherwise.
+    moment = datetime(2026, 12, 4, 10, 0, tzinfo=ICT)
+    assert CAL.is_open_at(moment)
+    assert not WorkingCalendar(extra_days_off=frozenset({D(2026, 12, 4)})).is_open_at(moment)

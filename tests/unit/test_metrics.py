@@ -250,3 +250,34 @@ def test_no_dossier_gives_no_timeliness_series() -> None:
     collector = LedgerCollector(ledger)
     assert gauges(collector, "motcua_timeliness_handled") == {}
     assert gauges(collector, "motcua_timeliness_rate") == {}
+
+
+def center_open(collector: LedgerCollector) -> list[float]:
+    return [
+        sample.value
+        for family in collector.collect()
+        for sample in family.samples
+        if sample.name == "motcua_center_open"
+    ]
+
+
+def test_the_center_is_open_by_the_workers_calendar_ready_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker with nothing assigned yet (not ready) still says whether centers are open:
+    # the stalled-pipeline alert reads it (deploy/prometheus/rules/motcua.rules.yml).
+    ledger = Ledger.counting(CAL, [])
+    collector = LedgerCollector(ledger)
+    assert center_open(collector) == [1.0]  # NOW: Tue 1 Dec 2026, 15:00 local
+
+    class Holiday(datetime):  # Wed 2 Sep 2026, National Day, 10:00 local
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return datetime(2026, 9, 2, 3, 0, tzinfo=UTC).astimezone(tz)
+
+    monkeypatch.setattr(metrics, "datetime", Holiday)
+    assert center_open(collector) == [0.0]
+    # The operator's calendar file counts too: a day off declared there closes the center.
+    monkeypatch.setattr(metrics, "datetime", PinnedClock)
+    off = WorkingCalendar(extra_days_off=frozenset({NOW.date()}))
+    assert center_open(LedgerCollector(Ledger.counting(off, []))) == [0.0]
