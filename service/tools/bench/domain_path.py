@@ -11,9 +11,11 @@ CPU time is `time.process_time`; the messages are built before the clock starts.
 
 `--instructions` counts instead of timing: the CPU instructions of `apply` per event, by
 valgrind's cachegrind, as the difference of two runs under it (the messages built and the
-path warmed, then the same plus one full `apply`), with a fixed hash seed. The count of the
-same code and input is the same on a loaded machine, so two commits can be compared on a
-shared one where the µs of one run swing by a fifth.
+path warmed, then the same plus one full `apply`), with a fixed hash seed, a fixed
+simulated history (ending at COUNT_AT unless --at) and the transactions' clock pinned a
+second after its end. The count of the same code and input is the same on a loaded machine
+and on any day, so two commits can be compared on a shared one where the µs of one run
+swing by a fifth.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ import orjson
 from schemas import InvalidEvent
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
 from service.domain.progress import DossierProgress
+from service.state import transaction as transaction_module
 from service.state.intake import parse
 from service.state.ledger import Ledger
 from service.state.log_applier import LIVE_BATCH_EVENTS
@@ -53,6 +56,9 @@ from service.tools.simulate import SimulationConfig, generate
 PARTITIONS = 8
 BATCH = LIVE_BATCH_EVENTS  # events per transaction, as the agent's batches
 WARM_EVENTS = 5_000
+# The simulation's end for instruction counts: fixed, so that counts of different days
+# compare (a Wednesday, 15:00 local: dossiers running, due soon and overdue).
+COUNT_AT = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 
 # (key, value, timestamp in epoch seconds) as a consumer hands them over; a bare value is
 # read as (None, value, None): no key check, the clock at the start as its timestamp.
@@ -253,9 +259,27 @@ def count_instructions(events: int, seed: int, batch: int, at: datetime) -> dict
     }
 
 
+class _PinnedClock:
+    """`datetime` as the transaction module reads it (`now`, `fromtimestamp`), with `now`
+    fixed: a count must not depend on when it runs (which events are fresh news, which
+    dossiers are overdue). `fromtimestamp` stays the real one (its results are plain
+    datetimes, as the parser's fast path expects)."""
+
+    fromtimestamp = staticmethod(datetime.fromtimestamp)
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self, tz: Any = None) -> datetime:
+        return self.at.astimezone(tz)
+
+
 def _run_stage(events: int, seed: int, batch: int, at: datetime, stage: str) -> None:
     """One side of `count_instructions`, run under valgrind: the messages built and the
-    path warmed on a slice (as `measure_domain` warms it), then, for `apply`, one full run."""
+    path warmed on a slice (as `measure_domain` warms it), then, for `apply`, one full run.
+    The transactions' clock reads a second after the simulation's end, as in a live run
+    (every message fresh news)."""
+    setattr(transaction_module, "datetime", _PinnedClock(at + timedelta(seconds=1)))  # noqa: B010
     tune_collector()
     messages = _normalised(simulated_messages(events, seed, now=at))
     run_apply(messages[:WARM_EVENTS], PARTITIONS, batch, DEFAULT_CALENDAR)
@@ -286,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "--at",
         type=datetime.fromisoformat,
         default=None,
-        help="the simulation's 'now', ISO 8601 (default: now; --instructions: this hour)",
+        help=f"the simulation's 'now', ISO 8601 (default: now; --instructions: {COUNT_AT})",
     )
     parser.add_argument("--stage", choices=("setup", "apply"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -302,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         _run_stage(args.events, args.seed, args.batch, args.at, args.stage)
         return 0
     if args.instructions:
-        at = args.at or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        at = args.at or COUNT_AT
         print(f"counting instructions over {args.events:,} events (valgrind) …", file=sys.stderr)
         try:
             counted = count_instructions(args.events, args.seed, args.batch, at)
