@@ -114,6 +114,11 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
     board: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # The simulation's producer is closed (flushed, acknowledged) while the broker still
+    # runs; left to kafka-python's exit hook, it waited on a stopped broker and printed
+    # a traceback at every Ctrl-C.
+    simulation_stop = threading.Event()
+    simulator: threading.Thread | None = None
     try:
         bootstrap = settings.bootstrap
         if not local_broker.reachable(bootstrap):
@@ -159,12 +164,15 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
                     out=None,
                     broker=bootstrap,
                     topic=settings.topic,
+                    stop=simulation_stop,
                 )
-                print(f"simulation finished: {summary}")
+                ended = "stopped" if simulation_stop.is_set() else "finished"
+                print(f"simulation {ended}: {summary}")
             except (SimulationError, PublishError, OSError) as exc:
                 print(f"simulation stopped: {exc}", file=sys.stderr)
 
-        threading.Thread(target=simulate, daemon=True, name="simulator").start()
+        simulator = threading.Thread(target=simulate, daemon=True, name="simulator")
+        simulator.start()
         print(f"simulating {dossiers} dossiers at {rate:g} events/s — Ctrl-C stops everything")
         deadline = time.monotonic() + duration if duration > 0 else None
         while not stop.is_set():
@@ -182,6 +190,9 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         return 1
     finally:
         print("stopping …")
+        simulation_stop.set()
+        if simulator is not None:
+            simulator.join(20)
         if board is not None and board.poll() is None:
             board.send_signal(signal.SIGTERM)
             try:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 from bisect import bisect
 from collections.abc import Callable, Iterable, Iterator
@@ -922,6 +923,13 @@ def paced(items: Iterable[Any], rate: float) -> Iterator[Any]:
         yield item
 
 
+def _until(stop: threading.Event, items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+        if stop.is_set():
+            return
+        yield item
+
+
 def _write_lines(events: Iterable[dict[str, Any]], sink: BinaryIO, live: bool) -> int:
     count = 0
     for event in events:
@@ -946,9 +954,12 @@ def run_simulation(
     live_due_seconds: tuple[float, float] | None = DEMO_LIVE_DUE,
     output_format: str = "events",
     index: IndexRates | None = None,
+    stop: threading.Event | None = None,
 ) -> str:
     """`motcua simulate`: JSON Lines to `out` ("-" or None without a broker: stdout) or events
-    to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out).
+    to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out). Once `stop`
+    is set no event is taken further, and what was sent is flushed and acknowledged (the
+    demo stops it so, before it stops the broker).
 
     A few dossiers fall due `live_due_seconds` after now, so a live demo sees some turn
     overdue with no event. Returns a one-line summary. Raises SimulationError for bad
@@ -973,6 +984,8 @@ def run_simulation(
     )
     started = time.monotonic()
     events = paced(generate(config), rate)
+    if stop is not None:
+        events = _until(stop, events)
     what = f"simulated {dossiers:,} dossiers (seed {seed}, overdue ratio {overdue_ratio:g})"
 
     if broker is not None:

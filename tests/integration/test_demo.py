@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -63,4 +65,54 @@ def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path)
     assert output.rstrip().endswith("stopped.")
     assert "Traceback" not in output
     # Everything the demo started is gone: the broker no longer answers.
+    assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
+
+
+def test_ctrl_c_while_the_simulation_sends_stops_it_quietly(tmp_path: Path) -> None:
+    # Interrupted mid-simulation, the demo closes the simulation's producer while its
+    # broker still runs: no traceback from kafka-python's exit hook waiting on a stopped
+    # broker (it printed one at every Ctrl-C).
+    broker_port, web_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        MOTCUA_BROKER=f"127.0.0.1:{broker_port}",
+        MOTCUA_DATA_DIR=str(tmp_path / "var"),
+        MOTCUA_APP_ID="demo-interrupt-test",
+    )
+    command = ["demo", "--dossiers", "5000", "--rate", "100", "--port", str(web_port)]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "service", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    simulating = threading.Event()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("simulating "):
+                simulating.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert simulating.wait(240), "".join(lines)
+        time.sleep(5)  # events on their way: a producer with records in flight
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        code = demo.wait(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        reader.join(10)
+    output = "".join(lines)
+    assert code == 0, output
+    assert re.search(r"simulation stopped: .*events published to .* and acknowledged", output), (
+        output
+    )
+    assert output.rstrip().endswith("stopped.")
+    assert "Traceback" not in output and "Exception ignored" not in output, output
     assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
