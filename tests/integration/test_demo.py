@@ -20,21 +20,38 @@ from service.tools.broker import reachable
 pytestmark = pytest.mark.integration
 
 
-def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
+def start_demo(tmp_path: Path, app_id: str, *args: str) -> tuple[subprocess.Popen[str], int, int]:
+    """`motcua demo ARGS` on free ports; (the process, its broker's port, its web port)."""
     broker_port, web_port = free_port(), free_port()
     env = dict(
         os.environ,
         MOTCUA_BROKER=f"127.0.0.1:{broker_port}",  # nothing answers there: demo starts one
         MOTCUA_DATA_DIR=str(tmp_path / "var"),
-        MOTCUA_APP_ID="demo-test",
+        MOTCUA_APP_ID=app_id,
     )
-    command = ["demo", "--dossiers", "80", "--rate", "0", "--port", str(web_port)]
     demo = subprocess.Popen(
-        [sys.executable, "-m", "service", *command, "--duration", "40"],
+        [sys.executable, "-m", "service", "demo", "--port", str(web_port), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    )
+    return demo, broker_port, web_port
+
+
+def wait_and_reap(demo: subprocess.Popen[str], reader: threading.Thread, timeout: float) -> int:
+    """The demo's exit code; killed if it outlives `timeout`."""
+    try:
+        return demo.wait(timeout=timeout)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        reader.join(10)
+
+
+def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
+    demo, broker_port, web_port = start_demo(
+        tmp_path, "demo-test", "--dossiers", "80", "--rate", "0", "--duration", "40"
     )
     lines: list[str] = []
     seen_metrics: list[bytes] = []
@@ -51,12 +68,7 @@ def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path)
 
     reader = threading.Thread(target=read)
     reader.start()
-    try:
-        code = demo.wait(timeout=300)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-        reader.join(10)
+    code = wait_and_reap(demo, reader, 300)
     output = "".join(lines)
     assert code == 0, output
     assert metrics_url in output
@@ -72,20 +84,8 @@ def test_ctrl_c_while_the_simulation_sends_stops_it_quietly(tmp_path: Path) -> N
     # Interrupted mid-simulation, the demo closes the simulation's producer while its
     # broker still runs: no traceback from kafka-python's exit hook waiting on a stopped
     # broker (it printed one at every Ctrl-C).
-    broker_port, web_port = free_port(), free_port()
-    env = dict(
-        os.environ,
-        MOTCUA_BROKER=f"127.0.0.1:{broker_port}",
-        MOTCUA_DATA_DIR=str(tmp_path / "var"),
-        MOTCUA_APP_ID="demo-interrupt-test",
-    )
-    command = ["demo", "--dossiers", "5000", "--rate", "100", "--port", str(web_port)]
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "service", *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    demo, broker_port, _ = start_demo(
+        tmp_path, "demo-interrupt-test", "--dossiers", "5000", "--rate", "100"
     )
     lines: list[str] = []
     simulating = threading.Event()
@@ -99,15 +99,11 @@ def test_ctrl_c_while_the_simulation_sends_stops_it_quietly(tmp_path: Path) -> N
 
     reader = threading.Thread(target=read)
     reader.start()
-    try:
-        assert simulating.wait(240), "".join(lines)
+    if simulating.wait(240):
         time.sleep(5)  # events on their way: a producer with records in flight
         demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = demo.wait(timeout=120)
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-        reader.join(10)
+    code = wait_and_reap(demo, reader, 120)
+    assert simulating.is_set(), "".join(lines)
     output = "".join(lines)
     assert code == 0, output
     assert re.search(r"simulation stopped: .*events published to .* and acknowledged", output), (
