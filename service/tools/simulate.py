@@ -28,7 +28,13 @@ from typing import Any, BinaryIO
 import orjson
 
 from schemas import SCHEMA_VERSION, TYPE_ORDER, Channel, EventType
-from service.domain.calendar import DEFAULT_CALENDAR, LOCAL_TZ, WorkingCalendar
+from service.domain.calendar import (
+    CLOSES_AT,
+    DEFAULT_CALENDAR,
+    LOCAL_TZ,
+    OPENS_AT,
+    WorkingCalendar,
+)
 
 # -- the sample center ----------------------------------------------------------------------
 
@@ -118,8 +124,9 @@ def catalog(procedures: int = 1700) -> tuple[Procedure, ...]:
 
 # -- behaviour of the center ----------------------------------------------------------------
 
-WORK_START = 7 * 3600 + 30 * 60  # 07:30 local
-WORK_END = 17 * 3600  # 17:00 local
+# The centers' opening hours (service/domain/calendar.py) as seconds of the local day.
+WORK_START = OPENS_AT.hour * 3600 + OPENS_AT.minute * 60
+WORK_END = CLOSES_AT.hour * 3600 + CLOSES_AT.minute * 60
 _MORNING_END = 11 * 3600 + 30 * 60
 _AFTERNOON_START = 13 * 3600
 _END_OF_DAY = 86_399  # 23:59:59, the computed due (rule R1)

@@ -96,3 +96,26 @@ def test_scrape_job_is_motcua_and_alerts_go_to_alertmanager() -> None:
     assert "motcua" in jobs  # rules and dashboards select job="motcua"
     targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert targets == ["alertmanager:9093"]
+
+
+def test_the_working_hours_fallback_is_the_calendars_opening_hours() -> None:
+    # With no worker scraped, motcua:working_hours falls back to minutes of the local day;
+    # they must be the hours the workers' motcua_center_open uses (WorkingCalendar.is_open_at).
+    from service.domain.calendar import CLOSES_AT, OPENS_AT
+
+    rules = [
+        rule
+        for group in load_yaml(RULES)["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "motcua:working_hours"
+    ]
+    assert len(rules) == 1
+    expr = rules[0]["expr"]
+    assert "max(motcua_center_open)" in expr
+    opens = OPENS_AT.hour * 60 + OPENS_AT.minute
+    closes = CLOSES_AT.hour * 60 + CLOSES_AT.minute
+    # hour * 60 + minute of the local clock, compared with the opening and closing minutes.
+    assert re.findall(r"minute\(vector\(time\(\) \+ 7 \* 3600\)\) (>=|<) bool (\d+)", expr) == [
+        (">=", str(opens)),
+        ("<", str(closes)),
+    ]
