@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from schemas import Channel, EventType, Reason
 from service.domain import Key, OpenState, Outcome
+from service.domain.calendar import CLOSES_AT, OPENS_AT
 from service.domain.report import DossierFacts, PeriodFigures, current_period, period_report
 from service.outputs.index_metrics import IndexScan, index_families, scan_index
 from service.reference import Departments
@@ -145,7 +146,8 @@ class LedgerCollector(Collector):
         center_open = GaugeMetricFamily(
             "motcua_center_open",
             "1 while the centers are open by the worker's working calendar (working days, "
-            "public holidays off and make-up Saturdays on, 07:30-17:00 Asia/Ho_Chi_Minh)",
+            f"public holidays off and make-up Saturdays on, {OPENS_AT:%H:%M}-{CLOSES_AT:%H:%M}"
+            " Asia/Ho_Chi_Minh)",
         )
         center_open.add_metric([], 1.0 if ledger.calendar.is_open_at(datetime.now(UTC)) else 0.0)
         yield center_open
