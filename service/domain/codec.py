@@ -19,7 +19,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -476,29 +476,112 @@ def encode_page_columns(days: Sequence[int], columns: Mapping[str, Sequence[int]
     The day totals are kept by column: a batch's pages are encoded from slices of them,
     with no dict per row. All-zero columns and days are left out, as `encode_page` does.
     """
-    count = len(days)
-    keys = sorted([key for key, column in columns.items() if column.count(0) != count])
-    if not keys:
-        return None
-    values = array("i")
-    for key in keys:
-        values.extend(columns[key])
-    width = len(keys)
-    if len(values) != width * count:
-        raise ValueError("a column's length is not the number of days")
-    # A day is empty when its totals, every count-th value from its index, are all zero;
-    # there are too few zeros for that more often than not.
-    if values.count(0) >= width:
-        kept = [i for i in range(count) if values[i::count].count(0) != width]
-        if len(kept) != count:
-            values = array("i", [values[k * count + i] for k in range(width) for i in kept])
-            days = [days[i] for i in kept]
-    return _page_bytes(days, keys, values)
+    page = EncodedPage.of_columns(days, columns)
+    return page.data if page is not None else None
+
+
+class EncodedPage:
+    """A history page as `encode_page` writes it, kept in parts so that a change to totals
+    it already holds gives the new bytes without encoding the page again (`patched`): the
+    day totals of a live center change on the same few pages batch after batch."""
+
+    __slots__ = ("_day_at", "_key_at", "days", "head", "keys", "tail", "values")
+
+    def __init__(
+        self, head: bytes, days: list[int], keys: list[str], values: array[int], tail: bytes
+    ) -> None:
+        self.head = head  # the version's head and the days' offsets
+        self.days = days  # the page's days (ordinals), ascending
+        self.keys = keys  # its keys, sorted
+        self.values = values  # key-major totals, native byte order
+        self.tail = tail  # the keys, joined
+        # Each day's and key's position, made when the page is first patched (most pages
+        # written by encoding are never patched).
+        self._day_at: dict[int, int] | None = None
+        self._key_at: dict[str, int] | None = None
+
+    @classmethod
+    def of_columns(
+        cls, days: Sequence[int], columns: Mapping[str, Sequence[int]]
+    ) -> EncodedPage | None:
+        """The page of these columns (see `encode_page_columns`); None when all are zero."""
+        count = len(days)
+        keys = sorted([key for key, column in columns.items() if column.count(0) != count])
+        if not keys:
+            return None
+        values = array("i")
+        for key in keys:
+            values.extend(columns[key])
+        width = len(keys)
+        if len(values) != width * count:
+            raise ValueError("a column's length is not the number of days")
+        # A day is empty when its totals, every count-th value from its index, are all zero;
+        # there are too few zeros for that more often than not.
+        if values.count(0) >= width:
+            kept = [i for i in range(count) if values[i::count].count(0) != width]
+            if len(kept) != count:
+                values = array("i", [values[k * count + i] for k in range(width) for i in kept])
+                days = [days[i] for i in kept]
+        head, tail = _page_frame(days, keys)
+        return cls(head, list(days), keys, values, tail)
+
+    @property
+    def data(self) -> bytes:
+        """The stored bytes."""
+        values = self.values
+        if sys.byteorder == "big":
+            values = values[:]
+            values.byteswap()
+        return b"".join((self.head, values.tobytes(), self.tail))
+
+    def patched(self, changes: Iterable[tuple[int, Mapping[str, int]]]) -> EncodedPage | None:
+        """This page with `changes` ((day, {key: delta}) of its days) added, as
+        `of_columns` would encode the columns after them; None when that needs a day or a
+        key the page does not hold, or a total falling to zero empties a day or a key
+        (the caller encodes the columns then)."""
+        day_at, key_at = self._day_at, self._key_at
+        if day_at is None or key_at is None:
+            day_at = self._day_at = {day: i for i, day in enumerate(self.days)}
+            key_at = self._key_at = {key: k for k, key in enumerate(self.keys)}
+        count = len(day_at)
+        values = self.values[:]
+        zeroed: list[tuple[int, int]] = []
+        for day, row in changes:
+            i = day_at.get(day)
+            for key, delta in row.items():
+                if not delta:
+                    continue  # a mark taken back in the same batch: written nowhere
+                k = key_at.get(key)
+                if i is None or k is None:
+                    return None
+                at = k * count + i
+                total = values[at] + delta
+                values[at] = total
+                if not total:
+                    zeroed.append((k, i))
+        width = len(key_at)
+        for k, i in zeroed:
+            if values[k * count : (k + 1) * count].count(0) == count:
+                return None  # the key leaves the page
+            if values[i::count].count(0) == width:
+                return None  # the day leaves the page
+        page = EncodedPage(self.head, self.days, self.keys, values, self.tail)
+        page._day_at, page._key_at = day_at, key_at
+        return page
 
 
 def _page_bytes(days: Sequence[int], keys: list[str], values: array[int]) -> bytes:
     """The page of these days (ascending, one page), sorted keys and key-major totals
     (`values`, built for it: byteswapped in place on a big-endian machine)."""
+    head, tail = _page_frame(days, keys)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return b"".join((head, values.tobytes(), tail))
+
+
+def _page_frame(days: Sequence[int], keys: list[str]) -> tuple[bytes, bytes]:
+    """What comes before a page's totals (the head, the days' offsets) and after (the keys),
+    for these days (ascending, one page) and sorted keys."""
     first = days[0] // PAGE_DAYS * PAGE_DAYS
     if days[-1] - first >= PAGE_DAYS or any(b <= a for a, b in itertools.pairwise(days)):
         raise ValueError("a page holds one or more days of one page")
@@ -510,9 +593,7 @@ def _page_bytes(days: Sequence[int], keys: list[str], values: array[int]) -> byt
         head = _WIDE_PAGE_HEAD.pack(WIDE_HISTORY_PAGE_VERSION, len(days), len(keys))
     else:
         head = _PAGE_HEAD.pack(HISTORY_PAGE_VERSION, len(days), len(keys))
-    if sys.byteorder == "big":
-        values.byteswap()
-    return b"".join((head, bytes([day - first for day in days]), values.tobytes(), joined.encode()))
+    return head + bytes([day - first for day in days]), joined.encode()
 
 
 def decode_page(page: int, data: bytes) -> dict[int, dict[str, int]]:

@@ -39,7 +39,7 @@ from functools import lru_cache
 from schemas import Channel
 from service.domain.calendar import WorkingCalendar, start_of_local_day
 from service.domain.clock import Outcome
-from service.domain.codec import PAGE_DAYS, decode_page_columns, encode_page_columns
+from service.domain.codec import PAGE_DAYS, EncodedPage, decode_page_columns
 from service.domain.dossier import Dossier, Key, contribution
 from service.domain.index import index_marks
 from service.domain.report import NO_DUE, DossierFacts, PeriodFigures, period_report
@@ -186,10 +186,13 @@ def settled(facts: DossierFacts, now: float) -> bool:
 class HistoryDelta:
     """The marks of one batch, applied to a `History` only once the batch is saved."""
 
-    __slots__ = ("changes",)
+    __slots__ = ("changes", "written")
 
     def __init__(self) -> None:
         self.changes: dict[tuple[str, int], dict[str, int]] = {}  # (agency, day): key deltas
+        # Set by `History.pages_after`: the history and its version the pages were encoded
+        # against, and the pages (None: deleted), kept by it once the delta is applied.
+        self.written: tuple[History, int, dict[tuple[str, int], EncodedPage | None]] | None = None
 
     def add(self, facts: DossierFacts, sign: int = 1) -> None:
         """Add (+1) or remove (−1) a closed dossier; a changed one is −old then +new."""
@@ -243,13 +246,22 @@ class _AgencyDays:
         return out
 
 
+# Encoded pages a history keeps to patch (`EncodedPage.patched`), the last written first to
+# go: a live center touches each agency's current page and a few before it.
+KEPT_PAGES = 256
+
+
 class History:
     """Per agency, per local day, the totals of closed dossiers' marks."""
 
-    __slots__ = ("_agencies",)
+    __slots__ = ("_agencies", "_pages", "_version")
 
     def __init__(self) -> None:
         self._agencies: dict[str, _AgencyDays] = {}
+        # The last pages written, as encoded from `_agencies` now (a cache, never the truth:
+        # dropped for any page a change reaches without `pages_after`).
+        self._pages: dict[tuple[str, int], EncodedPage] = {}
+        self._version = 0  # deltas applied: the pages `pages_after` notes belong to one
 
     @classmethod
     def from_pages(cls, pages: Iterable[tuple[str, int, bytes]]) -> History:
@@ -287,15 +299,31 @@ class History:
 
     def add_delta(self, delta: HistoryDelta) -> None:
         """A saved batch's changes to the day totals."""
+        pages = self._pages
+        written = delta.written
+        if written is not None and written[0] is self and written[1] == self._version:
+            # Encoded from the columns as they are now, with this delta: kept to patch.
+            for where, page in written[2].items():
+                pages.pop(where, None)
+                if page is not None:
+                    pages[where] = page
+            while len(pages) > KEPT_PAGES:
+                del pages[next(iter(pages))]
+        elif pages:
+            for agency, day in delta.changes:
+                pages.pop((agency, day // PAGE_DAYS), None)
+        self._version += 1
         for (agency, day), changes in delta.changes.items():
             self._add_to_row(agency, day, changes)
 
     def pages_after(self, delta: HistoryDelta) -> dict[tuple[str, int], bytes | None]:
         """The pages `delta` changes, encoded as they will be once applied (None: delete).
 
-        For the store's write batch, before `add_delta`: nothing here changes. Each touched
-        page is a slice of the agency's columns, patched on its touched days and encoded
-        from columns (`encode_page_columns`): no dict per stored row.
+        For the store's write batch, before `add_delta`: nothing here changes (the pages are
+        noted in `delta`, for `add_delta` to keep). A page kept from an earlier batch is
+        patched when the change keeps its days and keys (`EncodedPage.patched`); otherwise
+        the page is a slice of the agency's columns, patched on its touched days and encoded
+        from columns: no dict per stored row either way.
         """
         touched: dict[tuple[str, int], list[tuple[int, dict[str, int]]]] = {}
         for (agency, day), changes in delta.changes.items():
@@ -307,9 +335,19 @@ class History:
                 touched[where] = [(day, changes)]
             else:
                 found.append((day, changes))
-        agencies = self._agencies
+        agencies, kept = self._agencies, self._pages
         out: dict[tuple[str, int], bytes | None] = {}
-        for (agency, page), days_changes in touched.items():
+        written: dict[tuple[str, int], EncodedPage | None] = {}
+        delta.written = (self, self._version, written)
+        for where, days_changes in touched.items():
+            agency, page = where
+            before = kept.get(where)
+            if before is not None:
+                patched = before.patched(days_changes)
+                if patched is not None:
+                    written[where] = patched
+                    out[where] = patched.data
+                    continue
             stored = agencies.get(agency)
             if stored is None:
                 days: array[int] = array("i")
@@ -332,7 +370,8 @@ class History:
                         if column is None:
                             column = columns[key] = array("i", [0]) * len(days)
                         column[i] += value
-            out[agency, page] = encode_page_columns(days, columns)
+            encoded = written[where] = EncodedPage.of_columns(days, columns)
+            out[where] = encoded.data if encoded is not None else None
         return out
 
     def page_rows(self, agency: str, page: int) -> dict[int, dict[str, int]]:

@@ -25,6 +25,7 @@ from service.domain.calendar import LOCAL_TZ
 from service.domain.codec import (
     PAGE_DAYS,
     DecodeError,
+    EncodedPage,
     decode_closed_totals,
     decode_page,
     decode_page_key,
@@ -775,3 +776,73 @@ def test_pages_by_column_are_the_pages_of_the_rows_reference(data: st.DataObject
     # What the store holds is the history, as a restart loads it.
     assert History.from_pages((a, p, raw) for (a, p), raw in sorted(stored.items())) == history
     assert set(stored) == {(a, d // PAGE_DAYS) for a, d, _ in history.rows()}
+
+
+@SETTINGS
+@given(st.data())
+def test_kept_pages_give_the_bytes_of_encoding_afresh(data: st.DataObject) -> None:
+    """A history keeps the pages it wrote and patches them when a batch changes totals they
+    hold; what it writes is what a history that keeps nothing writes for the same batch,
+    also after a batch that failed (its pages written, the batch not applied) and after a
+    change applied without writing pages (as `History.add` does)."""
+    history, plain = History(), History()  # `plain` never keeps a page: see the end
+    # Few days and keys of one page, so that a batch mostly lands on totals already held.
+    change = st.tuples(
+        st.sampled_from(["SXD", "STP"]),
+        st.integers(FIRST_DAY + 9, FIRST_DAY + 12),
+        st.sampled_from(PAGE_KEYS[:3]),
+        st.integers(-2, 2),
+    )
+    for _ in range(data.draw(st.integers(1, 12))):
+        changes = data.draw(st.lists(change, max_size=6))
+        delta = delta_of(changes)
+        assert history.pages_after(delta) == plain.pages_after(delta_of(changes))
+        outcome = data.draw(st.sampled_from(["saved", "failed", "applied without pages"]))
+        if outcome == "saved":
+            history.add_delta(delta)
+        elif outcome == "applied without pages":
+            history.add_delta(delta_of(changes))
+        if outcome != "failed":
+            plain.add_delta(delta_of(changes))
+        assert list(history.rows()) == list(plain.rows())
+        for where, page in history._pages.items():
+            assert page.data == encode_page(plain.page_rows(*where))
+    assert not plain._pages
+
+
+def test_a_kept_page_is_patched_not_encoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    history = History()
+    day = FIRST_DAY + 10
+    first = delta_of([(AG, day, "received.direct", 2), (AG, day + 1, "withdrawn", 1)])
+    history.pages_after(first)
+    history.add_delta(first)
+    encoded: list[object] = []
+    real = EncodedPage.of_columns
+
+    def counted(days: Any, columns: Any) -> EncodedPage | None:
+        encoded.append(days)
+        return real(days, columns)
+
+    monkeypatch.setattr(EncodedPage, "of_columns", staticmethod(counted))
+    # Totals the page holds, one falling to zero without emptying its day or key: patched.
+    held = delta_of([(AG, day, "received.direct", 1), (AG, day + 1, "received.direct", 3)])
+    written = history.pages_after(held)
+    assert not encoded
+    page = (AG, day // PAGE_DAYS)
+    assert decode_page(page[1], written[page] or b"") == {
+        day: {"received.direct": 3},
+        day + 1: {"received.direct": 3, "withdrawn": 1},
+    }
+    history.add_delta(held)
+    # A new key, a new day, a key or a day emptied: the page is encoded from its columns.
+    for changes in (
+        [(AG, day, "resolved.early", 1)],
+        [(AG, day + 2, "withdrawn", 1)],
+        [(AG, day + 1, "withdrawn", -1)],
+    ):
+        before = len(encoded)
+        delta = delta_of(changes)
+        assert history.pages_after(delta) == History.from_pages(
+            [(AG, page[1], history._pages[page].data)]
+        ).pages_after(delta_of(changes))
+        assert len(encoded) > before
