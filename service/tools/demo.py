@@ -6,6 +6,7 @@ Ctrl-C (or --duration) stops what it started, in reverse order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,12 +16,20 @@ import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from service.domain.calendar import LOCAL_TZ
 from service.ingest.publisher import PublishError
 from service.settings import Settings
 from service.tools import broker as local_broker
 from service.tools.simulate import SimulationError, run_simulation
+
+
+def _say(line: str, stream: TextIO | None = None) -> None:
+    """Print while stopping: after a closed terminal (SIGHUP) there is nowhere to print, and
+    that must not keep the demo from stopping what it started."""
+    with contextlib.suppress(OSError):
+        print(line, file=stream or sys.stdout, flush=True)
 
 
 def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -52,6 +61,7 @@ def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | 
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            process_group=0,  # see run_demo
         )
     if not _wait_ready(port, gateway, timeout=60):
         print(f"motcua demo: the gateway did not start; see {log_path}", file=sys.stderr)
@@ -89,6 +99,7 @@ def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None
             [sys.executable, "-m", "service", "board", "--workers", worker, "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            process_group=0,  # see run_demo
         )
     deadline = time.monotonic() + 30
     while board.poll() is None and time.monotonic() < deadline:
@@ -113,7 +124,13 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
     gateway: subprocess.Popen[bytes] | None = None
     board: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
+    # The parts below run in process groups of their own, so that a signal to the demo's
+    # group (a terminal's Ctrl-C, `timeout`, a service manager's stop) reaches the demo
+    # alone and it stops them in order, the broker last: taken by all at once, the broker
+    # went first and the worker, leaving its group on a dead broker, hung until killed.
+    # A closed terminal (SIGHUP) no longer reaches them either: the demo stops them then too.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: stop.set())
     # The simulation's producer is closed (flushed, acknowledged) while the broker still
     # runs; left to kafka-python's exit hook, it waited on a stopped broker and printed
     # a traceback at every Ctrl-C.
@@ -130,7 +147,7 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
             started_broker = local_broker.LocalBroker(
                 port=int(port_text), data_dir=data / "demo-kafka"
             )
-            started_broker.start()
+            started_broker.start(own_group=True)
         print(f"broker ready at {bootstrap}")
 
         env = dict(os.environ, MOTCUA_WEB_PORT=str(port), MOTCUA_DATA_DIR=str(data / "demo-worker"))
@@ -143,6 +160,7 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                process_group=0,  # see run_demo
             )
         if not _wait_ready(port, worker, timeout=120):
             print(f"motcua demo: the worker did not become ready; see {log_path}", file=sys.stderr)
@@ -189,7 +207,7 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         print(f"motcua demo: {exc}", file=sys.stderr)
         return 1
     finally:
-        print("stopping …")
+        _say("stopping …")
         simulation_stop.set()
         if simulator is not None:
             simulator.join(20)
@@ -198,19 +216,22 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
             try:
                 board.wait(10)
             except subprocess.TimeoutExpired:
+                _say("motcua demo: the board did not stop within 10 s; killed", sys.stderr)
                 board.kill()
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
+                _say("motcua demo: the worker did not stop within 30 s; killed", sys.stderr)
                 worker.kill()
         if gateway is not None and gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)
             try:
                 gateway.wait(15)
             except subprocess.TimeoutExpired:
+                _say("motcua demo: the gateway did not stop within 15 s; killed", sys.stderr)
                 gateway.kill()
         if started_broker is not None:
             started_broker.stop()
-        print("stopped.")
+        _say("stopped.")

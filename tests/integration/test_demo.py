@@ -20,8 +20,12 @@ from service.tools.broker import reachable
 pytestmark = pytest.mark.integration
 
 
-def start_demo(tmp_path: Path, app_id: str, *args: str) -> tuple[subprocess.Popen[str], int, int]:
-    """`motcua demo ARGS` on free ports; (the process, its broker's port, its web port)."""
+def start_demo(
+    tmp_path: Path, app_id: str, *args: str, own_group: bool = False
+) -> tuple[subprocess.Popen[str], int, int]:
+    """`motcua demo ARGS` on free ports; (the process, its broker's port, its web port).
+    `own_group`: in a process group of its own, as a shell starts a command (a terminal's
+    Ctrl-C then reaches every process of that group)."""
     broker_port, web_port = free_port(), free_port()
     env = dict(
         os.environ,
@@ -35,6 +39,7 @@ def start_demo(tmp_path: Path, app_id: str, *args: str) -> tuple[subprocess.Pope
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        process_group=0 if own_group else None,
     )
     return demo, broker_port, web_port
 
@@ -111,4 +116,47 @@ def test_ctrl_c_while_the_simulation_sends_stops_it_quietly(tmp_path: Path) -> N
     )
     assert output.rstrip().endswith("stopped.")
     assert "Traceback" not in output and "Exception ignored" not in output, output
+    assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_signal_to_the_whole_group_stops_the_parts_in_order(
+    tmp_path: Path, signal_number: int
+) -> None:
+    # A terminal's Ctrl-C goes to the whole foreground process group, not to the demo
+    # alone, as `timeout` and a service manager's stop send SIGTERM to all of it: the parts
+    # the demo started must not take it themselves, or the broker stops at once and the
+    # worker, stopping on a dead broker, hangs until it is killed.
+    demo, broker_port, _ = start_demo(
+        tmp_path, "demo-group-test", "--dossiers", "5000", "--rate", "100", own_group=True
+    )
+    lines: list[str] = []
+    simulating = threading.Event()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("simulating "):
+                simulating.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    if simulating.wait(240):
+        time.sleep(20)  # the worker busy counting
+        # The broker, worker, gateway and board: none in the demo's process group.
+        children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children").read_text().split()
+        assert len(children) >= 4, children
+        assert all(os.getpgid(int(child)) != demo.pid for child in children)
+        os.killpg(demo.pid, signal_number)
+    code = wait_and_reap(demo, reader, 120)
+    output = "".join(lines)
+    assert simulating.is_set(), output
+    assert code == 0, output
+    assert re.search(r"simulation stopped: .*acknowledged", output), output
+    assert "killed" not in output, output  # every part stopped by itself
+    assert output.rstrip().endswith("stopped.")
+    assert "Traceback" not in output, output
+    worker_log = (tmp_path / "var" / "demo-worker.log").read_text(encoding="utf-8")
+    assert "Traceback" not in worker_log, worker_log[-3000:]
     assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)

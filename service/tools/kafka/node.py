@@ -138,20 +138,30 @@ class LocalBroker:
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout: float = 90, keep_data: bool = False, detach: bool = False) -> None:
+    def start(
+        self,
+        timeout: float = 90,
+        keep_data: bool = False,
+        detach: bool = False,
+        own_group: bool = False,
+    ) -> None:
         """Start and wait until clients can use the broker.
 
         Formats a fresh log dir unless keep_data is True and one was formatted before.
         detach=True puts the JVM in its own session so it outlives this Python process.
+        own_group=True puts it in a process group of its own: a signal to this process's
+        group (a terminal's Ctrl-C) does not reach it, so the caller stops it when it chooses.
         """
-        self.launch(keep_data=keep_data, detach=detach)
+        self.launch(keep_data=keep_data, detach=detach, own_group=own_group)
         try:
             self.wait_ready(timeout)
         except BaseException:
             self.kill()
             raise
 
-    def launch(self, keep_data: bool = False, detach: bool = False) -> None:
+    def launch(
+        self, keep_data: bool = False, detach: bool = False, own_group: bool = False
+    ) -> None:
         """Start the JVM without waiting for it: a node of a cluster cannot be ready before
         a majority of the controller quorum runs."""
         if self.is_running():
@@ -184,6 +194,7 @@ class LocalBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=detach,
+                process_group=0 if own_group and not detach else None,
             )
         if not detach:
             _foreground.add(self.process)
