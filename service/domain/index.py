@@ -24,6 +24,9 @@ from service.domain.clock import Outcome
 from service.domain.dossier import Dossier
 from service.domain.rules import CLOSED, ENDED, PAUSED, RESUMED
 
+# The transitions the track keeps something of (see IndexTrack.follow).
+_FOLLOWED = CLOSED | PAUSED | RESUMED | ENDED
+
 VERIFIED = "verified"  # the rule reproduces the portal's published scores (qd766 M0 fit)
 TRANSCRIBED = "transcribed"  # taken from the formula documents; not checked against scores
 
@@ -387,8 +390,8 @@ class IndexTrack:
         if kind is _RATED:
             self.dissatisfied = self.dissatisfied or event.rating is _DISSATISFIED
             return True
-        if not change:
-            return False
+        if not change & _FOLLOWED:
+            return False  # an appraisal, a step: nothing the track keeps
         if change & CLOSED:
             self.closed = True
             if kind is _RETURNED:

@@ -38,7 +38,7 @@ from service.domain.report import (
     DossierFacts,
     due_at_receipt,
 )
-from service.domain.rules import APPLIED, RECEIVED, DossierState, take
+from service.domain.rules import CHANGED, RECEIVED, DossierState, take
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
 # reference records limit (tests/reference_records.py) is the same number.
@@ -240,7 +240,9 @@ class DossierProgress(DossierState):
             return  # R8 and R6: kept, but nothing counts before the receipt
         if index.follow(event, change):
             self._facts = None
-        if change & APPLIED:
+        if change & CHANGED:
+            # An event that changed no field (an appraisal) keeps the dossier value and,
+            # when the index track kept too, the facts: nothing is built again for it.
             self._dossier = self._facts = None
             self._emit(event.occurred_at, same_instant)
 

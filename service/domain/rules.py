@@ -32,6 +32,7 @@ RESUMED = 8  # R2: the supplement came back and the clock runs again
 ENDED = 16  # R3: the clock ended, or R4: the dossier was withdrawn before it did
 CLOSED = 32  # R4: returned, rejected or withdrawn; later events are ignored
 KEPT_AFTER_CLOSE = 64  # R4: a payment or rating of a closed dossier
+CHANGED = 128  # a field of the state changed (APPLIED without it: none did, as an appraisal)
 
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _RECEIVED = EventType.RECEIVED
@@ -138,33 +139,37 @@ def take(state: DossierState, event: DossierEvent, calendar: WorkingCalendar) ->
             state.passed_due = state.passed_due or past(at, state.due)
             state.paused_at = at
             state.supplements += 1
-            change |= PAUSED
+            change |= PAUSED | CHANGED
     elif kind is _SUPPLEMENT_RECEIVED:
         if paused_at is not None and clock_end is None:
             state.due = event.due_at or shifted(state.due, paused_at, at, calendar)
             if state.step is not None:  # R13
                 state.step = resume_step(state.step, paused_at, at, calendar)
             state.paused_at = None
-            change |= RESUMED
+            change |= RESUMED | CHANGED
         elif clock_end is None and event.due_at is not None:  # R2: a new appointment
             state.passed_due = state.passed_due or past(at, state.due)
             state.due = event.due_at
+            change |= CHANGED
     elif kind is _EXTENDED:
         # R5: the apology is recorded; the judgement still uses the due.
         if clock_end is None:
             state.apology_at = state.apology_at or at
             state.new_due_at = event.new_due_at
+            change |= CHANGED
     elif kind is _STEP_STARTED:
         if clock_end is None:  # R15: steps count while the dossier's clock counts
             step = state.step
             if step is not None:  # R12: the new step closes the one before
                 state.steps_done += (finish_step(step, at, paused_at, calendar),)
             state.step = start_step(event, state.agency or "", calendar)
+            change |= CHANGED
     elif kind is _STEP_COMPLETED:
         step = state.step
         if step is not None and step.step == event.step:  # R14
             state.steps_done += (finish_step(step, at, paused_at, calendar),)
             state.step = None
+            change |= CHANGED
     elif kind in CLOCK_ENDING and clock_end is None:
         if state.step is not None:  # R15: the step ends with the clock
             state.steps_done += (finish_step(state.step, at, paused_at, calendar),)
@@ -179,18 +184,18 @@ def take(state: DossierState, event: DossierEvent, calendar: WorkingCalendar) ->
         state.outcome = judge(at, state.due) if state.due is not None else None
         # Late means the clock passed the due, even if a pause shifted it meanwhile.
         state.passed_due = state.passed_due or state.outcome is _LATE
-        change |= ENDED
+        change |= ENDED | CHANGED
     if kind is _WITHDRAWN and state.clock_end is None:
         if state.step is not None:  # R15: the step ends with the dossier
             state.steps_done += (finish_step(state.step, at, state.paused_at, calendar),)
             state.step = None
         if state.paused_at is None:
             state.passed_due = state.passed_due or past(at, state.due)
-        change |= ENDED
+        change |= ENDED | CHANGED
     if kind in CLOSING:  # R4: the dossier is closed
         state.paused_at = None
         state.closed_by, state.closed_at = kind, at
-        change |= CLOSED
+        change |= CLOSED | CHANGED
     return change
 
 

@@ -146,6 +146,33 @@ def _appraisals(count: int) -> list[DossierEvent]:
     ]
 
 
+def test_an_event_that_changes_no_field_keeps_the_dossier_value_and_facts() -> None:
+    """An appraisal changes no field: the dossier value and its facts are not built again
+    (the same objects), and still equal the fold of all the events; an event that changes a
+    field (a step starts) or the index track (a payment) builds them again."""
+    receipt = _receipt()
+    progress = DossierProgress.start(DID)
+    progress.add(receipt, CAL)
+    dossier, facts = progress.dossier, progress.facts
+    appraisal = _appraisals(1)[0]
+    progress.add(appraisal, CAL)
+    assert progress.dossier is dossier and progress.facts is facts
+    assert (dossier, facts) == fold_with_facts(DID, [receipt, appraisal], CAL)
+    at = appraisal.occurred_at + timedelta(minutes=5)
+    step = DossierEvent(
+        f"{DID}-s", DID, EventType.STEP_STARTED, at, step="S1", department="D1", step_hours=8
+    )
+    progress.add(step, CAL)
+    assert progress.dossier is not dossier and progress.dossier.step is not None
+    stepped, stepped_facts = progress.dossier, progress.facts
+    paid = DossierEvent(f"{DID}-p", DID, EventType.PAID, at + timedelta(minutes=1))
+    progress.add(paid, CAL)
+    assert progress.dossier is stepped and progress.facts is not stepped_facts
+    assert (progress.dossier, progress.facts) == fold_with_facts(
+        DID, [receipt, appraisal, step, paid], CAL
+    )
+
+
 def test_the_event_limit_and_duplicates_behave_as_intake_merge() -> None:
     assert MAX_EVENTS_PER_DOSSIER == records.MAX_EVENTS_PER_DOSSIER
     full = [_receipt(), *_appraisals(MAX_EVENTS_PER_DOSSIER - 1)]
