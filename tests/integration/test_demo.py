@@ -32,6 +32,9 @@ def start_demo(
         MOTCUA_BROKER=f"127.0.0.1:{broker_port}",  # nothing answers there: demo starts one
         MOTCUA_DATA_DIR=str(tmp_path / "var"),
         MOTCUA_APP_ID=app_id,
+        # Not the defaults (6070, 6080): a demo a developer runs beside the suite keeps them.
+        MOTCUA_GATEWAY_PORT=str(free_port()),
+        MOTCUA_BOARD_PORT=str(free_port()),
     )
     demo = subprocess.Popen(
         [sys.executable, "-m", "service", "demo", "--port", str(web_port), *args],
@@ -45,13 +48,37 @@ def start_demo(
 
 
 def wait_and_reap(demo: subprocess.Popen[str], reader: threading.Thread, timeout: float) -> int:
-    """The demo's exit code; killed if it outlives `timeout`."""
+    """The demo's exit code. One that outlives `timeout` is asked to stop (SIGTERM: it
+    stops the parts it started, each in a process group of its own), then killed."""
     try:
         return demo.wait(timeout=timeout)
     finally:
         if demo.poll() is None:
-            demo.kill()
+            demo.terminate()
+            try:
+                demo.wait(60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
         reader.join(10)
+
+
+def read_until_simulating(
+    demo: subprocess.Popen[str],
+) -> tuple[list[str], threading.Event, threading.Thread]:
+    """A thread collecting the demo's output lines; the event is set once it simulates."""
+    lines: list[str] = []
+    simulating = threading.Event()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("simulating "):
+                simulating.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    return lines, simulating, reader
 
 
 def test_demo_starts_everything_serves_metrics_and_stops_cleanly(tmp_path: Path) -> None:
@@ -92,18 +119,7 @@ def test_ctrl_c_while_the_simulation_sends_stops_it_quietly(tmp_path: Path) -> N
     demo, broker_port, _ = start_demo(
         tmp_path, "demo-interrupt-test", "--dossiers", "5000", "--rate", "100"
     )
-    lines: list[str] = []
-    simulating = threading.Event()
-
-    def read() -> None:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            lines.append(line)
-            if line.startswith("simulating "):
-                simulating.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    lines, simulating, reader = read_until_simulating(demo)
     if simulating.wait(240):
         time.sleep(5)  # events on their way: a producer with records in flight
         demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -130,27 +146,21 @@ def test_a_signal_to_the_whole_group_stops_the_parts_in_order(
     demo, broker_port, _ = start_demo(
         tmp_path, "demo-group-test", "--dossiers", "5000", "--rate", "100", own_group=True
     )
-    lines: list[str] = []
-    simulating = threading.Event()
-
-    def read() -> None:
-        assert demo.stdout is not None
-        for line in demo.stdout:
-            lines.append(line)
-            if line.startswith("simulating "):
-                simulating.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    lines, simulating, reader = read_until_simulating(demo)
+    children: list[str] = []
+    groups: list[int] = []
     if simulating.wait(240):
         time.sleep(20)  # the worker busy counting
-        # The broker, worker, gateway and board: none in the demo's process group.
         children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children").read_text().split()
-        assert len(children) >= 4, children
-        assert all(os.getpgid(int(child)) != demo.pid for child in children)
+        groups = [os.getpgid(int(child)) for child in children]
         os.killpg(demo.pid, signal_number)
     code = wait_and_reap(demo, reader, 120)
     output = "".join(lines)
+    # The broker, worker, gateway and board: none of them in the demo's process group, and
+    # none left running once the demo is gone.
+    assert len(children) >= 4, (children, output)
+    assert demo.pid not in groups, (demo.pid, groups)
+    assert not [child for child in children if Path(f"/proc/{child}").exists()], output
     assert simulating.is_set(), output
     assert code == 0, output
     assert re.search(r"simulation stopped: .*acknowledged", output), output
