@@ -246,8 +246,8 @@ class _AgencyDays:
         return out
 
 
-# Encoded pages a history keeps to patch (`EncodedPage.patched`), the last written first to
-# go: a live center touches each agency's current page and a few before it.
+# Encoded pages a history keeps to patch (`EncodedPage.patched`), the least recently written
+# going first: a live center touches each agency's current page and a few before it.
 KEPT_PAGES = 256
 
 
