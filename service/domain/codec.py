@@ -466,7 +466,8 @@ def encode_page(rows: dict[int, dict[str, int]]) -> bytes:
     keys = sorted({key for day in days for key, value in rows[day].items() if value})
     day_rows = [rows[day] for day in days]
     values = array("i", [row.get(key, 0) for key in keys for row in day_rows])
-    return _page_bytes(days, keys, values)
+    head, tail = _page_frame(days, keys)
+    return EncodedPage(head, days, keys, values, tail).data
 
 
 def encode_page_columns(days: Sequence[int], columns: Mapping[str, Sequence[int]]) -> bytes | None:
@@ -568,15 +569,6 @@ class EncodedPage:
         page = EncodedPage(self.head, self.days, self.keys, values, self.tail)
         page._day_at, page._key_at = day_at, key_at
         return page
-
-
-def _page_bytes(days: Sequence[int], keys: list[str], values: array[int]) -> bytes:
-    """The page of these days (ascending, one page), sorted keys and key-major totals
-    (`values`, built for it: byteswapped in place on a big-endian machine)."""
-    head, tail = _page_frame(days, keys)
-    if sys.byteorder == "big":
-        values.byteswap()
-    return b"".join((head, values.tobytes(), tail))
 
 
 def _page_frame(days: Sequence[int], keys: list[str]) -> tuple[bytes, bytes]:
