@@ -32,6 +32,19 @@ def _say(line: str, stream: TextIO | None = None) -> None:
         print(line, file=stream or sys.stdout, flush=True)
 
 
+def _stop(name: str, part: subprocess.Popen[bytes] | None, seconds: float) -> None:
+    """Ask a part the demo started to stop (SIGTERM), and kill it, saying so, if it has not
+    within `seconds`."""
+    if part is None or part.poll() is not None:
+        return
+    part.send_signal(signal.SIGTERM)
+    try:
+        part.wait(seconds)
+    except subprocess.TimeoutExpired:
+        _say(f"motcua demo: the {name} did not stop within {seconds:g} s; killed", sys.stderr)
+        part.kill()
+
+
 def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -211,27 +224,9 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         simulation_stop.set()
         if simulator is not None:
             simulator.join(20)
-        if board is not None and board.poll() is None:
-            board.send_signal(signal.SIGTERM)
-            try:
-                board.wait(10)
-            except subprocess.TimeoutExpired:
-                _say("motcua demo: the board did not stop within 10 s; killed", sys.stderr)
-                board.kill()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                _say("motcua demo: the worker did not stop within 30 s; killed", sys.stderr)
-                worker.kill()
-        if gateway is not None and gateway.poll() is None:
-            gateway.send_signal(signal.SIGTERM)
-            try:
-                gateway.wait(15)
-            except subprocess.TimeoutExpired:
-                _say("motcua demo: the gateway did not stop within 15 s; killed", sys.stderr)
-                gateway.kill()
+        _stop("board", board, 10)
+        _stop("worker", worker, 30)
+        _stop("gateway", gateway, 15)
         if started_broker is not None:
             started_broker.stop()
         _say("stopped.")
