@@ -1,7 +1,8 @@
 """`motcua demo`: a local broker, a worker and simulated center traffic, on one laptop.
 
 Uses the broker MOTCUA_BROKER names if one answers there, else starts a local one.
-Ctrl-C (or --duration) stops what it started, in reverse order.
+Ctrl-C (or --duration) stops what it started, in reverse order. What a demo killed outright
+left running, the next demo on the same data directory stops first (demo_parts.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from service.domain.calendar import LOCAL_TZ
 from service.ingest.publisher import PublishError
 from service.settings import Settings
 from service.tools import broker as local_broker
+from service.tools.demo_parts import STOP_ORDER, DemoParts, DemoRunning, stop_left_over
 from service.tools.simulate import SimulationError, run_simulation
 
 
@@ -60,7 +62,9 @@ def _wait_ready(port: int, worker: subprocess.Popen[bytes], timeout: float) -> b
     return False
 
 
-def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | None:
+def _start_gateway(
+    settings: Settings, data: Path, parts: DemoParts
+) -> subprocess.Popen[bytes] | None:
     """`motcua gateway` beside the worker, open on loopback (no tokens file), with the
     simulated center's units; prints its URL and a curl example. None if it did not start."""
     units = _units_file(data)
@@ -76,8 +80,10 @@ def _start_gateway(settings: Settings, data: Path) -> subprocess.Popen[bytes] | 
             stderr=subprocess.STDOUT,
             process_group=0,  # see run_demo
         )
+    parts.started("gateway", gateway.pid)
     if not _wait_ready(port, gateway, timeout=60):
         print(f"motcua demo: the gateway did not start; see {log_path}", file=sys.stderr)
+        _stop("gateway", gateway, 15)
         return None
     url = f"http://127.0.0.1:{port}"
     print(f"gateway ready — {url} (OPEN on loopback: no tokens file; log: {log_path})")
@@ -101,7 +107,7 @@ def _units_file(data: Path) -> Path:
     return units
 
 
-def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None:
+def _start_board(worker_port: int, data: Path, parts: DemoParts) -> subprocess.Popen[bytes] | None:
     """`motcua board` over the demo's worker (port MOTCUA_BOARD_PORT, default 6080); prints
     its URL. None if it did not start (the demo goes on without it)."""
     port = int(os.environ.get("MOTCUA_BOARD_PORT") or 6080)
@@ -114,6 +120,7 @@ def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None
             stderr=subprocess.STDOUT,
             process_group=0,  # see run_demo
         )
+    parts.started("board", board.pid)
     deadline = time.monotonic() + 30
     while board.poll() is None and time.monotonic() < deadline:
         try:
@@ -123,8 +130,7 @@ def _start_board(worker_port: int, data: Path) -> subprocess.Popen[bytes] | None
         except OSError:
             time.sleep(0.3)
     print(f"motcua demo: the board did not start; see {log_path}", file=sys.stderr)
-    if board.poll() is None:
-        board.kill()
+    _stop("board", board, 10)
     return None
 
 
@@ -132,6 +138,14 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
     settings = Settings.from_env()
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
+    # A demo killed outright (SIGKILL, the OOM killer) could not stop its parts: this one
+    # stops them first, or they hold the ports it needs (service/tools/demo_parts.py).
+    try:
+        stop_left_over(data, lambda line: print(line, file=sys.stderr, flush=True))
+    except DemoRunning as exc:
+        print(f"motcua demo: {exc}", file=sys.stderr)
+        return 1
+    parts = DemoParts(data)
     started_broker: local_broker.LocalBroker | None = None
     worker: subprocess.Popen[bytes] | None = None
     gateway: subprocess.Popen[bytes] | None = None
@@ -161,6 +175,8 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
                 port=int(port_text), data_dir=data / "demo-kafka"
             )
             started_broker.start(own_group=True)
+            if started_broker.process is not None:
+                parts.started("broker", started_broker.process.pid)
         print(f"broker ready at {bootstrap}")
 
         env = dict(os.environ, MOTCUA_WEB_PORT=str(port), MOTCUA_DATA_DIR=str(data / "demo-worker"))
@@ -175,15 +191,16 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
                 stderr=subprocess.STDOUT,
                 process_group=0,  # see run_demo
             )
+        parts.started("worker", worker.pid)
         if not _wait_ready(port, worker, timeout=120):
             print(f"motcua demo: the worker did not become ready; see {log_path}", file=sys.stderr)
             return 1
-        board = _start_board(port, data)  # its URL first: it is what the demo is for
+        board = _start_board(port, data, parts)  # its URL first: it is what the demo is for
         host = settings.web_host
         print(f"worker ready — metrics: http://{host}:{port}/metrics")
         print(f"  overdue by procedure: http://{host}:{port}/api/procedures?state=overdue")
         print(f"  readiness:            http://{host}:{port}/readyz   (log: {log_path})")
-        gateway = _start_gateway(settings, data)
+        gateway = _start_gateway(settings, data, parts)
 
         def simulate() -> None:
             try:
@@ -224,9 +241,11 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         simulation_stop.set()
         if simulator is not None:
             simulator.join(20)
-        _stop("board", board, 10)
-        _stop("worker", worker, 30)
-        _stop("gateway", gateway, 15)
-        if started_broker is not None:
-            started_broker.stop()
+        started = {"board": board, "worker": worker, "gateway": gateway}
+        for name, seconds in STOP_ORDER:  # the broker last: the worker leaves its group on it
+            if name != "broker":
+                _stop(name, started[name], seconds)
+            elif started_broker is not None:
+                started_broker.stop(seconds)
+        parts.clear()
         _say("stopped.")

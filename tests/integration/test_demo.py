@@ -12,21 +12,28 @@ import time
 import urllib.request
 from pathlib import Path
 
+import orjson
 import pytest
 from harness import free_port
 
 from service.tools.broker import reachable
+from service.tools.demo_parts import Process
 
 pytestmark = pytest.mark.integration
 
 
 def start_demo(
-    tmp_path: Path, app_id: str, *args: str, own_group: bool = False
+    tmp_path: Path,
+    app_id: str,
+    *args: str,
+    own_group: bool = False,
+    ports: tuple[int, int] | None = None,
 ) -> tuple[subprocess.Popen[str], int, int]:
-    """`motcua demo ARGS` on free ports; (the process, its broker's port, its web port).
-    `own_group`: in a process group of its own, as a shell starts a command (a terminal's
-    Ctrl-C then reaches every process of that group)."""
-    broker_port, web_port = free_port(), free_port()
+    """`motcua demo ARGS` on free ports (or `ports`: the broker's and the worker's web port);
+    (the process, its broker's port, its web port). `own_group`: in a process group of its
+    own, as a shell starts a command (a terminal's Ctrl-C then reaches every process of
+    that group)."""
+    broker_port, web_port = ports or (free_port(), free_port())
     env = dict(
         os.environ,
         MOTCUA_BROKER=f"127.0.0.1:{broker_port}",  # nothing answers there: demo starts one
@@ -170,3 +177,54 @@ def test_a_signal_to_the_whole_group_stops_the_parts_in_order(
     worker_log = (tmp_path / "var" / "demo-worker.log").read_text(encoding="utf-8")
     assert "Traceback" not in worker_log, worker_log[-3000:]
     assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
+
+
+def test_the_parts_of_a_demo_killed_outright_are_stopped_by_the_next(tmp_path: Path) -> None:
+    # SIGKILL (the OOM killer, `kill -9`) leaves the demo no time to stop its parts, and they
+    # run in process groups of their own: the broker kept its port and the worker its web
+    # port, and the next `./run demo` failed on them. The next demo stops them first.
+    demo, broker_port, web_port = start_demo(
+        tmp_path, "demo-killed-test", "--dossiers", "5000", "--rate", "50"
+    )
+    lines, simulating, reader = read_until_simulating(demo)
+    left: dict[str, list[int]] = {}
+    try:
+        if simulating.wait(240):
+            left = orjson.loads((tmp_path / "var" / "demo-parts.json").read_bytes())["parts"]
+            demo.kill()
+        wait_and_reap(demo, reader, 60)
+        assert simulating.is_set(), "".join(lines)
+        assert sorted(left) == ["board", "broker", "gateway", "worker"]
+        assert all(Process(*pair).alive() for pair in left.values())  # left running
+        assert reachable(f"127.0.0.1:{broker_port}", timeout=5)
+
+        again, _, _ = start_demo(
+            tmp_path,
+            "demo-killed-test",
+            "--dossiers",
+            "80",
+            "--rate",
+            "0",
+            "--duration",
+            "20",
+            ports=(broker_port, web_port),
+        )
+        lines, simulating, reader = read_until_simulating(again)
+        code = wait_and_reap(again, reader, 300)
+        output = "".join(lines)
+        assert code == 0, output
+        assert (
+            f"an earlier demo (pid {demo.pid}) ended without stopping its board, worker,"
+            " gateway, broker; stopping them first"
+        ) in output
+        assert "killed" not in output, output  # each stopped by itself, the broker last
+        assert not [pair for pair in left.values() if Process(*pair).alive()]
+        assert re.search(r"simulation finished: .*\d", output), output
+        assert output.rstrip().endswith("stopped.")
+        assert "Traceback" not in output
+        assert not (tmp_path / "var" / "demo-parts.json").exists()
+        assert not reachable(f"127.0.0.1:{broker_port}", timeout=2)
+    finally:
+        for pair in left.values():  # a failed test leaves nothing running
+            if Process(*pair).alive():
+                os.kill(pair[0], signal.SIGKILL)
