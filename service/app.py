@@ -22,6 +22,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from service.domain import DEFAULT_CALENDAR, WorkingCalendar
+from service.ingest.input_topic import InputTopicCheck
 from service.outputs.dead_letter import DLQ_MAX_BYTES
 from service.outputs.pipeline_metrics import PipelineCounters
 from service.outputs.sinks import DeadLetterSink, StatusSink
@@ -59,6 +60,8 @@ class Worker:
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
     pipeline: PipelineCounters = field(default_factory=PipelineCounters)
+    # The input topic as last checked (at start, then by agents/input_topic.py).
+    input_topic: InputTopicCheck | None = None
     # Set by `open_state` when the worker runs.
     keeper: PartitionKeeper | None = None
 

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from schemas import InvalidEvent, parse_timestamp
 from service.outputs.dead_letter import DLQ_MAX_BYTES
+from service.settings import Settings, SettingsError
 
 
 class UsageError(Exception):
@@ -129,7 +130,6 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from service.settings import Settings, SettingsError
     from service.worker import run
 
     try:
@@ -143,7 +143,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from service.ingest.publisher import run_publish
-    from service.settings import Settings
 
     settings = Settings.from_env()
     code, message = run_publish(
@@ -155,7 +154,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from service.ingest.publisher import PublishError
-    from service.settings import Settings
     from service.tools.simulate import IndexRates, SimulationError, run_simulation
 
     settings = Settings.from_env()
@@ -265,9 +263,10 @@ def _steps(text: str) -> list[str]:
     return names
 
 
-def cmd_dlq_limit(args: argparse.Namespace) -> int:
-    from service.settings import Settings
-    from service.tools.topics import TopicError, raise_dead_letter_limit
+def _fix_topic(args: argparse.Namespace, command: str, fix: Callable[[Settings], str]) -> int:
+    """A topic fix the worker names: the worker's settings (`--broker`/`--topic` over
+    them), what was done in one line, or one line saying why not."""
+    from service.tools.topics import TopicError
 
     settings = Settings.from_env()
     if args.broker:
@@ -275,11 +274,25 @@ def cmd_dlq_limit(args: argparse.Namespace) -> int:
     if args.topic:
         settings = replace(settings, topic=args.topic)
     try:
-        print(raise_dead_letter_limit(settings, args.bytes))
+        print(fix(settings))
     except TopicError as exc:
-        print(f"motcua dlq-limit: {exc}", file=sys.stderr)
+        print(f"motcua {command}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_dlq_limit(args: argparse.Namespace) -> int:
+    from service.tools.topics import raise_dead_letter_limit
+
+    return _fix_topic(
+        args, "dlq-limit", lambda settings: raise_dead_letter_limit(settings, args.bytes)
+    )
+
+
+def cmd_keep_events(args: argparse.Namespace) -> int:
+    from service.tools.topics import keep_events_forever
+
+    return _fix_topic(args, "keep-events", keep_events_forever)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -297,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> _Parser:
         p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, command=name)
         return p
 
     p = add("due", cmd_due, "print the computed due (rule R1) of a receipt")
@@ -405,6 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
 
+    p = add(
+        "keep-events",
+        cmd_keep_events,
+        "set the input topic's retention to forever (retention.ms and retention.bytes -1)",
+    )
+    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
+
     p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")
     p.add_argument("--quick", action="store_true", help="a run of under 2 minutes")
     p.add_argument("--markdown", type=Path, help="also write the results as Markdown here")
@@ -425,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a MOTCUA_* variable out of range, whatever the command
+        print(f"motcua {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -97,6 +97,8 @@ class Settings:
     # A helper is started only for a range of at least this many events: a process start
     # costs about as much as catching up this many in the worker.
     catch_up_helper_min_events: int = 50_000
+    # Seconds between a worker's checks of the input topic's settings (retention, partitions).
+    topic_check_s: int = 600
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     # `motcua gateway` (docs/gateway.md): reference data, access and limits.
     units_file: Path | None = None
@@ -166,6 +168,7 @@ class Settings:
             catch_up_helper_min_events=_int(
                 "MOTCUA_CATCH_UP_HELPER_MIN_EVENTS", cls.catch_up_helper_min_events, 1, 10**12
             ),
+            topic_check_s=_int("MOTCUA_TOPIC_CHECK_SECONDS", cls.topic_check_s, 1, 86_400),
             security=_security(),
             units_file=_path("MOTCUA_UNITS_FILE"),
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),

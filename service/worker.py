@@ -11,11 +11,17 @@ import functools
 import logging
 from typing import Any
 
-from agents import assignment, deadlines, lifecycle
+from agents import assignment, deadlines, input_topic, lifecycle
 from schemas import MAX_MESSAGE_BYTES
 from service import faust_fixes
 from service.app import STORE_FAILED, Worker, worker_parts
 from service.domain import WorkingCalendar
+from service.ingest.input_topic import (
+    KEEP_FOREVER,
+    InputTopicCheck,
+    check_input_topic,
+    config_values,
+)
 from service.outputs import web
 from service.outputs.dead_letter import DLQ_MAX_BYTES
 from service.outputs.metrics import LedgerCollector
@@ -27,10 +33,6 @@ from service.state.worker_state import tune_collector
 
 log = logging.getLogger(__name__)
 
-# The input topic is the record: nothing in it may expire (period reports and rebuilds read
-# it from the beginning, and an official record is kept anyway).
-KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
-
 
 def build_worker(settings: Settings, calendar: WorkingCalendar | None = None) -> Worker:
     """A worker with its agents, timers and pages registered; nothing connects, and the store
@@ -39,14 +41,15 @@ def build_worker(settings: Settings, calendar: WorkingCalendar | None = None) ->
     lifecycle.register(worker)
     assignment.register(worker)
     deadlines.register(worker)
+    input_topic.register(worker)
     web.register(worker.app, worker.ledger, worker.registry, settings.store_path)
     return worker
 
 
-def ensure_topics(settings: Settings) -> tuple[list[str], int]:
+def ensure_topics(settings: Settings) -> tuple[InputTopicCheck, int]:
     """Create the input, dead-letter and status topics before the group forms (a topic that
     appears after the first assignment is only picked up at the next rebalance), then check
-    them. Returns the warnings about the input topic (also logged) and the dead-letter topic's
+    them. Returns the input topic's check (its warnings logged) and the dead-letter topic's
     max.message.bytes."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -62,7 +65,10 @@ def ensure_topics(settings: Settings) -> tuple[list[str], int]:
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(
-                settings.topic, settings.partitions, replicas, topic_configs=KEEP_FOREVER | durable
+                settings.topic,
+                settings.partitions,
+                replicas,
+                topic_configs=dict(KEEP_FOREVER) | durable,
             ),
             # Room for a copy of the largest message the broker accepts, plus headers.
             NewTopic(
@@ -81,38 +87,12 @@ def ensure_topics(settings: Settings) -> tuple[list[str], int]:
         if problem is not None:
             log.error("%s", problem)
             raise SystemExit(f"motcua worker: {problem}")
-        return check_input_topic(admin, settings), limit
+        checked = check_input_topic(admin, settings)
     finally:
         admin.close()
-
-
-def check_input_topic(admin: Any, settings: Settings) -> list[str]:
-    """Say clearly when the input topic is not what the worker expects."""
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    warnings: list[str] = []
-    topic = settings.topic
-    described = admin.describe_topics([topic])
-    partitions = len(described[0]["partitions"]) if described else 0
-    if partitions < settings.partitions:
-        warnings.append(
-            f"topic {topic} has {partitions} partitions, fewer than MOTCUA_PARTITIONS="
-            f"{settings.partitions}: the workers can spread over {partitions} at most"
-        )
-    configs = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
-    )
-    values = _config_values(configs, topic)
-    for name in ("retention.ms", "retention.bytes"):
-        value = values.get(name)
-        if value is not None and value != "-1":
-            warnings.append(
-                f"topic {topic} has {name}={value}: events older than that are deleted, and a "
-                "worker that must read a partition again cannot count it (set it to -1)"
-            )
-    for warning in warnings:
+    for warning in checked.warnings(settings):
         log.error("%s", warning)
-    return warnings
+    return checked, limit
 
 
 # A dead letter of an event within the contract's 64 KiB, plus our headers and Kafka's record
@@ -130,7 +110,7 @@ def check_dead_letter_topic(admin: Any, settings: Settings) -> tuple[int, str | 
     configs = admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
     )
-    value = _config_values(configs, topic).get("max.message.bytes")
+    value = config_values(configs, topic).get("max.message.bytes")
     if value is None or not value.isdigit():
         return DLQ_MAX_BYTES, None
     if int(value) >= DEAD_LETTER_NEEDS:
@@ -141,17 +121,6 @@ def check_dead_letter_topic(admin: Any, settings: Settings) -> tuple[int, str | 
         f"`MOTCUA_BROKER={settings.bootstrap} MOTCUA_TOPIC={settings.topic} motcua dlq-limit "
         f"--bytes {DLQ_MAX_BYTES}`"
     )
-
-
-def _config_values(configs: Any, topic: str) -> dict[str, str]:
-    """Config name → value from kafka-python's describe_configs answer."""
-    for by_name in (configs or {}).values() if isinstance(configs, dict) else ():
-        entries = by_name.get(topic, {})
-        return {
-            name: str(data.get("value") if isinstance(data, dict) else data)
-            for name, data in entries.items()
-        }
-    return {}
 
 
 def run(settings: Settings, loglevel: str = "info") -> None:
@@ -166,7 +135,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     faust_fixes.apply()
     tune_collector()
     worker = build_worker(settings)
-    _, worker.dead_letters.limit = ensure_topics(settings)
+    worker.input_topic, worker.dead_letters.limit = ensure_topics(settings)
     try:
         worker.open_state()
     except StoreError as exc:
@@ -185,6 +154,7 @@ def run(settings: Settings, loglevel: str = "info") -> None:
             worker.pipeline,
             functools.partial(_end_offset, worker),
             settings.store_path,
+            lambda: worker.input_topic,
         )
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ faust's Prometheus sensor updated histograms and dicts for every event (a large 
 cost, docs/benchmarks.md); operators used a handful of its series. These are those, read
 from the state layer when Prometheus asks: consumer lag from the store's applied offsets and
 the consumer's end offsets, messages read from the log (exact: applied offsets, durable),
-batches and their duration, status messages sent, rebalances.
+batches and their duration, status messages sent, rebalances, and whether the input topic
+deletes events (its retention, as last checked).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from service.ingest.input_topic import InputTopicCheck
 from service.state.ledger import Ledger
 from service.state.store import disk_space
 
@@ -52,6 +54,8 @@ class PipelineCollector(Collector):
     # Partition → the end offset the consumer last saw (faust's highwater), or None.
     end_offset: Callable[[int], int | None]
     store_path: Path | None = None
+    # The input topic as last checked (None: not checked yet).
+    input_topic: Callable[[], InputTopicCheck | None] = lambda: None
 
     def collect(self) -> Iterator[Any]:
         end = GaugeMetricFamily(
@@ -91,6 +95,20 @@ class PipelineCollector(Collector):
         )
         rebalances.add_metric([], float(self.counters.rebalances))
         yield rebalances
+        checked = self.input_topic()
+        if checked is not None:
+            # The record must not expire: 1 while a setting deletes events (alert
+            # MotcuaInputTopicDeletesEvents), so the fix shows as the series going to 0.
+            finite = GaugeMetricFamily(
+                "motcua_input_topic_retention_finite",
+                "1 if this retention setting of the input topic deletes events (it must be -1)",
+                labels=["topic", "setting"],
+            )
+            expiring = checked.finite
+            for name, value in checked.retention.items():
+                if value is not None:
+                    finite.add_metric([checked.topic, name], 1.0 if name in expiring else 0.0)
+            yield finite
         space = disk_space(self.store_path) if self.store_path is not None else None
         if space is not None:
             free = GaugeMetricFamily(

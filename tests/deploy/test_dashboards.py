@@ -77,6 +77,7 @@ EXPORTED = {
     "motcua_gateway_ready",
     "motcua_store_disk_free_bytes",
     "motcua_store_disk_size_bytes",
+    "motcua_input_topic_retention_finite",
     "up",
     "scrape_duration_seconds",
 }

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -20,7 +22,7 @@ import orjson
 import pytest
 from harness import WorkerProcess, produce, wait_for
 from kafka import KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from reliability_tools import (
     BAD_KEY,
     as_message,
@@ -174,6 +176,27 @@ def create_topic(bootstrap: str, topic: str, partitions: int, **configs: str) ->
         admin.close()
 
 
+def describe_topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    """The topic's settings as the broker describes them, defaults included."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-describe")
+    try:
+        answer = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    (by_name,) = answer.values()
+    return {name: str(entry["value"]) for name, entry in by_name[topic].items()}
+
+
+def metric_samples(worker: WorkerProcess, name: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        (dict(labels), value)
+        for (found, labels), value in worker.metrics().items()
+        if found == name
+    ]
+
+
 def delete_records(bootstrap: str, topic: str, before: dict[int, int]) -> None:
     """What retention does: the records of each partition below an offset are gone."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-retention")
@@ -269,10 +292,16 @@ def test_an_input_topic_that_is_not_what_the_worker_expects_is_said_clearly(
     kafka_broker: Any, idle_worker: WorkerProcess
 ) -> None:
     """An existing topic with fewer partitions than MOTCUA_PARTITIONS and a finite retention:
-    the worker logs an ERROR for each, naming the topic, the numbers and the setting."""
+    the worker logs an ERROR for each, naming the topic, the numbers and the setting, with
+    the fix for the retention; it exports the retention as a gauge, checks the topic again as
+    it runs, and sees the fix."""
     worker = idle_worker
+    worker.extra_env["MOTCUA_TOPIC_CHECK_SECONDS"] = "1"
     create_topic(
-        kafka_broker.bootstrap, worker.topic, 4, **{"retention.ms": str(7 * 24 * 3600 * 1000)}
+        kafka_broker.bootstrap,
+        worker.topic,
+        4,
+        **{"retention.ms": str(7 * 24 * 3600 * 1000), "max.message.bytes": "500000"},
     )
     worker.start(wait_ready=False)
 
@@ -280,6 +309,43 @@ def test_an_input_topic_that_is_not_what_the_worker_expects_is_said_clearly(
         return worker.log_text()
 
     partitions = f"topic {worker.topic} has 4 partitions, fewer than MOTCUA_PARTITIONS=8"
-    retention = f"topic {worker.topic} has retention.ms=604800000"
+    retention = (
+        f"topic {worker.topic} has retention.ms=604800000: events older than that are deleted,"
+        " and a worker that must read a partition again cannot count it; keep them forever"
+        f" with `MOTCUA_BROKER={kafka_broker.bootstrap} MOTCUA_TOPIC={worker.topic}"
+        " motcua keep-events`"
+    )
     assert wait_for(lambda: partitions in said() and retention in said(), 120, 0.3), worker.tail(30)
+    worker.wait_ready()
+
+    def retention_finite() -> dict[str, float]:
+        return {
+            labels["setting"]: value
+            for labels, value in metric_samples(worker, "motcua_input_topic_retention_finite")
+            if labels["topic"] == worker.topic
+        }
+
+    assert retention_finite() == {"retention.ms": 1.0, "retention.bytes": 0.0}
+
+    # The fix it names, as an operator runs it: only the retention changes.
+    fixed = subprocess.run(
+        [sys.executable, "-m", "service", "keep-events"],
+        env=worker.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == (
+        f"topic {worker.topic}: retention.ms=-1, retention.bytes=-1 (its events are kept forever)"
+    )
+    topic_configs = describe_topic_configs(kafka_broker.bootstrap, worker.topic)
+    assert topic_configs["retention.ms"] == "-1" and topic_configs["retention.bytes"] == "-1"
+    assert topic_configs["max.message.bytes"] == "500000"  # the topic's other settings kept
+    assert wait_for(
+        lambda: retention_finite() == {"retention.ms": 0.0, "retention.bytes": 0.0}, 60, 0.3
+    ), worker.tail(30)
+    assert wait_for(lambda: "keeps its events forever again" in said(), 30, 0.3)
+    assert said().count(partitions) == 1  # a problem that stays is said once, not every check
     worker.kill()

@@ -75,7 +75,7 @@ def test_every_dead_letter_fits_a_topic_that_passes_the_start_check(
 
 
 class Admin:
-    """kafka-python's describe_configs answer, shaped as worker._config_values reads it."""
+    """kafka-python's describe_configs answer, shaped as input_topic.config_values reads it."""
 
     def __init__(self, max_bytes: str) -> None:
         self.max_bytes = max_bytes

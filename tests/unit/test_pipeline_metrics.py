@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.domain import WorkingCalendar
+from service.ingest.input_topic import InputTopicCheck
 from service.outputs.pipeline_metrics import PipelineCollector, PipelineCounters
 from service.state.ledger import Ledger, PartitionLedger
 from service.state.store import PartitionMeta
@@ -46,3 +47,32 @@ def test_lag_messages_read_and_counters_from_the_state() -> None:
     assert got[("motcua_status_messages_sent_total", ())] == 7
     assert got[("motcua_rebalances_total", ())] == 2
     assert got[("motcua_batch_seconds_count", ())] == 1
+
+
+def test_the_input_topic_retention_is_exported_once_checked() -> None:
+    ledger = Ledger(CAL)
+    checked: list[InputTopicCheck] = []
+    registry = CollectorRegistry()
+    registry.register(
+        PipelineCollector(
+            "ev",
+            ledger,
+            PipelineCounters(),
+            {}.get,
+            input_topic=lambda: checked[-1] if checked else None,
+        )
+    )
+    # Not checked yet: no series rather than a guess.
+    assert not [key for key in samples(registry) if key[0].startswith("motcua_input_topic")]
+    # Kafka's defaults: seven days, no size limit; a setting the broker did not give: none.
+    checked.append(
+        InputTopicCheck("ev", 8, 8, {"retention.ms": "604800000", "retention.bytes": "-1"})
+    )
+    got = samples(registry)
+    setting = "motcua_input_topic_retention_finite"
+    assert got[(setting, (("setting", "retention.ms"), ("topic", "ev")))] == 1
+    assert got[(setting, (("setting", "retention.bytes"), ("topic", "ev")))] == 0
+    checked.append(InputTopicCheck("ev", 8, 8, {"retention.ms": "-1", "retention.bytes": None}))
+    got = samples(registry)
+    assert got[(setting, (("setting", "retention.ms"), ("topic", "ev")))] == 0
+    assert (setting, (("setting", "retention.bytes"), ("topic", "ev"))) not in got
