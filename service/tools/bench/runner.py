@@ -8,8 +8,10 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -46,6 +48,24 @@ def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
         local.stop()
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the workers and broker are stopped on the way out
+
+
+@contextlib.contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI job's timeout, `timeout`, `kill`) unwinds the bench as Ctrl-C does, so
+    its workers and broker, in sessions of their own, are stopped instead of left running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (an in-process caller's business)
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_bench(
     quick: bool,
     markdown: Path | None,
@@ -70,7 +90,7 @@ def run_bench(
     results: dict[str, Any] = {"mode": plan.mode}
     code = 0
     try:
-        with broker_for_bench(work_dir) as (bootstrap, description):
+        with stopping_on_sigterm(), broker_for_bench(work_dir) as (bootstrap, description):
             run = Run(plan, bootstrap, work_dir, results=results)
             results["broker"] = description
             try:
