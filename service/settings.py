@@ -105,6 +105,9 @@ class Settings:
     gateway_port: int = 6070
     gateway_tokens_file: Path | None = None
     gateway_sources_file: Path | None = None  # per-source profiles (docs/gateway.md)
+    # The key OpenCPS's sessions are signed with, shared by every gateway (docs/senders.md);
+    # none: a random key per process, so a restart ends the sessions.
+    gateway_session_key_file: Path | None = None
     procedures_file: Path | None = None  # procedures' time limits, for a missing due
     gateway_tls_cert: Path | None = None
     gateway_tls_key: Path | None = None
@@ -174,6 +177,7 @@ class Settings:
             gateway_port=_int("MOTCUA_GATEWAY_PORT", cls.gateway_port, 1, 65535),
             gateway_tokens_file=_path("MOTCUA_GATEWAY_TOKENS_FILE"),
             gateway_sources_file=_path("MOTCUA_GATEWAY_SOURCES_FILE"),
+            gateway_session_key_file=_path("MOTCUA_GATEWAY_SESSION_KEY_FILE"),
             procedures_file=_path("MOTCUA_PROCEDURES_FILE"),
             gateway_tls_cert=_path("MOTCUA_GATEWAY_TLS_CERT"),
             gateway_tls_key=_path("MOTCUA_GATEWAY_TLS_KEY"),

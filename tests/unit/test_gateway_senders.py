@@ -84,7 +84,12 @@ def sources_toml(upstream: str | None = None, networks: str = "") -> str:
     )
 
 
-def make(tmp_path: Path, text: str, trusted_proxies: tuple[str, ...] = ()) -> Gateway:
+def make(
+    tmp_path: Path,
+    text: str,
+    trusted_proxies: tuple[str, ...] = (),
+    session_key: bytes | None = None,
+) -> Gateway:
     (tmp_path / "units.csv").write_text(
         "unit,agency,department\nSở Xây dựng,SXD,\nSở Tư pháp,STP,\n"
         "Phòng Quản lý xây dựng,SXD,SXD.QLXD\n",
@@ -103,6 +108,7 @@ def make(tmp_path: Path, text: str, trusted_proxies: tuple[str, ...] = ()) -> Ga
         clock=lambda: NOW,
         sources=sources,
         trusted_proxies=parse_networks(trusted_proxies),
+        session_key=session_key,
     )
 
 
@@ -378,6 +384,42 @@ async def test_opencps_logs_in_then_syncs_with_its_session(
         metrics = (await (await client.get("/metrics")).read()).decode()
     assert 'motcua_gateway_logins_total{result="accepted"} 1.0' in metrics
     assert session not in gateway_log(caplog) and PASSWORD not in gateway_log(caplog)
+
+
+async def test_a_session_holds_across_gateways_and_restarts_sharing_the_key(
+    tmp_path: Path,
+) -> None:
+    # OpenCPS keeps a session ten minutes and never logs in again on a refusal: a gateway
+    # restart, or a second gateway behind a load balancer, refused its syncs until then.
+    key = b"k" * 32
+    first = make(tmp_path, sources_toml(), session_key=key)
+    async with TestClient(TestServer(build_app(first))) as client:
+        response = await client.post("/v1/opencps/auth", json=login_body(), headers=OPENCPS_HEADERS)
+        session = (await _json(response))["session"]
+    assert len(session) <= 255  # OpenCPS's opencps_accesstoken.token column
+    envelope = opencps_envelope(session)
+
+    async def sync(gateway: Gateway) -> int:
+        async with TestClient(TestServer(build_app(gateway))) as client:
+            response = await client.post(
+                "/v1/opencps/dvcqg", json=envelope, headers=OPENCPS_HEADERS
+            )
+            return response.status
+
+    # A new gateway (a restart; another replica) with the same key and sources file.
+    again = make(tmp_path, sources_toml(), session_key=key)
+    assert await sync(again) == 200
+    assert len(again.sink.records) > 0  # type: ignore[attr-defined]
+    # Another key: not a session this deployment issued.
+    assert await sync(make(tmp_path, sources_toml(), session_key=b"x" * 32)) == 401
+    # No key configured: each process signs with its own, as sessions were per process.
+    assert await sync(make(tmp_path, sources_toml())) == 401
+    # The password changed (a new line in the sources file): its sessions end with it.
+    rotated = sources_toml().replace(PASSWORD_LINE, hash_password("mat-khau-moi"))
+    assert await sync(make(tmp_path, rotated, session_key=key)) == 401
+    # The source taken out of the sources file: refused.
+    without = sources_toml().split("[sources.opencps-bg]")[0]
+    assert await sync(make(tmp_path, without, session_key=key)) == 401
 
 
 async def test_failed_logins_are_refused_limited_and_logged_without_the_password(

@@ -122,6 +122,7 @@ class Gateway:
         sources: SourcesFile | None = None,
         procedures: ProceduresFile | None = None,
         trusted_proxies: tuple[Network, ...] = (),
+        session_key: bytes | None = None,
     ) -> None:
         self.sink = sink
         self.tokens = tokens
@@ -134,7 +135,9 @@ class Gateway:
         self.procedures = procedures or ProceduresFile(None)
         self.trusted_proxies = trusted_proxies
         self.references = References(units, self.procedures, DepartmentsFile(units.path))
-        self.sessions = SessionBook()
+        # OpenCPS's sessions, signed: a shared key lets any gateway, also after a restart,
+        # accept them; without one, a random key of this process (sessions.py).
+        self.sessions = SessionBook(session_key) if session_key else SessionBook()
         self.login_guard = LoginGuard()
         self.relay = Relay()
         self._no_such_user: str | None = None
@@ -309,7 +312,11 @@ class Gateway:
         if doc is not None and "username" in doc and "password" in doc:
             return await self.login(request, tail, body, doc)
         session = doc.get("session") if doc is not None else None
-        source = self.sessions.source_of(session) if isinstance(session, str) else None
+        source = (
+            self.sessions.source_of(session, self.password_line)
+            if isinstance(session, str)
+            else None
+        )
         if source is None:
             return unauthorized()
         profile = self.sources.profile(source)
@@ -384,10 +391,16 @@ class Gateway:
                 self.metrics.logins.labels("accepted").inc()
             return answer
         self.metrics.logins.labels("accepted").inc()
-        session = self.sessions.issue(source, profile.session_minutes)
+        session = self.sessions.issue(source, profile.session_minutes, line)
         return json_response(
             200, {"error_code": 0, "message": "Đăng nhập thành công", "session": session}
         )
+
+    def password_line(self, source: str) -> str | None:
+        """The password line a session of `source` is signed with; None once the source no
+        longer logs in (taken out of the sources file, or its auth changed)."""
+        profile = self.sources.profile(source)
+        return profile.login_password if profile.auth is Auth.OPENCPS_LOGIN else None
 
     def no_such_user(self) -> str:
         """The password line an unknown user name is checked against."""

@@ -23,6 +23,7 @@ from service.ingest.gateway.credentials import parse_networks
 from service.ingest.gateway.limits import RateLimiter
 from service.ingest.gateway.procedures import ProceduresFile, ProceduresFileError
 from service.ingest.gateway.producer import KafkaSink
+from service.ingest.gateway.sessions import read_session_key
 from service.ingest.gateway.sources import Auth, SourcesFile, SourcesFileError
 from service.ingest.gateway.tokens import TokenBook, TokenFileError
 from service.ingest.gateway.units import UnitsFile, UnitsFileError
@@ -111,6 +112,19 @@ def build_gateway(settings: Settings) -> BuiltGateway:
         )
     if own:
         access += f"; own credentials (sources file): {', '.join(own)}"
+    session_key = None
+    if settings.gateway_session_key_file is not None:
+        try:
+            session_key = read_session_key(str(settings.gateway_session_key_file))
+        except ValueError as exc:
+            raise GatewayStartError(str(exc)) from None
+    if any(p.auth is Auth.OPENCPS_LOGIN for p in sources.content.values()):
+        access += (
+            "; OpenCPS sessions signed with MOTCUA_GATEWAY_SESSION_KEY_FILE (any gateway)"
+            if session_key is not None
+            else "; OpenCPS sessions of this process only (no MOTCUA_GATEWAY_SESSION_KEY_FILE:"
+            " a restart refuses them until OpenCPS logs in again, within ten minutes)"
+        )
     context = _tls_context(settings.gateway_tls_cert, settings.gateway_tls_key)
     sink = KafkaSink(
         settings.bootstrap, settings.topic, settings.security, settings.gateway_send_timeout
@@ -124,6 +138,7 @@ def build_gateway(settings: Settings) -> BuiltGateway:
         sources=sources,
         procedures=procedures,
         trusted_proxies=parse_networks(settings.gateway_trusted_proxies),
+        session_key=session_key,
     )
     return BuiltGateway(gateway, application(gateway), context, access)
 
