@@ -260,6 +260,19 @@ async def test_broker_down_503_claims_nothing(client: TestClient) -> None:
     assert (await client.get("/readyz")).status == 200
 
 
+async def test_the_ready_gauge_is_the_brokers_answer_at_the_scrape(client: TestClient) -> None:
+    # Nothing calls /readyz here: the gauge must not keep what an earlier probe saw.
+    def ready_gauge(text: str) -> float:
+        (line,) = [x for x in text.splitlines() if x.startswith("motcua_gateway_ready ")]
+        return float(line.split()[1])
+
+    assert ready_gauge(await (await client.get("/metrics")).text()) == 1
+    sink_of(client).down = True
+    assert ready_gauge(await (await client.get("/metrics")).text()) == 0
+    sink_of(client).down = False
+    assert ready_gauge(await (await client.get("/metrics")).text()) == 1
+
+
 async def test_national_sync_results_and_envelope(client: TestClient) -> None:
     body = {
         "service": "DongBoHoSoMC",

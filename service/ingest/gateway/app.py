@@ -524,6 +524,9 @@ class Gateway:
         return json_response(503, {"status": "the broker does not answer"})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        # Asked of the broker at every scrape (at most 2 s), not left from the last /readyz:
+        # nothing may poll /readyz, and a remembered "ready" hides a broker gone since.
+        self.metrics.ready.set(1 if await self.sink.ready() else 0)
         self.metrics.units.set(len(self.units))
         return web.Response(
             body=generate_latest(self.metrics.registry),

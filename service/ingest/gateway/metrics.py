@@ -74,7 +74,7 @@ class GatewayMetrics:
         )
         self.ready = Gauge(
             "motcua_gateway_ready",
-            "1 when the gateway's producer is connected to the broker, else 0.",
+            "1 when the broker answered the gateway's producer at this scrape, else 0.",
             registry=r,
         )
         self.units = Gauge(
