@@ -117,8 +117,10 @@ def test_a_bench_stopped_by_sigterm_stops_its_broker_and_workers(tmp_path: Path)
                         )
             time.sleep(0.5)
         assert both(), commands
+        assert bench.poll() is None, bench.stderr.read()[-3000:]  # still measuring
         bench.send_signal(signal.SIGTERM)
-        assert bench.wait(120) == 130
+        _, said = bench.communicate(timeout=120)
+        assert bench.returncode == 130, said[-3000:]
         assert not [p for p in seen.values() if p.alive()], seen
         assert work_dirs and not [d for d in work_dirs if d.exists()], work_dirs
     finally:

@@ -48,18 +48,24 @@ def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
         local.stop()
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: the workers and broker are stopped on the way out
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the bench was: it unwinds as Ctrl-C does."""
 
 
 @contextlib.contextmanager
-def stopping_on_sigterm() -> Iterator[None]:
+def stopping_on_sigterm(stopped: threading.Event) -> Iterator[None]:
     """SIGTERM (a CI job's timeout, `timeout`, `kill`) unwinds the bench as Ctrl-C does, so
-    its workers and broker, in sessions of their own, are stopped instead of left running."""
+    its workers and broker, in sessions of their own, are stopped instead of left running;
+    `stopped` is set, so the exit says so whatever the unwinding ran into."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread (an in-process caller's business)
         return
-    previous = signal.signal(signal.SIGTERM, _interrupted)
+
+    def interrupted(signum: int, frame: object) -> None:
+        stopped.set()
+        raise Stopped
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         yield
     finally:
@@ -89,8 +95,9 @@ def run_bench(
     work_dir = Path(tempfile.mkdtemp(prefix="motcua-bench-"))
     results: dict[str, Any] = {"mode": plan.mode}
     code = 0
+    stopped = threading.Event()
     try:
-        with stopping_on_sigterm(), broker_for_bench(work_dir) as (bootstrap, description):
+        with stopping_on_sigterm(stopped), broker_for_bench(work_dir) as (bootstrap, description):
             run = Run(plan, bootstrap, work_dir, results=results)
             results["broker"] = description
             try:
@@ -105,9 +112,15 @@ def run_bench(
                     results["worker_crash_logs"] = crashes
                 if os.environ.get("MOTCUA_BROKER"):
                     delete_topics(bootstrap, run.stamp)
-    except Exception as exc:
+    except BaseException as exc:
         from service.tools.broker import BrokerError
 
+        if stopped.is_set():
+            # Stopped by SIGTERM: the workers and broker were stopped on the way out; what
+            # the unwinding ran into (a part already gone) is said, the exit is Ctrl-C's.
+            if not isinstance(exc, KeyboardInterrupt):
+                progress(f"motcua bench: while stopping: {type(exc).__name__}: {exc}")
+            raise KeyboardInterrupt from None
         if not isinstance(exc, BenchError | BrokerError):
             raise
         results["error"] = str(exc)
