@@ -48,10 +48,6 @@ def broker_for_bench(work_dir: Path) -> Iterator[tuple[str, str]]:
         local.stop()
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM, raised where the bench was: it unwinds as Ctrl-C does."""
-
-
 @contextlib.contextmanager
 def stopping_on_sigterm(stopped: threading.Event) -> Iterator[None]:
     """SIGTERM (a CI job's timeout, `timeout`, `kill`) unwinds the bench as Ctrl-C does, so
@@ -63,7 +59,7 @@ def stopping_on_sigterm(stopped: threading.Event) -> Iterator[None]:
 
     def interrupted(signum: int, frame: object) -> None:
         stopped.set()
-        raise Stopped
+        raise KeyboardInterrupt  # raised where the bench was: it unwinds as Ctrl-C does
 
     previous = signal.signal(signal.SIGTERM, interrupted)
     try:
