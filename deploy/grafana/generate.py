@@ -76,7 +76,11 @@ SCORE_TARGETS = thresholds((None, "red"), (18, "orange"), (19.6, "green"))
 
 
 def stat_panel(
-    title: str, description: str, *targets: prometheus.Dataquery, unit: str = "short"
+    title: str,
+    description: str,
+    *targets: prometheus.Dataquery,
+    unit: str = "short",
+    span: int = 4,
 ) -> stat.Panel:
     return (
         stat.Panel()
@@ -89,7 +93,7 @@ def stat_panel(
         .graph_mode(common.BigValueGraphMode.NONE)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
         .height(5)
-        .span(4)
+        .span(span)
     )
 
 
@@ -631,6 +635,12 @@ def pipeline_health() -> model.Dashboard:
             "1": model.ValueMappingResult(text="sẵn sàng", color="green"),
         }
     )
+    retention_mapping = model.ValueMap(
+        options={
+            "0": model.ValueMappingResult(text="giữ mãi", color="green"),
+            "1": model.ValueMappingResult(text="XOÁ sự kiện", color="red"),
+        }
+    )
     built = (
         _base(
             "motcua-pipeline",
@@ -644,6 +654,7 @@ def pipeline_health() -> model.Dashboard:
                 "Scrape",
                 "Whether Prometheus can scrape each worker's /metrics (up).",
                 query('up{job="motcua"}', "{{instance}}", instant=True),
+                span=3,
             ).mappings([up_mapping])
         )
         .with_panel(
@@ -651,6 +662,7 @@ def pipeline_health() -> model.Dashboard:
                 "Sẵn sàng",
                 "motcua_ready per worker: partitions assigned and tables recovered.",
                 query('motcua_ready{job="motcua"}', "{{instance}}", instant=True),
+                span=3,
             ).mappings([ready_mapping])
         )
         .with_panel(
@@ -659,6 +671,7 @@ def pipeline_health() -> model.Dashboard:
                 "Active partitions per worker; together they should cover every partition "
                 "of dossier-events.",
                 query("sum by (instance) (motcua_partitions_active)", "{{instance}}", instant=True),
+                span=3,
             )
         )
         .with_panel(
@@ -688,6 +701,20 @@ def pipeline_health() -> model.Dashboard:
                 ),
                 unit="reqps",
             )
+        )
+        .with_panel(
+            stat_panel(
+                "Lưu giữ dossier-events",
+                "Whether dossier-events keeps its events forever, as the workers read it every "
+                "MOTCUA_TOPIC_CHECK_SECONDS: a retention setting that deletes events is red "
+                "(the log is the record; fix with `motcua keep-events`).",
+                query(
+                    "max by (topic, setting) (motcua_input_topic_retention_finite)",
+                    "{{topic}} {{setting}}",
+                    instant=True,
+                ),
+                span=3,
+            ).mappings([retention_mapping])
         )
         .with_row(dashboard.Row("Luồng sự kiện"))
         .with_panel(
@@ -744,6 +771,15 @@ def pipeline_health() -> model.Dashboard:
         )
         .with_row(dashboard.Row("Cổng HTTP (gateway)"))
         .with_panel(
+            stat_panel(
+                "Gateway sẵn sàng",
+                "motcua_gateway_ready per gateway: whether the broker answered its producer at "
+                "this scrape. Red: senders get 503 and send again later.",
+                query("motcua_gateway_ready", "{{instance}}", instant=True),
+                span=6,
+            ).mappings([ready_mapping])
+        )
+        .with_panel(
             timeseries_panel(
                 "Yêu cầu theo mã trạng thái",
                 "HTTP requests per second to motcua gateway by route and status: 200 all "
@@ -755,7 +791,7 @@ def pipeline_health() -> model.Dashboard:
                     "{{route}} {{status}}",
                 ),
                 unit="reqps",
-                span=8,
+                span=6,
             )
         )
         .with_panel(
@@ -773,7 +809,7 @@ def pipeline_health() -> model.Dashboard:
                     "nhận {{source}}",
                 ),
                 unit="reqps",
-                span=8,
+                span=6,
             )
         )
         .with_panel(
@@ -796,10 +832,24 @@ def pipeline_health() -> model.Dashboard:
                     "503/s",
                 ),
                 unit="s",
-                span=8,
+                span=6,
             )
         )
         .with_row(dashboard.Row("Chi phí"))
+        .with_panel(
+            timeseries_panel(
+                "Đĩa còn trống (store)",
+                "Free share of the disk under each worker's store (MOTCUA_DATA_DIR). "
+                "The store grows with every dossier ever received; MotcuaStoreDiskFilling "
+                "opens a ticket under 10% free or when it would be full within a day.",
+                query(
+                    "motcua_store_disk_free_bytes / motcua_store_disk_size_bytes",
+                    "{{instance}}",
+                ),
+                unit="percentunit",
+                span=6,
+            )
+        )
         .with_panel(
             timeseries_panel(
                 "Thời gian xử lý một lô",
@@ -816,7 +866,7 @@ def pipeline_health() -> model.Dashboard:
                     "p95",
                 ),
                 unit="s",
-                span=8,
+                span=6,
             )
         )
         .with_panel(
@@ -826,7 +876,7 @@ def pipeline_health() -> model.Dashboard:
                 "event loop, so a slow scrape also delays event processing.",
                 query('scrape_duration_seconds{job="motcua"}', "{{instance}}"),
                 unit="s",
-                span=8,
+                span=6,
             )
         )
         .with_panel(
@@ -835,7 +885,7 @@ def pipeline_health() -> model.Dashboard:
                 "Partition assignments per worker since it started. Steps mean partitions "
                 "moved: a worker restarted, joined or left.",
                 query("sum by (instance) (motcua_rebalances_total)", "{{instance}}"),
-                span=8,
+                span=6,
             )
         )
         .build()

@@ -244,3 +244,23 @@ def test_every_metric_in_dashboards_and_rules_exists(dashboards: ModuleType) -> 
     for expr in dashboards.all_panel_queries() + rules:
         unknown = metric_names(expr) - known
         assert not unknown, f"unknown metric(s) {sorted(unknown)} in: {expr}"
+
+
+def test_every_pipeline_alert_can_be_seen_on_the_pipeline_dashboard(
+    rendered: dict[str, dict],
+) -> None:
+    """An on-call engineer paged by a pipeline alert finds what it watches on the pipeline
+    dashboard: every exported metric a pipeline alert reads is in one of its panels."""
+    dashboard = rendered["pipeline-health.json"]
+    shown: set[str] = set()
+    for panel in panels(dashboard["panels"]):
+        for target in panel.get("targets") or []:
+            shown |= metric_names(target["expr"])
+    for group in load_yaml(RULES)["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule or rule["labels"].get("category") != "pipeline":
+                continue
+            watched = {name for name in metric_names(rule["expr"]) if name in EXPORTED}
+            assert watched, f"{rule['alert']} reads no exported metric"
+            missing = watched - shown
+            assert not missing, f"{rule['alert']}: no pipeline panel shows {sorted(missing)}"
