@@ -6,8 +6,12 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.kafka_security import KafkaSecurity, KafkaSecurityError
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
 
 
 class SettingsError(ValueError):
@@ -143,6 +147,23 @@ class Settings:
     def bootstrap(self) -> str:
         """host:port,host:port for kafka-python and aiokafka."""
         return self.broker.split("://", 1)[-1].replace(";", ",")
+
+    def admin_client(self, client_id: str, timeout_ms: int | None = None) -> KafkaAdminClient:
+        """A kafka-python admin client for the configured broker and its security settings
+        (the one place they meet); `timeout_ms` bounds the connection and each request."""
+        from kafka.admin import KafkaAdminClient
+
+        timeouts = (
+            {"request_timeout_ms": timeout_ms, "bootstrap_timeout_ms": timeout_ms}
+            if timeout_ms is not None
+            else {}
+        )
+        return KafkaAdminClient(
+            bootstrap_servers=self.bootstrap.split(","),
+            client_id=client_id,
+            **timeouts,
+            **self.security.kafka_python_kwargs(),
+        )
 
     @classmethod
     def from_env(cls) -> Settings:

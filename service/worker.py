@@ -51,14 +51,10 @@ def ensure_topics(settings: Settings) -> tuple[InputTopicCheck, int]:
     appears after the first assignment is only picked up at the next rebalance), then check
     them. Returns the input topic's check (its warnings logged) and the dead-letter topic's
     max.message.bytes."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap.split(","),
-        client_id="motcua-setup",
-        **settings.security.kafka_python_kwargs(),
-    )
+    admin = settings.admin_client("motcua-setup")
     replicas = settings.replication_factor
     durable = {"min.insync.replicas": str(settings.min_insync_replicas)}
     try:

@@ -83,15 +83,7 @@ def check_input_topic(admin: Any, settings: Settings) -> InputTopicCheck:
 
 def read_input_topic(settings: Settings) -> InputTopicCheck:
     """`check_input_topic` with an admin client of its own (a worker's periodic check)."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap.split(","),
-        client_id="motcua-topic-check",
-        request_timeout_ms=15_000,
-        bootstrap_timeout_ms=15_000,
-        **settings.security.kafka_python_kwargs(),
-    )
+    admin = settings.admin_client("motcua-topic-check", timeout_ms=15_000)
     try:
         return check_input_topic(admin, settings)
     finally:

@@ -36,18 +36,12 @@ def keep_events_forever(settings: Settings) -> str:
 
 
 def _alter(settings: Settings, topic: str, configs: dict[str, str], client_id: str) -> None:
-    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap.split(","),
-            client_id=client_id,
-            # An operator at a prompt: say so soon when the broker does not answer.
-            request_timeout_ms=10_000,
-            bootstrap_timeout_ms=10_000,
-            **settings.security.kafka_python_kwargs(),
-        )
+        # An operator at a prompt: say so soon when the broker does not answer.
+        admin = settings.admin_client(client_id, timeout_ms=10_000)
     except KafkaError as exc:
         raise TopicError(f"cannot reach the broker at {settings.bootstrap}: {exc}") from None
     try:
