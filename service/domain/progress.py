@@ -38,7 +38,7 @@ from service.domain.report import (
     DossierFacts,
     due_at_receipt,
 )
-from service.domain.rules import CHANGED, RECEIVED, DossierState, take
+from service.domain.rules import CHANGED, RECEIVED, STEPPED, DossierState, take
 
 # A dossier has a handful of events; more than this is a producer bug or an attack. The
 # reference records limit (tests/reference_records.py) is the same number.
@@ -242,8 +242,11 @@ class DossierProgress(DossierState):
             self._facts = None
         if change & CHANGED:
             # An event that changed no field (an appraisal) keeps the dossier value and,
-            # when the index track kept too, the facts: nothing is built again for it.
-            self._dossier = self._facts = None
+            # when the index track kept too, the facts: nothing is built again for it. A
+            # step moves no fact either (the facts hold no step; its timeline is the same).
+            self._dossier = None
+            if not change & STEPPED:
+                self._facts = None
             self._emit(event.occurred_at, same_instant)
 
     def _emit(self, at: datetime, same_instant: bool) -> None:

@@ -33,6 +33,7 @@ ENDED = 16  # R3: the clock ended, or R4: the dossier was withdrawn before it di
 CLOSED = 32  # R4: returned, rejected or withdrawn; later events are ignored
 KEPT_AFTER_CLOSE = 64  # R4: a payment or rating of a closed dossier
 CHANGED = 128  # a field of the state changed (APPLIED without it: none did, as an appraisal)
+STEPPED = 256  # R12–R14: only the processing steps changed (with CHANGED)
 
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _RECEIVED = EventType.RECEIVED
@@ -163,13 +164,13 @@ def take(state: DossierState, event: DossierEvent, calendar: WorkingCalendar) ->
             if step is not None:  # R12: the new step closes the one before
                 state.steps_done += (finish_step(step, at, paused_at, calendar),)
             state.step = start_step(event, state.agency or "", calendar)
-            change |= CHANGED
+            change |= CHANGED | STEPPED
     elif kind is _STEP_COMPLETED:
         step = state.step
         if step is not None and step.step == event.step:  # R14
             state.steps_done += (finish_step(step, at, paused_at, calendar),)
             state.step = None
-            change |= CHANGED
+            change |= CHANGED | STEPPED
     elif kind in CLOCK_ENDING and clock_end is None:
         if state.step is not None:  # R15: the step ends with the clock
             state.steps_done += (finish_step(state.step, at, paused_at, calendar),)

@@ -148,8 +148,9 @@ def _appraisals(count: int) -> list[DossierEvent]:
 
 def test_an_event_that_changes_no_field_keeps_the_dossier_value_and_facts() -> None:
     """An appraisal changes no field: the dossier value and its facts are not built again
-    (the same objects), and still equal the fold of all the events; an event that changes a
-    field (a step starts) or the index track (a payment) builds them again."""
+    (the same objects), and still equal the fold of all the events. A step changes the
+    dossier value but no fact: only the value is built again. A payment changes the index
+    track: the facts are built again."""
     receipt = _receipt()
     progress = DossierProgress.start(DID)
     progress.add(receipt, CAL)
@@ -164,12 +165,31 @@ def test_an_event_that_changes_no_field_keeps_the_dossier_value_and_facts() -> N
     )
     progress.add(step, CAL)
     assert progress.dossier is not dossier and progress.dossier.step is not None
+    assert progress.facts is facts
+    assert (progress.dossier, progress.facts) == fold_with_facts(
+        DID, [receipt, appraisal, step], CAL
+    )
     stepped, stepped_facts = progress.dossier, progress.facts
     paid = DossierEvent(f"{DID}-p", DID, EventType.PAID, at + timedelta(minutes=1))
     progress.add(paid, CAL)
     assert progress.dossier is stepped and progress.facts is not stepped_facts
     assert (progress.dossier, progress.facts) == fold_with_facts(
         DID, [receipt, appraisal, step, paid], CAL
+    )
+    # R2, a new appointment without a pause: no index transition, but the due and so the
+    # facts' timeline move: built again.
+    paid_facts = progress.facts
+    appointment = DossierEvent(
+        f"{DID}-n",
+        DID,
+        EventType.SUPPLEMENT_RECEIVED,
+        at + timedelta(minutes=2),
+        due_at=datetime(2026, 3, 20, 17, 0, tzinfo=LOCAL_TZ),
+    )
+    progress.add(appointment, CAL)
+    assert progress.facts is not paid_facts
+    assert (progress.dossier, progress.facts) == fold_with_facts(
+        DID, [receipt, appraisal, step, paid, appointment], CAL
     )
 
 
