@@ -1,9 +1,10 @@
-"""A simulated public administration service center: seeded, realistic dossier event streams.
+"""The simulated center: its sample agencies and procedures, how it behaves, and the seeded,
+realistic dossier event stream it sends (`generate`).
 
-For the demo, tests and benchmarks. The agencies, procedures and volumes are SAMPLE DATA shaped
-like Bắc Giang's center in 2020 (seed 003: 22 agencies, ~1,700 procedures, ~260 dossiers a
-working day, 70/25/5 direct/online/postal); the agency codes are invented abbreviations and
-the procedure codes generated numbers in the national format. None of it is reference data.
+The agencies, procedures and volumes are SAMPLE DATA shaped like Bắc Giang's center in 2020
+(seed 003: 22 agencies, ~1,700 procedures, ~260 dossiers a working day, 70/25/5
+direct/online/postal); the agency codes are invented abbreviations and the procedure codes
+generated numbers in the national format. None of it is reference data.
 """
 
 from __future__ import annotations
@@ -11,21 +12,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import os
 import random
-import sys
-import threading
-import time
 from bisect import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, BinaryIO
-
-import orjson
+from typing import Any
 
 from schemas import SCHEMA_VERSION, TYPE_ORDER, Channel, EventType
 from service.domain.calendar import (
@@ -168,12 +162,10 @@ _STEPS = {
     4: ("TIEP_NHAN", "THAM_DINH", "XAC_MINH", "PHE_DUYET"),
 }
 _STEP_DEPARTMENT = {"TIEP_NHAN": "MC", "THAM_DINH": "CM", "XAC_MINH": "CM", "PHE_DUYET": "LD"}
-_DEPARTMENT_NAMES = {"MC": "Bộ phận một cửa", "CM": "Phòng chuyên môn", "LD": "Lãnh đạo"}
+DEPARTMENT_NAMES = {"MC": "Bộ phận một cửa", "CM": "Phòng chuyên môn", "LD": "Lãnh đạo"}
 _STEP_ENDS = frozenset((EventType.APPROVED, EventType.REJECTED, EventType.WITHDRAWN))
 _DECISIONS = frozenset((EventType.APPROVED, EventType.REJECTED))
 _CROSSING_SHARE = 0.1  # liên thông: one step at another agency
-
-DEMO_LIVE_DUE = (30.0, 600.0)  # seconds after now, for `run_simulation`'s few live dossiers
 
 
 class SimulationError(ValueError):
@@ -724,354 +716,3 @@ def generate(config: SimulationConfig) -> Iterator[dict[str, Any]]:
         shuffle_rng = random.Random(f"{config.seed}-shuffle")
         stream = _shuffled(stream, config.shuffle_window, shuffle_rng)
     return stream
-
-
-# -- the national portal's sync shape (DongBoHoSoMC) -----------------------------------------
-
-FORMATS = ("events", "national-sync", "units")
-SYNC_BATCH = 100  # dossiers per DongBoHoSoMC body (one JSON array per output line)
-_KENH = {"direct": "1", "online": "2", "postal": "3"}
-
-
-def _local_compact(text: str) -> str:
-    return datetime.fromisoformat(text).astimezone(LOCAL_TZ).strftime("%Y%m%d%H%M%S")
-
-
-def sample_units_csv() -> str:
-    """The units file (MOTCUA_UNITS_FILE) for the simulated center: unit name → agency, and
-    each agency's departments (name → agency, department code)."""
-    rows = [f'"{agency.name}",{agency.code},' for agency in AGENCIES]
-    for agency in AGENCIES:
-        for suffix in _DEPARTMENT_NAMES:
-            rows.append(
-                f'"{department_name(agency.code, suffix)}",{agency.code},{agency.code}.{suffix}'
-            )
-    return "unit,agency,department\n" + "\n".join(rows) + "\n"
-
-
-def department_name(agency: str, suffix: str) -> str:
-    """A simulated department's name as the progress rows write it (PhongBanXuLy)."""
-    names = {a.code: a.name for a in AGENCIES}
-    return f"{_DEPARTMENT_NAMES[suffix]} – {names[agency]}"
-
-
-def national_sync_snapshots(
-    events: Iterable[dict[str, Any]], calendar: WorkingCalendar = DEFAULT_CALENDAR
-) -> Iterator[dict[str, Any]]:
-    """Each simulated dossier as the national portal's snapshot of its latest state.
-
-    The personal fields are there, as in a real sync body, with obviously fake values, so the
-    gateway's dropping of them is exercised. Appraisals and apologies have no national field.
-    """
-    from service.domain.clock import computed_due
-
-    names = {agency.code: agency.name for agency in AGENCIES}
-    dossiers: dict[str, dict[str, Any]] = {}
-    for event in events:
-        kind = event["type"]
-        at = _local_compact(event["occurred_at"])
-        snap = dossiers.get(event["dossier_id"])
-        if kind == EventType.RECEIVED:
-            if "due_at" in event:
-                due = event["due_at"]
-            else:
-                received = datetime.fromisoformat(event["occurred_at"])
-                due = computed_due(received, event["processing_days"], calendar).isoformat()
-            number = len(dossiers) + 1
-            dossiers[event["dossier_id"]] = {
-                "MaHoSo": event["dossier_id"],
-                "MaTTHC": event["procedure"],
-                "KenhThucHien": _KENH[event["channel"]],
-                "TrangThaiHoSo": "4",
-                "NgayNopHoSo": at,
-                "NgayTiepNhan": at,
-                "NgayHenTra": _local_compact(due),
-                "DonViXuLy": names[event["agency"]],
-                "ChuHoSo": f"Người nộp mẫu {number}",
-                "SoGiayToChuHoSo": f"{number:012d}",
-                "SoDienThoai": "0900000000",
-                "Email": f"mau{number}@example.invalid",
-                "DanhSachHoSoBoSung": [],
-            }
-            continue
-        if snap is None:
-            continue
-        cycles = snap["DanhSachHoSoBoSung"]
-        if kind == EventType.SUPPLEMENT_REQUESTED:
-            cycles.append({"NgayBoSung": at, "NoiDungBoSung": "Bổ sung giấy tờ (mẫu)"})
-            snap["TrangThaiHoSo"] = "5"
-        elif kind == EventType.SUPPLEMENT_RECEIVED and cycles:
-            cycles[-1]["NgayTiepNhanBoSung"] = at
-            if "due_at" in event:
-                cycles[-1]["NgayHenTraMoi"] = _local_compact(event["due_at"])
-            snap["TrangThaiHoSo"] = "4"
-        elif kind == EventType.APPROVED:
-            snap.update(TrangThaiHoSo="9", NgayKetThucXuLy=at)
-        elif kind == EventType.REJECTED:
-            snap.update(TrangThaiHoSo="8", NgayTuChoi=at, NgayKetThucXuLy=at)
-        elif kind == EventType.RETURNED:
-            snap.update(TrangThaiHoSo="10", NgayTra=at)
-        elif kind == EventType.WITHDRAWN:
-            snap.update(TrangThaiHoSo="7", NgayKetThucXuLy=at)
-    yield from dossiers.values()
-
-
-PROGRESS_SERVICE = "CapNhatTienDoHoSoMC"
-_STEP_CLOSERS = frozenset(
-    (
-        EventType.STEP_STARTED,
-        EventType.STEP_COMPLETED,
-        EventType.APPROVED,
-        EventType.REJECTED,
-        EventType.RETURNED,
-        EventType.WITHDRAWN,
-    )
-)
-
-
-def national_sync_progress(
-    events: Iterable[dict[str, Any]], calendar: WorkingCalendar = DEFAULT_CALENDAR
-) -> Iterator[dict[str, Any]]:
-    """Each simulated step as a CapNhatTienDoHoSoMC progress row: the department by name
-    (`PhongBanXuLy`), its start and due, and `ThoiDiemXuLy` when the department acted (the
-    step's end; its start while it is still open). The person fields carry obviously fake
-    values, as in a real body, so the gateway's dropping of them is exercised."""
-    from service.domain.calendar import end_of_local_day, local_date
-    from service.domain.steps import step_due_from_hours
-
-    open_rows: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    for event in events:
-        kind = event["type"]
-        if kind not in _STEP_CLOSERS:
-            continue
-        at = datetime.fromisoformat(event["occurred_at"])
-        row = open_rows.pop(event["dossier_id"], None)
-        if row is not None and (kind != EventType.STEP_COMPLETED or row["_step"] == event["step"]):
-            row["ThoiDiemXuLy"] = _local_compact(event["occurred_at"])
-        elif row is not None:
-            open_rows[event["dossier_id"]] = row  # another step's completion: still open
-        if kind != EventType.STEP_STARTED:
-            continue
-        if "step_hours" in event:
-            due = step_due_from_hours(at, event["step_hours"], calendar)
-        else:
-            due = end_of_local_day(calendar.add_working_days(local_date(at), event["step_days"]))
-        agency, suffix = event["department"].rsplit(".", 1)
-        row = {
-            "MaHoSo": event["dossier_id"],
-            "NguoiXuLy": f"Cán bộ mẫu {len(rows) + 1}",
-            "ChucDanh": "Chuyên viên (mẫu)",
-            "ThoiDiemXuLy": _local_compact(event["occurred_at"]),
-            "PhongBanXuLy": department_name(agency, suffix),
-            "NoiDungXuLy": f"Xử lý bước {event['step']} (mẫu)",
-            "TrangThai": "4",
-            "NgayBatDau": _local_compact(event["occurred_at"]),
-            "NgayKetThucTheoQuyDinh": _local_compact(due.isoformat()),
-            "_step": event["step"],
-        }
-        rows.append(row)
-        open_rows[event["dossier_id"]] = row
-    for row in rows:
-        del row["_step"]
-        yield row
-
-
-def _batched(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-# -- running it -----------------------------------------------------------------------------
-
-
-class TokenBucket:
-    """Paces a stream to `rate` items a second, with bursts of up to one second's worth."""
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._clock, self._sleep = clock, sleep
-        self._last = clock()
-
-    def take(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < 1.0:
-            self._sleep((1.0 - self._tokens) / self.rate)
-            self._tokens = 1.0
-            self._last = self._clock()
-        self._tokens -= 1.0
-
-
-def paced(items: Iterable[Any], rate: float) -> Iterator[Any]:
-    """`items` at no more than `rate` a second (0 = as fast as they come)."""
-    if rate == 0:
-        yield from items
-        return
-    bucket = TokenBucket(rate)
-    for item in items:
-        bucket.take()
-        yield item
-
-
-def _until(stop: threading.Event, items: Iterable[Any]) -> Iterator[Any]:
-    for item in items:
-        if stop.is_set():
-            return
-        yield item
-
-
-def _write_lines(events: Iterable[dict[str, Any]], sink: BinaryIO, live: bool) -> int:
-    count = 0
-    for event in events:
-        sink.write(orjson.dumps(event) + b"\n")
-        count += 1
-        if live:  # a paced stream is watched as it goes
-            sink.flush()
-    sink.flush()
-    return count
-
-
-def run_simulation(
-    dossiers: int,
-    rate: float,
-    overdue_ratio: float,
-    seed: int,
-    out: Path | str | None,
-    broker: str | None,
-    topic: str,
-    *,
-    now: datetime | None = None,
-    live_due_seconds: tuple[float, float] | None = DEMO_LIVE_DUE,
-    output_format: str = "events",
-    index: IndexRates | None = None,
-    stop: threading.Event | None = None,
-) -> str:
-    """`motcua simulate`: JSON Lines to `out` ("-" or None without a broker: stdout) or events
-    to Kafka through DossierPublisher, paced at `rate` events/s (0 = flat out). Once `stop`
-    is set no event is taken further, and what was sent is flushed and acknowledged (the
-    demo stops it so, before it stops the broker).
-
-    A few dossiers fall due `live_due_seconds` after now, so a live demo sees some turn
-    overdue with no event. Returns a one-line summary. Raises SimulationError for bad
-    arguments (a malformed broker address or security settings included) and PublishError
-    (one line) when the broker is unreachable or does not acknowledge every event.
-    """
-    if not isinstance(rate, int | float) or not math.isfinite(rate) or rate < 0:
-        raise SimulationError(f"rate must be a number >= 0 events/s, got {rate!r}")
-    if out is not None and broker is not None:
-        raise SimulationError("give an output file or a broker, not both")
-    if output_format not in FORMATS:
-        raise SimulationError(f"format must be one of {', '.join(FORMATS)}")
-    if output_format != "events":
-        return _write_reference(output_format, dossiers, seed, overdue_ratio, out, now)
-    config = SimulationConfig(
-        dossiers=dossiers,
-        seed=seed,
-        overdue_ratio=overdue_ratio,
-        now=now,
-        live_due_seconds=live_due_seconds,
-        index=index or IndexRates(),
-    )
-    started = time.monotonic()
-    events = paced(generate(config), rate)
-    if stop is not None:
-        events = _until(stop, events)
-    what = f"simulated {dossiers:,} dossiers (seed {seed}, overdue ratio {overdue_ratio:g})"
-
-    if broker is not None:
-        from service.ingest.publisher import DossierPublisher, PublishError
-
-        try:
-            publisher = DossierPublisher(broker, topic)
-        except PublishError as exc:
-            if exc.reason in (PublishError.BAD_ADDRESS, PublishError.BAD_SECURITY):
-                raise SimulationError(str(exc)) from None
-            raise
-        with publisher:
-            report = publisher.publish_many(events)
-        if not report.ok:
-            raise PublishError(PublishError.NOT_ACKNOWLEDGED, f"{what}: {report.summary()}")
-        elapsed = time.monotonic() - started
-        return (
-            f"{what}: {report.acknowledged:,} events published to {topic} and acknowledged"
-            f" in {elapsed:.1f} s"
-        )
-
-    if out is None or str(out) == "-":
-        try:
-            count = _write_lines(events, sys.stdout.buffer, live=rate > 0)
-        except BrokenPipeError:
-            # The reader went away (e.g. `| head`); keep the interpreter's final flush quiet.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return f"{what}: output closed early"
-        target = "stdout"
-    else:
-        try:
-            with Path(out).open("wb") as sink:
-                count = _write_lines(events, sink, live=rate > 0)
-        except OSError as exc:
-            raise SimulationError(f"cannot write {out}: {exc.strerror or exc}") from None
-        target = str(out)
-    elapsed = time.monotonic() - started
-    return f"{what}: {count:,} events written to {target} in {elapsed:.1f} s"
-
-
-def _write_reference(
-    output_format: str,
-    dossiers: int,
-    seed: int,
-    overdue_ratio: float,
-    out: Path | str | None,
-    now: datetime | None,
-) -> str:
-    """`--format national-sync` (one DongBoHoSoMC JSON array of up to SYNC_BATCH dossiers
-    per line, then one {"service": "CapNhatTienDoHoSoMC", "data": [...]} body of progress
-    rows per line) or `--format units` (the matching MOTCUA_UNITS_FILE), to `out` or stdout."""
-    if output_format == "units":
-        payload = [sample_units_csv().encode("utf-8")]
-        what = f"units file of the sample center ({len(AGENCIES)} units)"
-    else:
-        config = SimulationConfig(
-            dossiers=dossiers, seed=seed, overdue_ratio=overdue_ratio, now=now
-        )
-        events = list(generate(config))
-        snapshots = national_sync_snapshots(events, config.calendar)
-        payload = [orjson.dumps(batch) + b"\n" for batch in _batched(snapshots, SYNC_BATCH)]
-        bodies = len(payload)
-        # Then the progress rows, in OpenCPS's envelope so a line says which call it is.
-        rows = national_sync_progress(events, config.calendar)
-        payload += [
-            orjson.dumps({"service": PROGRESS_SERVICE, "data": batch}) + b"\n"
-            for batch in _batched(rows, SYNC_BATCH)
-        ]
-        what = (
-            f"national-sync snapshots of {dossiers:,} simulated dossiers (seed {seed}),"
-            f" {bodies} bodies of up to {SYNC_BATCH}, then {len(payload) - bodies}"
-            f" {PROGRESS_SERVICE} bodies of progress rows"
-        )
-    if out is None or str(out) == "-":
-        sys.stdout.buffer.write(b"".join(payload))
-        sys.stdout.buffer.flush()
-        return f"{what} written to stdout"
-    try:
-        Path(out).write_bytes(b"".join(payload))
-    except OSError as exc:
-        raise SimulationError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return f"{what} written to {out}"
