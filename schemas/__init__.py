@@ -1,8 +1,9 @@
 """The event contract center systems publish against (version 1).
 
 `dossier-event.v1.schema.json` is the published JSON Schema for producers; `events.py`
-holds the record types and the validation the service applies. A test keeps them in
-agreement.
+holds the record types, `validation.py` the rules the service applies (each rejection with
+its reason) and `parsing.py` a message's bytes to an event (the usual shapes by a fast path
+that agrees with the rules). A test keeps the schema and the rules in agreement.
 """
 
 from pathlib import Path
@@ -20,10 +21,9 @@ from schemas.events import (
     PaymentMethod,
     Rating,
     Reason,
-    event_from_dict,
-    parse_event,
-    parse_timestamp,
 )
+from schemas.parsing import event_from_dict, parse_event
+from schemas.validation import parse_timestamp
 
 SCHEMA_PATH = Path(__file__).with_name("dossier-event.v1.schema.json")
 

@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import Channel, DossierEvent, EventType, OnlineLevel, PaymentMethod, Rating
-from schemas.events import TYPE_ORDER, time_from_text
+from schemas.events import TYPE_ORDER
+from schemas.validation import time_from_text
 from service.domain.calendar import LOCAL_TZ
 from service.domain.clock import Outcome
 from service.domain.dossier import Key

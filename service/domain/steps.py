@@ -26,7 +26,7 @@ from service.domain.clock import Outcome, shift_due
 
 # What a dossier holds when no step is open: `overdue_held`'s department label.
 NO_DEPARTMENT = "none"
-# Joins a step mark's parts: codes never hold control characters (schemas/events.py).
+# Joins a step mark's parts: codes never hold control characters (schemas/validation.py).
 MARK_SEPARATOR = "\x1f"
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _LATE, _ON_TIME = Outcome.LATE, Outcome.ON_TIME

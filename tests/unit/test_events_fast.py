@@ -1,4 +1,5 @@
-"""The usual-event fast path in schemas/events.py agrees with the full validation.
+"""The usual-event fast path (schemas/parsing.py) agrees with the full validation
+(schemas/validation.py).
 
 `_usual_event` may only ever return what `_checked_event` (the full validation, which
 production falls back to) returns for the same input, and it never rejects by itself: so
@@ -21,7 +22,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas import DossierEvent, EventType, InvalidEvent, parse_event, parse_timestamp
+from schemas import (
+    DossierEvent,
+    EventType,
+    InvalidEvent,
+    parse_event,
+    parse_timestamp,
+    parsing,
+    validation,
+)
 from schemas import events as ev
 
 SETTINGS = settings(deadline=None, max_examples=400, suppress_health_check=list(HealthCheck))
@@ -65,19 +74,19 @@ def assert_same_outcome(got: Any, want: Any) -> None:
 def check(doc: Any, now: datetime | None) -> None:
     """Every entry point against the full validation alone, for one decoded document."""
     # The full validation first: it teaches the fast path the offsets it has accepted.
-    want = outcome(lambda: ev._checked_event(doc, now))
+    want = outcome(lambda: validation._checked_event(doc, now))
     if isinstance(doc, dict):
-        usual = ev._usual_event(doc, now)
+        usual = parsing._usual_event(doc, now)
         if usual is not None:  # the fast path only ever answers with the same event
             assert isinstance(want, DossierEvent), want
             assert_same_event(usual, want)
-    assert_same_outcome(outcome(lambda: ev.event_from_dict(doc, now)), want)
+    assert_same_outcome(outcome(lambda: parsing.event_from_dict(doc, now)), want)
     try:
         raw = orjson.dumps(doc)
     except TypeError:  # not JSON (a key that is not a string, an integer beyond 64 bits)
         return
     decoded = orjson.loads(raw)
-    want = outcome(lambda: ev._checked_event(decoded, now))
+    want = outcome(lambda: validation._checked_event(decoded, now))
     assert_same_outcome(outcome(lambda: parse_event(raw, now)), want)
     if isinstance(want, DossierEvent):
         key = want.dossier_id.encode()
@@ -374,11 +383,11 @@ def test_valid_events_come_out_equal(data: st.DataObject) -> None:
     # The usual shapes do take the fast path (else the agreement above is vacuous): all but
     # fractions beyond microseconds and codes with characters that are not printable.
     far = datetime(2200, 1, 1, tzinfo=UTC)
-    ev._checked_event(doc, far)  # teaches the fast path the document's offsets
+    validation._checked_event(doc, far)  # teaches the fast path the document's offsets
     fine_times = all(re.search(r"\.[0-9]{7}", doc[f]) is None for f in _TIME_FIELDS if f in doc)
     printable = all(doc[f].isprintable() for f in _CODE_FIELDS if f in doc)
     if fine_times and printable:
-        assert ev._usual_event(doc, far) is not None
+        assert parsing._usual_event(doc, far) is not None
 
 
 @SETTINGS
@@ -422,7 +431,7 @@ def test_usual_time_is_parse_timestamp(text: str) -> None:
         want: datetime | None = parse_timestamp(text, "t")
     except InvalidEvent:
         want = None
-    usual = ev._usual_time(text)
+    usual = validation._usual_time(text)
     if usual is None:
         return
     assert want is not None, "the fast path took a timestamp parse_timestamp refuses"
@@ -461,9 +470,9 @@ def test_random_json_values_come_out_equal(data: st.DataObject) -> None:
 )
 def test_time_from_text_reads_isoformat(moment: datetime) -> None:
     text = moment.isoformat()
-    got = ev.time_from_text(text)
+    got = validation.time_from_text(text)
     naive = datetime.fromisoformat(text[:-6])  # the former reading: date, time, shared zone
-    want = datetime.combine(naive.date(), naive.time(), ev._zone(text[-6:]))
+    want = datetime.combine(naive.date(), naive.time(), validation._zone(text[-6:]))
     assert got == want and got.tzinfo is want.tzinfo
     assert got.replace(tzinfo=None) == want.replace(tzinfo=None) and got.fold == want.fold
 
@@ -585,7 +594,7 @@ def test_the_future_edge_comes_out_equal(offset: str, fraction: str) -> None:
         for step in (-1, 0, 1):
             now = (at - ev.FUTURE_TOLERANCE + timedelta(microseconds=step)).astimezone(zone)
             got = outcome(
-                lambda now=now: ev.event_from_dict(_base("approved", occurred_at=text), now)
+                lambda now=now: parsing.event_from_dict(_base("approved", occurred_at=text), now)
             )
             assert isinstance(got, DossierEvent) == (step >= 0)
             check(_base("approved", occurred_at=text), now)
@@ -636,8 +645,8 @@ def test_examples_come_out_equal(doc: dict[str, Any]) -> None:
 
 def test_the_usual_receipt_takes_the_fast_path() -> None:
     doc = _receipt(due_at="2026-03-10T17:00:00+07:00", components=3, fee_due=False)
-    want = ev._checked_event(doc, NOW)
-    got = ev._usual_event(doc, NOW)
+    want = validation._checked_event(doc, NOW)
+    got = parsing._usual_event(doc, NOW)
     assert got is not None
     assert_same_event(got, want)
 
