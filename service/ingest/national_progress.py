@@ -17,17 +17,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from schemas import DossierEvent, EventType, InvalidEvent, Reason, event_from_dict
 from service.ingest.gateway.intake import (
-    JSON_TYPES,
     Accepted,
-    BodyError,
     Outcome,
     Rejection,
-    media_type,
     public_sentence,
+    read_portal_items,
 )
 from service.ingest.national_sync import (
     SyncReason,
@@ -48,32 +44,10 @@ NO_DEPARTMENT = "no_department"
 def read_progress_items(body: bytes, content_type: str | None, max_items: int) -> list[Any]:
     """The rows of a CapNhatTienDoHoSoMC body: a bare JSON array (the .NET system posts
     chunks of ten), OpenCPS's envelope {"service": "CapNhatTienDoHoSoMC", "data": [...]},
-    or a single row."""
-    if media_type(content_type) not in JSON_TYPES:
-        raise BodyError(415, "unsupported_media_type", "send application/json")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BodyError(400, Reason.NOT_JSON.value, "the body is not UTF-8 JSON") from None
-    if isinstance(data, dict) and "data" in data and "MaHoSo" not in data:
-        if data.get("service", PROGRESS_SERVICE) != PROGRESS_SERVICE:
-            raise BodyError(
-                422,
-                "unsupported_service",
-                f"only {PROGRESS_SERVICE} progress rows are accepted on this route",
-            )
-        data = data["data"]
-    if isinstance(data, dict):
-        return [data]
-    if not isinstance(data, list):
-        raise BodyError(400, "not_object_or_array", "the body must be a JSON array of rows")
-    if len(data) > max_items:
-        raise BodyError(
-            413,
-            "too_many_items",
-            f"the body holds {len(data)} rows; at most {max_items} are accepted per request",
-        )
-    return data
+    or a single row (see `read_portal_items`)."""
+    return read_portal_items(
+        body, content_type, max_items, service=PROGRESS_SERVICE, what="progress rows"
+    )
 
 
 def _tag(department: str) -> str:

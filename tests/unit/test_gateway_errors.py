@@ -124,6 +124,12 @@ async def test_every_error_has_the_source_s_shape_on_every_route(
         status, _, body = await post(b"{nope")
         assert status == 400
         _check(body, "not_json", portal)
+        status, _, body = await post(b'["\xff"]')
+        assert status == 400
+        _check(body, "not_utf8", portal)
+        status, _, body = await post(b"42")
+        assert status == 400
+        _check(body, "not_object_or_array", portal)
         # 429: a burst of three items, one a second; two taken, then two more wanted.
         status, _, _ = await post(orjson.dumps([item(1), item(2)]))
         assert status == 200

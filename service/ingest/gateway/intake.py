@@ -71,12 +71,12 @@ def public_sentence(detail: str) -> str:
     return cut if cut == detail else f"{cut} (value not repeated)"
 
 
-def _count_check(count: int, max_items: int) -> None:
+def _count_check(count: int, max_items: int, what: str = "items") -> None:
     if count > max_items:
         raise BodyError(
             413,
             "too_many_items",
-            f"the body holds {count} items; at most {max_items} are accepted per request",
+            f"the body holds {count} {what}; at most {max_items} are accepted per request",
         )
 
 
@@ -161,30 +161,37 @@ def session_of(body: bytes) -> str | None:
     return session if isinstance(session, str) and session else None
 
 
-def read_sync_items(body: bytes, content_type: str | None, max_items: int) -> list[Any]:
-    """The dossier objects of a DongBoHoSoMC body: a JSON array (as the .NET system posts
-    it), OpenCPS's envelope {"session", "madonvi", "isUpdating", "data": [...], "service":
-    "DongBoHoSoMC"} (only `service` and `data` are read), or a single dossier object."""
+def read_portal_items(
+    body: bytes, content_type: str | None, max_items: int, *, service: str, what: str
+) -> list[Any]:
+    """The items of a national-portal body (`what` names them in answers): a bare JSON array
+    (as the .NET system posts it), OpenCPS's envelope {"session", "madonvi", "isUpdating",
+    "data": [...], "service": `service`} (only `service` and `data` are read), or a single
+    object."""
     if media_type(content_type) not in JSON_TYPES:
         raise BodyError(415, "unsupported_media_type", "send application/json")
     data = _loads(body)
     if isinstance(data, dict) and "data" in data and "MaHoSo" not in data:
-        service = data.get("service", SYNC_SERVICE)
-        if service != SYNC_SERVICE:
+        if data.get("service", service) != service:
             raise BodyError(
                 422,
                 "unsupported_service",
-                f"only {SYNC_SERVICE} dossier snapshots are accepted on this route",
+                f"only {service} {what} are accepted on this route",
             )
         data = data["data"]
     if isinstance(data, dict):
         return [data]
     if not isinstance(data, list):
-        raise BodyError(
-            400, "not_object_or_array", "the body must be a JSON array of dossier objects"
-        )
-    _count_check(len(data), max_items)
+        raise BodyError(400, "not_object_or_array", f"the body must be a JSON array of {what}")
+    _count_check(len(data), max_items, what)
     return data
+
+
+def read_sync_items(body: bytes, content_type: str | None, max_items: int) -> list[Any]:
+    """The dossier snapshots of a DongBoHoSoMC body (see `read_portal_items`)."""
+    return read_portal_items(
+        body, content_type, max_items, service=SYNC_SERVICE, what="dossier objects"
+    )
 
 
 def map_snapshot(
