@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from service.tools.processes import Process, stop
 
 PARTS_FILE = "demo-parts.json"
 # The order the demo stops its parts in, and how long each is given (as in its `finally`).
@@ -30,31 +29,6 @@ STOP_ORDER: tuple[tuple[str, float], ...] = (
 )
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Process:
-    """A process as the system knows it now: its pid, and when it started (clock ticks since
-    boot); None if there is no such process, or it has exited and waits to be reaped."""
-
-    pid: int
-    started: int
-
-    @classmethod
-    def of(cls, pid: int) -> Process | None:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        except OSError:
-            return None
-        # The command name, in parentheses, may hold spaces and parentheses: read past it.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) < 20 or fields[0] in ("Z", "X"):  # a zombie has finished
-            return None
-        return cls(pid, int(fields[19]))
-
-    def alive(self) -> bool:
-        """Still running, and still the same process (its pid not given to another since)."""
-        return Process.of(self.pid) == self
 
 
 class DemoParts:
@@ -121,7 +95,7 @@ def stop_left_over(
             f" {names}; stopping them first"
         )
     for name, seconds in running:
-        if not _stop(parts[name], seconds):
+        if stop([parts[name]], seconds):
             say(f"motcua demo: the earlier {name} did not stop within {seconds:g} s; killed")
     with contextlib.suppress(OSError):
         path.unlink()
@@ -130,20 +104,3 @@ def stop_left_over(
 
 def _alive(process: Process | None) -> bool:
     return process is not None and process.alive()
-
-
-def _stop(process: Process, seconds: float) -> bool:
-    """SIGTERM, then SIGKILL after `seconds`; True if it stopped by itself."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not process.alive():
-            return True
-        time.sleep(0.2)
-    if process.alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        while process.alive() and time.monotonic() < deadline + 10:
-            time.sleep(0.1)
-    return False

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from service.tools.broker import LocalBroker
-from service.tools.demo_parts import Process
+from service.tools.processes import Process
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 from harness import free_port
 
 from service.tools.broker import reachable
-from service.tools.demo_parts import Process
+from service.tools.processes import Process
 
 pytestmark = pytest.mark.integration
 

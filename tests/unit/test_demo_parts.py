@@ -13,13 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.tools.demo_parts import (
-    PARTS_FILE,
-    DemoParts,
-    DemoRunning,
-    Process,
-    stop_left_over,
-)
+from service.tools.demo_parts import PARTS_FILE, DemoParts, DemoRunning, stop_left_over
+from service.tools.processes import Process
 
 FAST = (("board", 5.0), ("worker", 5.0), ("gateway", 5.0), ("broker", 5.0))
 

@@ -3,19 +3,18 @@ or a cluster, found again through the pid and state files in its data directory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from service.tools.kafka.cluster import LocalCluster, distinct_free_ports
 from service.tools.kafka.errors import BrokerError
-from service.tools.kafka.host import is_kafka_process, pid_alive, port_in_use
+from service.tools.kafka.host import is_kafka_process, port_in_use
 from service.tools.kafka.node import LocalBroker
 from service.tools.kafka.probe import reachable
+from service.tools.processes import Process, stop
 
 _PID_FILE = "broker.pid"
 _STATE_FILE = "broker.json"
@@ -71,7 +70,7 @@ def _running_state(kafka_dir: Path) -> _Recorded | None:
     state = _read_state(kafka_dir)
     if state is None:
         return None
-    if pid_alive(state.pid) and is_kafka_process(state.pid, kafka_dir):
+    if Process.of(state.pid) is not None and is_kafka_process(state.pid, kafka_dir):
         return state
     (kafka_dir / _PID_FILE).unlink(missing_ok=True)
     return None
@@ -144,7 +143,7 @@ def _read_cluster(cluster_dir: Path) -> _RecordedCluster | None:
             continue
         # The node's config path, not its directory: node-1 is a prefix of node-10.
         config = _node_dir(cluster_dir, node) / "server.properties"
-        if pid_alive(pid) and is_kafka_process(pid, config):
+        if Process.of(pid) is not None and is_kafka_process(pid, config):
             alive[node] = pid
         else:
             pid_file.unlink(missing_ok=True)
@@ -225,19 +224,8 @@ def start_cluster_background(
 
 def _terminate(pids: list[int], timeout: float) -> list[int]:
     """SIGTERM every pid at once, SIGKILL those alive after `timeout` s; returns those."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    lingering = [pid for pid in pids if pid_alive(pid)]
-    for pid in lingering:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    while any(pid_alive(pid) for pid in lingering):
-        time.sleep(0.1)
-    return lingering
+    found = [process for pid in pids if (process := Process.of(pid)) is not None]
+    return [process.pid for process in stop(found, timeout)]
 
 
 # --- the commands -------------------------------------------------------------------------------

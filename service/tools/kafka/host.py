@@ -3,13 +3,13 @@ and whether a process is still a live Kafka."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 from pathlib import Path
 
 from service.tools.kafka.errors import BrokerError
+from service.tools.processes import Process
 
 HOST = "127.0.0.1"
 # Written last into a directory whose one-time setup (a fetch, TLS files) has finished.
@@ -61,30 +61,11 @@ def accepts(server: str) -> bool:
         return False
 
 
-def pid_alive(pid: int) -> bool:
-    # A broker we started ourselves and that died is a zombie until reaped: reap it first.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def is_kafka_process(pid: int, data_dir: Path) -> bool:
     # Guards against a stale pid file whose pid now belongs to an unrelated process.
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():  # no procfs: trust the pid
-        return pid_alive(pid)
+        return Process.of(pid) is not None
     try:
         args = cmdline.read_bytes().split(b"\0")
     except OSError:
