@@ -23,7 +23,7 @@ from reference_fold import fold, fold_with_facts
 from reference_records import merge
 from test_properties import CAL, DID, event_sets
 
-from schemas import Channel, DossierEvent, EventType, InvalidEvent, Reason
+from schemas import Channel, DossierEvent, EventType, InvalidEvent, PaymentMethod, Rating, Reason
 from service.domain import LOCAL_TZ, Dossier
 from service.domain.codec import TYPE_CHAR
 from service.domain.progress import MAX_EVENTS_PER_DOSSIER, Arrival, DossierProgress
@@ -293,3 +293,68 @@ def test_records_built_through_their_slots_stay_frozen_dataclasses() -> None:
         receipt.agency = "STP"  # type: ignore[misc]
     assert Dossier(DID) == Dossier(DID, None, None, None, None, None, None, None, None, None)
     assert Dossier(DID).passed_due is False and Dossier(DID).supplements == 0
+
+
+def _one_of_each(at: datetime) -> dict[str, DossierEvent]:
+    """One event of every kind (and both kinds of supplement return), `at` and after."""
+    minute = timedelta(minutes=1)
+    due = datetime(2026, 3, 25, 17, 0, tzinfo=LOCAL_TZ)
+
+    def make(name: str, kind: EventType, n: int, **fields: Any) -> DossierEvent:
+        return DossierEvent(f"{DID}-{name}", DID, kind, at + n * minute, **fields)
+
+    return {
+        "appraised": make("a", EventType.APPRAISED, 0),
+        "supplement_requested": make("q", EventType.SUPPLEMENT_REQUESTED, 1),
+        "supplement_received": make("b", EventType.SUPPLEMENT_RECEIVED, 2),
+        "new_appointment": make("n", EventType.SUPPLEMENT_RECEIVED, 2, due_at=due),
+        "extended": make("x", EventType.EXTENDED, 3, new_due_at=due),
+        "step_started": make(
+            "s", EventType.STEP_STARTED, 4, step="S1", department="D1", step_hours=8
+        ),
+        "step_completed": make("c", EventType.STEP_COMPLETED, 5, step="S1"),
+        "approved": make("v", EventType.APPROVED, 6),
+        "rejected": make("j", EventType.REJECTED, 6),
+        "returned": make("t", EventType.RETURNED, 7, e_result=True),
+        "withdrawn": make("w", EventType.WITHDRAWN, 7),
+        "paid": make("p", EventType.PAID, 8, method=PaymentMethod.NATIONAL_PORTAL),
+        "rated": make("g", EventType.RATED, 9, rating=Rating.SATISFIED),
+    }
+
+
+# Where a dossier may stand when the next event comes: the events that put it there.
+_STANDINGS = {
+    "received": (),
+    "paused": ("supplement_requested",),
+    "stepping": ("step_started",),
+    "decided": ("approved",),
+    "closed": ("approved", "returned"),
+}
+
+
+@pytest.mark.parametrize("standing", sorted(_STANDINGS))
+@pytest.mark.parametrize("name", sorted(_one_of_each(datetime(2026, 3, 2, tzinfo=LOCAL_TZ))))
+def test_every_kind_of_event_from_every_standing_keeps_value_and_facts_exact(
+    standing: str, name: str
+) -> None:
+    """The kept dossier value and report facts (built once, kept while an event changes
+    nothing they hold) equal the full replay's after any one more event, whatever the
+    dossier's standing: a table of every kind of event, not left to a random draw."""
+    receipt = _receipt()
+    later = _one_of_each(receipt.occurred_at + timedelta(hours=1))
+    before = [later[n] for n in _STANDINGS[standing]]
+    # The event comes after the ones that set the standing (an in-order arrival).
+    event = dataclasses.replace(
+        later[name],
+        event_id=f"{DID}-next",
+        occurred_at=max(e.occurred_at for e in [receipt, *before]) + timedelta(minutes=30),
+    )
+    progress = DossierProgress.start(DID)
+    for earlier in (receipt, *before):
+        progress.add(earlier, CAL)
+    _ = progress.dossier, progress.facts  # built and kept, as a worker's batch does
+    assert progress.add(event, CAL) is Arrival.IN_ORDER
+    held = [receipt, *before, event]
+    assert (progress.dossier, progress.facts) == fold_with_facts(DID, held, CAL)
+    unpacked = DossierProgress.unpack(DID, progress.pack())
+    assert (unpacked.dossier, unpacked.facts) == fold_with_facts(DID, held, CAL)
