@@ -125,7 +125,10 @@ def _start_board(worker_port: int, data: Path, parts: DemoParts) -> subprocess.P
     while board.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                print(f"board — the center's live page: http://127.0.0.1:{port}/")
+                print(
+                    f"board — the center's live page: http://127.0.0.1:{port}/"
+                    f"  (wall screen: http://127.0.0.1:{port}/?wall)"
+                )
                 return board
         except OSError:
             time.sleep(0.3)

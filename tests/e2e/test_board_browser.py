@@ -849,6 +849,32 @@ def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(
     assert browser.execute_script("return window.__sameDocument === true"), "the page reloaded"
 
 
+SCROLL_Y = "return window.scrollY"
+BANNER_TOP = "return document.getElementById('status').getBoundingClientRect().top"
+
+
+def see_the_wall_scroll_with_its_banner(browser: WebDriver, board: BoardProcess) -> None:
+    """`?wall`: the page goes down to its end by itself and back to the top, and the banner
+    (here: a worker does not answer) stays on the screen all the way; then the plain page."""
+    browser.get(board.url + "/?wall&speed=4000&pause=3")
+    assert browser.execute_script(SCROLL_Y) == 0  # it rests at the top first
+    assert wait_for(lambda: banner(browser)[0] != "", WAIT_S), "no banner in wall mode"
+    bottom = browser.execute_script(
+        "return document.documentElement.scrollHeight - window.innerHeight"
+    )
+    assert bottom > 0, "the board fits the screen: nothing to scroll"
+    assert wait_for(lambda: browser.execute_script(SCROLL_Y) >= bottom - 1, 30), (
+        f"the wall never reached the end: at {browser.execute_script(SCROLL_Y)} of {bottom}"
+    )
+    shown = browser.execute_script(BANNER_TOP)
+    assert 0 <= shown < browser.execute_script("return window.innerHeight"), shown
+    save_screenshot(browser, "board-wall-end.png", full_page=False)
+    assert wait_for(lambda: browser.execute_script(SCROLL_Y) == 0, 30), "never back on top"
+    browser.get(board.url + "/")
+    time.sleep(2)  # the plain page does not move
+    assert browser.execute_script(SCROLL_Y) == 0
+
+
 def test_the_board_is_whole_again_when_the_other_worker_takes_over(
     kafka_broker: Any,
     worker_factory: Callable[..., WorkerProcess],
@@ -862,6 +888,7 @@ def test_the_board_is_whole_again_when_the_other_worker_takes_over(
     )
     wait_page_matches(browser, [first, second])
     stop_and_see_incomplete(browser, board, first, second)
+    see_the_wall_scroll_with_its_banner(browser, board)
 
     def complete_again() -> bool:
         text, cls = banner(browser)

@@ -675,6 +675,59 @@ async function refresh() {
   timer = setTimeout(refresh, 1000 * (last ? last.refresh_s : 5));
 }
 
+// Wall mode (`?wall`): a screen nobody touches still shows the whole page. It rests at the
+// top for `pause` seconds, scrolls down at `speed` pixels a second, rests at the bottom, and
+// starts again from the top; with reduced motion asked for, it moves a screen at a time.
+// The status banner stays in view (CSS), so an incomplete or stale board is never hidden.
+const WALL_SPEED = 40; // px per second: a line of the tables every half second or so
+const WALL_PAUSE = 10; // seconds at the top and at the bottom
+const WALL_TICK = 50; // ms between two moves
+
+function wallSetting(params, name, fallback) {
+  const value = Number(params.get(name));
+  return params.has(name) && Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+function startWall(params) {
+  const speed = wallSetting(params, "speed", WALL_SPEED);
+  const pause = 1000 * wallSetting(params, "pause", WALL_PAUSE);
+  const stepwise = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  document.documentElement.classList.add("wall");
+  history.scrollRestoration = "manual"; // a reload starts at the top too
+  window.scrollTo(0, 0);
+  let resting = "top";
+  let since = Date.now();
+  let y = 0;
+  setInterval(() => {
+    const now = Date.now();
+    const bottom = Math.max(0, document.documentElement.scrollHeight - window.innerHeight);
+    if (resting) {
+      if (now - since < pause) return;
+      if (resting === "bottom" || bottom === 0) {
+        y = 0;
+        resting = "top";
+        since = now;
+        window.scrollTo(0, 0);
+        return;
+      }
+      resting = null;
+      since = now;
+    }
+    if (stepwise) {
+      if (now - since < pause) return;
+      y = Math.min(bottom, y + window.innerHeight * 0.9);
+      since = now;
+    } else {
+      y = Math.min(bottom, y + (speed * WALL_TICK) / 1000);
+    }
+    window.scrollTo(0, y);
+    if (y >= bottom) {
+      resting = "bottom";
+      since = now;
+    }
+  }, WALL_TICK);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("#lang").addEventListener("click", () => {
     lang = lang === "vi" ? "en" : "vi";
@@ -685,4 +738,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#period-today").addEventListener("click", () => { period = "today"; render(); });
   render();
   refresh();
+  const params = new URLSearchParams(window.location.search);
+  if (params.has("wall")) startWall(params);
 });
