@@ -870,6 +870,17 @@ def see_the_wall_scroll_with_its_banner(browser: WebDriver, board: BoardProcess)
     assert 0 <= shown < browser.execute_script("return window.innerHeight"), shown
     save_screenshot(browser, "board-wall-end.png", full_page=False)
     assert wait_for(lambda: browser.execute_script(SCROLL_Y) == 0, 30), "never back on top"
+    # Reduced motion asked for: a screen at a time, never a glide.
+    reduce = [{"name": "prefers-reduced-motion", "value": "reduce"}]
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": reduce})
+    try:
+        browser.get(board.url + "/?wall&pause=1")
+        assert wait_for(lambda: browser.execute_script(SCROLL_Y) > 0, 10, 0.1), "it never moved"
+        screen = browser.execute_script("return window.innerHeight")
+        moved = browser.execute_script(SCROLL_Y)
+        assert abs(moved - 0.9 * screen) <= 1, (moved, screen)  # one screen's step
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     browser.get(board.url + "/")
     time.sleep(2)  # the plain page does not move
     assert browser.execute_script(SCROLL_Y) == 0

@@ -711,7 +711,7 @@ function startWall(params) {
         return;
       }
       resting = null;
-      since = now;
+      since = now - pause; // the first move comes at once: the rest was the wait
     }
     if (stepwise) {
       if (now - since < pause) return;
