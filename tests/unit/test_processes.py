@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,11 @@ IGNORES_TERM = (
 )
 STOPS_ON_TERM = "import time; print('up', flush=True); time.sleep(60)"
 
+Spawn = Callable[[str], "subprocess.Popen[bytes]"]
+
 
 @pytest.fixture
-def spawn() -> Iterator[object]:
+def spawn() -> Iterator[Spawn]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(code: str) -> subprocess.Popen[bytes]:
@@ -37,19 +39,19 @@ def spawn() -> Iterator[object]:
         child.wait()
 
 
-def test_stop_asks_first_and_kills_only_what_ignores_it(spawn) -> None:  # type: ignore[no-untyped-def]
+def test_stop_asks_first_and_kills_only_what_ignores_it(spawn: Spawn) -> None:
     polite, stubborn = spawn(STOPS_ON_TERM), spawn(IGNORES_TERM)
-    found = [Process.of(polite.pid), Process.of(stubborn.pid)]
-    assert None not in found
+    found = [p for p in (Process.of(polite.pid), Process.of(stubborn.pid)) if p is not None]
+    assert len(found) == 2
     began = time.monotonic()
-    killed = stop(found, grace=1.0)  # type: ignore[arg-type]
+    killed = stop(found, grace=1.0)
     assert killed == [found[1]]
     assert time.monotonic() - began >= 1.0  # the stubborn one was given its grace
     assert polite.wait(5) == -15 and stubborn.wait(5) == -9
-    assert not any(p.alive() for p in found)  # type: ignore[union-attr]
+    assert not any(p.alive() for p in found)
 
 
-def test_stop_never_signals_a_pid_given_to_another_process(spawn) -> None:  # type: ignore[no-untyped-def]
+def test_stop_never_signals_a_pid_given_to_another_process(spawn: Spawn) -> None:
     child = spawn(STOPS_ON_TERM)
     found = Process.of(child.pid)
     assert found is not None
@@ -59,7 +61,9 @@ def test_stop_never_signals_a_pid_given_to_another_process(spawn) -> None:  # ty
         child.wait(1)  # not signalled: still running a second later
 
 
-def test_without_proc_a_live_pid_is_all_there_is(monkeypatch: pytest.MonkeyPatch, spawn) -> None:  # type: ignore[no-untyped-def]
+def test_without_proc_a_live_pid_is_all_there_is(
+    monkeypatch: pytest.MonkeyPatch, spawn: Spawn
+) -> None:
     monkeypatch.setattr(processes, "_PROC", Path("/nonexistent-proc"))
     child = spawn(STOPS_ON_TERM)
     found = Process.of(child.pid)
@@ -67,3 +71,4 @@ def test_without_proc_a_live_pid_is_all_there_is(monkeypatch: pytest.MonkeyPatch
     # It ends at once on SIGTERM, and is reaped (it is our child): not killed, gone.
     assert stop([found], grace=5.0) == []
     assert Process.of(child.pid) is None
+    assert child.poll() is not None  # reaped: Popen knows, and the fixture signals nothing
