@@ -70,7 +70,7 @@ def _running_state(kafka_dir: Path) -> _Recorded | None:
     state = _read_state(kafka_dir)
     if state is None:
         return None
-    if Process.of(state.pid) is not None and is_kafka_process(state.pid, kafka_dir):
+    if is_kafka_process(state.pid, kafka_dir):
         return state
     (kafka_dir / _PID_FILE).unlink(missing_ok=True)
     return None
@@ -143,7 +143,7 @@ def _read_cluster(cluster_dir: Path) -> _RecordedCluster | None:
             continue
         # The node's config path, not its directory: node-1 is a prefix of node-10.
         config = _node_dir(cluster_dir, node) / "server.properties"
-        if Process.of(pid) is not None and is_kafka_process(pid, config):
+        if is_kafka_process(pid, config):
             alive[node] = pid
         else:
             pid_file.unlink(missing_ok=True)

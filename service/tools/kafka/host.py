@@ -62,7 +62,8 @@ def accepts(server: str) -> bool:
 
 
 def is_kafka_process(pid: int, data_dir: Path) -> bool:
-    # Guards against a stale pid file whose pid now belongs to an unrelated process.
+    """A live Kafka of `data_dir` runs as `pid`: guards against a stale pid file whose pid
+    has gone (no process; a zombie's command line is empty) or now belongs to another."""
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():  # no procfs: trust the pid
         return Process.of(pid) is not None
