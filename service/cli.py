@@ -231,8 +231,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             sheet = load_score_sheet(args.compare)
         except SheetError as exc:
             raise UsageError(f"motcua report: --compare {args.compare}: {exc}") from None
+    partitions = args.partitions or Settings.from_env().partitions
     return run_report_cli(
-        args.from_, args.to, args.agency, args.format, args.url, sheet, str(args.compare or "")
+        args.from_,
+        args.to,
+        args.agency,
+        args.format,
+        args.url,
+        partitions,
+        sheet,
+        str(args.compare or ""),
     )
 
 
@@ -389,7 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, type=_local_date)
     p.add_argument("--agency")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--url", default="http://127.0.0.1:6066", help="a worker's web address")
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:6066",
+        help="URL[,URL…] of every worker (the report sums them all)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=_positive,
+        default=None,
+        help="input partitions the workers must cover, each once (MOTCUA_PARTITIONS)",
+    )
     p.add_argument(
         "--compare",
         type=Path,

@@ -35,6 +35,7 @@ from service.outputs.compare import (
     comparison_csv_rows,
     render_comparison,
 )
+from service.outputs.coverage import coverage, ranges
 
 SCOPE = "this worker's partitions; motcua report sums all workers"
 TIMEOUT_S = 10.0
@@ -251,22 +252,14 @@ def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, A
 
 def combine(
     answers: Sequence[tuple[str, dict[str, Any]]],
-) -> tuple[dict[str, PeriodFigures], list[int], list[str], dict[str, IndexFigures]]:
-    """Sum the workers' per-agency counts (and index counts); warnings name partitions
-    answered twice."""
+) -> tuple[dict[str, PeriodFigures], list[int], dict[str, IndexFigures]]:
+    """Sum the workers' per-agency counts (and index counts), with the partitions they
+    answer for; whether those cover the topic is `coverage`'s to say."""
     by_agency: dict[str, PeriodFigures] = {}
     index: dict[str, IndexFigures] = {}
-    owner: dict[int, str] = {}
-    warnings: list[str] = []
+    partitions: set[int] = set()
     for base, data in answers:
-        for partition in data["partitions"]:
-            if partition in owner:
-                warnings.append(
-                    f"partition {partition} is answered by both {owner[partition]} and {base} "
-                    "(a rebalance?): its dossiers are counted twice"
-                )
-            else:
-                owner[partition] = base
+        partitions.update(data["partitions"])
         for code, figures in data["agencies"].items():
             try:
                 counts = PeriodFigures.from_dict(figures)
@@ -275,7 +268,7 @@ def combine(
                 raise ReportError(f"{base}: agency {code!r:.40}: {exc}") from None
             by_agency.setdefault(code, PeriodFigures()).add(counts)
             index.setdefault(code, IndexFigures()).add(index_counts)
-    return by_agency, sorted(owner), warnings, index
+    return by_agency, sorted(partitions), index
 
 
 def _cell(value: Any, kind: str) -> str:
@@ -307,7 +300,7 @@ def render_table(
 
     out = [
         f"Kỳ báo cáo / period {start.isoformat()} – {end.isoformat()} "
-        f"(partitions: {_ranges(partitions) or 'none'})",
+        f"(partitions: {ranges(partitions) or 'none'})",
         line([vi for vi, _ in headers]),
         line([en for _, en in headers]),
         "-" * (sum(widths) + 2 * (len(widths) - 1)),
@@ -352,18 +345,6 @@ def render_steps(steps: StepOutcomes) -> str:
     return "\n".join(out) + "\n"
 
 
-def _ranges(partitions: list[int]) -> str:
-    """0,1,2,5 → "0-2,5"."""
-    parts: list[str] = []
-    for p in partitions:
-        if parts and parts[-1].split("-")[-1] == str(p - 1):
-            first = parts[-1].split("-")[0]
-            parts[-1] = f"{first}-{p}"
-        else:
-            parts.append(str(p))
-    return ",".join(parts)
-
-
 def render_csv(by_agency: dict[str, PeriodFigures]) -> str:
     """One row per agency and a "TOTAL" row; every count and derived figure, rates as 0–1."""
     rows = [(code, by_agency[code].to_dict()) for code in sorted(by_agency)]
@@ -383,11 +364,14 @@ def run_report_cli(
     agency: str | None,
     fmt: str,
     url: str,
+    partition_count: int,
     sheet: Sequence[PublishedScore] | None = None,
     sheet_name: str = "",
 ) -> int:
     """Ask every worker in the comma-separated `url`, sum their answers, print the report;
-    with a portal score `sheet` (`--compare`), line it up with the index after it."""
+    with a portal score `sheet` (`--compare`), line it up with the index after it. Only a
+    sum over all `partition_count` input partitions, each once, is printed: anything else
+    is one line on stderr and exit status 1 (a partial sum would look like the report)."""
     bases = [part.strip() for part in url.split(",") if part.strip()]
     if not bases:
         print("motcua report: --url names no worker", file=sys.stderr)
@@ -396,15 +380,19 @@ def run_report_cli(
     try:
         for base in bases:
             answers.append((base, _fetch(base, start, end, agency)))
-        by_agency, partitions, warnings, index = combine(answers)
+        problem = coverage((data["partitions"] for _, data in answers), partition_count).problem()
+        if problem is not None:
+            raise ReportError(
+                f"no report: {problem} (asked {', '.join(bases)}; "
+                "give every worker in --url, comma-separated)"
+            )
+        by_agency, partitions, index = combine(answers)
         steps = combine_steps(answers)
         projection, warning = combine_projection(answers)
     except ReportError as exc:
         print(f"motcua report: {exc}", file=sys.stderr)
         return 1
     if warning is not None:
-        warnings.append(warning)
-    for warning in warnings:
         print(f"motcua report: warning: {warning}", file=sys.stderr)
 
     compared = compare(sheet, index, index_total(index.values())) if sheet else None

@@ -125,6 +125,18 @@ def test_report_command_reads_the_worker(kafka_broker: Any, worker_factory: Any)
     start, end = current_period("year", datetime.now(UTC))
     base = [sys.executable, "-m", "service", "report", "--from", str(start), "--to", str(end)]
     url = f"http://{worker.host_port}"
+    # A worker holding fewer partitions than the topic has is no report: no figure at all.
+    partial = subprocess.run(
+        [*base, "--url", url, "--partitions", str(worker.partitions + 1)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert partial.returncode == 1 and partial.stdout == ""
+    assert f"partitions {worker.partitions} of {worker.partitions + 1} are not answered" in (
+        partial.stderr
+    )
+    base += ["--partitions", str(worker.partitions)]
     out = subprocess.run(
         [*base, "--format", "json", "--url", url], capture_output=True, text=True, timeout=60
     )

@@ -112,6 +112,14 @@ def test_partitions_answered_twice_are_not_complete() -> None:
     assert coverage([], 2).missing == [0, 1]
 
 
+def test_partitions_past_the_expected_count_are_not_complete() -> None:
+    # The topic has 6 partitions, the board was told 4: a dead worker's 5 goes unseen.
+    cover = coverage([[0, 1, 2], [3, 4]], 4)
+    assert cover.unexpected == [4] and not cover.missing and not cover.complete
+    assert cover.to_dict()["unexpected"] == [4] and cover.to_dict()["complete"] is False
+    assert "partitions 4 are beyond the 4 expected" in (cover.problem() or "")
+
+
 def test_merged_pages_keep_due_order_and_give_a_cursor() -> None:
     a = page([0], item("A1", "2026-03-10T17:00:00+07:00"), item("A2", "2026-03-12T17:00:00+07:00"))
     b = page([1], item("B1", "2026-03-11T17:00:00+07:00"), total=9)

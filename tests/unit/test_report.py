@@ -634,7 +634,7 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     (url_a, port_a), (url_b, port_b) = workers
     _answer(port_a, dossiers[:3], [0, 1])
     _answer(port_b, dossiers[3:], [2])
-    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}", 3) == 0
     out, err = capsys.readouterr()
     assert err == ""
     body = json.loads(out)
@@ -649,13 +649,13 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     legal = legal["motcua"]
     assert (legal["numerator"], legal["denominator"], legal["points"]) == (3, 6, 10.0)
 
-    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}", 3) == 0
     table = capsys.readouterr().out
     total_line = next(line for line in table.splitlines() if line.startswith("TỔNG / total"))
     assert total_line.split()[3:11] == ["1", "6", "1", "1", "1", "1", "1", "2"]
     assert "50.0%" in total_line and "10.00" in total_line
 
-    assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}", 3) == 0
     figures, index = capsys.readouterr().out.split("\n\n")
     rows = figures.splitlines()
     assert rows[0].startswith("agency,carried_over,new,")
@@ -668,15 +668,37 @@ def test_cli_sums_the_workers_and_recomputes_the_rates(
     assert not any(row.startswith("TOTAL,timeliness,portal,") for row in index_rows)
 
 
-def test_cli_warns_when_two_workers_answer_for_one_partition(
-    workers: list[tuple[str, int]], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("partitions_a", "partitions_b", "expected", "said"),
+    [
+        # A worker left out of --url (compose runs two): half the center is no total.
+        ([0, 1], None, 4, "partitions 2-3 of 4 are not answered"),
+        ([0, 1], [2], 4, "partitions 3 of 4 are not answered"),
+        # A rebalance: one partition answered by both workers would count twice.
+        ([0, 1], [1, 2], 3, "partitions 1 are answered by two workers"),
+        # The topic has more partitions than expected: a dead worker's could be unseen.
+        ([0, 1], [2, 3, 4], 4, "partitions 4 are beyond the 4 expected"),
+    ],
+)
+def test_cli_prints_no_report_unless_every_partition_is_answered_once(
+    workers: list[tuple[str, int]],
+    capsys: pytest.CaptureFixture[str],
+    partitions_a: list[int],
+    partitions_b: list[int] | None,
+    expected: int,
+    said: str,
 ) -> None:
     (url_a, port_a), (url_b, port_b) = workers
-    _answer(port_a, _one_of_each()[:2], [0, 1])
-    _answer(port_b, _one_of_each()[2:], [1, 2])
-    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
-    err = capsys.readouterr().err
-    assert "warning: partition 1 is answered by both" in err
+    _answer(port_a, _one_of_each()[:2], partitions_a)
+    url = url_a
+    if partitions_b is not None:
+        _answer(port_b, _one_of_each()[2:], partitions_b)
+        url = f"{url_a},{url_b}"
+    for fmt in ("table", "json", "csv"):
+        assert run_report_cli(*MAR, None, fmt, url, expected) == 1
+        out, err = capsys.readouterr()
+        assert out == ""  # no figure at all: each agency's dossiers span the partitions
+        assert err.count("\n") == 1 and "no report: " in err and said in err, err
 
 
 def test_cli_fails_in_one_line_when_a_worker_is_unreachable_or_errs(
@@ -685,12 +707,12 @@ def test_cli_fails_in_one_line_when_a_worker_is_unreachable_or_errs(
     (url_a, port_a), (url_b, port_b) = workers
     _answer(port_a, _one_of_each(), [0])
     _FakeWorker.answers[port_b] = (500, b'{"error": "not ready"}')
-    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 1
+    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}", 1) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "HTTP 500" in err
 
     # The discard port: nobody listens there on a test machine.
-    assert run_report_cli(*MAR, None, "json", "http://127.0.0.1:9") == 1
+    assert run_report_cli(*MAR, None, "json", "http://127.0.0.1:9", 1) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "unreachable" in err
 
@@ -766,7 +788,7 @@ def test_combine_refuses_index_counts_that_are_not_counts() -> None:
         with pytest.raises(ReportError, match="agency 'SXD'"):
             combine([("http://w", answer)])
     # A worker from before the index answers without one: it adds no index counts.
-    _, _, _, index = combine([("http://w", {"partitions": [0], "agencies": {AG: row}})])
+    _, _, index = combine([("http://w", {"partitions": [0], "agencies": {AG: row}})])
     assert index[AG].counts == {}
 
 
@@ -778,7 +800,7 @@ def test_cli_leads_with_the_portals_figure_and_lines_up_a_score_sheet(
     (url_a, port_a), _ = workers
     _answer(port_a, _one_of_each(), [0])
     sheet = read_score_sheet("SXD,2.1,13.33,4,6\nSXD,4.1,1.5\nTOTAL,2.1,13.33\n")
-    assert run_report_cli(*MAR, None, "table", url_a, sheet, "march.csv") == 0
+    assert run_report_cli(*MAR, None, "table", url_a, 1, sheet, "march.csv") == 0
     lines = capsys.readouterr().out.splitlines()
     e_result = next(i for i, line in enumerate(lines) if line.startswith("4.1 e_result"))
     # The portal's row first: 0 of the 6 received; motcua's has no dossier that says.
@@ -795,7 +817,7 @@ def test_cli_leads_with_the_portals_figure_and_lines_up_a_score_sheet(
     assert any(line.startswith("3.3 online_share (weight unverified)") for line in lines)
     assert "differ (1 of 3): SXD 4.1 e_result" in lines
 
-    assert run_report_cli(*MAR, None, "json", url_a, sheet, "march.csv") == 0
+    assert run_report_cli(*MAR, None, "json", url_a, 1, sheet, "march.csv") == 0
     body = json.loads(capsys.readouterr().out)
     assert [line["differs"] for line in body["compare"]["lines"]] == [[], ["points"], []]
     e_result_here = body["agencies"][AG]["index"]["indicators"]["e_result"]
@@ -886,7 +908,7 @@ def test_cli_sums_the_workers_month_end_projections(
     (url_a, port_a), (url_b, port_b) = workers
     _answer_with_projection(port_a, dossiers[:2], [0])
     _answer_with_projection(port_b, dossiers[2:], [1])
-    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}", 2) == 0
     out, err = capsys.readouterr()
     assert err == ""
     projection = json.loads(out)["projection"]
@@ -900,7 +922,7 @@ def test_cli_sums_the_workers_month_end_projections(
     # 2.1 6.67 + 5.4 2.22, every other verified indicator 0 of its portal denominator.
     assert sxd["total"] == {"points": pytest.approx(20 / 3 + 20 / 9), "maximum": 50}
 
-    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "table", f"{url_a},{url_b}", 2) == 0
     lines = capsys.readouterr().out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("Dự kiến cuối tháng"))
     assert "2026-03-01 – 2026-03-31" in lines[head]
@@ -911,7 +933,7 @@ def test_cli_sums_the_workers_month_end_projections(
     row = next(line for line in lines[head:] if line.startswith("total compared"))
     assert row.split()[-1] == "8.89/50"
 
-    assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "csv", f"{url_a},{url_b}", 2) == 0
     sections = capsys.readouterr().out.split("\n\n")
     assert len(sections) == 3
     projected = sections[2].splitlines()
@@ -926,7 +948,7 @@ def test_cli_leaves_out_a_projection_not_every_worker_gave(
     (url_a, port_a), (url_b, port_b) = workers
     _answer_with_projection(port_a, dossiers[:2], [0])
     _answer(port_b, dossiers[2:], [1])  # a period not through today: no projection
-    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}") == 0
+    assert run_report_cli(*MAR, None, "json", f"{url_a},{url_b}", 2) == 0
     out, err = capsys.readouterr()
     assert "projection" not in json.loads(out)
     assert err.count("\n") == 1 and "month-end projection is left out" in err

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from service.domain.index import (
     IndexFigures,
 )
 from service.domain.report import PeriodFigures
+from service.outputs.coverage import coverage
 from service.outputs.queue import QueueQuery, encode_cursor, item_key
 from service.outputs.report import ReportError, combine, index_total
 
@@ -181,42 +182,6 @@ async def ask_worker(
 # -- summing -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Which partitions the counted workers hold, against the topic's."""
-
-    expected: int
-    covered: list[int]
-    missing: list[int]
-    twice: list[int]
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing and not self.twice
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "expected": self.expected,
-            "covered": self.covered,
-            "missing": self.missing,
-            "twice": self.twice,
-            "complete": self.complete,
-        }
-
-
-def coverage(partition_lists: Iterable[Sequence[int]], expected: int) -> Coverage:
-    seen: Counter[int] = Counter()
-    for partitions in partition_lists:
-        seen.update(partitions)
-    wanted = set(range(expected))
-    return Coverage(
-        expected=expected,
-        covered=sorted(seen),
-        missing=sorted(wanted - set(seen)),
-        twice=sorted(p for p, n in seen.items() if n > 1),
-    )
-
-
 def _share(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
@@ -318,8 +283,8 @@ def board_snapshot(
     """The board's JSON: per-agency rows, the center total (only when complete), queues."""
     counted = [a for a in answers if a.ok]
     cover = coverage((a.partitions for a in counted), partition_count)
-    today_by, _, _, _ = combine([(a.url, a.today) for a in counted])
-    month_by, _, _, month_index = combine([(a.url, a.month) for a in counted])
+    today_by, _, _ = combine([(a.url, a.today) for a in counted])
+    month_by, _, month_index = combine([(a.url, a.month) for a in counted])
     samples: Counter[Any] = Counter()
     for a in counted:
         samples.update(a.samples)

@@ -57,6 +57,7 @@ const I18N = {
     legend: (t) => `Chỉ tiêu: quá hạn dưới ${t.overdue}; trước và đúng hạn ${t.onTime}; trước hạn từ ${t.early}; trực tuyến từ ${t.online}; bưu chính từ ${t.postal}. Tỷ lệ giải quyết tính trên hồ sơ đã giải quyết trong kỳ; tỷ lệ quá hạn tính trên hồ sơ đang giải quyết; trực tuyến, bưu chính tính trên hồ sơ tiếp nhận trong kỳ. Điểm QĐ 766 = 20 × (trước hạn + đúng hạn + đang trong hạn) / (đã và đang giải quyết).`,
     incomplete: (missing, workers) => `Số liệu CHƯA ĐẦY ĐỦ: thiếu phân vùng ${missing}${workers}. Các số dưới đây chỉ là một phần, không có tổng.`,
     twice: (parts) => `Phân vùng ${parts} được hai worker cùng trả lời (đang chia lại phân vùng?): số liệu có thể bị tính hai lần, không có tổng.`,
+    unexpected: (parts, expected) => `Phân vùng ${parts} vượt quá số phân vùng dự kiến (${expected}, MOTCUA_PARTITIONS): topic có nhiều phân vùng hơn, có thể thiếu số liệu mà không biết, không có tổng.`,
     workersDown: (list) => `; worker không trả lời: ${list}`,
     workerMissing: (list) => `Cảnh báo: ${list}. Các phân vùng của nó đã do worker khác đảm nhận: số liệu vẫn đầy đủ.`,
     stale: (time) => `Số liệu CŨ: lần cập nhật cuối lúc ${time}; đang thử lại.`,
@@ -141,6 +142,7 @@ const I18N = {
     legend: (t) => `Targets: overdue below ${t.overdue}; early or on time ${t.onTime}; early at least ${t.early}; online at least ${t.online}; postal at least ${t.postal}. Resolution shares are of dossiers resolved in the period; the overdue share is of dossiers in progress; online and postal shares are of dossiers received in the period. QĐ 766 score = 20 × (early + on time + in progress within the due) / (resolved + in progress).`,
     incomplete: (missing, workers) => `INCOMPLETE figures: partitions ${missing} are missing${workers}. The figures below are partial; there is no total.`,
     twice: (parts) => `Partitions ${parts} are answered by two workers (a rebalance?): figures may be counted twice; there is no total.`,
+    unexpected: (parts, expected) => `Partitions ${parts} are beyond the ${expected} expected (MOTCUA_PARTITIONS): the topic has more partitions, so some may be missing unseen; there is no total.`,
     workersDown: (list) => `; workers not answering: ${list}`,
     workerMissing: (list) => `Warning: ${list}. Other workers hold its partitions: the figures are complete.`,
     stale: (time) => `STALE figures: last updated at ${time}; retrying.`,
@@ -620,6 +622,8 @@ function renderStatus() {
     if (last.partitions.missing.length) messages.push(t("incomplete")(ranges(last.partitions.missing), downText));
     else if (down.length) warnings.push(t("workerMissing")(downText.slice(2)));
     if (last.partitions.twice.length) messages.push(t("twice")(ranges(last.partitions.twice)));
+    const unexpected = last.partitions.unexpected || [];
+    if (unexpected.length) messages.push(t("unexpected")(ranges(unexpected), last.partitions.expected));
     if (stale) messages.push(t("stale")(last.as_of.slice(11, 19)));
   }
   const text = [...messages, ...warnings].join(" ");
