@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from schemas import InvalidEvent, parse_timestamp
 from service.outputs.dead_letter import DLQ_MAX_BYTES
-from service.settings import Settings, SettingsError
+from service.settings import Settings, SettingsError, broker_url
 
 
 class UsageError(Exception):
@@ -39,6 +39,13 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a port: {text}")
     return value
+
+
+def _broker(text: str) -> str:
+    try:
+        return broker_url(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _ratio(text: str) -> float:
@@ -341,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("publish", cmd_publish, "validate and send JSON Lines of dossier events")
     p.add_argument("file", nargs="?", default="-", help="a .jsonl file, or - for stdin")
-    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--broker", type=_broker, help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")
 
     p = add("gateway", cmd_gateway, "HTTP ingestion: contract events and national-sync dossiers")
@@ -374,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         " then CapNhatTienDoHoSoMC progress bodies (envelopes) for the gateway; units: the"
         " matching MOTCUA_UNITS_FILE",
     )
-    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--broker", type=_broker, help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="default from MOTCUA_TOPIC")
     p.add_argument(
         "--index-rates",
@@ -433,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "raise max.message.bytes of the dead-letter topic (<topic>-dlq) so every dead letter fits",
     )
     p.add_argument("--bytes", type=_positive, default=DLQ_MAX_BYTES, help="default 2 MiB")
-    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--broker", type=_broker, help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
 
     p = add(
@@ -441,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_keep_events,
         "set the input topic's retention to forever (retention.ms and retention.bytes -1)",
     )
-    p.add_argument("--broker", help="host:port (default from MOTCUA_BROKER)")
+    p.add_argument("--broker", type=_broker, help="host:port (default from MOTCUA_BROKER)")
     p.add_argument("--topic", help="the input topic (default from MOTCUA_TOPIC)")
 
     p = add("bench", cmd_bench, "benchmarks against a real broker; last line is JSON")

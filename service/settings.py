@@ -40,12 +40,41 @@ def _flag(name: str) -> bool:
     raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
 
 
-def _broker_url(raw: str) -> str:
-    # faust wants kafka://host:port[;host:port]; accept plain host:port lists too.
+def broker_addresses(broker: str) -> list[str]:
+    """host:port entries from "kafka://host:port", "host:port,host:port" or faust's ";"
+    lists; SettingsError names the first entry that is not one."""
+    servers: list[str] = []
+    for item in broker.replace(";", ",").split(","):
+        entry = item.strip()
+        if entry.startswith("kafka://"):
+            entry = entry[len("kafka://") :]
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or "/" in entry or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise SettingsError(f"not a broker address (host:port): {item.strip()!r}")
+        servers.append(f"{host}:{int(port)}")
+    if not servers:
+        raise SettingsError(f"no broker address in {broker!r}")
+    return servers
+
+
+def broker_url(raw: str) -> str:
+    """`raw` as faust wants it, kafka://host:port[;host:port] (plain host:port lists are
+    accepted too), each address checked: a bad one is a SettingsError, not a traceback
+    from deep in a client library."""
     raw = raw.strip()
+    broker_addresses(raw)
     if "://" in raw:
         return raw
     return "kafka://" + raw.replace(",", ";")
+
+
+def _broker_env(raw: str) -> str:
+    try:
+        return broker_url(raw)
+    except SettingsError as exc:
+        raise SettingsError(f"MOTCUA_BROKER: {exc}") from None
 
 
 def _path(name: str) -> Path | None:
@@ -81,6 +110,7 @@ class Settings:
     partitions: int = 8
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    board_port: int = 6080  # the board's, in `motcua demo`
     data_dir: Path = Path("var")
     calendar_file: Path | None = None
     # Copies of every topic the worker creates, and how many must have a write before it
@@ -167,16 +197,19 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings of the environment's MOTCUA_* variables (SettingsError names a bad
+        one)."""
         env = os.environ
         calendar = env.get("MOTCUA_CALENDAR_FILE")
         replication = _int("MOTCUA_REPLICATION_FACTOR", cls.replication_factor, 1, 16)
         return cls(
             app_id=env.get("MOTCUA_APP_ID", cls.app_id) or cls.app_id,
-            broker=_broker_url(env.get("MOTCUA_BROKER", cls.broker)),
+            broker=_broker_env(env.get("MOTCUA_BROKER", cls.broker)),
             topic=env.get("MOTCUA_TOPIC", cls.topic) or cls.topic,
             partitions=_int("MOTCUA_PARTITIONS", cls.partitions, 1, 1024),
             web_host=env.get("MOTCUA_WEB_HOST", cls.web_host) or cls.web_host,
             web_port=_int("MOTCUA_WEB_PORT", cls.web_port, 1, 65535),
+            board_port=_int("MOTCUA_BOARD_PORT", cls.board_port, 1, 65535),
             data_dir=Path(env.get("MOTCUA_DATA_DIR") or cls.data_dir),
             calendar_file=Path(calendar) if calendar else None,
             replication_factor=replication,

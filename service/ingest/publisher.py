@@ -26,7 +26,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas import DossierEvent, InvalidEvent, Reason, event_from_dict, parse_event
 from service.kafka_security import KafkaSecurity, KafkaSecurityError
-from service.settings import Settings
+from service.settings import Settings, SettingsError, broker_addresses
 
 DEFAULT_DELIVERY_TIMEOUT = 120.0
 # Unacknowledged sends publish_many keeps before it waits on the oldest: bounds memory on long
@@ -128,22 +128,10 @@ def _describe(exc: BaseException) -> str:
 
 def parse_bootstrap(broker: str) -> list[str]:
     """host:port entries from "kafka://host:port", "host:port,host:port" or faust's ";" lists."""
-    servers: list[str] = []
-    for item in broker.replace(";", ",").split(","):
-        entry = item.strip()
-        if entry.startswith("kafka://"):
-            entry = entry[len("kafka://") :]
-        if not entry:
-            continue
-        host, sep, port = entry.rpartition(":")
-        if not sep or not host or "/" in entry or not port.isdigit() or not 0 < int(port) < 65536:
-            raise PublishError(
-                PublishError.BAD_ADDRESS, f"not a broker address (host:port): {item.strip()!r}"
-            )
-        servers.append(f"{host}:{int(port)}")
-    if not servers:
-        raise PublishError(PublishError.BAD_ADDRESS, f"no broker address in {broker!r}")
-    return servers
+    try:
+        return broker_addresses(broker)
+    except SettingsError as exc:
+        raise PublishError(PublishError.BAD_ADDRESS, str(exc)) from None
 
 
 def _producer_config(

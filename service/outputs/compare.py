@@ -82,7 +82,8 @@ def _number(text: str, what: str, line: int) -> float:
 def _count(text: str, what: str, line: int) -> int | None:
     if not text:
         return None
-    if not text.isdigit():
+    # isdecimal, not isdigit: "²" is a digit int() cannot read.
+    if not (text.isascii() and text.isdecimal()):
         raise SheetError(f"line {line}: {what} must be a whole number, not {text!r:.30}")
     return int(text)
 

@@ -220,13 +220,27 @@ def index_total(figures: Any) -> IndexFigures:
     return out
 
 
+def http_address_problem(url: str) -> str | None:
+    """Why `url` is not an http(s)://host[:port] address a worker can answer at; None if it
+    is (a typo is one line for the CLI, not urllib's traceback)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not an http(s)://host:port address ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s)://host:port address"
+    return None
+
+
 def _fetch(base: str, start: date, end: date, agency: str | None) -> dict[str, Any]:
     query = {"from": start.isoformat(), "to": end.isoformat()}
     if agency is not None:
         query["agency"] = agency
+    problem = http_address_problem(base)
+    if problem is not None:
+        raise ReportError(f"{base}: {problem}")
     url = f"{base.rstrip('/')}/api/report?{urllib.parse.urlencode(query)}"
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise ReportError(f"{base}: not an http(s) address")
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             body = response.read(MAX_BODY + 1)

@@ -107,10 +107,11 @@ def _units_file(data: Path) -> Path:
     return units
 
 
-def _start_board(worker_port: int, data: Path, parts: DemoParts) -> subprocess.Popen[bytes] | None:
-    """`motcua board` over the demo's worker (port MOTCUA_BOARD_PORT, default 6080); prints
-    its URL. None if it did not start (the demo goes on without it)."""
-    port = int(os.environ.get("MOTCUA_BOARD_PORT") or 6080)
+def _start_board(
+    worker_port: int, port: int, data: Path, parts: DemoParts
+) -> subprocess.Popen[bytes] | None:
+    """`motcua board` over the demo's worker on `port` (MOTCUA_BOARD_PORT, default 6080);
+    prints its URL. None if it did not start (the demo goes on without it)."""
     log_path = data / "demo-board.log"
     worker = f"http://127.0.0.1:{worker_port}"
     with log_path.open("ab") as log:
@@ -198,7 +199,8 @@ def run_demo(dossiers: int, rate: float, port: int, duration: float = 0.0) -> in
         if not _wait_ready(port, worker, timeout=120):
             print(f"motcua demo: the worker did not become ready; see {log_path}", file=sys.stderr)
             return 1
-        board = _start_board(port, data, parts)  # its URL first: it is what the demo is for
+        # The board's URL first: it is what the demo is for.
+        board = _start_board(port, settings.board_port, data, parts)
         host = settings.web_host
         print(f"worker ready — metrics: http://{host}:{port}/metrics")
         print(f"  overdue by procedure: http://{host}:{port}/api/procedures?state=overdue")

@@ -86,6 +86,9 @@ def test_an_agency_without_dossiers_here_scores_zero_on_the_portals_rule(
         ("H44.03,4.1,7\n", "line 1: 7 points is more than 4.1's maximum 6"),
         ("H44.03,4.1,,5,4\n", "line 1: the numerator is larger than the denominator"),
         ("H44.03,4.1,,-1,4\n", "line 1: numerator must be a whole number"),
+        # Digits int() cannot read (a superscript, another script's) are not whole numbers.
+        ("H44.03,4.1,,\u00b2,3\n", "line 1: numerator must be a whole number"),
+        ("H44.03,4.1,,2,\u0663\n", "line 1: denominator must be a whole number"),
         ("H44.03,4.1\n", "line 1: no points and no numerator/denominator"),
         ("H44.03\n", "line 1: expected agency,indicator,points"),
         (",4.1,3\n", "line 1: the agency is empty"),

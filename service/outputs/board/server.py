@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -26,6 +25,7 @@ from service.domain.calendar import local_date
 from service.outputs.board.gather import ask_worker, board_snapshot, merged_dossiers
 from service.outputs.board.targets import Targets, TargetsError
 from service.outputs.queue import MAX_LIMIT, BadQuery, parse_query
+from service.outputs.report import http_address_problem
 from service.settings import Settings, SettingsError
 
 STATIC = Path(__file__).parent / "static"
@@ -54,9 +54,9 @@ def parse_workers(text: str) -> list[str]:
     if not workers:
         raise BoardError("--workers names no worker")
     for url in workers:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise BoardError(f"--workers: {url!r} is not an http(s)://host:port address")
+        problem = http_address_problem(url)
+        if problem is not None:
+            raise BoardError(f"--workers: {url!r}: {problem}")
     if len(set(workers)) != len(workers):
         raise BoardError("--workers names a worker twice")
     return workers
