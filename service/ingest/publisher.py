@@ -364,9 +364,11 @@ class DossierPublisher:
 
 
 def _checked_lines(
-    source: TextIO, report: PublishReport, now: datetime
+    source: TextIO, report: PublishReport, now: datetime | None
 ) -> Iterator[tuple[str, DossierEvent]]:
-    """The valid lines as (label, event); each bad one goes into `report` by number."""
+    """The valid lines as (label, event); each bad one goes into `report` by number. `now`:
+    the clock the future-timestamp test reads; None: the clock as each line is read (a pipe
+    may stay open for days)."""
     for number, line in enumerate(source, 1):
         text = line.strip()
         if not text:
@@ -379,7 +381,7 @@ def _checked_lines(
             report.add_invalid(f"line {number}: {Reason.NOT_UTF8.value}: the line is not UTF-8")
             continue
         try:
-            event = parse_event(raw, now)
+            event = parse_event(raw, now or datetime.now(UTC))
         except InvalidEvent as exc:
             report.add_invalid(f"line {number}: {exc}")
             continue
@@ -394,12 +396,13 @@ def publish_lines(
 ) -> PublishReport:
     """Validate JSON Lines and send the valid ones; bad lines are reported by number.
 
-    Blank lines are skipped. Each bad line is listed as "line N: reason: detail".
+    Blank lines are skipped. Each bad line is listed as "line N: reason: detail". `now`: one
+    clock for every line (a file checked whole before); None: each line's own reading.
     """
     report = PublishReport()
     if progress is not None:
         progress.report = report
-    lines = _checked_lines(source, report, now or datetime.now(UTC))
+    lines = _checked_lines(source, report, now)
     publisher._send_all(lines, report, progress)
     return report
 
@@ -510,7 +513,11 @@ def run_publish(
             )
             with DossierPublisher(broker, topic, delivery_timeout=delivery_timeout) as publisher:
                 progress.phase = f"sending to {topic}"
-                report = publish_lines(source, publisher, now, progress)
+                # A file's lines were checked against `now` already; a pipe's are checked
+                # as they come, each against the clock when it is read.
+                report = publish_lines(
+                    source, publisher, now if total is not None else None, progress
+                )
     except PublishError as exc:
         code = 2 if exc.reason in (PublishError.BAD_ADDRESS, PublishError.BAD_SECURITY) else 1
         bad = f" ({checked.invalid} bad lines listed above)" if checked and checked.invalid else ""

@@ -93,6 +93,32 @@ def jsonl(*lines: dict[str, Any] | str) -> io.StringIO:
 # -- publish_lines ---------------------------------------------------------------------------
 
 
+def test_a_pipe_checks_each_line_against_the_clock_when_it_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `tail -f … | motcua publish -` stays open for days: a line written ten minutes after
+    # the command started is live news, not a future timestamp.
+    clock = [NOW]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return clock[0].astimezone(tz)
+
+    monkeypatch.setattr(publisher_module, "datetime", Clock)
+    later = "2025-07-29T15:40:00+07:00"  # NOW (08:30 UTC) plus ten minutes
+
+    def pipe() -> Any:
+        yield orjson.dumps(received(1)).decode() + "\n"
+        clock[0] = NOW.replace(minute=40)  # ten minutes pass before the next line comes
+        yield orjson.dumps(received(2, occurred_at=later)).decode() + "\n"
+
+    producer = FakeProducer()
+    report = publish_lines(pipe(), fake_publisher(producer))  # type: ignore[arg-type]
+    assert report.invalid == 0, report.invalid_items
+    assert [key for _, key, _ in producer.sent] == [b"HS-1", b"HS-2"]
+
+
 def test_bad_lines_are_reported_by_number_and_not_sent() -> None:
     producer = FakeProducer()
     source = jsonl(
