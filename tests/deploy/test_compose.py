@@ -19,6 +19,8 @@ from deploy_tools import (
     tool,
 )
 
+from service.tools.simulate import sample_units_csv
+
 WORKERS = ("worker-1", "worker-2")
 
 
@@ -118,9 +120,16 @@ def test_workers_and_simulator(resolved: dict) -> None:
             "MOTCUA_DATA_DIR": "/data",
             "MOTCUA_REPLICATION_FACTOR": "3",
             "MOTCUA_MIN_INSYNC_REPLICAS": "2",
+            "MOTCUA_UNITS_FILE": "/etc/motcua/units.csv",
         }
-        # Each worker keeps its own state volume (RocksDB locks its directory).
-        assert worker["volumes"] == [f"{name}-data:/data:rw"]
+        # Each worker keeps its own state volume (RocksDB locks its directory), and reads
+        # the units file: without it every department the simulator sends is "other".
+        assert worker["volumes"] == [
+            f"{name}-data:/data:rw",
+            f"{ROOT / 'deploy' / 'units.csv'}:/etc/motcua/units.csv:ro",
+        ]
+    # The units file is the simulated center's own, departments included.
+    assert (ROOT / "deploy" / "units.csv").read_text(encoding="utf-8") == sample_units_csv()
     simulator = services["simulator"]
     assert simulator["profiles"] == ["simulate"]
     assert simulator["command"] == ["motcua", "simulate", "--dossiers", "5000", "--rate", "50"]
