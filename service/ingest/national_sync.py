@@ -185,6 +185,13 @@ _ISO_LOCAL = re.compile(
 )
 
 
+def _convertible(moment: datetime) -> datetime:
+    """`moment`, once it is known to have a local time (event ids are local times):
+    OverflowError for one whose offset moves it before year 1 or past 9999."""
+    moment.astimezone(LOCAL_TZ)
+    return moment
+
+
 def parse_local_time(value: Any, field: str) -> datetime | None:
     """A snapshot time as an aware datetime; None when absent (missing, null or "")."""
     if value is None or value == "":
@@ -201,9 +208,9 @@ def parse_local_time(value: Any, field: str) -> datetime | None:
             if fraction and len(fraction) > 7:  # Python keeps microseconds
                 text = text.replace(fraction, fraction[:7], 1)
             parsed = datetime.fromisoformat(text)
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=LOCAL_TZ)
-    except ValueError:
-        pass  # e.g. month 13: the same sentence as any other bad date
+            return _convertible(parsed if parsed.tzinfo else parsed.replace(tzinfo=LOCAL_TZ))
+    except (ValueError, OverflowError):
+        pass  # e.g. month 13, or year 1 with an offset: the same sentence as any bad date
     raise UnmappableDossier(
         SyncReason.BAD_DATE, f"{field} is not a valid yyyyMMddHHmmss time (Asia/Ho_Chi_Minh)"
     )

@@ -93,6 +93,46 @@ def test_bad_units_files_are_refused(text: str) -> None:
         parse_units(text)
 
 
+def test_a_wrongly_typed_default_channel_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourcesFileError, match=r"\[sources\.x\] default_channel: direct"):
+        parse_sources("[sources.x]\ndefault_channel = ['direct']\n")
+
+
+# A CSV field past the csv module's own limit: the parser raises csv.Error, not the file's error.
+_HUGE_FIELD_UNITS = 'unit,agency\n"' + "x" * 200_000 + '",SXD\nSở Xây dựng,SXD\n'
+
+
+def test_a_reference_file_that_turns_bad_in_any_way_keeps_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "units.csv"
+    path.write_text("unit,agency\nSở Xây dựng,SXD\n", encoding="utf-8")
+    units = UnitsFile(path)
+    units.load()
+    path.write_text(_HUGE_FIELD_UNITS, encoding="utf-8")
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    assert units.agency_for(None, "Sở Xây dựng") == "SXD"
+    assert units.last_error is not None and "field larger than field limit" in units.last_error
+    sources_path = tmp_path / "sources.toml"
+    sources_path.write_text("[sources.a]\nanswer = 'portal'\n")
+    sources = SourcesFile(sources_path)
+    sources.load()
+    sources_path.write_text("[sources.a]\nanswer = 'portal'\ndefault_channel = ['direct']\n")
+    assert sources.profile("a").answer is Answer.PORTAL
+    assert sources.last_error is not None and "default_channel" in sources.last_error
+
+
+def test_a_reference_file_any_parser_refuses_stops_the_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "units.csv"
+    path.write_text(_HUGE_FIELD_UNITS, encoding="utf-8")
+    with pytest.raises(GatewayStartError, match=r"cannot read the units file .*field limit"):
+        build_gateway(Settings(units_file=path))
+    monkeypatch.setenv("MOTCUA_UNITS_FILE", str(path))
+    assert run_gateway() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("motcua gateway: cannot read the units file") and err.count("\n") == 1
+
+
 def test_no_units_file_knows_no_unit() -> None:
     units = UnitsFile(None)
     units.load()
@@ -196,6 +236,7 @@ def test_the_shipped_procedures_example_parses() -> None:
         "[sources.x]\ndstcode_sha256 = 'abc'\n",
         "[sources.x]\nanswer = 'xml'\n",
         "[sources.x]\ndefault_channel = 'fax'\n",
+        "[sources.x]\ndefault_channel = ['direct']\n",  # a list: the file's error, not a crash
         "[sources.x]\nonline_if_applicant_account = 'yes'\n",
         "[sources.x]\nstatuses = { '11' = 'paused' }\n",
         "[sources.x]\nstatuses = { '8' = 'stopped' }\n",

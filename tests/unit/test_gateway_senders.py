@@ -6,7 +6,9 @@ runs them through real Kafka and a worker)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +123,12 @@ class Portal:
 
     mode: str = "ok"
     seen: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)  # each request's raw query string
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.seen.append((request.path, body, dict(request.headers)))
+        self.queries.append(request.rel_url.raw_query_string)
         if self.mode == "slow":
             await asyncio.sleep(3)
         if self.mode == "down":
@@ -133,6 +137,18 @@ class Portal:
             return web.json_response({"error_code": 0, "session": "PORTAL-SESSION-7"})
         if self.mode == "refuse":
             return web.json_response({"error_code": "-1", "message": "Dữ liệu không hợp lệ"})
+        if self.mode == "moved":  # end-to-end headers, one named hop-by-hop, a gzip body
+            moved = web.json_response(
+                {"error_code": "0", "message": "Đã chuyển"},
+                status=302,
+                headers={"Location": "https://portal.example/v2/", "Connection": "X-Hop"},
+            )
+            moved.headers.add("Set-Cookie", "a=1")
+            moved.headers.add("Set-Cookie", "b=2")
+            moved.headers["X-Hop"] = "this connection only"
+            moved.headers["X-Portal-Trace"] = "t-42"
+            moved.enable_compression(web.ContentCoding.gzip)
+            return moved
         return web.json_response({"error_code": "0", "message": "Thêm mới hồ sơ thành công"})
 
 
@@ -522,3 +538,77 @@ async def test_opencps_relayed_logs_in_at_the_portal_and_its_session_is_accepted
         lookup = {"session": "PORTAL-SESSION-7", "service": "TraCuuHoSo", "mahoso": "X"}
         await client.post("/v1/opencps/dvcqg", json=lookup, headers=OPENCPS_HEADERS)
         assert orjson.loads(stand_in.seen[-1][1]) == lookup
+
+
+async def test_a_relayed_session_ends_when_its_source_is_removed_or_its_password_changes(
+    tmp_path: Path, portal: tuple[Portal, str]
+) -> None:
+    _, base = portal
+    gateway = make(tmp_path, sources_toml(upstream=base))
+    envelope = opencps_envelope("PORTAL-SESSION-7")
+    path = tmp_path / "sources.toml"
+    async with TestClient(TestServer(build_app(gateway))) as client:
+
+        async def sync() -> int:
+            response = await client.post(
+                "/v1/opencps/dvcqg", json=envelope, headers=OPENCPS_HEADERS
+            )
+            return response.status
+
+        async def login() -> None:
+            response = await client.post(
+                "/v1/opencps/auth", json=login_body(), headers=OPENCPS_HEADERS
+            )
+            assert (await _json(response))["session"] == "PORTAL-SESSION-7"
+
+        await login()
+        assert await sync() == 200
+        # A new password in the sources file: the portal's session is no longer ours.
+        rotated = sources_toml(upstream=base).replace(PASSWORD_LINE, hash_password("mật khẩu mới"))
+        path.write_text(rotated, encoding="utf-8")
+        os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+        assert await sync() == 401
+        path.write_text(sources_toml(upstream=base), encoding="utf-8")
+        os.utime(path, ns=(1, 3_000_000_000_000_000_000))
+        await login()
+        assert await sync() == 200
+        # The source taken out: it would fall back to the default profile (no networks, no
+        # upstream); its session ends instead.
+        path.write_text(sources_toml(upstream=base).split("[sources.opencps-bg]")[0])
+        os.utime(path, ns=(1, 4_000_000_000_000_000_000))
+        produced = len(gateway.sink.records)  # type: ignore[attr-defined]
+        assert await sync() == 401
+        assert len(gateway.sink.records) == produced  # type: ignore[attr-defined]
+
+
+async def test_relay_forwards_the_query_string_and_the_decoded_body_and_returns_the_headers(
+    tmp_path: Path, portal: tuple[Portal, str]
+) -> None:
+    stand_in, base = portal
+    gateway = make(tmp_path, sources_toml(upstream=base))
+    raw = orjson.dumps(dotnet_post())
+    async with TestClient(TestServer(build_app(gateway))) as client:
+        query = "service=DongBoHoSoMC&ma=a+b&x=%2B%20y&k=%C3%A9&e="
+        response = await client.post(
+            f"/v1/in/{SECRET}/api/v1/ThemMoi?{query}",
+            data=gzip.compress(raw),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert response.status == 200, await response.text()
+        path, body, headers = stand_in.seen[-1]
+        assert path == "/dvcqg/api/v1/ThemMoi" and stand_in.queries[-1] == query
+        # The body forwarded is the one decoded: no Content-Encoding claims otherwise.
+        assert body == raw and "Content-Encoding" not in headers
+        assert gateway.sink.records  # type: ignore[attr-defined]
+        # The portal's own headers come back; those of its connection do not.
+        stand_in.mode = "moved"
+        response = await client.post(
+            f"/v1/in/{SECRET}/api/v1/ThemMoi", json=dotnet_post(), allow_redirects=False
+        )
+        assert response.status == 302
+        assert response.headers["Location"] == "https://portal.example/v2/"
+        assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+        assert response.headers["X-Portal-Trace"] == "t-42"
+        assert "X-Hop" not in response.headers and "Content-Encoding" not in response.headers
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert (await _json(response))["message"] == "Đã chuyển"

@@ -62,11 +62,29 @@ def test_a_session_with_one_character_changed_is_refused(at: int, char: str) -> 
     assert book().source_of(changed, line) == expected
 
 
+def test_a_signed_session_with_a_mac_not_ascii_is_no_session() -> None:
+    # aiohttp or a JSON body may carry any text; compare_digest refuses non-ASCII str.
+    session = book().issue("opencps-bg", 60, LINES["opencps-bg"])
+    signed, _, mac = session.rpartition(".")
+    for other in ("\u00e9" * len(mac), mac[:-1] + "\u00e9", mac + "\udcff"):
+        assert book().source_of(f"{signed}.{other}", line) is None
+    assert book().source_of(f"{signed[:-1]}\u00e9.{mac}", line) is None
+
+
 def test_a_relayed_session_is_kept_in_this_process_only() -> None:
     first = book()
-    first.remember("the-portal's-own-session", "opencps-bg", 60)
+    first.remember("the-portal's-own-session", "opencps-bg", 60, LINES["opencps-bg"])
     assert first.source_of("the-portal's-own-session", line) == "opencps-bg"
     assert book().source_of("the-portal's-own-session", line) is None
+
+
+def test_a_relayed_session_ends_with_its_source_s_password_line() -> None:
+    first = book()
+    first.remember("the-portal's-own-session", "opencps-bg", 60, LINES["opencps-bg"])
+    # A new password (a new line), or the source taken out of the sources file.
+    assert first.source_of("the-portal's-own-session", lambda _: LINES["opencps-hn"]) is None
+    assert first.source_of("the-portal's-own-session", lambda _: None) is None
+    assert first.source_of("the-portal's-own-session", line) == "opencps-bg"
 
 
 def test_the_key_file_is_read_and_a_short_one_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -289,6 +289,22 @@ def test_absent_times(value: Any) -> None:
     assert parse_local_time(value, "NgayTra") is None
 
 
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:00:00Z", "9999-12-31T23:59:59-05:00"]
+)
+@pytest.mark.parametrize(
+    "field", ["NgayTiepNhan", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayTuChoi"]
+)
+def test_a_time_with_no_local_equivalent_is_a_bad_date(field: str, value: str) -> None:
+    # Its offset moves it before year 1 or past 9999: no local time, so no event id.
+    fields = {"TrangThaiHoSo": "10", "NgayKetThucXuLy": "20261125100000"}
+    fields |= {"NgayTra": "20261126080000", field: value}
+    with pytest.raises(UnmappableDossier) as caught:
+        map_dossier(snapshot(**fields), Units(), NOW)
+    assert caught.value.reason == SyncReason.BAD_DATE
+    assert field in caught.value.detail and value not in caught.value.detail
+
+
 def test_times_with_an_offset_keep_it() -> None:
     parsed = parse_local_time("2026-11-20T02:15:00Z", "NgayBoSung")
     assert parsed == datetime(2026, 11, 20, 2, 15, tzinfo=UTC)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas import SOURCE_HEADER
@@ -183,11 +184,15 @@ class Gateway:
 
         async def handle(request: web.Request) -> web.Response:
             source = self.caller(request)
-            body: bytes | web.Response | None = None
+            body: bytes | None = None
             if source is None and route.profiled and "Authorization" not in request.headers:
-                body = await self.read_body(request)
-                if isinstance(body, bytes):  # OpenCPS's form: the token as the body's session
-                    source = self.session_caller(request, body)
+                read = await self.read_body(request)
+                if isinstance(read, BodyError):
+                    # Too large or undecodable: its session, if any, cannot be read, and
+                    # the sender must hear why (motcua's shape: nobody is known yet).
+                    return self.body_refused(request, read, Answer.MOTCUA)
+                body = read  # OpenCPS's form: the token as the body's session
+                source = self.session_caller(request, body)
             if source is None:
                 return unauthorized()
             return await self.ingest(request, route, source, body)
@@ -217,7 +222,7 @@ class Gateway:
         request: web.Request,
         route: Route,
         source: str,
-        body: bytes | web.Response | None = None,
+        body: bytes | None = None,
         tail: str | None = None,
     ) -> web.Response:
         """From an authenticated request to its answer: network, body, items, limits,
@@ -229,10 +234,10 @@ class Gateway:
         refused = self.admitted(request, source, answer)
         if refused is not None:
             return refused
-        if body is None:
-            body = await self.read_body(request)
-        if isinstance(body, web.Response):
-            return self.too_large(answer)
+        read = await self.read_body(request) if body is None else body
+        if isinstance(read, BodyError):
+            return self.body_refused(request, read, answer)
+        body = read
         try:
             items = route.read(body, request.content_type, self.limits.max_items)
         except BodyError as exc:
@@ -259,20 +264,21 @@ class Gateway:
         upstream = await self.ask_upstream(request, source, profile, tail, body)
         if isinstance(upstream, web.Response):
             return upstream
-        return web.Response(
-            status=upstream.status,
-            body=upstream.body,
-            headers={"Content-Type": upstream.content_type},
-        )
+        headers = CIMultiDict(upstream.headers)
+        headers.setdefault("Content-Type", upstream.content_type)
+        return web.Response(status=upstream.status, body=upstream.body, headers=headers)
 
     async def ask_upstream(
         self, request: web.Request, source: str, profile: SourceProfile, tail: str, body: bytes
     ) -> UpstreamAnswer | web.Response:
         """The upstream's answer, or our 502/504 when it gives none."""
         assert profile.upstream is not None
+        # The path the sender appended, and its query string as it sent it.
+        query = request.rel_url.raw_query_string
+        url = profile.upstream + tail + (f"?{query}" if query else "")
         try:
             upstream = await self.relay.forward(
-                profile.upstream + tail, body, request.headers, profile.upstream_timeout
+                url, body, request.headers, profile.upstream_timeout
             )
         except UpstreamFailed as exc:
             self.metrics.relayed.labels(source, exc.kind).inc()
@@ -306,8 +312,8 @@ class Gateway:
         it got, its integration envelopes, dispatched by their `service`."""
         tail = request.match_info["tail"]
         body = await self.read_body(request)
-        if isinstance(body, web.Response):
-            return self.too_large(Answer.PORTAL)
+        if isinstance(body, BodyError):
+            return self.body_refused(request, body, Answer.PORTAL)
         doc = intake.json_object(body)
         if doc is not None and "username" in doc and "password" in doc:
             return await self.login(request, tail, body, doc)
@@ -387,7 +393,7 @@ class Gateway:
                 and data is not None  # implied by a session; said for the type checker
                 and str(data.get("error_code")) == "0"
             ):
-                self.sessions.remember(session, source, profile.session_minutes)
+                self.sessions.remember(session, source, profile.session_minutes, line)
                 self.metrics.logins.labels("accepted").inc()
             return answer
         self.metrics.logins.labels("accepted").inc()
@@ -408,23 +414,42 @@ class Gateway:
             self._no_such_user = hash_password("", salt=_NO_SUCH_USER_SALT)
         return self._no_such_user
 
-    async def read_body(self, request: web.Request) -> bytes | web.Response:
-        """The body, or a 413 answer (motcua's shape; `too_large` gives the profile's)."""
-        limit = self.limits.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return self.too_large(Answer.MOTCUA)
+    async def read_body(self, request: web.Request) -> bytes | BodyError:
+        """The body (decoded by its Content-Encoding), or why it cannot be had: 413 too
+        large, 400 not decodable; the caller answers it in its shape."""
+        length = request.content_length
+        if length is not None and length > self.limits.max_body_bytes:
+            return self.too_large()
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return self.too_large(Answer.MOTCUA)
+            return self.too_large()
+        except web.RequestPayloadError:
+            # aiohttp decodes the body as it reads: a corrupt gzip or deflate stream, or a
+            # broken chunked transfer, ends here.
+            return BodyError(
+                400,
+                "bad_content_encoding",
+                "the body cannot be decoded (its Content-Encoding or chunked transfer is"
+                " corrupt); send it again",
+            )
 
-    def too_large(self, answer: Answer) -> web.Response:
+    def body_refused(
+        self, request: web.Request, refused: BodyError, answer: Answer
+    ) -> web.Response:
+        """The answer to a body read_body could not give, in `answer`'s shape."""
+        response = error(refused.status, refused.code, refused.sentence, answer)
+        if request.content.exception() is not None:
+            # The rest of the body cannot be read, so aiohttp closes the connection after
+            # this answer: say so, or the sender's next request meets a closed socket.
+            response.force_close()
+        return response
+
+    def too_large(self) -> BodyError:
+        """413: the body is over MOTCUA_GATEWAY_MAX_BODY_BYTES."""
         limit = self.limits.max_body_bytes
-        return error(
-            413,
-            "body_too_large",
-            f"the body is larger than {limit} bytes; split the request",
-            answer,
+        return BodyError(
+            413, "body_too_large", f"the body is larger than {limit} bytes; split the request"
         )
 
     def rate_limit(self, source: str, items: int, answer: Answer) -> web.Response | None:

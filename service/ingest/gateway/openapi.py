@@ -295,8 +295,8 @@ def _responses(what: str, portal: bool = False) -> dict[str, Any]:
             },
         },
         "400": {
-            "description": "The body cannot be read at all (not UTF-8, not JSON, not an"
-            " object or array).",
+            "description": "The body cannot be read at all (not decodable by its"
+            " Content-Encoding, not UTF-8, not JSON, not an object or array).",
             "content": _either("Error", portal),
         },
         "401": {
@@ -305,6 +305,12 @@ def _responses(what: str, portal: bool = False) -> dict[str, Any]:
             " send its token as the body's `session` with the `dstcode` header).",
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
             "content": _json("Error"),
+        },
+        "403": {
+            "description": "The caller's address is outside the source's `networks`"
+            " (`forbidden_network`; behind a proxy listed in MOTCUA_GATEWAY_TRUSTED_PROXIES,"
+            " the forwarded address).",
+            "content": _either("Error", portal),
         },
         "413": {
             "description": "Body larger than the byte limit, or more items than allowed"
@@ -350,7 +356,7 @@ def _national_sync(
 
 def _sender_responses(what: str, login: bool) -> dict[str, Any]:
     """A sender's own base URL (`login`: OpenCPS's, which also answers its login and lookup):
-    the national-sync answers, plus the network check and relay mode's own failures."""
+    the national-sync answers, plus relay mode's own failures."""
     out = _responses(what, portal=True)
     out["401"] = {
         "description": "A path secret no profile lists (/v1/in), or a session the gateway"
@@ -364,11 +370,6 @@ def _sender_responses(what: str, login: bool) -> dict[str, Any]:
         ),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
         "content": _either("Error", login),
-    }
-    out["403"] = {
-        "description": "The caller's address is outside the source's `networks` (behind a"
-        " proxy listed in MOTCUA_GATEWAY_TRUSTED_PROXIES, the forwarded address).",
-        "content": _either("Error", True),
     }
     out["502"] = {
         "description": "Relay mode: the upstream could not be reached (`upstream_unreachable`);"

@@ -13,7 +13,8 @@ T = TypeVar("T")
 class ReferenceFile(Generic[T]):
     """The file at `path` (None: no file, the empty content), re-read when its modification
     time or size changes. A subclass names the file (`KIND`), its encoding, the error its
-    parser raises, and how to parse it and what no file means."""
+    parser raises (anything else the parser raises becomes that error), and how to parse it
+    and what no file means."""
 
     KIND: ClassVar[str]  # as in "the units file"
     ENCODING: ClassVar[str] = "utf-8"
@@ -40,7 +41,18 @@ class ReferenceFile(Generic[T]):
             text = self.path.read_text(encoding=self.ENCODING)
         except (OSError, UnicodeDecodeError) as exc:
             raise self.Error(f"cannot read the {self.KIND} file {self.path}: {exc}") from None
-        self._content = self._parse(text, str(self.path))
+        try:
+            content = self._parse(text, str(self.path))
+        except self.Error:
+            raise
+        except Exception as exc:
+            # Whatever else a parser meets (a CSV field past the csv module's limit, a value
+            # of a type no check foresaw) is still the file's fault: the file's own error,
+            # so a start says it in one line and a running gateway keeps the last good one.
+            raise self.Error(
+                f"cannot read the {self.KIND} file {self.path}: {_line(exc)}"
+            ) from None
+        self._content = content
         self._stamp = (stat.st_mtime_ns, stat.st_size)
         self.last_error = None
 
@@ -64,3 +76,9 @@ class ReferenceFile(Generic[T]):
         """What the file says now (read again first if it changed)."""
         self._refresh()
         return self._content
+
+
+def _line(exc: Exception) -> str:
+    """An exception as one line of text (its first), else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,22 +15,26 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
-# Headers that belong to one connection (RFC 9110 §7.6.1), or that aiohttp sets itself.
-_NOT_FORWARDED = frozenset(
+# Headers that belong to one connection (RFC 9110 §7.6.1).
+_HOP_BY_HOP = frozenset(
     {
-        "host",
-        "content-length",
-        "transfer-encoding",
         "connection",
         "keep-alive",
         "proxy-connection",
+        "proxy-authenticate",
         "proxy-authorization",
         "te",
         "trailer",
+        "transfer-encoding",
         "upgrade",
-        "accept-encoding",
     }
 )
+# Of the sender's headers, also those aiohttp sets itself, and those of the body as it came:
+# the body forwarded is the one aiohttp decoded, so its Content-Encoding and length no
+# longer describe it.
+_NOT_FORWARDED = _HOP_BY_HOP | {"host", "content-length", "content-encoding", "accept-encoding"}
+# Of the upstream's answer, likewise: its body is handed back decoded, with our own length.
+_NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class UpstreamAnswer:
     status: int
     body: bytes
     content_type: str
+    headers: tuple[tuple[str, str], ...] = ()  # its end-to-end headers, Content-Type among them
 
     def json(self) -> Any:
         try:
@@ -63,9 +68,26 @@ class UpstreamFailed(Exception):
         self.kind = kind
 
 
+def _named_by_connection(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """The headers a `Connection` header names: they belong to that connection too."""
+    return frozenset(
+        name.strip().lower()
+        for value in headers.getall("Connection", [])
+        for name in value.split(",")
+    )
+
+
 def forwarded_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The sender's own headers, less the connection's."""
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _NOT_FORWARDED)
+    """The sender's own headers, less the connection's and the undecoded body's."""
+    skip = _NOT_FORWARDED | _named_by_connection(headers)
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def returned_headers(headers: CIMultiDictProxy[str]) -> tuple[tuple[str, str], ...]:
+    """The upstream's end-to-end headers (Location, Set-Cookie, …), less the connection's
+    and the encoded body's."""
+    skip = _NOT_RETURNED | _named_by_connection(headers)
+    return tuple((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
 class Relay:
@@ -89,7 +111,9 @@ class Relay:
             ) as response:
                 answer = await response.read()
                 kind = response.headers.get("Content-Type", "application/octet-stream")
-                return UpstreamAnswer(response.status, answer, kind)
+                return UpstreamAnswer(
+                    response.status, answer, kind, returned_headers(response.headers)
+                )
         except TimeoutError:
             raise UpstreamFailed("timeout") from None
         except (aiohttp.ClientError, OSError):

@@ -7,7 +7,8 @@ restart (OpenCPS keeps a session ten minutes and never logs in again on a refusa
 restart used to refuse its syncs until then); a changed password or a source taken out of
 the sources file ends its sessions. Without MOTCUA_GATEWAY_SESSION_KEY_FILE the key is
 random per process, as the sessions were before. A portal's own session (relay mode) cannot
-be signed: it is kept as its SHA-256 in the process that relayed the login. Failed logins
+be signed: it is kept as its SHA-256, with that of its source's password line, in the process
+that relayed the login, so a changed password or a removed source ends it too. Failed logins
 are limited per peer address, so a password cannot be guessed fast.
 """
 
@@ -47,11 +48,12 @@ def _unb64(text: str) -> bytes:
 @dataclass
 class SessionBook:
     """Issues and checks sessions (see the module doc): signed under `key`; relayed ones by
-    hash, (source, expiry) each."""
+    hash, (source, expiry, password line's hash) each."""
 
     key: bytes = field(default_factory=lambda: secrets.token_bytes(KEY_BYTES))
     clock: Callable[[], float] = time.time  # wall time: another gateway checks the expiry
-    _sessions: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # By a relayed session's digest: its source, expiry and its password line's digest.
+    _sessions: dict[str, tuple[str, float, str]] = field(default_factory=dict)
 
     def issue(self, source: str, minutes: int, password_line: str) -> str:
         """A new signed session for `source`, valid `minutes` while its password line is
@@ -60,11 +62,12 @@ class SessionBook:
         signed = f"{SIGNED}.{_b64(source.encode())}.{expires}.{secrets.token_urlsafe(12)}"
         return f"{signed}.{self._mac(signed, password_line)}"
 
-    def remember(self, session: str, source: str, minutes: int) -> None:
-        """Accept `session` (the upstream's, in relay mode) for `source`, in this process."""
+    def remember(self, session: str, source: str, minutes: int, password_line: str) -> None:
+        """Accept `session` (the upstream's, in relay mode) for `source`, in this process,
+        while its password line is `password_line`."""
         now = self.clock()
         self._sessions = {k: v for k, v in self._sessions.items() if v[1] > now}
-        self._sessions[_digest(session)] = (source, now + minutes * 60)
+        self._sessions[_digest(session)] = (source, now + minutes * 60, _digest(password_line))
 
     def source_of(self, session: str, password_line: PasswordLine) -> str | None:
         """The source of a live session; None for an unknown, forged or expired one, or one
@@ -73,11 +76,19 @@ class SessionBook:
         if not session:
             return None
         if session.startswith(SIGNED + "."):
-            return self._signed_source(session, password_line)
+            # What issue() signs is all ASCII; anything else is no session (and could not be
+            # compared in constant time as text).
+            return self._signed_source(session, password_line) if session.isascii() else None
         found = self._sessions.get(_digest(session))
         if found is None or found[1] <= self.clock():
             return None
-        return found[0]
+        source, line_digest = found[0], found[2]
+        # A relayed session lives only while its source still logs in with the same password
+        # line: a source taken out of the sources file, or given a new password, ends it.
+        line = password_line(source)
+        if line is None or not hmac.compare_digest(_digest(line), line_digest):
+            return None
+        return source
 
     def _signed_source(self, session: str, password_line: PasswordLine) -> str | None:
         signed, _, mac = session.rpartition(".")

@@ -73,7 +73,10 @@ class SourceProfile:
         """The `dstcode` header hashes to the configured value (constant time)."""
         if self.dstcode_sha256 is None or not dstcode:
             return False
-        digest = hashlib.sha256(dstcode.encode("utf-8")).hexdigest()
+        try:
+            digest = hashlib.sha256(dstcode.encode("utf-8")).hexdigest()
+        except UnicodeEncodeError:  # a header that is not UTF-8: matches no hash
+            return False
         return hmac.compare_digest(digest, self.dstcode_sha256)
 
 
@@ -125,7 +128,7 @@ def _profile(name: str, table: Any, origin: str) -> SourceProfile:
         raise SourcesFileError(f"{where}: auth = opencps_session needs dstcode_sha256")
     answer = _choice(table.get("answer", "motcua"), Answer, f"{where} answer")
     channel = table.get("default_channel")
-    if channel is not None and channel not in _CHANNELS:
+    if channel is not None and (not isinstance(channel, str) or channel not in _CHANNELS):
         raise SourcesFileError(f"{where} default_channel: direct, online or postal")
     online = table.get("online_if_applicant_account", False)
     if not isinstance(online, bool):

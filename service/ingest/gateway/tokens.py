@@ -77,7 +77,12 @@ class TokenBook(ReferenceFile[dict[str, str]]):
         by_hash = self.content
         if not by_hash or not token:
             return None
-        digest = token_hash(token)
+        try:
+            digest = token_hash(token)
+        except UnicodeEncodeError:
+            # A header that is not UTF-8 (aiohttp keeps its bytes as surrogates): no token
+            # the file can list.
+            return None
         # Compare against every entry in constant time; dict lookup alone would be fine for
         # hashes, but this keeps timing independent of which system matched.
         found = None
