@@ -282,6 +282,8 @@ def _index_step(track: IndexTrack, event: DossierEvent) -> None:
             track.back = event.occurred_at.timestamp()
         if event.due_at is not None:
             track.new_due = event.due_at.timestamp()
+    elif kind is EventType.SUPPLEMENT_RECEIVED and event.due_at is not None:
+        track.new_due = event.due_at.timestamp()  # R2: a new appointment while it runs
     elif kind in CLOCK_ENDING or kind is EventType.WITHDRAWN:
         track.ended = True
 

@@ -22,10 +22,10 @@ from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
 from schemas.events import direct_init
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier
-from service.domain.rules import CLOSED, ENDED, PAUSED, RESUMED
+from service.domain.rules import CLOSED, DUE_SET, ENDED, PAUSED, RESUMED
 
 # The transitions the track keeps something of (see IndexTrack.follow).
-_FOLLOWED = CLOSED | PAUSED | RESUMED | ENDED
+_FOLLOWED = CLOSED | PAUSED | RESUMED | ENDED | DUE_SET
 
 VERIFIED = "verified"  # the rule reproduces the portal's published scores (qd766 M0 fit)
 TRANSCRIBED = "transcribed"  # taken from the formula documents; not checked against scores
@@ -406,8 +406,11 @@ class IndexTrack:
             self.paused = False
             if self.back is None:
                 self.back = event.occurred_at.timestamp()
-            if event.due_at is not None:
-                self.new_due = event.due_at.timestamp()
+        if change & DUE_SET:
+            # A new appointment, with the supplement or while the clock runs: the portal
+            # judges against the new NgayHenTra (docs/report.md, its timeliness, row 5).
+            assert event.due_at is not None
+            self.new_due = event.due_at.timestamp()
         if change & ENDED:
             self.ended = True
         return True

@@ -34,6 +34,7 @@ CLOSED = 32  # R4: returned, rejected or withdrawn; later events are ignored
 KEPT_AFTER_CLOSE = 64  # R4: a payment or rating of a closed dossier
 CHANGED = 128  # a field of the state changed (APPLIED without it: none did, as an appraisal)
 STEPPED = 256  # R12–R14: only the processing steps changed (with CHANGED)
+DUE_SET = 512  # R2: the event's due_at became the due (a new appointment; with CHANGED)
 
 # Enum members as module constants: an Enum class attribute is a slower lookup.
 _RECEIVED = EventType.RECEIVED
@@ -147,11 +148,11 @@ def take(state: DossierState, event: DossierEvent, calendar: WorkingCalendar) ->
             if state.step is not None:  # R13
                 state.step = resume_step(state.step, paused_at, at, calendar)
             state.paused_at = None
-            change |= RESUMED | CHANGED
+            change |= RESUMED | CHANGED | (DUE_SET if event.due_at is not None else 0)
         elif clock_end is None and event.due_at is not None:  # R2: a new appointment
             state.passed_due = state.passed_due or past(at, state.due)
             state.due = event.due_at
-            change |= CHANGED
+            change |= CHANGED | DUE_SET
     elif kind is _EXTENDED:
         # R5: the apology is recorded; the judgement still uses the due.
         if clock_end is None:

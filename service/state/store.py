@@ -39,8 +39,12 @@ _DAYS = b"a"
 DOSSIER_PREFIXES = (_OPEN, _CLOSED)
 META_PREFIX = _META
 _IDENTITY = b"i"  # which topic this store folds; another topic's store is not reused
-_FORMAT = b"f"  # the key layout's version: a store of another layout is rebuilt from the log
-FORMAT = b"2"
+# The stored state's version: a store of another version is set aside and rebuilt from the
+# log. It changes with the key layout, and with a rule fix that changes what is derived from
+# the same events (stored records keep what the old rules derived): 3, the portal's
+# appointment follows a new appointment given while the clock runs (R2).
+_FORMAT = b"f"
+FORMAT = b"3"
 _KINDS = (_OPEN, _CLOSED, _META, _CLOSED_TOTALS, _DAYS)
 
 

@@ -489,3 +489,36 @@ def test_per_day_sums_of_marks_give_the_period(case: Any) -> None:
     assert {a: x.counts for a, x in summed.items()} == {
         a: x.counts for a, x in index_report(dossiers, first, last, now=now).items()
     }
+
+
+def test_a_new_appointment_while_the_clock_runs_is_the_portals_appointment_too() -> None:
+    # R2: a supplement_received with a due_at while the clock runs moves the due; the portal
+    # judges against the new NgayHenTra (docs/report.md, the portal's timeliness, row 5),
+    # as it does for one given with a resume after a pause.
+    moved = [
+        receipt("M", "2026-03-02T08:00:00", processing_days=2),  # due Wed 4 Mar
+        event(
+            "M",
+            EventType.SUPPLEMENT_RECEIVED,
+            "2026-03-03T08:00:00",
+            due_at=at("2026-03-13T17:00:00"),
+        ),
+        event("M", EventType.RETURNED, "2026-03-10T08:00:00"),
+    ]
+    index = facts(moved).index
+    assert index.portal_due == ts("2026-03-13T17:00:00")
+    assert index.portal_on_time(ts("2026-04-01T00:00:00"))  # returned before 13 Mar
+    # Without a due on the receipt (R11), the new appointment is the first the portal has.
+    first = [
+        receipt("N", "2026-03-02T08:00:00", processing_days=None),
+        event(
+            "N",
+            EventType.SUPPLEMENT_RECEIVED,
+            "2026-03-03T08:00:00",
+            due_at=at("2026-03-05T17:00:00"),
+        ),
+        event("N", EventType.RETURNED, "2026-03-20T08:00:00"),
+    ]
+    index = facts(first).index
+    assert index.portal_due == ts("2026-03-05T17:00:00")
+    assert not index.portal_on_time(ts("2026-04-01T00:00:00"))  # returned 15 days after it
