@@ -660,7 +660,13 @@ def stop_and_see_incomplete(
     foot = browser.find_element(By.CSS_SELECTOR, "#agencies tfoot tr")
     assert foot.get_attribute("data-agency") == "__none__"
     assert "Chưa có tổng" in foot.text
-    assert "incomplete" in (browser.find_element(By.ID, "agencies").get_attribute("class") or "")
+    # Every table of summed figures looks partial, not only the agencies'.
+    for table in ("agencies", "departments", "index"):
+        assert "incomplete" in (browser.find_element(By.ID, table).get_attribute("class") or "")
+    queues = browser.find_elements(By.CSS_SELECTOR, "section[id^='q-'] table")
+    assert queues
+    for queue in queues:
+        assert "incomplete" in (queue.get_attribute("class") or "")
 
 
 def test_the_board_shows_the_workers_figures_and_queue_and_keeps_up(

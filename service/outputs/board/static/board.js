@@ -330,6 +330,8 @@ function departmentLabel(code) {
 
 function renderDepartments(data) {
   const table = $("#departments");
+  // Partial figures look partial in every table, not only the agencies' (exact or absent).
+  table.classList.toggle("incomplete", !data.complete);
   const tbody = table.tBodies[0];
   const rows = data.departments || [];
   const key = (row) => `${row.agency}\u001f${row.department}`;
@@ -448,6 +450,7 @@ function placeRows(parent, rows, at) {
 
 function renderIndex(data) {
   const table = $("#index");
+  table.classList.toggle("incomplete", !data.complete);
   const index = data.index;
   const head = table.tHead.rows[0];
   const groups = index.agencies.length ? index.agencies[0].groups : (index.total ? index.total.groups : []);
@@ -541,9 +544,10 @@ function jsonLink(name, item) {
   return `/api/dossiers?${params}`;
 }
 
-function renderQueue(name, page) {
+function renderQueue(name, page, complete) {
   const section = $(`#q-${name}`);
   const table = $("table", section);
+  table.classList.toggle("incomplete", !complete);  // a dead worker's dossiers are not in it
   queueHead(table, name);
   setText($(".count", section), t("count")(page.items.length, page.total));
   const tbody = table.tBodies[0];
@@ -660,7 +664,7 @@ function render() {
   renderAgencies(last);
   renderDepartments(last);
   renderIndex(last);
-  for (const name of QUEUE_NAMES) renderQueue(name, last.queues[name]);
+  for (const name of QUEUE_NAMES) renderQueue(name, last.queues[name], last.complete);
   renderWorkers(last);
 }
 
