@@ -24,7 +24,6 @@ from service.domain.report import (
     PAUSED_WITHIN,
     SEGMENT,
     DossierFacts,
-    due_at_receipt,
 )
 from service.domain.steps import CompletedStep, OpenStep, finish_step, resume_step, start_step
 
@@ -235,8 +234,15 @@ def fold_with_facts(
         outcome=final.outcome,
         withdrawn_at=withdrawn_at.timestamp() if withdrawn_at is not None else None,
         timeline=timeline,
-        index=index_facts(final, events, due_at_receipt(timeline, final)),
+        index=index_facts(final, events, _receipt_due_of(events, calendar)),
     )
+
+
+def _receipt_due_of(events: Iterable[DossierEvent], calendar: WorkingCalendar) -> float:
+    """NgayHenTra as the receipt set it (R1, R11: NO_DUE for none), from the receipt itself."""
+    receipt = next(e for e in ordered_unique(events) if e.type is EventType.RECEIVED)
+    due = receipt_due(receipt, calendar)
+    return due.timestamp() if due is not None else NO_DUE
 
 
 def index_track(events: Iterable[DossierEvent]) -> IndexTrack | None:

@@ -254,7 +254,8 @@ _INDEX_FLAGS: tuple[str, ...] = (
     "ended",
     "closed",
 )
-_INDEX_INSTANTS: tuple[str, ...] = ("new_due", "first", "back", "second")
+# Added later, at the end: the receipt's due.
+_INDEX_INSTANTS: tuple[str, ...] = ("new_due", "first", "back", "second", "receipt_due")
 
 
 def index_track_list(track: IndexTrack) -> list[Any]:
@@ -280,7 +281,14 @@ def index_track_list(track: IndexTrack) -> list[Any]:
         if flag is not None:
             bits |= (2 if flag else 1) << shift
         shift += 2
-    out: list[Any] = [bits, track.new_due, track.first, track.back, track.second]
+    out: list[Any] = [
+        bits,
+        track.new_due,
+        track.first,
+        track.back,
+        track.second,
+        track.receipt_due,
+    ]
     while out[-1] is None:
         out.pop()
     return out
@@ -311,6 +319,7 @@ def index_track_of_list(values: list[Any]) -> IndexTrack:
     track.first = values[2] if count > 2 else None
     track.back = values[3] if count > 3 else None
     track.second = values[4] if count > 4 else None
+    track.receipt_due = values[5] if count > 5 else None
     return track
 
 

@@ -355,6 +355,7 @@ class IndexTrack:
         "paid",
         "paid_online",
         "paused",
+        "receipt_due",
         "reused",
         "second",
     )
@@ -372,6 +373,10 @@ class IndexTrack:
         self.dissatisfied: bool | None = False
         self.e_result: bool | None = None
         self.new_due: float | None = None  # a new appointment that replaced NgayHenTra
+        # NgayHenTra as the receipt set it (epoch seconds; NO_DUE for none), set by the
+        # dossier that took the receipt: only it knows the calendar. None: not recorded
+        # (derived from the timeline instead).
+        self.receipt_due: float | None = None
         self.first: float | None = None
         self.back: float | None = None
         self.second: float | None = None

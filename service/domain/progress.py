@@ -233,6 +233,9 @@ class DossierProgress(DossierState):
         if change & RECEIVED:
             self._dossier = self._facts = None
             self._index = IndexTrack(event)
+            # The receipt's own due, kept: a pause at the receipt's instant replaces its
+            # timeline segment, and the portal judges against this (docs/report.md).
+            self._index.receipt_due = self._due_timestamp()
             self._emit(event.occurred_at, False)
             return
         index = self._index
@@ -327,7 +330,13 @@ class DossierProgress(DossierState):
                 closed_at if withdrawn else None,
                 timeline,
                 index.facts(
-                    dossier, received_ts, clock_end, closed_at, due_at_receipt(timeline, dossier)
+                    dossier,
+                    received_ts,
+                    clock_end,
+                    closed_at,
+                    index.receipt_due
+                    if index.receipt_due is not None
+                    else due_at_receipt(timeline, dossier),
                 ),
             )
         return facts

@@ -42,7 +42,8 @@ _IDENTITY = b"i"  # which topic this store folds; another topic's store is not r
 # The stored state's version: a store of another version is set aside and rebuilt from the
 # log. It changes with the key layout, and with a rule fix that changes what is derived from
 # the same events (stored records keep what the old rules derived): 3, the portal's
-# appointment follows a new appointment given while the clock runs (R2).
+# appointment follows a new appointment given while the clock runs (R2), and is the
+# receipt's own when a supplement is asked at the receipt's instant.
 _FORMAT = b"f"
 FORMAT = b"3"
 _KINDS = (_OPEN, _CLOSED, _META, _CLOSED_TOTALS, _DAYS)

@@ -25,7 +25,7 @@ from service.domain.index import (
     index_marks,
     unfinished_keys,
 )
-from service.domain.progress import fold_with_facts
+from service.domain.progress import DossierProgress, fold_with_facts
 from service.domain.report import (
     NO_DUE,
     index_report,
@@ -522,3 +522,27 @@ def test_a_new_appointment_while_the_clock_runs_is_the_portals_appointment_too()
     index = facts(first).index
     assert index.portal_due == ts("2026-03-05T17:00:00")
     assert not index.portal_on_time(ts("2026-04-01T00:00:00"))  # returned 15 days after it
+
+
+def test_a_request_at_the_receipts_instant_leaves_the_portal_the_receipts_appointment() -> None:
+    # Received Mon 2 Mar 08:00, 1 working day: NgayHenTra Tue 3 Mar. The citizen is asked for
+    # a supplement in the same second (a counter receipt and an immediate request), comes
+    # back Mon 9 Mar; returned Thu 12 Mar. The portal judges against 3 Mar and takes the
+    # calendar time waited (7 days) off the end: 5 Mar, late. One second later gives the
+    # same verdict; at the same second the receipt's timeline segment is replaced by the
+    # pause, which must not make the portal use the already shifted due.
+    def dossier(asked: str) -> list[DossierEvent]:
+        return [
+            receipt("S", "2026-03-02T08:00:00", processing_days=1),
+            event("S", EventType.SUPPLEMENT_REQUESTED, asked),
+            event("S", EventType.SUPPLEMENT_RECEIVED, "2026-03-09T08:00:00"),
+            event("S", EventType.RETURNED, "2026-03-12T08:00:00"),
+        ]
+
+    for asked in ("2026-03-02T08:00:00", "2026-03-02T08:00:01"):
+        index = facts(dossier(asked)).index
+        assert index.portal_due == ts("2026-03-03T23:59:59"), asked
+        assert not index.portal_on_time(ts("2026-04-01T00:00:00")), asked
+        # The stored record keeps it: read back, the facts are the same.
+        progress = DossierProgress.of("S", dossier(asked), CAL)
+        assert DossierProgress.unpack("S", progress.pack()).facts == progress.facts
