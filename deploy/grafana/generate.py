@@ -7,11 +7,17 @@ operators read them that way; descriptions are English.
 Dossier and event counters are read through the recorded sums of
 deploy/prometheus/rules/motcua.rules.yml (`agency_channel:motcua_dossiers_received_total:sum`
 and friends): the raw per-worker counters jump when partitions move between workers.
+
+Exact or absent: every query of business series (motcua_dossiers_*, motcua_overdue_*,
+motcua_timeliness_*, motcua_index_*, motcua_steps_* and the rules named after them) is gated
+in `query` by COMPLETE, so a panel shows no data while a partition is not counted rather
+than the sum of the others.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,14 +49,56 @@ AGENCY_DASHBOARD_UID = "motcua-agency"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 
 
+# --- exact or absent -------------------------------------------------------------------
+
+#: True (a sample) only while every partition of the input topic is counted, each by exactly
+#: one ready worker: the ready workers hold as many partitions as the topic has
+#: (motcua_partitions_active is 0 while a worker is not ready, and it then exports no dossier
+#: series), and as many distinct ones. A worker down, catching up, or a partition held twice
+#: for a scrape during a rebalance: no sample. `motcua report` and the board refuse a total
+#: the same way (service/outputs/coverage.py).
+COMPLETE = (
+    "(sum(motcua_partitions_active) == max(motcua_input_topic_partitions)"
+    " and on () count(count by (partition) ("
+    "motcua_partition_ready == 1 and on (job, instance) motcua_ready == 1"
+    ")) == max(motcua_input_topic_partitions))"
+)
+#: The business series (per-agency dossier figures, summed over the workers) and every
+#: recording rule named after them: a sum of some partitions is not the center's figure.
+BUSINESS = re.compile(r"motcua_(dossiers|overdue|timeliness|index|steps)_")
+_SORTED = re.compile(r"(sort_desc|sort)\((.*)\)", re.DOTALL)
+
+
+def exact(expr: str) -> str:
+    """`expr`, answered only while every partition is counted (COMPLETE): no data rather
+    than a partial sum, and an `or vector(0)` inside cannot turn "incomplete" into 0. Kept
+    inside a sort so that the order stays."""
+    if not BUSINESS.search(expr):
+        return expr
+    sorted_ = _SORTED.fullmatch(expr)
+    if sorted_ and _balanced(sorted_.group(2)):
+        return f"{sorted_.group(1)}({exact(sorted_.group(2))})"
+    return f"({expr}) and on () {COMPLETE}"
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 # --- small builders -------------------------------------------------------------------
 
 
 def query(
     expr: str, legend: str = "", *, instant: bool = False, table: bool = False
 ) -> prometheus.Dataquery:
-    """One PromQL target; refIds are assigned per panel by `_finish`."""
-    target = prometheus.Dataquery().expr(expr).datasource(DATASOURCE)
+    """One PromQL target; refIds are assigned per panel by `_finish`. A query of business
+    series is gated by `exact`: every panel gets it here, none by hand."""
+    target = prometheus.Dataquery().expr(exact(expr)).datasource(DATASOURCE)
     if legend:
         target = target.legend_format(legend)
     if table:
@@ -635,6 +683,12 @@ def pipeline_health() -> model.Dashboard:
             "1": model.ValueMappingResult(text="sẵn sàng", color="green"),
         }
     )
+    open_mapping = model.ValueMap(
+        options={
+            "0": model.ValueMappingResult(text="đóng cửa", color="blue"),
+            "1": model.ValueMappingResult(text="mở cửa", color="green"),
+        }
+    )
     retention_mapping = model.ValueMap(
         options={
             "0": model.ValueMappingResult(text="giữ mãi", color="green"),
@@ -668,9 +722,11 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             stat_panel(
                 "Partition đang xử lý",
-                "Active partitions per worker; together they should cover every partition "
-                "of dossier-events.",
+                "Active partitions per worker (0 while not ready), and the partitions of "
+                "dossier-events as last checked: together the workers must hold every one, "
+                "each once, or the dossier panels of the other dashboards show no data.",
                 query("sum by (instance) (motcua_partitions_active)", "{{instance}}", instant=True),
+                query("max by (topic) (motcua_input_topic_partitions)", "{{topic}}", instant=True),
                 span=3,
             )
         )
@@ -685,18 +741,23 @@ def pipeline_health() -> model.Dashboard:
         .with_panel(
             stat_panel(
                 "Sự kiện mới nhất",
-                "Age of the newest processed event (Kafka timestamp). Grows overnight; "
-                "should stay small during working hours.",
-                query("time() - max(motcua_last_event_timestamp_seconds)", instant=True),
+                "Age of the newest processed event (Kafka timestamp; after a restart, the "
+                "previous process's newest, for a day). Grows overnight; should stay small "
+                "during working hours.",
+                query(
+                    "time() - max(last_over_time(motcua_last_event_timestamp_seconds[1d]))",
+                    instant=True,
+                ),
                 unit="s",
             )
         )
         .with_panel(
             stat_panel(
                 "Mới nhận (tin nhắn/giây)",
-                "Messages of dossier-events folded into the workers' stores per second.",
+                "Messages of dossier-events folded into the workers' stores per second "
+                "(the recorded sum over the workers: the count moves with its partitions).",
                 query(
-                    "sum(rate(motcua_messages_read_total[$__rate_interval]))",
+                    "sum(rate(:motcua_messages_read_total:sum[$__rate_interval]))",
                     instant=True,
                 ),
                 unit="reqps",
@@ -715,6 +776,16 @@ def pipeline_health() -> model.Dashboard:
                 ),
                 span=3,
             ).mappings([retention_mapping])
+        )
+        .with_panel(
+            stat_panel(
+                "Giờ làm việc",
+                "Whether the center is open now by the workers' working calendar "
+                "(motcua_center_open; with no worker scraped, Monday-Friday 07:30-17:00): "
+                "MotcuaPipelineStalled (no_events) expects events only while it is open.",
+                query("motcua:working_hours", instant=True),
+                span=3,
+            ).mappings([open_mapping])
         )
         .with_row(dashboard.Row("Luồng sự kiện"))
         .with_panel(
@@ -746,9 +817,11 @@ def pipeline_health() -> model.Dashboard:
             timeseries_panel(
                 "Hàng đợi lỗi (DLQ) và trùng lặp",
                 "Events sent to dossier-events-dlq per second by rejection reason, and "
-                "duplicate events (same event_id) ignored per second.",
+                "duplicate events (same event_id) ignored per second (recorded sums over the "
+                "workers: both counts move with their partitions).",
                 query(
-                    "sum by (reason) (rate(motcua_events_rejected_total[$__rate_interval]))",
+                    "sum by (reason) "
+                    "(rate(reason:motcua_events_rejected_total:sum[$__rate_interval]))",
                     "DLQ {{reason}}",
                 ),
                 query(

@@ -4,8 +4,9 @@ faust's Prometheus sensor updated histograms and dicts for every event (a large 
 cost, docs/benchmarks.md); operators used a handful of its series. These are those, read
 from the state layer when Prometheus asks: consumer lag from the store's applied offsets and
 the consumer's end offsets, messages read from the log (exact: applied offsets, durable),
-batches and their duration, status messages sent, rebalances, and whether the input topic
-deletes events (its retention, as last checked).
+batches and their duration, status messages sent, rebalances, and the input topic as last
+checked: its partition count (what "every partition counted" means) and whether it deletes
+events (its retention).
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ class PipelineCollector(Collector):
         rebalances.add_metric([], float(self.counters.rebalances))
         yield rebalances
         checked = self.input_topic()
+        if checked is not None and checked.partitions > 0:
+            # The partitions every figure is a sum over: dashboards show a total only while
+            # the workers' motcua_partitions_active add up to this, each partition once.
+            count = GaugeMetricFamily(
+                "motcua_input_topic_partitions",
+                "Partitions of the input topic, as last checked (the workers must count all)",
+                labels=["topic"],
+            )
+            count.add_metric([checked.topic], float(checked.partitions))
+            yield count
         if checked is not None:
             # The record must not expire: 1 while a setting deletes events (alert
             # MotcuaInputTopicDeletesEvents), so the fix shows as the series going to 0.

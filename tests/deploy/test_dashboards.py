@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_tools import DEPLOY, RULES, explain, load_yaml, recorded_names, run
+from deploy_tools import DEPLOY, RULE_TESTS, RULES, explain, load_yaml, recorded_names, run
 
 GRAFANA = DEPLOY / "grafana"
 PROVISIONED_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yaml"
@@ -78,6 +78,7 @@ EXPORTED = {
     "motcua_store_disk_free_bytes",
     "motcua_store_disk_size_bytes",
     "motcua_input_topic_retention_finite",
+    "motcua_input_topic_partitions",
     "up",
     "scrape_duration_seconds",
 }
@@ -246,21 +247,160 @@ def test_every_metric_in_dashboards_and_rules_exists(dashboards: ModuleType) -> 
         assert not unknown, f"unknown metric(s) {sorted(unknown)} in: {expr}"
 
 
+def exported_behind(names: set[str]) -> set[str]:
+    """The exported metrics `names` read, through the recording rules they name."""
+    recorded = {
+        rule["record"]: rule["expr"]
+        for group in load_yaml(RULES)["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    out: set[str] = set()
+    todo = list(names)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in recorded:
+            todo.extend(metric_names(recorded[name]))
+        elif name in EXPORTED:
+            out.add(name)
+    return out
+
+
 def test_every_pipeline_alert_can_be_seen_on_the_pipeline_dashboard(
     rendered: dict[str, dict],
 ) -> None:
     """An on-call engineer paged by a pipeline alert finds what it watches on the pipeline
-    dashboard: every exported metric a pipeline alert reads is in one of its panels."""
+    dashboard: every exported metric a pipeline alert reads, itself or through a recorded
+    sum, is in one of its panels (itself or through a recorded sum)."""
     dashboard = rendered["pipeline-health.json"]
     shown: set[str] = set()
     for panel in panels(dashboard["panels"]):
         for target in panel.get("targets") or []:
-            shown |= metric_names(target["expr"])
+            shown |= exported_behind(metric_names(target["expr"]))
     for group in load_yaml(RULES)["groups"]:
         for rule in group["rules"]:
             if "alert" not in rule or rule["labels"].get("category") != "pipeline":
                 continue
-            watched = {name for name in metric_names(rule["expr"]) if name in EXPORTED}
+            watched = exported_behind(metric_names(rule["expr"]))
             assert watched, f"{rule['alert']} reads no exported metric"
             missing = watched - shown
             assert not missing, f"{rule['alert']}: no pipeline panel shows {sorted(missing)}"
+
+
+# --- exact or absent ---------------------------------------------------------------------
+
+# Exported families of per-agency dossier figures: each worker exports those of the partitions
+# it counts, so a sum is the center's figure only while every partition is counted.
+BUSINESS_FAMILIES = (
+    "motcua_dossiers_",
+    "motcua_overdue_",
+    "motcua_timeliness_",
+    "motcua_index_",
+    "motcua_steps_",
+)
+
+
+def business_names() -> set[str]:
+    """The business series and every recording rule that reads one, however indirectly."""
+    business = {name for name in EXPORTED if name.startswith(BUSINESS_FAMILIES)}
+    recorded = [
+        (rule["record"], rule["expr"])
+        for group in load_yaml(RULES)["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+    grown = True
+    while grown:
+        grown = False
+        for name, expr in recorded:
+            if name not in business and metric_names(expr) & business:
+                business.add(name)
+                grown = True
+    return business
+
+
+def wraps_whole(text: str) -> bool:
+    """`text` is one parenthesised expression: its first "(" closes at its end."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and index < len(text) - 1:
+            return False
+    return depth == 0
+
+
+def gated(expr: str, complete: str) -> str | None:
+    """What `expr` answers while every partition is counted, if the gate applies to the
+    whole of it (inside a sort, which keeps the order), else None."""
+    sorted_ = re.fullmatch(r"(?:sort_desc|sort)(\(.*\))", expr, re.DOTALL)
+    if sorted_ and wraps_whole(sorted_.group(1)):
+        expr = sorted_.group(1)[1:-1]
+    gate = f" and on () {complete}"
+    inner = expr.removesuffix(gate)
+    if inner == expr or not wraps_whole(inner):
+        return None
+    return inner
+
+
+def test_business_families_are_all_known() -> None:
+    business = business_names()
+    assert "motcua_dossiers_open" in business and "motcua_index_portal_numerator" in business
+    assert ":motcua_dossiers_on_time:ratio7d" in business  # recorded from them
+    assert "agency:motcua_timeliness_points_projected:month" in business
+    assert "motcua:timeliness_points_projected:threshold" not in business  # a constant
+    assert not business & {"motcua_partitions_active", "motcua_events_total", "up"}
+
+
+def test_the_gate_counts_every_input_partition_once(dashboards: ModuleType) -> None:
+    complete = dashboards.COMPLETE
+    # The workers' counted partitions against the topic's, and each partition once.
+    assert "sum(motcua_partitions_active) == max(motcua_input_topic_partitions)" in complete
+    assert "count(count by (partition) (motcua_partition_ready == 1" in complete
+    assert wraps_whole(complete)
+    assert not metric_names(complete) & business_names()
+
+
+def test_every_panel_reading_business_series_is_gated_whole(
+    rendered: dict[str, dict], dashboards: ModuleType
+) -> None:
+    """Exact or absent: a panel that sums business series shows nothing while a partition is
+    not counted (a worker down or catching up), never the other partitions' sum; the gate
+    covers the whole query, so an `or vector(0)` inside cannot turn "incomplete" into 0."""
+    business = business_names()
+    checked = 0
+    for name, dashboard in rendered.items():
+        for panel in panels(dashboard["panels"]):
+            for target in panel.get("targets") or []:
+                expr = target["expr"]
+                inner = gated(expr, dashboards.COMPLETE)
+                reads = metric_names(expr if inner is None else inner) & business
+                if not reads:
+                    continue
+                checked += 1
+                assert inner is not None, (
+                    f"{name}, {panel['title']!r}: reads {sorted(reads)} without the gate: {expr}"
+                )
+    assert checked > 50  # the center, agency and index dashboards
+
+
+def test_the_rule_tests_check_the_gate_the_dashboards_use(dashboards: ModuleType) -> None:
+    """deploy/prometheus/tests shows the center total absent with a worker not ready and
+    present with both; it must test the very expressions the dashboards run."""
+    tested = {
+        case["expr"]
+        for test in load_yaml(RULE_TESTS)["tests"]
+        for case in test.get("promql_expr_test", [])
+    }
+    queries = set(dashboards.all_panel_queries())
+    for expr in (
+        'sum(motcua_dossiers_open{state="overdue"})',
+        dashboards.portal_points(dashboards.TIMELINESS_PORTAL, ""),
+    ):
+        assert dashboards.exact(expr) in queries
+        assert dashboards.exact(expr) in tested, f"no rule test of {dashboards.exact(expr)}"
