@@ -119,6 +119,14 @@ def check_dead_letter_topic(admin: Any, settings: Settings) -> tuple[int, str | 
     )
 
 
+def dead_letter_limit(worker: Worker, topic_limit: int) -> int:
+    """What a dead letter may take: the dead-letter topic's max.message.bytes, but never more
+    than the worker's producer sends (its max_request_size, service/app.py). The producer
+    refuses a larger record itself, every time: its batch would fail and be read again
+    forever."""
+    return min(topic_limit, int(worker.app.conf.producer_max_request_size))
+
+
 def run(settings: Settings, loglevel: str = "info") -> None:
     from faust.worker import Worker as FaustWorker
 
@@ -131,7 +139,8 @@ def run(settings: Settings, loglevel: str = "info") -> None:
     faust_fixes.apply()
     tune_collector()
     worker = build_worker(settings)
-    worker.input_topic, worker.dead_letters.limit = ensure_topics(settings)
+    worker.input_topic, topic_limit = ensure_topics(settings)
+    worker.dead_letters.limit = dead_letter_limit(worker, topic_limit)
     try:
         worker.open_state()
     except StoreError as exc:

@@ -2,9 +2,11 @@
 
 - an assignment hands every partition to recovery (service/state/recovery.py), which checks
   it against the broker and catches it up from the log before it counts;
-- a live batch from the agent waits for its partitions' recovery, fills any gap in what
-  faust delivered from the log (no seek or rebalance quirk can make the store skip an
-  event), and is saved in the one commit order (service/state/log_applier.py);
+- a live batch from the agent waits for its partitions' recovery; a partition whose
+  delivered offsets do not follow on from its store without a hole is read from the log
+  instead, from the store's next offset to the last one delivered (no seek or rebalance
+  quirk can make the store skip an event); the batch is saved in the one commit order
+  (service/state/log_applier.py);
 - a live batch that failed is `abandon`ed: its partitions stop counting and recovery reads
   it again from the log until it is saved.
 """
@@ -26,7 +28,12 @@ from service.state.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PartitionKeeper", "SideEffectFailed"]
+__all__ = ["GapNotFilled", "PartitionKeeper", "SideEffectFailed"]
+
+
+class GapNotFilled(RuntimeError):
+    """Offsets faust did not deliver could not be read from the log for a partition this
+    worker holds: the batch fails and is read again (never acknowledged as done)."""
 
 
 @dataclass
@@ -150,18 +157,29 @@ class PartitionKeeper:
             gaps = self._gaps(wanted)
             for partition, (first, stop) in gaps.items():
                 log.warning(
-                    "partition %d: offsets %d..%d were not delivered; reading them from the log",
+                    "partition %d: offsets %d..%d were not all delivered; reading them from "
+                    "the log instead",
                     partition,
                     first,
                     stop - 1,
                 )
                 await self.applier.read_range(partition, first, stop, live=True, locked=True)
             if gaps:
-                # A gap left unfilled (revoked while reading it) keeps its partition out: the
-                # store must stay a prefix of the log.
-                wanted = self._owned(wanted)
-                unfilled = self._gaps(wanted)
-                wanted = [m for m in wanted if m.partition not in unfilled]
+                # Read from the log in their place. A partition revoked meanwhile is left to
+                # its next owner (the store stays a prefix of the log); one still held that
+                # did not reach the last offset delivered is never acknowledged as done: the
+                # batch fails and is read again (abandon).
+                for partition, (first, stop) in gaps.items():
+                    if (
+                        self._still_assigned(partition)
+                        and partition not in self.recovery.blocked
+                        and self.state.meta(partition).applied < stop - 1
+                    ):
+                        raise GapNotFilled(
+                            f"partition {partition}: offsets {first}..{stop - 1} were not all "
+                            "read from the log"
+                        )
+                wanted = [m for m in self._owned(wanted) if m.partition not in gaps]
             # Revoked while sending: the store may still save the batch (it stays a prefix
             # of the log), but the sums of a partition no longer counted are not touched.
             await self.applier.save(self.state.apply(wanted, live=True))
@@ -183,17 +201,24 @@ class PartitionKeeper:
         return [m for m in messages if m.partition in owned]
 
     def _gaps(self, messages: list[Incoming]) -> dict[int, tuple[int, int]]:
-        """Per partition, the first range between the store and what faust delivered."""
+        """Per partition whose delivered offsets past the store do not follow on from it
+        without a hole (a seek or rebalance quirk; transaction markers, compaction), the
+        range from the store's next offset to the last one delivered: it is read from the
+        log instead, so that every offset is applied once, in order."""
         expected: dict[int, int] = {}
-        gaps: dict[int, tuple[int, int]] = {}
+        first: dict[int, int] = {}
+        holes: list[int] = []
         for message in messages:
             partition = message.partition
-            if partition not in expected:
-                expected[partition] = self.state.meta(partition).applied + 1
-            if message.offset > expected[partition] and partition not in gaps:
-                gaps[partition] = (expected[partition], message.offset)
-            expected[partition] = max(expected[partition], message.offset + 1)
-        return gaps
+            offset = message.offset
+            following = expected.get(partition)
+            if following is None:
+                following = first[partition] = self.state.meta(partition).applied + 1
+            if offset >= following:
+                if offset > following:
+                    holes.append(partition)
+                expected[partition] = offset + 1
+        return {partition: (first[partition], expected[partition]) for partition in holes}
 
     def abandon(
         self, messages: list[Incoming], why: str, release: Callable[[], None] | None = None

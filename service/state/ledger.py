@@ -28,7 +28,11 @@ from service.domain.steps import step_marks, step_outcomes, step_outcomes_of_tot
 from service.state.due_index import DueIndex
 from service.state.store import PartitionMeta
 
-_CONTRIBUTIONS: dict[tuple[Key, ...], tuple[Key, ...]] = {}
+# A partition's table of shared contributions is emptied when it holds more than this
+# beyond twice its open dossiers: copies no dossier holds any more (the contributions of
+# states left behind) are dropped, and the table's memory is bounded by what the partition
+# holds. Interning only saves memory: `count` compares contributions with `!=`.
+INTERN_SLACK = 4096
 
 # What a notification system acts on (topic dossier-status): a dossier turning due soon or
 # overdue, its result ready, or it being closed. A new receipt (in time) or a supplement
@@ -79,6 +83,8 @@ class PartitionLedger:
     due_heap: list[tuple[float, str]] = field(default_factory=list)
     # Open dossiers' compact history for period reports (service/domain/report.py).
     facts: dict[str, DossierFacts] = field(default_factory=dict)
+    # One shared copy of each contribution an open dossier reached (see INTERN_SLACK).
+    interned: dict[tuple[Key, ...], tuple[Key, ...]] = field(default_factory=dict, repr=False)
 
     def count(
         self,
@@ -94,9 +100,6 @@ class PartitionLedger:
         dossier_id = dossier.dossier_id
         if new is None:  # else computed at `now` by the caller already
             new = contribution(dossier, now, self.calendar)
-        # Dossiers share a few thousand distinct contributions (agency × channel × state ×
-        # procedure …): one copy of each instead of ~260 bytes per dossier.
-        new = _CONTRIBUTIONS.setdefault(new, new)
         contributions = self.contributions
         old = contributions.get(dossier_id, ())
         closed = dossier.closed_by is not None
@@ -106,13 +109,24 @@ class PartitionLedger:
                 _subtract(self.totals, old)
                 del contributions[dossier_id]
             self.facts.pop(dossier_id, None)
-        elif new is not old and new != old:  # both are shared copies: equal is mostly same
-            _subtract(self.totals, old)
-            self.totals.update(new)
-            if new:
-                contributions[dossier_id] = new
+        else:
+            # Dossiers share a few thousand distinct contributions (agency × channel × state ×
+            # procedure …): one copy of each instead of ~260 bytes per dossier.
+            interned = self.interned
+            shared = interned.get(new)
+            if shared is None:
+                if len(interned) > 2 * len(contributions) + INTERN_SLACK:
+                    interned.clear()
+                interned[new] = new
             else:
-                contributions.pop(dossier_id, None)
+                new = shared
+            if new is not old and new != old:  # both shared copies: equal is mostly same
+                _subtract(self.totals, old)
+                self.totals.update(new)
+                if new:
+                    contributions[dossier_id] = new
+                else:
+                    contributions.pop(dossier_id, None)
         if index:
             self.due_index.update(dossier, self.open.get(dossier_id))
         if dossier.is_open:

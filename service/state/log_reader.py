@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,17 @@ log = logging.getLogger(__name__)
 CHUNK = 2000
 # How long the broker may hold an empty fetch (aiokafka's default is 500 ms).
 FETCH_MAX_WAIT_MS = 50
+
+
+class LogTruncated(RuntimeError):
+    """The log no longer holds an offset a read needed: retention (or `delete_records`)
+    deleted the partition's oldest records, the start of the range among them. The records
+    are gone: the partition's store cannot be the fold of its log's prefix (recovery.py)."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        super().__init__(f"partition {partition}: offset {offset} is no longer in the log")
+        self.partition = partition
+        self.offset = offset
 
 
 class Incoming(NamedTuple):
@@ -48,7 +60,10 @@ class LogReader:
         self._options: dict[str, Any] = dict(
             bootstrap_servers=bootstrap.split(","),
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # A read that starts where the log no longer reaches raises (LogTruncated): with
+            # "earliest" the consumer went on silently from the log's new beginning, and the
+            # deleted offsets were recorded as applied.
+            auto_offset_reset="none",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             # A range read ends at a partition's end, where the last fetch finds nothing and
             # the broker would hold it this long; the next partition's read waits behind it.
@@ -118,7 +133,8 @@ class LogReader:
         return await self._group.committed(self._tp(partition))
 
     async def read(self, partition: int, start: int, stop: int) -> AsyncIterator[list[Incoming]]:
-        """Records of `partition` with start <= offset < stop, in chunks, in order."""
+        """Records of `partition` with start <= offset < stop, in chunks, in order. Raises
+        LogTruncated when the log no longer holds where the read is (deleted records)."""
         if start >= stop:
             return
         tp = self._tp(partition)
@@ -134,7 +150,12 @@ class LogReader:
         consumer.seek(tp, start)
         try:
             while True:
-                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=CHUNK)
+                try:
+                    fetched = await consumer.getmany(tp, timeout_ms=500, max_records=CHUNK)
+                except OffsetOutOfRangeError as exc:
+                    # aiokafka names the offset it fetched: {tp: offset}.
+                    where = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+                    raise LogTruncated(tp.partition, where.get(tp, start)) from None
                 records = fetched.get(tp, [])
                 chunk = [
                     _incoming(

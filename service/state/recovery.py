@@ -26,7 +26,7 @@ from pathlib import Path
 from service.state.catch_up_helper import CatchUpHelpers, HelperFailed
 from service.state.ledger import Ledger
 from service.state.log_applier import LogApplier
-from service.state.log_reader import LogReader
+from service.state.log_reader import LogReader, LogTruncated
 from service.state.store import PartitionMeta, StoreError, meta_key
 from service.state.worker_state import WorkerState
 
@@ -312,6 +312,13 @@ class Recovery:
         except StoreError as exc:
             self.stop(str(exc))
             return True
+        except LogTruncated as exc:
+            # Retention deleted records while they were read (the bounds asked before the
+            # read still had them): the next attempt finds the log's new beginning and gives
+            # the partition up, or counts from there (MOTCUA_ACCEPT_TRUNCATED_LOG).
+            log.error("partition %d: catch-up stopped: %s (deleted from the log)", partition, exc)
+            self.ledger.wait(partition, "its log lost its beginning")
+            return False
         except Exception as exc:  # never serve a partition whose catch-up failed
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.error("partition %d: catch-up failed, trying again: %s", partition, why)
@@ -425,6 +432,20 @@ class Recovery:
             except StoreError as exc:
                 self.stop(str(exc))
                 return
+            except LogTruncated as exc:
+                # The batch's range, or what comes before it, was deleted from the log: a
+                # catch-up finds the log's new beginning and gives the partition up (blocked,
+                # with the reason), or counts from there (MOTCUA_ACCEPT_TRUNCATED_LOG); then
+                # the rest of the batch is read here.
+                log.error(
+                    "partition %d: re-reading a batch stopped: %s (deleted from the log)",
+                    partition,
+                    exc,
+                )
+                self.ledger.wait(partition, "its log lost its beginning")
+                await self.catch_up(partition)
+                if partition in self.blocked:
+                    return
             except Exception as exc:
                 attempt += 1
                 why = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -438,8 +459,12 @@ class Recovery:
         if repairs:
             await asyncio.wait(repairs)
         try:
+            # A partition given up (its log lost its beginning) is consumed without being
+            # counted, like every message of it faust delivers meanwhile: holding the batch
+            # back for it would stop the group's commits of the batch's other partitions.
             if all(
-                self.applier.still_assigned(p) and self.state.meta(p).applied >= stop - 1
+                self.applier.still_assigned(p)
+                and (p in self.blocked or self.state.meta(p).applied >= stop - 1)
                 for p, stop in stops.items()
             ):
                 release()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from schemas import SOURCE_HEADER, EventType, InvalidEvent
+from schemas import SOURCE_HEADER, EventType, InvalidEvent, Reason
 from service.domain import Dossier, Key, WorkingCalendar, contribution
 from service.domain.codec import encode_closed_totals, encode_page_key
 from service.domain.history import History, HistoryDelta, add_counts, closed_delta
@@ -49,6 +49,13 @@ Rejected = tuple[Incoming, InvalidEvent]
 Where = tuple[int, str]  # (partition, dossier id)
 # An Enum class attribute is a slower lookup than a module constant (every message).
 _DUPLICATE = Arrival.DUPLICATE
+
+
+def _bad_kafka_timestamp(timestamp: float) -> InvalidEvent:
+    return InvalidEvent(
+        Reason.BAD_TIMESTAMP,
+        f"the message's Kafka timestamp ({timestamp!r} s since the epoch) is not a date",
+    )
 
 
 class SavedState(Protocol):
@@ -175,8 +182,6 @@ class Transaction:
             for message in messages:
                 # One unpacking instead of a field lookup by name for each use.
                 partition, offset, key, value, timestamp, headers = message
-                if timestamp > newest:
-                    newest = timestamp
                 meta = metas.get(partition)
                 if meta is None:
                     meta = metas[partition] = self.state.meta(partition).copy()
@@ -185,8 +190,17 @@ class Transaction:
                 meta.applied = offset
                 applied += 1
                 if timestamp != stamp:
+                    try:
+                        at = datetime.fromtimestamp(timestamp, UTC)
+                    except (ValueError, OverflowError, OSError):
+                        # Beyond what a datetime holds (a producer that set microseconds):
+                        # the message is rejected, the partition goes on.
+                        self._reject(meta, message, _bad_kafka_timestamp(timestamp))
+                        stamp = None
+                        continue
                     stamp = timestamp
-                    at = datetime.fromtimestamp(stamp, UTC)
+                if timestamp > newest:
+                    newest = timestamp
                 try:
                     # The message's own timestamp, not the clock: re-reading the log in a
                     # year must give the same verdicts (state is a function of the log).
@@ -197,9 +211,7 @@ class Transaction:
                         progress = self.dossier(where)
                     arrival = progress.add(event, calendar)  # the domain core: R6, R7
                 except InvalidEvent as exc:
-                    meta.rejected[exc.reason.value] += 1
-                    if self.send_rejected:
-                        self.rejected.append((message, exc))
+                    self._reject(meta, message, exc)
                     continue
                 if arrival is _DUPLICATE:
                     meta.duplicates[source_of(headers)] += 1
@@ -222,6 +234,12 @@ class Transaction:
             if change is not None:
                 self.changes.append(change)
         self.last_timestamp = newest
+
+    def _reject(self, meta: PartitionMeta, message: Incoming, error: InvalidEvent) -> None:
+        """A message that is not a valid event: counted by reason, and a dead letter."""
+        meta.rejected[error.reason.value] += 1
+        if self.send_rejected:
+            self.rejected.append((message, error))
 
     def _change(self, where: Where, dossier: Dossier, tell: bool) -> StatusChange | None:
         """The status change the dossier made, judged against its state before (the sums

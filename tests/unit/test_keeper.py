@@ -24,9 +24,9 @@ import service.state.transaction as transaction_module
 from service.domain import WorkingCalendar
 from service.domain.history import History
 from service.outputs.metrics import LedgerCollector
-from service.state.keeper import PartitionKeeper, SideEffectFailed
+from service.state.keeper import GapNotFilled, PartitionKeeper, SideEffectFailed
 from service.state.ledger import Ledger, PartitionLedger
-from service.state.log_reader import Incoming
+from service.state.log_reader import Incoming, LogTruncated
 from service.state.recent import DEFAULT_SIZE as DEFAULT_RECENT
 from service.state.recent import RecentDossiers
 from service.state.store import DossierStore, StoreError
@@ -67,6 +67,8 @@ class MemoryLog:
         self.partitions = partitions
         self.committed_offsets: dict[int, int | None] = {p: None for p in partitions}
         self.before_chunk: Callable[[int, int], Awaitable[None]] | None = None
+        # Per partition, the first offset retention left (records below it are deleted).
+        self.earliest: dict[int, int] = {}
 
     async def start(self) -> None:
         return None
@@ -75,16 +77,24 @@ class MemoryLog:
         return None
 
     async def bounds(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        return {p: (0, len(self.partitions[p])) for p in partitions}
+        # The end is the last offset + 1 (offsets may have holes: transaction markers).
+        return {
+            p: (self.earliest.get(p, 0), max((m.offset + 1 for m in self.partitions[p]), default=0))
+            for p in partitions
+        }
 
     async def committed(self, partition: int) -> int | None:
         return self.committed_offsets[partition]
 
     async def read(self, partition: int, start: int, stop: int) -> AsyncIterator[list[Incoming]]:
+        if start < stop and start < self.earliest.get(partition, 0):
+            raise LogTruncated(partition, start)  # as LogReader: no silent jump ahead
         records = [m for m in self.partitions[partition] if start <= m.offset < stop]
         for first in range(0, len(records), CHUNK):
             if self.before_chunk is not None:
                 await self.before_chunk(partition, records[first].offset)
+            if records[first].offset < self.earliest.get(partition, 0):
+                raise LogTruncated(partition, records[first].offset)  # deleted meanwhile
             yield records[first : first + CHUNK]
 
 
@@ -122,7 +132,11 @@ class Outputs:
 
 
 def keeper_over(
-    path: Path, log: MemoryLog, outputs: Outputs, recent: int = DEFAULT_RECENT
+    path: Path,
+    log: MemoryLog,
+    outputs: Outputs,
+    recent: int = DEFAULT_RECENT,
+    accept_truncated_log: bool = False,
 ) -> tuple[PartitionKeeper, FlakyStore]:
     store = FlakyStore(path, TOPIC)
     state = WorkerState(store, Ledger(CAL), CAL, RecentDossiers(recent))
@@ -132,6 +146,7 @@ def keeper_over(
         outputs.send_dead_letters,
         outputs.announce,
         outputs.stop,  # type: ignore[arg-type]
+        accept_truncated_log=accept_truncated_log,
     )
     return keeper, store
 
@@ -535,3 +550,213 @@ def test_a_consumer_that_rejoined_as_a_new_member_trusts_nothing_it_kept(tmp_pat
 
     asyncio.run(scenario())
     assert_equals_replay(keeper, log, tmp_path)
+
+
+def with_holes(messages: list[Incoming], every: int) -> list[Incoming]:
+    """The log of a transactional producer: after every `every` records an offset taken by
+    a transaction marker, which no consumer delivers."""
+    return [m._replace(offset=m.offset + m.offset // every) for m in messages]
+
+
+def test_a_hole_in_the_middle_of_a_batch_loses_no_event(tmp_path: Path) -> None:
+    """faust delivers 6, 7, 9, 10 (8 a marker, or a record faust skipped): every offset from
+    the store's next one to the last delivered is applied once, in order."""
+    messages = messages_of(0, simulated(4, seed=3)[:10])
+    messages = [m if m.offset < 8 else m._replace(offset=m.offset + 1) for m in messages]
+    log = MemoryLog({0: messages})
+    log.committed_offsets[0] = 6  # the group handled 0..5
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        assert keeper.state.meta(0).applied == 5
+        await keeper.deliver([m for m in messages if m.offset >= 6])
+
+    asyncio.run(scenario())
+    meta = keeper.state.meta(0)
+    assert meta.applied == 10
+    counted = sum(meta.events.values()) + sum(meta.duplicates.values())
+    assert counted + sum(meta.rejected.values()) == len(messages)
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_batch_with_many_holes_is_applied_whole_with_its_dead_letters(tmp_path: Path) -> None:
+    """A transactional producer's log (a marker after each record, so a hole between any two
+    delivered offsets): the batch is applied whole before it is acknowledged, and its bad
+    messages reach the dead-letter topic (they were dropped, and later read as history)."""
+    events = simulated(12, seed=3, bad_every=7)
+    messages = with_holes(messages_of(0, events), every=1)
+    bad = {m.offset for m in messages if b'"bad-' in (m.value or b"")}
+    assert len(bad) >= 2
+    log = MemoryLog({0: messages})
+    log.committed_offsets[0] = 1  # offset 0 handled by the group
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        # Two batches, as the agent takes them; faust delivers no marker.
+        live = [m for m in messages if m.offset >= 1]
+        half = len(live) // 2
+        await keeper.deliver(live[:half])
+        assert keeper.state.meta(0).applied == live[half - 1].offset
+        await keeper.deliver(live[half:])
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == messages[-1].offset
+    assert {offset for _, offset in outputs.dead_letters} == bad
+    assert sum(keeper.state.meta(0).rejected.values()) == len(bad)
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_gap_that_cannot_be_read_whole_fails_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition still held whose missing offsets did not all come from the log is never
+    acknowledged as done: deliver raises (the agent then withholds and re-reads the batch),
+    nothing of it saved."""
+    messages = with_holes(messages_of(0, simulated(10, seed=9)), every=3)
+    log = MemoryLog({0: messages})
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def read_nothing(*args: Any, **kwargs: Any) -> int:
+        return 0  # a read that ends early, whatever the cause
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        monkeypatch.setattr(keeper.applier, "read_range", read_nothing)
+        with pytest.raises(GapNotFilled):
+            await keeper.deliver(messages)
+        assert keeper.state.meta(0).applied == -1
+        monkeypatch.undo()
+        keeper.abandon(messages, "GapNotFilled")
+        await keeper.wait_caught_up(timeout=10)
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == messages[-1].offset
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_kafka_timestamp_out_of_datetime_range_is_a_dead_letter_not_a_stuck_worker(
+    tmp_path: Path,
+) -> None:
+    """A message stamped in microseconds (a year past 9999) or before year 1: rejected with
+    bad_timestamp, the partition goes on, the next batch is applied."""
+    messages = messages_of(0, simulated(5, seed=1))
+    messages[3] = messages[3]._replace(timestamp=time.time() * 1e6)
+    messages[5] = messages[5]._replace(timestamp=-1e12)
+    log = MemoryLog({0: messages})
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        await asyncio.wait_for(keeper.deliver(messages[:10]), 5)
+        await asyncio.wait_for(keeper.deliver(messages[10:]), 5)
+
+    asyncio.run(scenario())
+    meta = keeper.state.meta(0)
+    assert meta.applied == len(messages) - 1
+    assert meta.rejected["bad_timestamp"] == 2
+    assert {(0, 3), (0, 5)} <= set(outputs.dead_letters)
+    assert keeper.ledger.ready and not outputs.stopped
+    assert keeper.ledger.last_event_timestamp is not None
+    assert keeper.ledger.last_event_timestamp < time.time() + 60  # not the bogus stamp
+    assert_equals_replay(keeper, log, tmp_path)
+
+
+def test_a_batch_whose_log_lost_its_beginning_before_its_re_read_gives_the_partition_up(
+    tmp_path: Path,
+) -> None:
+    """A live batch failed (a dead letter not acknowledged); before it is read again,
+    retention deletes its range. The re-read finds the records gone (LogTruncated): not
+    retried forever, the partition is given up as a catch-up does (not counted, the
+    offsets named) and the batch is released to faust, which goes on with the others."""
+    messages = messages_of(0, simulated(30, seed=16, bad_every=9))
+    log = MemoryLog({0: messages, 1: []})
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs)
+    released: list[bool] = []
+
+    async def scenario() -> None:
+        keeper.on_assigned([0, 1])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:10])
+        outputs.refuse = 1
+        with pytest.raises(SideEffectFailed):
+            await keeper.deliver(messages[10:30])
+        log.earliest[0] = 20  # retention deleted offsets 0..19
+        keeper.abandon(messages[10:30], "SideEffectFailed", release=lambda: released.append(True))
+        await asyncio.wait_for(keeper.wait_caught_up(), 10)
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert released == [True]
+    assert keeper.state.meta(0).applied == 9  # nothing recorded as applied past the hole
+    assert 0 in keeper.recovery.blocked
+    reason = keeper.ledger.waiting[0]
+    assert "offsets 10..19 of partition 0 were deleted" in reason
+    assert not keeper.ledger.ready and 1 in keeper.ledger.partitions
+
+
+def test_an_accepted_truncated_log_lets_a_re_read_batch_count_from_what_is_left(
+    tmp_path: Path,
+) -> None:
+    """The same with MOTCUA_ACCEPT_TRUNCATED_LOG: the partition counts from the log's new
+    beginning, the batch is applied to its end and released, its dead letters sent."""
+    events = simulated(30, seed=17, bad_every=5)
+    messages = messages_of(0, events)
+    log = MemoryLog({0: messages})
+    outputs = Outputs()
+    keeper, _ = keeper_over(tmp_path / "store", log, outputs, accept_truncated_log=True)
+    released: list[bool] = []
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(messages[:10])
+        outputs.refuse = 1
+        with pytest.raises(SideEffectFailed):
+            await keeper.deliver(messages[10:40])
+        log.earliest[0] = 20
+        keeper.abandon(messages[10:40], "SideEffectFailed", release=lambda: released.append(True))
+        await asyncio.wait_for(keeper.wait_caught_up(), 10)
+        await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert released == [True]
+    meta = keeper.state.meta(0)
+    assert meta.applied == 39 and meta.start == 20
+    bad = {m.offset for m in messages[20:40] if b'"bad-' in (m.value or b"")}
+    assert bad and bad <= {offset for _, offset in outputs.dead_letters}
+    assert keeper.ledger.ready
+
+
+def test_a_catch_up_whose_log_is_deleted_while_it_reads_gives_the_partition_up(
+    tmp_path: Path,
+) -> None:
+    """Retention deletes the log's beginning while a catch-up reads it (the bounds it asked
+    first still had it): the read stops (LogTruncated), and the partition is given up with
+    the missing offsets named, never counted from a store with a hole."""
+    log = MemoryLog({0: messages_of(0, simulated(20, seed=18))})
+    log.committed_offsets[0] = len(log.partitions[0])
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+
+    async def delete_at_the_third_chunk(partition: int, offset: int) -> None:
+        if offset >= 2 * CHUNK:
+            log.earliest[0] = 3 * CHUNK
+
+    log.before_chunk = delete_at_the_third_chunk
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await asyncio.wait_for(keeper.wait_caught_up(), 10)
+
+    asyncio.run(scenario())
+    assert keeper.state.meta(0).applied == -1
+    assert 0 in keeper.recovery.blocked and not keeper.ledger.ready
+    assert f"offsets 0..{3 * CHUNK - 1} of partition 0 were deleted" in keeper.ledger.waiting[0]

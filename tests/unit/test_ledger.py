@@ -9,11 +9,13 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 from ledger_tools import accept
 
 from schemas import DossierEvent, parse_event
 from service.domain import WorkingCalendar, contribution, fold
 from service.domain.progress import fold_with_facts
+from service.state import ledger as ledger_module
 from service.state.ledger import NOTIFIED, Ledger, PartitionLedger
 from service.state.store import PartitionMeta
 from service.tools.simulate import SimulationConfig, generate
@@ -131,3 +133,37 @@ def test_a_rebuilt_due_index_equals_the_one_kept_event_by_event() -> None:
     }
     assert rebuilt.due_index.by_procedure == kept.by_procedure
     assert len(rebuilt.due_index) == len(rebuilt.open) > 0
+
+
+def test_the_shared_contributions_stay_bounded_and_the_sums_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each partition's table of shared contributions is emptied when it outgrows its open
+    dossiers (contributions of states left behind and of closed dossiers are not kept
+    forever), goes with the partition, and sharing never changes a sum."""
+    monkeypatch.setattr(ledger_module, "INTERN_SLACK", 50)
+    events = simulated(1500, seed=21)
+    seen: dict[str, list[DossierEvent]] = defaultdict(list)
+    ledger = Ledger.counting(CAL, [0, 1])
+    distinct: set[tuple] = set()
+    largest = 0
+    most_open = dict.fromkeys(ledger.partitions, 0)
+    for event in events:
+        partition = hash(event.dossier_id) % 2
+        before = fold(event.dossier_id, seen[event.dossier_id], CAL)
+        seen[event.dossier_id].append(event)
+        dossier, facts = fold_with_facts(event.dossier_id, seen[event.dossier_id], CAL)
+        accept(ledger, partition, dossier, NOW, facts, before=before)
+        distinct.add(contribution(dossier, NOW, CAL))
+        sums = ledger.partitions[partition]
+        most_open[partition] = max(most_open[partition], len(sums.contributions))
+        # Emptied when it passes twice the open dossiers (as they were then) and the slack.
+        assert len(sums.interned) <= 2 * most_open[partition] + 50 + 1
+        largest = max(largest, len(sums.interned))
+    assert len(distinct) > 2 * largest  # the bound was reached
+    assert ledger.totals() == truth(seen, NOW)
+    later = NOW + timedelta(seconds=5)  # the timer moves running dossiers on
+    ledger.tick(later)
+    assert ledger.totals() == truth(seen, later)
+    # Each partition's own: dropped with it (no table at module level kept them all).
+    assert ledger.partitions[0].interned is not ledger.partitions[1].interned

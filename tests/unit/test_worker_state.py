@@ -369,3 +369,35 @@ def test_an_agency_with_many_departments_commits_and_reports_them_after_a_restar
     assert set(report) == {("SXD", d) for d in departments}
     for department in departments:
         assert report[("SXD", department)] == Counter({"on_time": 1, "late": 1})
+
+
+def test_a_kafka_timestamp_no_date_can_hold_is_rejected_and_the_batch_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The message's Kafka timestamp is the instant its event is judged at: one no datetime
+    can hold (microseconds taken for milliseconds, before year 1, NaN, infinite) rejects
+    that message as bad_timestamp, a dead letter; the batch is applied around it, and the
+    newest event time the worker reports stays a real one."""
+    events = simulated(20, seed=22)
+    log = log_of(events)
+    now = time.time()
+    bogus = {3: now * 1e6, 4: now * 1e6, 9: -1e14, 12: float("nan"), 15: float("inf")}
+    log = [m._replace(timestamp=bogus.get(m.offset, m.timestamp)) for m in log]
+    state = new_state(tmp_path)
+    batch = state.apply(log, live=True)
+    assert [(m.offset, e.reason.value) for m, e in batch.rejected] == [
+        (offset, "bad_timestamp") for offset in sorted(bogus)
+    ]
+    assert "Kafka timestamp" in batch.rejected[0][1].detail
+    assert batch.last_timestamp == log[0].timestamp  # the real stamp, not a bogus one
+    state.commit(batch)
+    meta = state.meta(0)
+    assert meta.applied == len(log) - 1
+    assert meta.rejected == {"bad_timestamp": len(bogus)}
+    kept = [e for offset, e in enumerate(events) if offset not in bogus]
+    assert sum(meta.events.values()) + sum(meta.duplicates.values()) == len(kept)
+    # The same verdicts when the log is read again (state is a function of the log).
+    again = new_state(tmp_path / "again")
+    again.commit(again.apply(log, live=False))
+    assert dict(again.store.dossiers(0)) == dict(state.store.dossiers(0))
+    assert again.meta(0) == meta
