@@ -83,6 +83,12 @@ class TransactionError(RuntimeError):
     """A transaction used out of order (applied after it was prepared, committed twice)."""
 
 
+# Names of re-sending systems a partition counts duplicates under (gateway sources and
+# "direct" are a handful): past this, "other".
+MAX_SOURCES = 32
+OTHER_SOURCE = "other"
+
+
 def source_of(headers: object) -> str:
     """The calling system a message came from (header motcua-source), else 'direct'."""
     if headers:
@@ -214,7 +220,7 @@ class Transaction:
                     self._reject(meta, message, exc)
                     continue
                 if arrival is _DUPLICATE:
-                    meta.duplicates[source_of(headers)] += 1
+                    self._count_duplicate(meta, source_of(headers))
                     continue
                 partition_type = (partition, event.type)
                 counted[partition_type] = counted.get(partition_type, 0) + 1
@@ -234,6 +240,16 @@ class Transaction:
             if change is not None:
                 self.changes.append(change)
         self.last_timestamp = newest
+
+    @staticmethod
+    def _count_duplicate(meta: PartitionMeta, source: str) -> None:
+        """A duplicate, by the system that re-sent it. The header is anyone's to set on a
+        direct producer: past MAX_SOURCES names a partition counts the rest as OTHER_SOURCE,
+        so the metric's `source` label (and the meta) stays bounded."""
+        duplicates = meta.duplicates
+        if source not in duplicates and len(duplicates) >= MAX_SOURCES:
+            source = OTHER_SOURCE
+        duplicates[source] += 1
 
     def _reject(self, meta: PartitionMeta, message: Incoming, error: InvalidEvent) -> None:
         """A message that is not a valid event: counted by reason, and a dead letter."""

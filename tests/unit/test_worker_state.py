@@ -22,7 +22,7 @@ from service.domain import WorkingCalendar, contribution, fold
 from service.state.ledger import Ledger
 from service.state.log_reader import Incoming
 from service.state.store import DossierStore, open_key
-from service.state.transaction import FRESH_FOR_S
+from service.state.transaction import FRESH_FOR_S, MAX_SOURCES, OTHER_SOURCE
 from service.state.worker_state import WorkerState
 from service.tools.simulate import SimulationConfig, generate
 
@@ -194,6 +194,34 @@ def test_duplicates_are_counted_by_the_source_that_re_sent_them(tmp_path: Path) 
     state.commit(state.apply(log, live=True))
     assert state.meta(0).duplicates == Counter({"opencps-bg": 2})
     assert state.meta(0).events == Counter({"received": 1})
+
+
+def test_a_producer_naming_a_new_source_on_every_message_cannot_grow_the_labels(
+    tmp_path: Path,
+) -> None:
+    # motcua-source is anyone's header on a direct producer: a thousand names re-sending
+    # one event must not become a thousand `source` labels (nor a thousand meta entries).
+    receipt = {
+        "event_id": "HS-1-r",
+        "dossier_id": "HS-1",
+        "type": "received",
+        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+        "agency": "SXD",
+        "procedure": "1.000948",
+        "channel": "online",
+        "processing_days": 5,
+    }
+    value = orjson.dumps(receipt)
+    log = [Incoming(0, 0, b"HS-1", value, time.time(), None)]
+    for n in range(1, 1001):
+        headers = [(SOURCE_HEADER, f"sender-{n}".encode())]
+        log.append(Incoming(0, n, b"HS-1", value, time.time(), headers))
+    state = new_state(tmp_path)
+    state.commit(state.apply(log, live=True))
+    duplicates = state.meta(0).duplicates
+    assert len(duplicates) == MAX_SOURCES + 1
+    assert duplicates[OTHER_SOURCE] == 1000 - MAX_SOURCES
+    assert sum(duplicates.values()) == 1000  # every duplicate still counted
 
 
 def test_an_unreadable_stored_dossier_is_found_by_the_rebuild(tmp_path: Path) -> None:
