@@ -10,6 +10,7 @@ with no event (due soon, overdue), so the timer never scans all dossiers. No Fau
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,8 @@ from service.domain.steps import HISTORY_PREFIX as STEP_PREFIX
 from service.domain.steps import step_marks, step_outcomes, step_outcomes_of_totals
 from service.state.due_index import DueIndex
 from service.state.store import PartitionMeta
+
+log = logging.getLogger(__name__)
 
 # A partition's table of shared contributions is emptied when it holds more than this
 # beyond twice its open dossiers: copies no dossier holds any more (the contributions of
@@ -452,10 +455,22 @@ class Ledger:
                 del self.partitions[partition]
 
     def tick(self, now: datetime | None = None) -> list[StatusChange]:
+        """Move every partition's running dossiers with the clock. A partition whose move
+        fails (a fault no test foresaw) is held, not served: its sums would stay behind the
+        clock while the worker said it was ready. The others move on, and so does the timer
+        (an exception out of faust's timer would end it for good)."""
         now = now or datetime.now(UTC)
         changes: list[StatusChange] = []
-        for ledger in self.partitions.values():
-            changes.extend(ledger.tick(now))
+        for partition, ledger in list(self.partitions.items()):
+            try:
+                changes.extend(ledger.tick(now))
+            except Exception as exc:  # any fault: absent, not stale
+                log.exception("partition %d: moving its dossiers with the clock failed", partition)
+                self.hold(
+                    partition,
+                    f"moving its dossiers with the clock failed ({type(exc).__name__}: "
+                    f"{exc}); restart the worker to rebuild it from the store",
+                )
         return changes
 
     def totals(self) -> Counter[Key]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -167,3 +168,33 @@ def test_the_shared_contributions_stay_bounded_and_the_sums_exact(
     assert ledger.totals() == truth(seen, later)
     # Each partition's own: dropped with it (no table at module level kept them all).
     assert ledger.partitions[0].interned is not ledger.partitions[1].interned
+
+
+def test_a_partition_whose_clock_update_fails_is_held_and_the_others_move_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fault nobody foresaw in one partition's tick: its sums would stay behind the clock
+    # while the worker said it was ready, and the exception would end faust's timer.
+    ledger = Ledger.counting(CAL, [0, 1])
+    moved: list[int] = []
+
+    def tick_of(partition: int) -> Any:
+        def tick(now: datetime) -> list[Any]:
+            if partition == 0:
+                raise ZeroDivisionError("a bug")
+            moved.append(partition)
+            return []
+
+        return tick
+
+    for partition, part in ledger.partitions.items():
+        monkeypatch.setattr(part, "tick", tick_of(partition))
+    assert ledger.ready
+    assert ledger.tick(NOW) == []  # no exception out of it
+    assert moved == [1]
+    assert not ledger.counted(0) and ledger.counted(1)
+    assert (
+        "moving its dossiers with the clock failed (ZeroDivisionError: a bug)"
+        in (ledger.waiting[0])
+    )
+    assert not ledger.ready  # absent, not stale
