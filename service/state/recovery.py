@@ -39,6 +39,11 @@ CHECK_TIMEOUT_S = 5.0
 # A broker check is trusted for this many check intervals: a worker paused longer (a GC
 # pause, a frozen VM, a cut network) serves nothing until it has asked the broker again.
 CHECKS_TRUSTED = 5
+# Seconds a partition may hold records newer than its store, none of them delivered, before
+# it is not counted: a consumer that stopped fetching but still heartbeats (faust #175) keeps
+# its partitions and commits nothing new, so the committed-offset check alone passes while
+# the sums fall behind the log. A busy worker delivers every few seconds; this is a stall.
+STALLED_AFTER_S = 60.0
 
 
 @dataclass
@@ -63,6 +68,10 @@ class Recovery:
     _turns: Turns = field(init=False)
     _checker: asyncio.Task[None] | None = None
     _check_failing: bool = False
+    # Per partition: the applied offset and log end last seen, and since when records past
+    # that end have waited undelivered (None: none waiting). Held ones, by the reason given.
+    _delivery: dict[int, tuple[int, int, float | None]] = field(default_factory=dict)
+    _stalled: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._turns = Turns(self.helpers.helpers if self.helpers is not None else 0)
@@ -86,6 +95,8 @@ class Recovery:
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
+        self._delivery.clear()  # watched afresh from the next assignment
+        self._stalled.clear()
 
     def close(self) -> None:
         if self._checker is not None:
@@ -151,7 +162,43 @@ class Recovery:
                 )
                 ledger.hold(partition, f"another member advanced it to offset {offset}")
                 self.tasks[partition] = asyncio.ensure_future(self.catch_up(partition))
+        ends = await self.reader.bounds(sorted(assignment))
+        if ledger.assignment != assignment:
+            return
+        self._check_delivery({p: end for p, (_, end) in ends.items()}, asked_at)
         ledger.checked_at = asked_at
+
+    def _check_delivery(self, ends: dict[int, int], now: float) -> None:
+        """Hold a partition whose log has grown past its store with nothing delivered for
+        STALLED_AFTER_S (see there); release it once its store moves again. A transaction's
+        commit marker is never delivered and may land after its records were: one offset
+        past the store is no stall, nor an end that did not grow."""
+        ledger = self.ledger
+        for partition, end in ends.items():
+            if partition not in ledger.partitions or partition in self.blocked:
+                continue
+            applied = self.state.meta(partition).applied
+            seen = self._delivery.get(partition)
+            if seen is None or seen[0] != applied or self.running(partition):
+                self._delivery[partition] = (applied, end, None)
+                reason = self._stalled.pop(partition, None)
+                if reason is not None and ledger.waiting.get(partition) == reason:
+                    log.info("partition %d: delivered again (offset %d)", partition, applied)
+                    ledger.release(partition)
+                continue
+            since = seen[2]
+            if since is None:
+                if end > seen[1] and end > applied + 2:  # new records, the store still
+                    self._delivery[partition] = (applied, end, now)
+                continue
+            if now - since >= STALLED_AFTER_S and partition not in self._stalled:
+                reason = (
+                    f"the log holds offsets past {applied} that were not delivered for "
+                    f"{now - since:.0f} s: the consumer may be stuck"
+                )
+                log.warning("partition %d: %s; not counted until it moves", partition, reason)
+                self._stalled[partition] = reason
+                ledger.hold(partition, reason)
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:
         """Until every assigned partition is caught up or given up (for tools and tests)."""

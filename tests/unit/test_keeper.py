@@ -760,3 +760,49 @@ def test_a_catch_up_whose_log_is_deleted_while_it_reads_gives_the_partition_up(
     assert keeper.state.meta(0).applied == -1
     assert 0 in keeper.recovery.blocked and not keeper.ledger.ready
     assert f"offsets 0..{3 * CHUNK - 1} of partition 0 were deleted" in keeper.ledger.waiting[0]
+
+
+def test_a_consumer_that_stops_delivering_is_not_counted_until_it_moves_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faust #175: a consumer that stops fetching but still heartbeats keeps its partitions
+    and commits nothing new, so the committed offsets agree with the store while the log
+    grows past it. Records waiting undelivered past STALLED_AFTER_S take the partition out;
+    a delivery brings it back. A marker after the last record (the log's end one past it,
+    never delivered) is no stall."""
+    monkeypatch.setattr(recovery_module, "STALLED_AFTER_S", 0.0)
+    events = messages_of(0, simulated(60, seed=15))
+    log = MemoryLog({0: list(events[:50])})
+    keeper, _ = keeper_over(tmp_path / "store", log, Outputs())
+    seen: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        keeper.on_assigned([0])
+        await keeper.wait_caught_up(timeout=10)
+        await keeper.deliver(events[:50])
+        log.committed_offsets[0] = 50
+        await keeper.check_committed()
+        # A transaction marker at offset 50: the end is one past the store, and stays.
+        log.partitions[0].append(Incoming(0, 50, None, b"", 0.0, None))
+        await keeper.check_committed()
+        await keeper.check_committed()
+        await keeper.check_committed()
+        seen.append(("marker", keeper.ledger.ready))
+        log.partitions[0].pop()
+        # Records arrive and none is delivered: out.
+        log.partitions[0].extend(events[50:])
+        await keeper.check_committed()
+        seen.append(("arrived", keeper.ledger.ready))
+        await keeper.check_committed()
+        seen.append(("stuck", keeper.ledger.ready))
+        assert "the consumer may be stuck" in keeper.ledger.waiting[0]
+        # The consumer delivers again: counted, and exact.
+        await keeper.deliver(events[50:])
+        log.committed_offsets[0] = len(events)
+        await keeper.check_committed()
+        seen.append(("delivered", keeper.ledger.ready))
+
+    asyncio.run(scenario())
+    assert seen == [("marker", True), ("arrived", True), ("stuck", False), ("delivered", True)]
+    assert keeper.state.meta(0).applied == len(events) - 1
+    assert_equals_replay(keeper, log, tmp_path)
