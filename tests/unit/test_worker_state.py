@@ -172,18 +172,24 @@ def test_history_is_applied_silently_and_only_fresh_events_are_announced(
     assert caught.meta(0).rejected == Counter({"not_json": 1})
 
 
+def _receipt_of_hs1() -> bytes:
+    """A receipt of yesterday, re-sent in the duplicate tests."""
+    return orjson.dumps(
+        {
+            "event_id": "HS-1-r",
+            "dossier_id": "HS-1",
+            "type": "received",
+            "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+            "agency": "SXD",
+            "procedure": "1.000948",
+            "channel": "online",
+            "processing_days": 5,
+        }
+    )
+
+
 def test_duplicates_are_counted_by_the_source_that_re_sent_them(tmp_path: Path) -> None:
-    receipt = {
-        "event_id": "HS-1-r",
-        "dossier_id": "HS-1",
-        "type": "received",
-        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
-        "agency": "SXD",
-        "procedure": "1.000948",
-        "channel": "online",
-        "processing_days": 5,
-    }
-    value = orjson.dumps(receipt)
+    value = _receipt_of_hs1()
     headers = [(SOURCE_HEADER, b"opencps-bg")]
     log = [
         Incoming(0, 0, b"HS-1", value, time.time(), None),
@@ -201,17 +207,7 @@ def test_a_producer_naming_a_new_source_on_every_message_cannot_grow_the_labels(
 ) -> None:
     # motcua-source is anyone's header on a direct producer: a thousand names re-sending
     # one event must not become a thousand `source` labels (nor a thousand meta entries).
-    receipt = {
-        "event_id": "HS-1-r",
-        "dossier_id": "HS-1",
-        "type": "received",
-        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
-        "agency": "SXD",
-        "procedure": "1.000948",
-        "channel": "online",
-        "processing_days": 5,
-    }
-    value = orjson.dumps(receipt)
+    value = _receipt_of_hs1()
     log = [Incoming(0, 0, b"HS-1", value, time.time(), None)]
     for n in range(1, 1001):
         headers = [(SOURCE_HEADER, f"sender-{n}".encode())]
