@@ -561,7 +561,8 @@ def with_holes(messages: list[Incoming], every: int) -> list[Incoming]:
 def test_a_hole_in_the_middle_of_a_batch_loses_no_event(tmp_path: Path) -> None:
     """faust delivers 6, 7, 9, 10 (8 a marker, or a record faust skipped): every offset from
     the store's next one to the last delivered is applied once, in order."""
-    messages = messages_of(0, simulated(4, seed=3)[:10])
+    messages = messages_of(0, simulated(12, seed=3)[:10])
+    assert len(messages) == 10  # the simulation gives this many at any hour
     messages = [m if m.offset < 8 else m._replace(offset=m.offset + 1) for m in messages]
     log = MemoryLog({0: messages})
     log.committed_offsets[0] = 6  # the group handled 0..5
