@@ -140,6 +140,9 @@ class Reason(enum.StrEnum):
     MISSING_STEP_DUE = "missing_step_due"
     BAD_STEP_HOURS = "bad_step_hours"
     BAD_STEP_DAYS = "bad_step_days"
+    # Not the sender's fault: the worker's own code failed on the event (a bug). The event is
+    # set aside so that its partition goes on; the worker logs the error with its trace.
+    INTERNAL_ERROR = "internal_error"
 
 
 class InvalidEvent(ValueError):

@@ -13,6 +13,7 @@ the write, then the swap) is `LogApplier.save` (service/state/log_applier.py), w
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime
 from enum import Enum
@@ -38,6 +39,8 @@ from service.state.store import (
     open_key,
 )
 
+log = logging.getLogger(__name__)
+
 # Status messages are for what is happening now: an event that occurred, or was published,
 # longer ago than this (a worker reading a backlog, a new deployment reading the center's
 # history, a center system back-filling last year) changes the sums silently, so citizens
@@ -47,14 +50,37 @@ FRESH_FOR_S = 600.0
 
 Rejected = tuple[Incoming, InvalidEvent]
 Where = tuple[int, str]  # (partition, dossier id)
+Offset = tuple[int, int]  # (partition, offset)
 # An Enum class attribute is a slower lookup than a module constant (every message).
 _DUPLICATE = Arrival.DUPLICATE
+
+
+def _set_aside(detail: str) -> InvalidEvent:
+    return InvalidEvent(Reason.INTERNAL_ERROR, detail)
 
 
 def _bad_kafka_timestamp(timestamp: float) -> InvalidEvent:
     return InvalidEvent(
         Reason.BAD_TIMESTAMP,
         f"the message's Kafka timestamp ({timestamp!r} s since the epoch) is not a date",
+    )
+
+
+def _fault(partition: int, offset: int, exc: Exception, *, once: bool = False) -> str:
+    """The dead letter's detail for a message the worker's own code failed on, logged with
+    its trace (a bug to fix, not the sender's mistake)."""
+    log.error(
+        "partition %d offset %d: the worker's code failed on this message %s",
+        partition,
+        offset,
+        "once; the batch is read again"
+        if once
+        else "again; it is set aside as an internal_error dead letter and the partition goes on",
+        exc_info=exc,
+    )
+    return (
+        f"the worker's code failed on this event ({type(exc).__name__}: {str(exc)[:200]}); "
+        "set aside so that its partition goes on. Not the sender's fault: report it"
     )
 
 
@@ -65,6 +91,8 @@ class SavedState(Protocol):
     ledger: Ledger
     calendar: WorkingCalendar
     recent: RecentDossiers
+    # Messages the worker's own code failed on once (transaction.MessagesFailed).
+    suspects: dict[Offset, str]
 
     def meta(self, partition: int) -> PartitionMeta: ...
     def closed_totals(self, partition: int) -> Counter[Key]: ...
@@ -81,6 +109,14 @@ class TransactionStatus(Enum):
 
 class TransactionError(RuntimeError):
     """A transaction used out of order (applied after it was prepared, committed twice)."""
+
+
+class MessagesFailed(RuntimeError):
+    """The worker's own code failed on messages of this transaction (a bug, or something
+    passing). A failed rule may leave its dossier half-changed, so the transaction fails.
+    The messages are noted in the state's `suspects`; the next attempt tries them again, and
+    one that fails again is set aside, rejected as an `internal_error` dead letter: no
+    single message stops a partition, and a passing failure loses nothing."""
 
 
 # Names of re-sending systems a partition counts duplicates under (gateway sources and
@@ -183,6 +219,9 @@ class Transaction:
         stamp, at = None, None  # a batch's messages often share a millisecond: one datetime
         newest = self.last_timestamp
         metas = self.metas
+        suspects = self.state.suspects
+        faulted: set[Where] = set()  # dossiers a failed rule may have left half-changed
+        failed = 0
         applied = 0
         try:
             for message in messages:
@@ -207,18 +246,62 @@ class Transaction:
                     stamp = timestamp
                 if timestamp > newest:
                     newest = timestamp
+                suspect = suspects.get((partition, offset)) if suspects else None
                 try:
                     # The message's own timestamp, not the clock: re-reading the log in a
                     # year must give the same verdicts (state is a function of the log).
                     event = parse(value, key, at)  # type: ignore[arg-type]
-                    where = (partition, event.dossier_id)
-                    progress = dossiers.get(where)
-                    if progress is None:
-                        progress = self.dossier(where)
-                    arrival = progress.add(event, calendar)  # the domain core: R6, R7
                 except InvalidEvent as exc:
                     self._reject(meta, message, exc)
                     continue
+                except Exception as exc:
+                    if isinstance(exc, MemoryError):
+                        raise
+                    if suspect is None:  # once: read again (it may have been passing)
+                        failed += 1
+                        suspects[partition, offset] = _fault(partition, offset, exc, once=True)
+                    else:
+                        self._reject(meta, message, _set_aside(_fault(partition, offset, exc)))
+                    continue
+                where = (partition, event.dossier_id)
+                progress = dossiers.get(where)
+                if progress is None:
+                    # Outside the guards below: a store that fails to read is the store's
+                    # fault, never the message's.
+                    progress = self.dossier(where)
+                elif faulted and where in faulted:
+                    continue  # left half-changed by a failure: the next attempt applies it
+                if suspect is not None:
+                    # Failed once here: tried again on a copy (a failed rule may leave its
+                    # dossier half-changed), and set aside if it fails again.
+                    trial = DossierProgress.unpack(progress.dossier_id, progress.pack())
+                    try:
+                        arrival = trial.add(event, calendar)
+                    except InvalidEvent as exc:
+                        self._reject(meta, message, exc)
+                        continue
+                    except Exception as exc:
+                        if isinstance(exc, MemoryError):
+                            raise
+                        self._reject(meta, message, _set_aside(_fault(partition, offset, exc)))
+                        continue
+                    dossiers[where] = progress = trial
+                else:
+                    try:
+                        arrival = progress.add(event, calendar)  # the domain core: R6, R7
+                    except InvalidEvent as exc:
+                        self._reject(meta, message, exc)
+                        continue
+                    except Exception as exc:
+                        if isinstance(exc, MemoryError):
+                            raise
+                        # The rule may have changed the dossier before it failed: this
+                        # transaction cannot be saved. The batch's other dossiers go on, so
+                        # that their own failures are found in the same pass.
+                        failed += 1
+                        faulted.add(where)
+                        suspects[partition, offset] = _fault(partition, offset, exc, once=True)
+                        continue
                 if arrival is _DUPLICATE:
                     self._count_duplicate(meta, source_of(headers))
                     continue
@@ -230,6 +313,12 @@ class Transaction:
                     )
         finally:
             self.applied += applied  # counted in a local: also if a message raised
+        if failed:
+            self.status = TransactionStatus.FAILED
+            raise MessagesFailed(
+                f"the worker's code failed on {failed} message(s); the batch is read again, "
+                "and a message that fails again is set aside as an internal_error dead letter"
+            )
         for (partition, kind), count in counted.items():
             self.metas[partition].events[kind.value] += count
         for where, is_fresh in fresh.items():

@@ -63,6 +63,9 @@ class WorkerState:
         self.calendar = calendar
         # The last transactions' dossiers, decoded (a cache of the store's records).
         self.recent = RecentDossiers() if recent is None else recent
+        # (partition, offset) of messages the worker's own code failed on once, with why:
+        # tried again, set aside if they fail again (transaction.MessagesFailed).
+        self.suspects: dict[tuple[int, int], str] = {}
         self._metas: dict[int, PartitionMeta] = {}
         self._closed: dict[int, Counter[Key]] = {}
         self._history: dict[int, History] = {}
@@ -169,6 +172,11 @@ class WorkerState:
         and the ledger takes it (for a live one, the sums of the partitions it counts now)."""
         self._metas.update(transaction.metas)
         self._closed.update(transaction.closed)
+        if self.suspects:
+            metas = transaction.metas
+            for where in [w for w in self.suspects if w[0] in metas]:
+                if where[1] <= metas[where[0]].applied:
+                    del self.suspects[where]  # saved: never read again here
         self.recent.keep(transaction.dossiers.items())
         for partition, marks in transaction.history.items():
             self.history(partition).add_delta(marks)

@@ -388,10 +388,11 @@ def test_reason_codes(data: bytes, key: bytes | None, expected: Reason) -> None:
 
 
 def test_every_parse_reason_has_a_case() -> None:
-    # TOO_MANY_EVENTS is raised by service.state.intake.merge (a per-dossier cap on stored
-    # events), never by parse_event: no single message can earn it.
+    # TOO_MANY_EVENTS is raised by the dossier (a per-dossier cap on stored events), never
+    # by parse_event: no single message can earn it. INTERNAL_ERROR is the worker's own
+    # failure on a message (tests/unit/test_failing_messages.py), never a contract's verdict.
     covered = {case[3] for case in REASON_CASES}
-    assert covered == set(Reason) - {Reason.TOO_MANY_EVENTS}
+    assert covered == set(Reason) - {Reason.TOO_MANY_EVENTS, Reason.INTERNAL_ERROR}
 
 
 def test_too_many_events_is_a_reason_code() -> None:
