@@ -127,6 +127,12 @@ class LogReader:
         end = await self.consumer.end_offsets(tps)
         return {tp.partition: (earliest[tp], end[tp]) for tp in tps}
 
+    async def ends(self, partitions: list[int]) -> dict[int, int]:
+        """The end offset (the next offset to be written) of each partition: one request."""
+        tps = [self._tp(p) for p in partitions]
+        end = await self.consumer.end_offsets(tps)
+        return {tp.partition: end[tp] for tp in tps}
+
     async def committed(self, partition: int) -> int | None:
         """The group's committed offset (the next offset to read), or None."""
         assert self._group is not None, "a LogReader with a group, started"

@@ -162,10 +162,10 @@ class Recovery:
                 )
                 ledger.hold(partition, f"another member advanced it to offset {offset}")
                 self.tasks[partition] = asyncio.ensure_future(self.catch_up(partition))
-        ends = await self.reader.bounds(sorted(assignment))
+        ends = await self.reader.ends(sorted(assignment))
         if ledger.assignment != assignment:
             return
-        self._check_delivery({p: end for p, (_, end) in ends.items()}, asked_at)
+        self._check_delivery(ends, asked_at)
         ledger.checked_at = asked_at
 
     def _check_delivery(self, ends: dict[int, int], now: float) -> None:

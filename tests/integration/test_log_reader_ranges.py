@@ -52,6 +52,7 @@ async def test_a_range_is_read_once_in_order_and_stops_where_asked(
     await reader.start()
     try:
         assert (await reader.bounds([1]))[1] == (0, RECORDS)
+        assert await reader.ends([0, 1]) == {0: 0, 1: RECORDS}
         assert await reader.committed(1) is None
 
         async def read(start: int, stop: int) -> list[Incoming]:

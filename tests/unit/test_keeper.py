@@ -83,6 +83,9 @@ class MemoryLog:
             for p in partitions
         }
 
+    async def ends(self, partitions: list[int]) -> dict[int, int]:
+        return {p: end for p, (_, end) in (await self.bounds(partitions)).items()}
+
     async def committed(self, partition: int) -> int | None:
         return self.committed_offsets[partition]
 
