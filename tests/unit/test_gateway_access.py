@@ -120,6 +120,28 @@ def test_a_reference_file_that_turns_bad_in_any_way_keeps_the_last_good(tmp_path
     assert sources.last_error is not None and "default_channel" in sources.last_error
 
 
+def test_a_units_file_whose_departments_are_bad_stops_the_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """The agencies are fine, but one unit names two departments: the progress route would
+    refuse every row as of an unknown department, so the start says it instead."""
+    path = tmp_path / "units.csv"
+    path.write_text(
+        "unit,agency,department\nSở Xây dựng,SXD,\nPhòng Quản lý,SXD,SXD.QL\n"
+        "Phòng Quản lý,SXD,SXD.KT\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(GatewayStartError, match=r"line 4: the department is listed twice"):
+        build_gateway(Settings(units_file=path))
+    path.write_text(
+        "unit,agency,department\nSở Xây dựng,SXD,\nPhòng Quản lý,SXD,SXD.QL\n", encoding="utf-8"
+    )
+    built = build_gateway(Settings(units_file=path))
+    departments = built.gateway.references.departments
+    assert departments.last_error is None
+    assert departments.content.by_name == {"phòng quản lý": ("SXD", "SXD.QL")}
+
+
 def test_a_reference_file_any_parser_refuses_stops_the_start_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

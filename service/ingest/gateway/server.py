@@ -27,6 +27,7 @@ from service.ingest.gateway.sessions import read_session_key
 from service.ingest.gateway.sources import Auth, SourcesFile, SourcesFileError
 from service.ingest.gateway.tokens import TokenBook, TokenFileError
 from service.ingest.gateway.units import UnitsFile, UnitsFileError
+from service.reference import DepartmentsError
 from service.settings import Settings, SettingsError
 
 log = logging.getLogger("motcua.gateway")
@@ -140,6 +141,12 @@ def build_gateway(settings: Settings) -> BuiltGateway:
         trusted_proxies=parse_networks(settings.gateway_trusted_proxies),
         session_key=session_key,
     )
+    try:
+        # The units file's departments (its third column) have checks of their own: a file
+        # the agency check passes may still list a department twice.
+        gateway.references.departments.load()
+    except DepartmentsError as exc:
+        raise GatewayStartError(str(exc)) from None
     return BuiltGateway(gateway, application(gateway), context, access)
 
 
