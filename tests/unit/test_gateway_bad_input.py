@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,7 @@ def _shape(body: dict[str, Any], portal: bool) -> dict[str, Any]:
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize("answer", ["motcua", "portal"])
 async def test_a_corrupt_content_encoding_is_400_in_the_route_s_shape(
-    tmp_path: Path, encoding: str, answer: str
+    tmp_path: Path, encoding: str, answer: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway = _gateway(tmp_path, _sources(answer))
     corrupt = {"Content-Type": "application/json", "Content-Encoding": encoding}
@@ -245,6 +246,8 @@ async def test_a_corrupt_content_encoding_is_400_in_the_route_s_shape(
             own = _shape(body, portal)
             assert own["error"] == "bad_content_encoding" and own["sentence"], (path, own)
     assert gateway.sink.records == []  # type: ignore[attr-defined]
+    # A sender's mistake, answered: no traceback in the gateway's log.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_session_source_s_body_over_the_limit_is_413_not_401(tmp_path: Path) -> None:

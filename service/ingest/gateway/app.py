@@ -443,6 +443,9 @@ class Gateway:
             # The rest of the body cannot be read, so aiohttp closes the connection after
             # this answer: say so, or the sender's next request meets a closed socket.
             response.force_close()
+            # And mark it ended: aiohttp would otherwise try to read the rest after the
+            # answer (its lingering close), meet the same error and log it as unhandled.
+            request.content.feed_eof()
         return response
 
     def too_large(self) -> BodyError:
