@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 from deploy_tools import (
@@ -120,3 +121,81 @@ def test_the_working_hours_fallback_is_the_calendars_opening_hours() -> None:
         (">=", str(opens)),
         ("<", str(closes)),
     ]
+
+
+# --- exact or absent ---------------------------------------------------------------------
+
+# Exported counters summed per partition that are not business series: they move with
+# their partitions like the dossier counters (service/outputs/metrics.py, pipeline_metrics.py).
+PER_PARTITION_PIPELINE = {
+    "motcua_events_total",
+    "motcua_events_duplicate_total",
+    "motcua_events_rejected_total",
+    "motcua_messages_read_total",
+}
+# Alerts that must fire while a partition is not counted: they say why.
+OUTAGE_ALERTS = {
+    "MotcuaPipelineStalled",
+    "MotcuaWorkerDown",
+    "MotcuaWorkerNotReady",
+    "MotcuaStoreDiskFilling",
+    "MotcuaInputTopicDeletesEvents",
+}
+
+
+def names_in(expr: str) -> list[str]:
+    """Metric names in `expr`, once per occurrence (label values and ranges left out)."""
+    bare = re.sub(r'"[^"]*"|\[[^\]]*\]', "", expr)
+    return re.findall(r"[a-zA-Z_:][\w:]*", bare)
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_every_sum_of_partition_figures_is_gated_by_the_dashboards_gate(
+    dashboards: ModuleType,
+) -> None:
+    """A sum over the workers of per-partition figures, in a rule or an alert, is taken only
+    while every partition is counted (the dashboards' COMPLETE, verbatim): a partial sum
+    would pass for the center's, and a counter's drop and return would count a partition's
+    history twice."""
+    gate = f"and on () {dashboards.COMPLETE}"
+    checked = 0
+    for group in load_yaml(RULES)["groups"]:
+        for rule in group["rules"]:
+            expr = normalised(rule["expr"])
+            raw = [
+                name
+                for name in names_in(expr)
+                if ":" not in name
+                and (dashboards.BUSINESS.search(name) or name in PER_PARTITION_PIPELINE)
+            ]
+            if not raw:
+                continue
+            checked += 1
+            name = rule.get("record") or rule.get("alert")
+            assert expr.count(gate) == len(raw), f"{name}: {raw} not each gated: {expr}"
+    assert checked >= 15  # the smoothed counters, the open stocks, the gauges of alerts
+
+
+def test_alerts_that_explain_an_outage_are_not_gated(dashboards: ModuleType) -> None:
+    """They must fire while a partition is not counted, so neither they nor the recordings
+    they read carry the gate."""
+    recorded = {
+        rule["record"]: rule["expr"]
+        for group in load_yaml(RULES)["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    gate = normalised(dashboards.COMPLETE)
+    for rule in alert_rules():
+        if rule["alert"] not in OUTAGE_ALERTS:
+            continue
+        todo, seen = [rule["expr"]], set[str]()
+        while todo:
+            expr = todo.pop()
+            assert gate not in normalised(expr), f"{rule['alert']} reads the gate: {expr}"
+            for name in set(names_in(expr)) & recorded.keys() - seen:
+                seen.add(name)
+                todo.append(recorded[name])
