@@ -45,7 +45,9 @@ async def _topic(bootstrap: str) -> tuple[str, list[dict[str, Any]]]:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     finally:
         await admin.close()
-    events = list(generate(SimulationConfig(dossiers=12, seed=31)))[:RECORDS]
+    # 30 dossiers give at least 67 events at any hour (12 gave 24 at some).
+    events = list(generate(SimulationConfig(dossiers=30, seed=31)))[:RECORDS]
+    assert len(events) == RECORDS
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
