@@ -205,23 +205,43 @@ def _usual_event(data: dict[str, Any], now: datetime | None) -> DossierEvent | N
             days = None
         elif days is None:
             return None
+        # By position (the Nones: procedure, channel, due_at, processing_days, new_due_at):
+        # binding keyword arguments costs more than passing the Nones between.
         return DossierEvent(
             event_id,
             dossier_id,
             _STEP_STARTED,
             occurred_at,
-            agency=agency,
-            step=step,
-            department=department,
-            step_due_at=step_due_at,
-            step_hours=hours,
-            step_days=days,
+            agency,
+            None,
+            None,
+            None,
+            None,
+            None,
+            step,
+            department,
+            step_due_at,
+            hours,
+            days,
         )
     if event_type is _STEP_COMPLETED:
         step = get("step")
         if left != 1 or not _usual_code(step):
             return None
-        return DossierEvent(event_id, dossier_id, _STEP_COMPLETED, occurred_at, step=step)
+        # By position, as for step_started: agency to new_due_at are None.
+        return DossierEvent(
+            event_id,
+            dossier_id,
+            _STEP_COMPLETED,
+            occurred_at,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            step,
+        )
     if event_type is _RETURNED:
         e_result = get("e_result")
         if e_result is not None:
@@ -316,13 +336,20 @@ def _usual_receipt(
         channel,
         due_at,
         days,
-        fee_due=flags[0],
-        components=counts[0],
-        components_digitised=counts[1],
-        components_reused=counts[2],
-        components_from_data_store=counts[3],
-        identity_verified=flags[1],
-        online_level=level,
+        # By position, as in _usual_event: new_due_at and the step's five are None.
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        flags[0],  # fee_due
+        counts[0],  # components
+        counts[1],  # components_digitised
+        counts[2],  # components_reused
+        counts[3],  # components_from_data_store
+        flags[1],  # identity_verified
+        level,  # online_level
     )
 
 

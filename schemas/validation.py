@@ -103,9 +103,10 @@ def parse_timestamp(value: Any, field: str) -> datetime:
 # zone and the offset plus FUTURE_TOLERANCE (the future test on naive times).
 _USUAL_OFFSETS: dict[str, tuple[tzinfo, timedelta]] = {}
 # What comes before such an offset in the usual timestamp: _RFC3339 without its offset, and a
-# fraction of at most 6 digits (parse_timestamp cuts longer ones).
+# fraction of at most 6 digits (parse_timestamp cuts longer ones). Each [0-9]{2} spelled out:
+# the matcher runs single character sets with less work than counted repeats.
 _USUAL_TIME = re.compile(
-    r"20[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"20[0-9][0-9]-[0-9][0-9]-[0-9][0-9][Tt ][0-9][0-9]:[0-9][0-9]:[0-9][0-9](?:\.[0-9]{1,6})?"
 )
 _fromisoformat = datetime.fromisoformat
 _combine = datetime.combine

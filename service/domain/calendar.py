@@ -147,11 +147,15 @@ def local_date(moment: datetime) -> date:
     return moment.astimezone(LOCAL_TZ).date()
 
 
+# Cached: dues and step dues fall on a few hundred days a year, and one datetime shared by
+# the dossiers of a day is one object for the clock's caches (clock.py) to find again.
+@lru_cache(maxsize=4096)
 def end_of_local_day(day: date) -> datetime:
     """23:59:59 local on `day`: the computed due (rule R1)."""
     return datetime.combine(day, time(23, 59, 59), tzinfo=LOCAL_TZ)
 
 
+@lru_cache(maxsize=4096)
 def start_of_local_day(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=LOCAL_TZ)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from schemas import Channel, DossierEvent, EventType, PaymentMethod, Rating
 from schemas.events import direct_init
+from service.domain.building import builder
 from service.domain.clock import Outcome
 from service.domain.dossier import Dossier
 from service.domain.rules import CLOSED, DUE_SET, ENDED, PAUSED, RESUMED
@@ -312,6 +313,10 @@ class IndexFacts:
         return end <= self.portal_due
 
 
+# Built with a dossier's facts, for every changed dossier (building.py).
+_build_index_facts = builder(IndexFacts)
+
+
 def _flag(count: int | None) -> bool | None:
     return None if count is None else count >= 1
 
@@ -435,7 +440,7 @@ class IndexTrack:
         fee_due = self.fee_due
         if fee_due is None and self.paid:
             fee_due = True  # a payment proves a fee was due
-        return IndexFacts(
+        return _build_index_facts(
             dossier.agency,
             received_at,
             dossier.channel is _ONLINE,
@@ -492,26 +497,27 @@ def index_marks(facts: IndexFacts) -> list[Mark]:
         out.append((received, "online_payment:den"))
         if facts.paid_online:
             out.append((received, "online_payment:num"))
-    for code, flag in (
-        ("reuse", facts.reused),
-        ("data_store", facts.from_data_store),
-        ("population_data", facts.population_data),
+    # The keys written out (not formatted): every closed dossier's marks are made again.
+    for den, num, flag in (
+        ("reuse:den", "reuse:num", facts.reused),
+        ("data_store:den", "data_store:num", facts.from_data_store),
+        ("population_data:den", "population_data:num", facts.population_data),
     ):
         if flag is not None:
-            out.append((received, f"{code}:den"))
+            out.append((received, den))
             if flag:
-                out.append((received, f"{code}:num"))
+                out.append((received, num))
     if facts.returned_at is not None:
         # One rule for unknown (three-valued logic): a dossier is in a denominator when its
         # reported facts decide the indicator's question, whichever facts those are.
-        for code, answer in (
-            ("e_result", facts.e_result),
-            ("digitised", _both(facts.digitised, facts.e_result)),
+        for den, num, answer in (
+            ("e_result:den", "e_result:num", facts.e_result),
+            ("digitised:den", "digitised:num", _both(facts.digitised, facts.e_result)),
         ):
             if answer is not None:
-                out.append((received, f"{code}:den"))
+                out.append((received, den))
                 if answer:
-                    out.append((received, f"{code}:num"))
+                    out.append((received, num))
     if facts.ended_at is not None:
         on_time = facts.portal_on_time(math.inf)
         out.append((received, "timeliness_portal:den"))

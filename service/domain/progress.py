@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from schemas import DossierEvent, EventType, InvalidEvent, Reason
+from service.domain.building import builder
 from service.domain.calendar import DEFAULT_CALENDAR, WorkingCalendar
+from service.domain.clock import epoch_seconds
 from service.domain.codec import (
     CHAR_TYPE,
     RANK,
@@ -59,6 +61,8 @@ _WITHDRAWN = EventType.WITHDRAWN
 
 
 _NOT_COMPUTED = object()  # `_due_ts` is not the timestamp of any due yet
+# A changed dossier's facts are built once per batch it is in (building.py).
+_build_facts = builder(DossierFacts)
 
 
 class DossierProgress(DossierState):
@@ -259,14 +263,14 @@ class DossierProgress(DossierState):
         if (
             same_instant
             and timeline
-            and SEGMENT.unpack_from(timeline, len(timeline) - 16)[0] == at.timestamp()
+            and SEGMENT.unpack_from(timeline, len(timeline) - 16)[0] == epoch_seconds(at)
         ):
             timeline = self._timeline = timeline[:-16]
         if self.clock_end is not None or self.closed_by is not None:
             return  # no longer in progress: the end instants are kept as fields
         code = self._code()
         if not timeline or last_segment_value(timeline) != code:
-            self._timeline = timeline + SEGMENT.pack(at.timestamp(), code)
+            self._timeline = timeline + SEGMENT.pack(epoch_seconds(at), code)
 
     def _code(self) -> float:
         """The timeline value of the state (report.py's segments)."""
@@ -316,12 +320,12 @@ class DossierProgress(DossierState):
                 received_ts = self.received_at.timestamp()
                 timeline = SEGMENT.pack(received_ts, self._due_timestamp())
             withdrawn = self.closed_by is _WITHDRAWN and self.clock_end is None
-            clock_end = self.clock_end.timestamp() if self.clock_end is not None else None
-            closed_at = self.closed_at.timestamp() if self.closed_at is not None else None
+            clock_end = epoch_seconds(self.clock_end) if self.clock_end is not None else None
+            closed_at = epoch_seconds(self.closed_at) if self.closed_at is not None else None
             index = self._index
             assert index is not None
             dossier = self.dossier
-            facts = self._facts = DossierFacts(
+            facts = self._facts = _build_facts(
                 self.agency,
                 self.channel,
                 received_ts,

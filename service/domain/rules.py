@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import overload
 
 from schemas import Channel, DossierEvent, EventType
+from service.domain.building import builder
 from service.domain.calendar import WorkingCalendar
 from service.domain.clock import Outcome, computed_due, judge, shift_due
 from service.domain.dossier import Dossier
@@ -45,6 +46,8 @@ _WITHDRAWN = EventType.WITHDRAWN
 _STEP_STARTED = EventType.STEP_STARTED
 _STEP_COMPLETED = EventType.STEP_COMPLETED
 _LATE = Outcome.LATE
+# A changed dossier's value is built once per batch it is in (building.py).
+_build_dossier = builder(Dossier)
 
 
 class DossierState:
@@ -94,7 +97,7 @@ class DossierState:
 
     def as_dossier(self, dossier_id: str) -> Dossier:
         """The state as the frozen value the counters read."""
-        return Dossier(
+        return _build_dossier(
             dossier_id,
             self.agency,
             self.procedure,

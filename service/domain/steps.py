@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from schemas import DossierEvent
 from schemas.events import direct_init
+from service.domain.building import builder
 from service.domain.calendar import (
     LOCAL_TZ,
     WorkingCalendar,
@@ -22,7 +23,7 @@ from service.domain.calendar import (
     local_date,
     start_of_local_day,
 )
-from service.domain.clock import Outcome, shift_due
+from service.domain.clock import Outcome, epoch_seconds, shift_due
 
 # What a dossier holds when no step is open: `overdue_held`'s department label.
 NO_DEPARTMENT = "none"
@@ -54,6 +55,11 @@ class CompletedStep:
     agency: str
     completed_ts: float  # when it ended, epoch seconds (as the report facts keep instants)
     outcome: Outcome  # ON_TIME or LATE: R14
+
+
+# Built for most events (building.py).
+_build_open_step = builder(OpenStep)
+_build_completed_step = builder(CompletedStep)
 
 
 def step_due_from_hours(started_at: datetime, hours: int, calendar: WorkingCalendar) -> datetime:
@@ -88,7 +94,7 @@ def start_step(event: DossierEvent, receiving_agency: str, calendar: WorkingCale
     else:
         assert event.step_days is not None
         due = end_of_local_day(calendar.add_working_days(local_date(at), event.step_days))
-    return OpenStep(event.step, event.department, event.agency or receiving_agency, at, due)
+    return _build_open_step(event.step, event.department, event.agency or receiving_agency, at, due)
 
 
 def resume_step(
@@ -100,7 +106,7 @@ def resume_step(
     due = shift_due(step.due, since, resumed_at, calendar)
     if due == step.due:
         return step
-    return OpenStep(step.step, step.department, step.agency, step.started_at, due)
+    return _build_open_step(step.step, step.department, step.agency, step.started_at, due)
 
 
 def finish_step(
@@ -110,7 +116,9 @@ def finish_step(
     if paused_at is not None:
         step = resume_step(step, paused_at, at, calendar)
     outcome = _LATE if at > step.due else _ON_TIME
-    return CompletedStep(step.step, step.department, step.agency, at.timestamp(), outcome)
+    return _build_completed_step(
+        step.step, step.department, step.agency, epoch_seconds(at), outcome
+    )
 
 
 def step_mark_key(agency: str, department: str, outcome: Outcome) -> str:

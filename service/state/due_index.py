@@ -51,7 +51,26 @@ def clock_kind(dossier: Dossier) -> str:
 def due_prefix(moment: datetime) -> str:
     """The key part for an instant: every key with a due before it sorts lower, every key
     with a due at or after it sorts higher (a bound for bisecting)."""
+    if moment.fold:
+        return _due_prefix(moment)
+    found = _PREFIXES.get(moment)
+    if found is None:
+        if len(_PREFIXES) >= PREFIXES_SIZE:
+            _PREFIXES.clear()
+        found = _PREFIXES[moment] = _due_prefix(moment)
+    return found
+
+
+def _due_prefix(moment: datetime) -> str:
     return f"{(moment - EPOCH) // MICROSECOND + OFFSET:0{WIDTH}d}"
+
+
+# Key parts by instant: a due's is asked for at every move of its dossier, and computing one
+# subtracts across zones (a computed due's zone looks its offset up in its rules). Keyed by
+# the datetime (which keeps its own hash), fold 0 only: two wall times of one zone that
+# differ only by fold compare equal but are different instants. Emptied when full.
+_PREFIXES: dict[datetime, str] = {}
+PREFIXES_SIZE = 16384
 
 
 def due_key(dossier: Dossier) -> DueKey:

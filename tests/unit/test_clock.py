@@ -6,14 +6,16 @@ Dates are worked out from a printed calendar; the comment on each case shows the
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 
 from service.domain import LOCAL_TZ, OpenState, Outcome, WorkingCalendar
 from service.domain.clock import (
+    Moment,
     computed_due,
     due_soon_from,
+    epoch_seconds,
     judge,
     next_change,
     running_state,
@@ -274,3 +276,45 @@ def test_next_change() -> None:
     assert next_change(MON_DUE, MON_DUE, CAL) == MON_DUE + US
     # Overdue never changes back without an event.
     assert next_change(MON_DUE, MON_DUE + US, CAL) is None
+
+
+# --------------------------------------------------------------------------- the caches
+
+
+def test_epoch_seconds_is_timestamp() -> None:
+    """The same float as `timestamp()`, in every kind of zone (fixed offsets of any size,
+    with seconds and microseconds, UTC, a zone with rules) and at any microsecond."""
+    zones = [
+        UTC,
+        timezone(timedelta(hours=7)),
+        timezone(timedelta(hours=-9, minutes=-30)),
+        timezone(timedelta(hours=23, minutes=59)),
+        timezone(timedelta(seconds=25201, microseconds=7)),
+        LOCAL_TZ,
+    ]
+    start = T("2000-01-01T00:00:00+00:00")
+    for i in range(5000):
+        instant = start + timedelta(seconds=i * 2_345_678.901, microseconds=i * 7919)
+        for zone in zones:
+            moment = instant.astimezone(zone)
+            assert epoch_seconds(moment) == moment.timestamp()
+
+
+@pytest.mark.parametrize(
+    "due",
+    [
+        T("2026-03-09T23:59:59+07:00"),
+        datetime(2026, 3, 9, 23, 59, 59, tzinfo=LOCAL_TZ),
+        T("2026-03-09T16:59:59+00:00"),
+        T("2026-03-09T16:59:59.000001+00:00"),
+    ],
+)
+def test_moment_compares_instants_across_zones(due: datetime) -> None:
+    """`after` and `before` judge instants, whatever the zones of `now` and of the due
+    (a due in a zone with rules is taken through the UTC cache), at and around it."""
+    for now in (due - US, due, due + US):
+        for zone in (UTC, timezone(timedelta(hours=7)), LOCAL_TZ):
+            at = Moment(now.astimezone(zone), CAL)
+            for _ in range(2):  # the second time from the caches
+                assert at.after(due) is (now > due)
+                assert at.before(due) is (now < due)
