@@ -21,6 +21,7 @@ from typing import Protocol
 
 from schemas import SOURCE_HEADER, EventType, InvalidEvent, Reason
 from service.domain import Dossier, Key, WorkingCalendar, contribution
+from service.domain.clock import epoch_seconds
 from service.domain.codec import encode_closed_totals, encode_page_key
 from service.domain.history import History, HistoryDelta, add_counts, closed_delta
 from service.domain.progress import Arrival, DossierProgress
@@ -309,7 +310,7 @@ class Transaction:
                 counted[partition_type] = counted.get(partition_type, 0) + 1
                 if live:
                     fresh[where] = (
-                        timestamp >= fresh_from and event.occurred_at.timestamp() >= fresh_from
+                        timestamp >= fresh_from and epoch_seconds(event.occurred_at) >= fresh_from
                     )
         finally:
             self.applied += applied  # counted in a local: also if a message raised
