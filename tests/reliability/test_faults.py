@@ -165,9 +165,11 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
-    """Write a file until the filesystem is full."""
+    """Write a file until the filesystem is full. The test makes the file before the worker
+    starts: once the worker's store has taken the last pages, even creating a file can be
+    refused (seen in a clean run)."""
     filler = disk / "filler"
-    with filler.open("wb") as out:
+    with filler.open("ab") as out:
         block = b"\0" * (1 << 20)
         try:
             while True:
@@ -207,6 +209,7 @@ def test_a_full_disk_stops_the_worker_and_leaves_its_store_for_the_restart(
     kafka_broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
     with small_disk(tmp_path / "disk", "32m") as disk:
+        (disk / "filler").touch()  # see fill()
         worker: WorkerProcess = worker_factory(extra_env={"MOTCUA_DATA_DIR": str(disk)})
         store = disk / "worker" / "dossiers"
         events = scenario(500, seed=2324)
