@@ -272,37 +272,33 @@ class Transaction:
                     progress = self.dossier(where)
                 elif faulted and where in faulted:
                     continue  # left half-changed by a failure: the next attempt applies it
-                if suspect is not None:
-                    # Failed once here: tried again on a copy (a failed rule may leave its
-                    # dossier half-changed), and set aside if it fails again.
-                    trial = DossierProgress.unpack(progress.dossier_id, progress.pack())
-                    try:
-                        arrival = trial.add(event, calendar)
-                    except InvalidEvent as exc:
-                        self._reject(meta, message, exc)
-                        continue
-                    except Exception as exc:
-                        if isinstance(exc, MemoryError):
-                            raise
-                        self._reject(meta, message, _set_aside(_fault(partition, offset, exc)))
-                        continue
-                    dossiers[where] = progress = trial
-                else:
-                    try:
-                        arrival = progress.add(event, calendar)  # the domain core: R6, R7
-                    except InvalidEvent as exc:
-                        self._reject(meta, message, exc)
-                        continue
-                    except Exception as exc:
-                        if isinstance(exc, MemoryError):
-                            raise
+                # A suspect (failed once here) is tried again on a copy: a failed rule may
+                # leave its dossier half-changed. Failing again, it is set aside.
+                trial = (
+                    progress
+                    if suspect is None
+                    else DossierProgress.unpack(progress.dossier_id, progress.pack())
+                )
+                try:
+                    arrival = trial.add(event, calendar)  # the domain core: R6, R7
+                except InvalidEvent as exc:
+                    self._reject(meta, message, exc)
+                    continue
+                except Exception as exc:
+                    if isinstance(exc, MemoryError):
+                        raise
+                    if suspect is None:
                         # The rule may have changed the dossier before it failed: this
                         # transaction cannot be saved. The batch's other dossiers go on, so
                         # that their own failures are found in the same pass.
                         failed += 1
                         faulted.add(where)
                         suspects[partition, offset] = _fault(partition, offset, exc, once=True)
-                        continue
+                    else:
+                        self._reject(meta, message, _set_aside(_fault(partition, offset, exc)))
+                    continue
+                if trial is not progress:
+                    dossiers[where] = progress = trial
                 if arrival is _DUPLICATE:
                     self._count_duplicate(meta, source_of(headers))
                     continue
